@@ -1,0 +1,287 @@
+//! Quotas, throttles, paused sources, circuit breakers and maintenance mode: the operator's
+//! levers. Every change is stamped with who made it, why, and under which ticket.
+
+use crate::ids::{IncidentId, JobType, TenantId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One token, in the bucket's fixed-point units: a bucket refills `max_per_hour` units per
+/// millisecond, so an hour's refill is exactly `max_per_hour` tokens with integer maths only.
+pub const TOKEN: u64 = 3_600_000;
+
+/// Who changed a governance setting, why, and under which ticket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub actor: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+}
+
+impl Stamp {
+    /// A stamp with no ticket.
+    pub fn new(actor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            reason: reason.into(),
+            ticket: None,
+        }
+    }
+}
+
+/// What a governance setting applies to: a tenant, a job type, or the pair.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Scope {
+    pub tenant: Option<TenantId>,
+    pub job_type: Option<JobType>,
+}
+
+impl Scope {
+    /// Every tenant's jobs of one type.
+    pub fn job_type(job_type: impl Into<String>) -> Self {
+        Self {
+            tenant: None,
+            job_type: Some(JobType(job_type.into())),
+        }
+    }
+
+    /// All of one tenant's jobs.
+    pub fn tenant(tenant: impl Into<String>) -> Self {
+        Self {
+            tenant: Some(TenantId(tenant.into())),
+            job_type: None,
+        }
+    }
+
+    /// One tenant's jobs of one type.
+    pub fn pair(tenant: impl Into<String>, job_type: impl Into<String>) -> Self {
+        Self {
+            tenant: Some(TenantId(tenant.into())),
+            job_type: Some(JobType(job_type.into())),
+        }
+    }
+
+    /// The three scopes a job of (tenant, job type) falls under.
+    pub fn covering(tenant: &TenantId, job_type: &JobType) -> [Scope; 3] {
+        [
+            Scope {
+                tenant: Some(tenant.clone()),
+                job_type: None,
+            },
+            Scope {
+                tenant: None,
+                job_type: Some(job_type.clone()),
+            },
+            Scope {
+                tenant: Some(tenant.clone()),
+                job_type: Some(job_type.clone()),
+            },
+        ]
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenant = self.tenant.as_ref().map_or("*", |t| t.as_str());
+        let job_type = self.job_type.as_ref().map_or("*", |t| t.as_str());
+        write!(f, "tenant={tenant} job_type={job_type}")
+    }
+}
+
+/// A token bucket over log time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBucket {
+    pub max_per_hour: u32,
+    pub burst: u32,
+    /// Tokens held, in units of 1/`TOKEN`.
+    pub units: u64,
+    pub updated_ms: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(max_per_hour: u32, burst: u32, now_ms: u64) -> Self {
+        Self {
+            max_per_hour,
+            burst,
+            units: u64::from(burst) * TOKEN,
+            updated_ms: now_ms,
+        }
+    }
+
+    /// Units held at `now_ms`, refilled since the last update.
+    fn units_at(&self, now_ms: u64) -> u64 {
+        let elapsed = now_ms.saturating_sub(self.updated_ms);
+        let refill = elapsed.saturating_mul(u64::from(self.max_per_hour));
+        self.units
+            .saturating_add(refill)
+            .min(u64::from(self.burst) * TOKEN)
+    }
+
+    /// Whether a whole token is available at `now_ms`.
+    pub fn has_token(&self, now_ms: u64) -> bool {
+        self.units_at(now_ms) >= TOKEN
+    }
+
+    /// Takes one token; the caller checked `has_token`.
+    pub fn take(&mut self, now_ms: u64) {
+        self.units = self.units_at(now_ms).saturating_sub(TOKEN);
+        self.updated_ms = now_ms;
+    }
+
+    /// Log time at which the next whole token will be there.
+    pub fn next_token_ms(&self, now_ms: u64) -> u64 {
+        let held = self.units_at(now_ms);
+        if held >= TOKEN || self.max_per_hour == 0 {
+            return now_ms;
+        }
+        let per_ms = u64::from(self.max_per_hour);
+        now_ms + (TOKEN - held).div_ceil(per_ms)
+    }
+}
+
+/// A tenant's (or tenant and job type's) quota.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// Jobs leased at once.
+    pub max_active: Option<u32>,
+    /// Leases granted per hour, with a burst, as a token bucket over log time.
+    pub rate: Option<TokenBucket>,
+}
+
+/// When a job type's breaker trips.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerConfig {
+    /// Trip when failed attempts make up at least this share of the window, in percent.
+    pub failure_threshold_percent: u8,
+    /// The sliding window, in log time.
+    pub window_ms: u64,
+    /// No trip on fewer attempts than this in the window.
+    pub min_attempts: u32,
+}
+
+/// Number of buckets a breaker's window is cut into.
+pub const BREAKER_BUCKETS: u64 = 10;
+
+/// A job type's circuit breaker: its settings, recent outcomes and open incident.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breaker {
+    pub config: BreakerConfig,
+    /// Outcome counts per bucket start: (succeeded, failed).
+    pub buckets: BTreeMap<u64, (u32, u32)>,
+    /// Set while the breaker is open; the job type is not leased until it is reset.
+    pub open_incident: Option<IncidentId>,
+}
+
+impl Breaker {
+    fn bucket_ms(&self) -> u64 {
+        (self.config.window_ms / BREAKER_BUCKETS).max(1)
+    }
+
+    /// Counts one attempt's outcome; returns the failure rate (percent) if it trips.
+    pub fn record(&mut self, now_ms: u64, failed: bool) -> Option<u8> {
+        let width = self.bucket_ms();
+        let bucket = now_ms / width * width;
+        let counts = self.buckets.entry(bucket).or_insert((0, 0));
+        if failed {
+            counts.1 += 1;
+        } else {
+            counts.0 += 1;
+        }
+        let oldest = now_ms.saturating_sub(self.config.window_ms);
+        self.buckets.retain(|&start, _| start + width > oldest);
+        if self.open_incident.is_some() {
+            return None;
+        }
+        let (ok, bad) = self
+            .buckets
+            .values()
+            .fold((0u64, 0u64), |(o, b), &(ok, bad)| {
+                (o + u64::from(ok), b + u64::from(bad))
+            });
+        let total = ok + bad;
+        if total < u64::from(self.config.min_attempts) || total == 0 {
+            return None;
+        }
+        let percent = bad * 100 / total;
+        (percent >= u64::from(self.config.failure_threshold_percent)).then_some(percent as u8)
+    }
+}
+
+/// A tripped breaker's record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub job_type: JobType,
+    pub opened_ms: u64,
+    pub opened_index: u64,
+    /// Failure rate that tripped it, in percent.
+    pub failure_rate_percent: u8,
+    /// Set once an operator reset the breaker.
+    pub resolved: Option<(u64, Stamp)>,
+}
+
+/// A governance change, as the history records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GovernanceChange {
+    QuotaSet {
+        scope: Scope,
+        max_active: Option<u32>,
+        max_per_hour: Option<u32>,
+        burst: Option<u32>,
+    },
+    Throttled {
+        scope: Scope,
+        max_concurrent: Option<u32>,
+    },
+    SourcePaused {
+        scope: Scope,
+    },
+    SourceResumed {
+        scope: Scope,
+    },
+    BreakerConfigured {
+        job_type: JobType,
+        config: Option<BreakerConfig>,
+    },
+    BreakerTripped {
+        job_type: JobType,
+        incident: IncidentId,
+    },
+    BreakerReset {
+        job_type: JobType,
+    },
+    Maintenance {
+        enabled: bool,
+    },
+    ScheduleCreated {
+        schedule: crate::ids::ScheduleId,
+    },
+    SchedulePaused {
+        schedule: crate::ids::ScheduleId,
+        paused: bool,
+    },
+    ScheduleDeleted {
+        schedule: crate::ids::ScheduleId,
+    },
+    JobCanceled {
+        job: crate::ids::JobId,
+    },
+    JobReplayed {
+        job: crate::ids::JobId,
+        replay: crate::ids::JobId,
+    },
+    Backfill {
+        jobs: Vec<crate::ids::JobId>,
+        ticket: String,
+    },
+}
+
+/// One entry in the cluster-wide governance history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernanceEvent {
+    pub log_index: u64,
+    pub at_ms: u64,
+    /// `None` for changes the cluster made itself (a breaker tripping).
+    pub stamp: Option<Stamp>,
+    pub change: GovernanceChange,
+}

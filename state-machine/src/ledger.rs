@@ -1,0 +1,346 @@
+//! The scheduler's state: the persisted ledger, the indexes derived from it, and `apply`.
+
+use crate::command::{Command, Reply};
+use crate::error::SchedulerError;
+use crate::governance::{
+    Breaker, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
+};
+use crate::ids::{IncidentId, JobId, JobType, PlanId, ScheduleId, TenantId};
+use crate::job::{Job, JobEvent, JobEventKind, JobState, Status};
+use crate::plan::Plan;
+use crate::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What `apply` answers: a reply, or the reason the command was rejected (and changed nothing).
+pub type Response = Result<Reply, SchedulerError>;
+
+/// Everything that is replicated and snapshotted. Indexes are not here: they are rebuilt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ledger {
+    /// Log time of the latest applied command; never goes backwards.
+    pub now_ms: u64,
+    pub next_job_id: u64,
+    pub next_plan_id: u64,
+    pub next_incident_id: u64,
+    pub last_lease_id: u64,
+    pub jobs: BTreeMap<JobId, Job>,
+    pub plans: BTreeMap<PlanId, Plan>,
+    pub schedules: BTreeMap<ScheduleId, Schedule>,
+    pub quotas: BTreeMap<Scope, Quota>,
+    pub throttles: BTreeMap<Scope, u32>,
+    pub paused: BTreeMap<Scope, Stamp>,
+    pub breakers: BTreeMap<JobType, Breaker>,
+    pub incidents: BTreeMap<IncidentId, Incident>,
+    pub maintenance: Option<Stamp>,
+    pub governance: Vec<GovernanceEvent>,
+    /// The tenant served last, where the next lease's round-robin starts after.
+    pub fair_cursor: Option<TenantId>,
+}
+
+/// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
+/// time, then id.
+pub(crate) type ReadyKey = (u16, u64, JobId);
+
+pub(crate) fn ready_key(priority: u16, eligible_ms: u64, id: JobId) -> ReadyKey {
+    (u16::MAX - priority, eligible_ms, id)
+}
+
+/// Lookup structures derived from the ledger alone; `check_invariants` rebuilds and compares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Indexes {
+    pub ready: BTreeMap<TenantId, BTreeMap<JobType, BTreeSet<ReadyKey>>>,
+    pub by_status: BTreeSet<(Status, JobId)>,
+    pub idempotency: BTreeMap<(TenantId, String), JobId>,
+    /// Dependency to the pending jobs still waiting on it.
+    pub dependents: BTreeMap<JobId, BTreeSet<JobId>>,
+    /// Wake-ups: pending jobs' not-before times and failed jobs' retry times.
+    pub timers: BTreeSet<(u64, JobId)>,
+    pub lease_expiry: BTreeSet<(u64, JobId)>,
+    /// Leased jobs per scope, for throttles and quotas.
+    pub active: BTreeMap<Scope, u32>,
+    /// Jobs per (tenant, job type) and status, indexed by `Status as usize`.
+    pub depth: BTreeMap<(TenantId, JobType), [u32; 7]>,
+    pub schedule_due: BTreeSet<(u64, ScheduleId)>,
+}
+
+impl Indexes {
+    pub(crate) fn rebuild(ledger: &Ledger) -> Indexes {
+        let mut idx = Indexes::default();
+        for job in ledger.jobs.values() {
+            if let Some(key) = &job.spec.idempotency_key {
+                idx.idempotency
+                    .insert((job.spec.tenant.clone(), key.clone()), job.id);
+            }
+            idx.add(job);
+        }
+        for schedule in ledger.schedules.values() {
+            idx.add_schedule(schedule);
+        }
+        idx
+    }
+
+    /// Adds the entries of `job` in its current state.
+    pub(crate) fn add(&mut self, job: &Job) {
+        self.index(job, true);
+    }
+
+    /// Removes the entries of `job` in its current state.
+    pub(crate) fn remove(&mut self, job: &Job) {
+        self.index(job, false);
+    }
+
+    fn index(&mut self, job: &Job, add: bool) {
+        let id = job.id;
+        let spec = &job.spec;
+        let status = job.status();
+        toggle(&mut self.by_status, (status, id), add);
+        let depth = self
+            .depth
+            .entry((spec.tenant.clone(), spec.job_type.clone()))
+            .or_default();
+        if add {
+            depth[status as usize] += 1;
+        } else {
+            depth[status as usize] = depth[status as usize].saturating_sub(1);
+            if depth.iter().all(|&n| n == 0) {
+                self.depth
+                    .remove(&(spec.tenant.clone(), spec.job_type.clone()));
+            }
+        }
+        match &job.state {
+            JobState::Pending {
+                unmet,
+                not_before_ms,
+            } => {
+                if unmet.is_empty() {
+                    toggle(&mut self.timers, (*not_before_ms, id), add);
+                }
+                for dep in unmet {
+                    let waiting = self.dependents.entry(*dep).or_default();
+                    toggle(waiting, id, add);
+                    if waiting.is_empty() {
+                        self.dependents.remove(dep);
+                    }
+                }
+            }
+            JobState::Ready { eligible_ms } => {
+                let key = ready_key(spec.priority, *eligible_ms, id);
+                let by_type = self.ready.entry(spec.tenant.clone()).or_default();
+                let set = by_type.entry(spec.job_type.clone()).or_default();
+                toggle(set, key, add);
+                if set.is_empty() {
+                    by_type.remove(&spec.job_type);
+                    if by_type.is_empty() {
+                        self.ready.remove(&spec.tenant);
+                    }
+                }
+            }
+            JobState::Leased { lease } => {
+                toggle(&mut self.lease_expiry, (lease.until_ms, id), add);
+                for scope in Scope::covering(&spec.tenant, &spec.job_type) {
+                    let count = self.active.entry(scope.clone()).or_default();
+                    if add {
+                        *count += 1;
+                    } else {
+                        *count = count.saturating_sub(1);
+                    }
+                    if *count == 0 {
+                        self.active.remove(&scope);
+                    }
+                }
+            }
+            JobState::Failed { retry_at_ms, .. } => {
+                toggle(&mut self.timers, (*retry_at_ms, id), add);
+            }
+            JobState::Succeeded { .. }
+            | JobState::DeadLettered { .. }
+            | JobState::Canceled { .. } => {}
+        }
+    }
+
+    pub(crate) fn add_schedule(&mut self, schedule: &Schedule) {
+        if let (false, Some(next)) = (schedule.paused, schedule.next_fire_ms) {
+            self.schedule_due.insert((next, schedule.id.clone()));
+        }
+    }
+
+    pub(crate) fn remove_schedule(&mut self, schedule: &Schedule) {
+        if let Some(next) = schedule.next_fire_ms {
+            self.schedule_due.remove(&(next, schedule.id.clone()));
+        }
+    }
+}
+
+fn toggle<T: Ord>(set: &mut BTreeSet<T>, item: T, add: bool) {
+    if add {
+        set.insert(item);
+    } else {
+        set.remove(&item);
+    }
+}
+
+/// Where `apply` is: the log time and the log index of the command being applied.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At {
+    pub now_ms: u64,
+    pub log_index: u64,
+}
+
+/// The whole scheduler: the ledger and its indexes. Replicas that apply the same log reach
+/// equal states, which `digest` shows.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub(crate) ledger: Ledger,
+    pub(crate) idx: Indexes,
+}
+
+impl State {
+    /// An empty scheduler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one command at log time `now_ms` (clamped so time never goes backwards) from
+    /// the log entry at `log_index`. Time-driven work (lease expiry, backoff promotion,
+    /// schedule firings) runs first, then the command.
+    pub fn apply(&mut self, command: Command, now_ms: u64, log_index: u64) -> Response {
+        let now_ms = now_ms.max(self.ledger.now_ms);
+        self.ledger.now_ms = now_ms;
+        let at = At { now_ms, log_index };
+        self.advance_time(at);
+        match command {
+            Command::Tick => Ok(Reply::Ticked),
+            Command::Enqueue { spec } => self.enqueue(spec, at),
+            Command::SubmitPlan { steps, backfill } => self.submit_plan(steps, backfill, at),
+            Command::Lease {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+            } => self.lease(worker, job_types, max, ttl_ms, at),
+            Command::Heartbeat { job_id, lease_id } => self.heartbeat(job_id, lease_id, at),
+            Command::Complete {
+                job_id,
+                lease_id,
+                completion,
+            } => self.complete(job_id, lease_id, completion, at),
+            Command::Cancel { job_id, stamp } => self.cancel(job_id, stamp, at),
+            Command::Replay { job_id, stamp } => self.replay(job_id, stamp, at),
+            Command::SetQuota {
+                tenant,
+                job_type,
+                max_active,
+                max_per_hour,
+                burst,
+                stamp,
+            } => self.set_quota(tenant, job_type, max_active, max_per_hour, burst, stamp, at),
+            Command::Throttle {
+                scope,
+                max_concurrent,
+                stamp,
+            } => self.throttle(scope, max_concurrent, stamp, at),
+            Command::PauseSource { scope, stamp } => self.pause_source(scope, stamp, at),
+            Command::ResumeSource { scope, stamp } => self.resume_source(scope, stamp, at),
+            Command::ConfigureBreaker {
+                job_type,
+                config,
+                stamp,
+            } => self.configure_breaker(job_type, config, stamp, at),
+            Command::ResetBreaker { job_type, stamp } => self.reset_breaker(job_type, stamp, at),
+            Command::SetMaintenance { enabled, stamp } => self.set_maintenance(enabled, stamp, at),
+            Command::CreateSchedule {
+                id,
+                template,
+                cadence,
+                catch_up,
+                stamp,
+            } => self.create_schedule(id, template, cadence, catch_up, stamp, at),
+            Command::PauseSchedule { id, paused, stamp } => {
+                self.pause_schedule(id, paused, stamp, at)
+            }
+            Command::DeleteSchedule { id, stamp } => self.delete_schedule(id, stamp, at),
+        }
+    }
+
+    /// Runs what log time has made due: expired leases first (their retries may fall due
+    /// at once), then wake-ups, then schedule firings.
+    fn advance_time(&mut self, at: At) {
+        while let Some(&(until, id)) = self.idx.lease_expiry.first() {
+            if until > at.now_ms {
+                break;
+            }
+            self.expire_lease(id, at);
+        }
+        while let Some(&(due, id)) = self.idx.timers.first() {
+            if due > at.now_ms {
+                break;
+            }
+            self.wake(id, due, at);
+        }
+        while let Some((due, id)) = self.idx.schedule_due.first().cloned() {
+            if due > at.now_ms {
+                break;
+            }
+            self.fire_schedule(&id, at);
+        }
+    }
+
+    /// A pending job's not-before time or a failed job's backoff has passed.
+    fn wake(&mut self, id: JobId, due_ms: u64, at: At) {
+        let Some(job) = self.ledger.jobs.get(&id) else {
+            self.idx.timers.remove(&(due_ms, id));
+            return;
+        };
+        if matches!(
+            job.state,
+            JobState::Pending { .. } | JobState::Failed { .. }
+        ) {
+            self.set_state(
+                id,
+                JobState::Ready {
+                    eligible_ms: due_ms,
+                },
+                at,
+                JobEventKind::Ready,
+            );
+        } else {
+            self.idx.timers.remove(&(due_ms, id));
+        }
+    }
+
+    /// Moves a job to a new state, keeping every index in step, and records the event.
+    pub(crate) fn set_state(&mut self, id: JobId, state: JobState, at: At, event: JobEventKind) {
+        let Some(job) = self.ledger.jobs.get_mut(&id) else {
+            return;
+        };
+        self.idx.remove(job);
+        job.state = state;
+        self.idx.add(job);
+        record(job, at, event);
+    }
+
+    /// Appends to the cluster-wide governance history.
+    pub(crate) fn govern(&mut self, stamp: Option<Stamp>, change: GovernanceChange, at: At) {
+        self.ledger.governance.push(GovernanceEvent {
+            log_index: at.log_index,
+            at_ms: at.now_ms,
+            stamp,
+            change,
+        });
+    }
+
+    /// Log time of the latest applied command.
+    pub fn now_ms(&self) -> u64 {
+        self.ledger.now_ms
+    }
+}
+
+/// Appends an event to a job's history.
+pub(crate) fn record(job: &mut Job, at: At, kind: JobEventKind) {
+    job.history.push(JobEvent {
+        log_index: at.log_index,
+        at_ms: at.now_ms,
+        kind,
+    });
+}

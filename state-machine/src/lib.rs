@@ -1,0 +1,40 @@
+//! rota's scheduler: a pure, deterministic state machine.
+//!
+//! `State::apply(command, now_ms, log_index)` is the only way state changes. It reads no
+//! clock, draws no random number and does no IO: time comes from the log, retry jitter from
+//! a hash of (job, attempt), and every decision iterates ordered maps. Replicas that apply
+//! the same log reach equal states and equal `digest`s.
+
+mod command;
+mod error;
+mod governance;
+mod ids;
+mod invariants;
+mod job;
+mod leasing;
+mod ledger;
+mod operate;
+mod plan;
+mod query;
+mod schedule;
+mod snapshot;
+mod submit;
+
+pub use command::{Command, Completion, Grant, LeaseHold, PlanStep, Reply};
+pub use error::SchedulerError;
+pub use governance::{
+    Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
+    TokenBucket,
+};
+pub use ids::{IncidentId, JobId, JobType, LeaseId, PlanId, ScheduleId, TenantId, WorkerId};
+pub use job::{
+    Artifact, Attempt, AttemptOutcome, Backfill, Job, JobEvent, JobEventKind, JobSpec, JobState,
+    Lease, Origin, RetryPolicy, Status, DEFAULT_LEASE_TTL_MS, DEFAULT_PRIORITY, REPLAY_PRIORITY,
+};
+pub use leasing::{backoff_ms, MAX_LEASE_BATCH};
+pub use ledger::{Response, State};
+pub use plan::{Plan, PlanStatus};
+pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
+pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
+pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
+pub use submit::{MAX_NAME_LEN, MAX_PAYLOAD_BYTES};

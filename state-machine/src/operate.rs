@@ -1,0 +1,332 @@
+//! Operator commands: quotas, throttles, pauses, breakers, maintenance and schedules.
+
+use crate::command::Reply;
+use crate::error::SchedulerError;
+use crate::governance::{
+    Breaker, BreakerConfig, GovernanceChange, Quota, Scope, Stamp, TokenBucket,
+};
+use crate::ids::{JobType, ScheduleId, TenantId};
+use crate::job::{JobSpec, Origin};
+use crate::ledger::{At, Response, State};
+use crate::schedule::{Cadence, CatchUp, Schedule};
+use crate::submit::{check_name, check_spec, check_stamp};
+use std::collections::BTreeMap;
+
+fn check_scope(scope: &Scope) -> Result<(), SchedulerError> {
+    if scope.tenant.is_none() && scope.job_type.is_none() {
+        return Err(SchedulerError::invalid(
+            "scope",
+            "name a tenant, a job type or both (maintenance mode stops everything)",
+        ));
+    }
+    if let Some(t) = &scope.tenant {
+        check_name("tenant", t.as_str())?;
+    }
+    if let Some(jt) = &scope.job_type {
+        check_name("job_type", jt.as_str())?;
+    }
+    Ok(())
+}
+
+impl State {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn set_quota(
+        &mut self,
+        tenant: TenantId,
+        job_type: Option<JobType>,
+        max_active: Option<u32>,
+        max_per_hour: Option<u32>,
+        burst: Option<u32>,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        let scope = Scope {
+            tenant: Some(tenant),
+            job_type,
+        };
+        check_scope(&scope)?;
+        if max_per_hour == Some(0) {
+            return Err(SchedulerError::invalid(
+                "max_per_hour",
+                "must be at least 1 (pause the source to stop it)",
+            ));
+        }
+        if burst.is_some() && max_per_hour.is_none() {
+            return Err(SchedulerError::invalid("burst", "needs max_per_hour"));
+        }
+        if burst == Some(0) {
+            return Err(SchedulerError::invalid("burst", "must be at least 1"));
+        }
+        let rate = max_per_hour.map(|per_hour| {
+            let burst = burst.unwrap_or(per_hour);
+            match self.ledger.quotas.get(&scope).and_then(|q| q.rate.clone()) {
+                // Keep the tokens already spent when only the limits change.
+                Some(mut bucket) => {
+                    bucket.units = bucket
+                        .units
+                        .min(u64::from(burst) * crate::governance::TOKEN);
+                    bucket.max_per_hour = per_hour;
+                    bucket.burst = burst;
+                    bucket
+                }
+                None => TokenBucket::new(per_hour, burst, at.now_ms),
+            }
+        });
+        if max_active.is_none() && rate.is_none() {
+            self.ledger.quotas.remove(&scope);
+        } else {
+            self.ledger
+                .quotas
+                .insert(scope.clone(), Quota { max_active, rate });
+        }
+        let change = GovernanceChange::QuotaSet {
+            scope,
+            max_active,
+            max_per_hour,
+            burst,
+        };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn throttle(
+        &mut self,
+        scope: Scope,
+        max_concurrent: Option<u32>,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        check_scope(&scope)?;
+        match max_concurrent {
+            Some(cap) => self.ledger.throttles.insert(scope.clone(), cap),
+            None => self.ledger.throttles.remove(&scope),
+        };
+        let change = GovernanceChange::Throttled {
+            scope,
+            max_concurrent,
+        };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn pause_source(&mut self, scope: Scope, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        check_scope(&scope)?;
+        self.ledger.paused.insert(scope.clone(), stamp.clone());
+        self.govern(Some(stamp), GovernanceChange::SourcePaused { scope }, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn resume_source(&mut self, scope: Scope, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        check_scope(&scope)?;
+        self.ledger.paused.remove(&scope);
+        self.govern(Some(stamp), GovernanceChange::SourceResumed { scope }, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn configure_breaker(
+        &mut self,
+        job_type: JobType,
+        config: Option<BreakerConfig>,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        check_name("job_type", job_type.as_str())?;
+        if let Some(c) = &config {
+            if !(1..=100).contains(&c.failure_threshold_percent) {
+                return Err(SchedulerError::invalid(
+                    "failure_threshold_percent",
+                    "must be between 1 and 100",
+                ));
+            }
+            if c.window_ms < 1_000 {
+                return Err(SchedulerError::invalid(
+                    "window_ms",
+                    "must be at least 1000",
+                ));
+            }
+            if c.min_attempts == 0 {
+                return Err(SchedulerError::invalid(
+                    "min_attempts",
+                    "must be at least 1",
+                ));
+            }
+        }
+        match config.clone() {
+            Some(config) => {
+                let breaker = self
+                    .ledger
+                    .breakers
+                    .entry(job_type.clone())
+                    .or_insert(Breaker {
+                        config: config.clone(),
+                        buckets: BTreeMap::new(),
+                        open_incident: None,
+                    });
+                breaker.config = config;
+            }
+            None => {
+                if let Some(open) = self
+                    .ledger
+                    .breakers
+                    .remove(&job_type)
+                    .and_then(|b| b.open_incident)
+                {
+                    if let Some(incident) = self.ledger.incidents.get_mut(&open) {
+                        incident.resolved = Some((at.now_ms, stamp.clone()));
+                    }
+                }
+            }
+        }
+        let change = GovernanceChange::BreakerConfigured { job_type, config };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn reset_breaker(&mut self, job_type: JobType, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        let open = self
+            .ledger
+            .breakers
+            .get_mut(&job_type)
+            .and_then(|b| b.open_incident.take().map(|open| (b, open)));
+        let Some((breaker, incident)) = open else {
+            return Err(SchedulerError::BreakerNotOpen(job_type.0));
+        };
+        breaker.buckets.clear();
+        if let Some(incident) = self.ledger.incidents.get_mut(&incident) {
+            incident.resolved = Some((at.now_ms, stamp.clone()));
+        }
+        self.govern(Some(stamp), GovernanceChange::BreakerReset { job_type }, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn set_maintenance(&mut self, enabled: bool, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        self.ledger.maintenance = enabled.then(|| stamp.clone());
+        self.govern(Some(stamp), GovernanceChange::Maintenance { enabled }, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn create_schedule(
+        &mut self,
+        id: ScheduleId,
+        template: JobSpec,
+        cadence: Cadence,
+        catch_up: CatchUp,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        check_name("schedule", id.as_str())?;
+        check_spec(&template)?;
+        if !template.depends_on.is_empty() || template.idempotency_key.is_some() {
+            return Err(SchedulerError::invalid(
+                "template",
+                "a schedule's template has no dependencies and no idempotency key (each firing gets its own)",
+            ));
+        }
+        cadence.validate(at.now_ms)?;
+        if self.ledger.schedules.contains_key(&id) {
+            return Err(SchedulerError::ScheduleExists(id));
+        }
+        let schedule = Schedule {
+            id: id.clone(),
+            next_fire_ms: cadence.next_after(at.now_ms, at.now_ms),
+            template,
+            cadence,
+            catch_up,
+            anchor_ms: at.now_ms,
+            paused: false,
+            last_fired_ms: None,
+            created_by: stamp.clone(),
+        };
+        self.idx.add_schedule(&schedule);
+        self.ledger.schedules.insert(id.clone(), schedule);
+        self.govern(
+            Some(stamp),
+            GovernanceChange::ScheduleCreated { schedule: id },
+            at,
+        );
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn pause_schedule(
+        &mut self,
+        id: ScheduleId,
+        paused: bool,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        let Some(schedule) = self.ledger.schedules.get_mut(&id) else {
+            return Err(SchedulerError::ScheduleNotFound(id));
+        };
+        self.idx.remove_schedule(schedule);
+        if schedule.paused && !paused {
+            // Firings that fell due while paused are not made up.
+            schedule.next_fire_ms = schedule.cadence.next_after(schedule.anchor_ms, at.now_ms);
+        }
+        schedule.paused = paused;
+        self.idx.add_schedule(schedule);
+        let change = GovernanceChange::SchedulePaused {
+            schedule: id,
+            paused,
+        };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn delete_schedule(&mut self, id: ScheduleId, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        let Some(schedule) = self.ledger.schedules.remove(&id) else {
+            return Err(SchedulerError::ScheduleNotFound(id));
+        };
+        self.idx.remove_schedule(&schedule);
+        self.govern(
+            Some(stamp),
+            GovernanceChange::ScheduleDeleted { schedule: id },
+            at,
+        );
+        Ok(Reply::Done)
+    }
+
+    /// Enqueues the schedule's due firing, if any, under its firing key, and moves it on.
+    pub(crate) fn fire_schedule(&mut self, id: &ScheduleId, at: At) {
+        let Some(schedule) = self.ledger.schedules.get(id) else {
+            return;
+        };
+        let (fire, next) = schedule.due(at.now_ms);
+        let firing = fire.map(|fire_ms| {
+            let mut spec = schedule.template.clone();
+            spec.idempotency_key = Some(schedule.firing_key(fire_ms));
+            spec.not_before_ms = None;
+            (fire_ms, spec)
+        });
+        if let Some((fire_ms, spec)) = firing {
+            if self
+                .idempotent_match(&spec.tenant, &spec.idempotency_key)
+                .is_none()
+            {
+                let origin = Origin {
+                    schedule: Some((id.clone(), fire_ms)),
+                    ..Origin::default()
+                };
+                self.create_job(spec, origin, at);
+            }
+        }
+        let Some(schedule) = self.ledger.schedules.get_mut(id) else {
+            return;
+        };
+        self.idx.remove_schedule(schedule);
+        if fire.is_some() {
+            schedule.last_fired_ms = fire;
+        }
+        schedule.next_fire_ms = next;
+        self.idx.add_schedule(schedule);
+    }
+}

@@ -1,0 +1,240 @@
+//! Read-only views of the state: what the APIs and the CLI show.
+
+use crate::governance::{GovernanceEvent, Incident, Quota, Scope, Stamp};
+use crate::ids::{JobId, JobType, PlanId, TenantId};
+use crate::job::{Artifact, Job, Status};
+use crate::ledger::State;
+use crate::plan::{Plan, PlanStatus};
+use crate::schedule::Schedule;
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
+
+/// Most jobs one page returns.
+pub const MAX_PAGE: usize = 1_000;
+
+/// Which jobs a listing returns. Every field narrows; `None` means any.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFilter {
+    pub status: Option<Status>,
+    pub tenant: Option<TenantId>,
+    pub job_type: Option<JobType>,
+    /// Created at or after this log time.
+    pub since_ms: Option<u64>,
+    /// Created before this log time.
+    pub until_ms: Option<u64>,
+}
+
+impl JobFilter {
+    fn matches(&self, job: &Job) -> bool {
+        self.status.is_none_or(|s| job.status() == s)
+            && self.tenant.as_ref().is_none_or(|t| &job.spec.tenant == t)
+            && self
+                .job_type
+                .as_ref()
+                .is_none_or(|t| &job.spec.job_type == t)
+            && self.since_ms.is_none_or(|s| job.created_ms >= s)
+            && self.until_ms.is_none_or(|u| job.created_ms < u)
+    }
+}
+
+/// One page of a listing, in job id order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobPage<'a> {
+    pub jobs: Vec<&'a Job>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next_after: Option<JobId>,
+}
+
+/// Jobs of one (tenant, job type) by status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDepth {
+    pub tenant: TenantId,
+    pub job_type: JobType,
+    pub pending: u32,
+    pub ready: u32,
+    pub leased: u32,
+    /// Failed and waiting out a backoff.
+    pub retrying: u32,
+}
+
+/// A plan with its derived status and its steps' states.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanView<'a> {
+    pub plan: &'a Plan,
+    pub status: PlanStatus,
+    pub steps: Vec<(&'a str, JobId, Status)>,
+}
+
+/// What a job read and what each of its attempts wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lineage<'a> {
+    pub inputs: &'a [Artifact],
+    /// (attempt number, outputs) for attempts that reported any.
+    pub outputs: Vec<(u32, &'a [Artifact])>,
+}
+
+impl State {
+    /// One job with its attempts and history.
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.ledger.jobs.get(&id)
+    }
+
+    /// Number of jobs in the ledger, terminal ones included.
+    pub fn job_count(&self) -> usize {
+        self.ledger.jobs.len()
+    }
+
+    /// Jobs matching `filter` with ids after `after`, at most `limit` (capped at `MAX_PAGE`).
+    pub fn list_jobs(&self, filter: &JobFilter, after: Option<JobId>, limit: usize) -> JobPage<'_> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let candidates: Box<dyn Iterator<Item = &Job>> = match filter.status {
+            Some(status) => {
+                let from = match after {
+                    Some(id) => Bound::Excluded((status, id)),
+                    None => Bound::Included((status, JobId(0))),
+                };
+                Box::new(
+                    self.idx
+                        .by_status
+                        .range((from, Bound::Included((status, JobId(u64::MAX)))))
+                        .filter_map(|(_, id)| self.ledger.jobs.get(id)),
+                )
+            }
+            None => Box::new(
+                self.ledger
+                    .jobs
+                    .range((start, Bound::Unbounded))
+                    .map(|(_, job)| job),
+            ),
+        };
+        let mut jobs: Vec<&Job> = candidates
+            .filter(|j| filter.matches(j))
+            .take(limit + 1)
+            .collect();
+        let next_after = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        JobPage { jobs, next_after }
+    }
+
+    /// The dead-letter queue, oldest first.
+    pub fn dead_letters(&self, after: Option<JobId>, limit: usize) -> JobPage<'_> {
+        let filter = JobFilter {
+            status: Some(Status::DeadLettered),
+            ..JobFilter::default()
+        };
+        self.list_jobs(&filter, after, limit)
+    }
+
+    /// Non-terminal jobs per (tenant, job type).
+    pub fn queue_depth(&self) -> Vec<QueueDepth> {
+        self.idx
+            .depth
+            .iter()
+            .map(|((tenant, job_type), n)| QueueDepth {
+                tenant: tenant.clone(),
+                job_type: job_type.clone(),
+                pending: n[Status::Pending as usize],
+                ready: n[Status::Ready as usize],
+                leased: n[Status::Leased as usize],
+                retrying: n[Status::Failed as usize],
+            })
+            .filter(|d| d.pending + d.ready + d.leased + d.retrying > 0)
+            .collect()
+    }
+
+    /// Jobs per status across the ledger.
+    pub fn status_counts(&self) -> [(Status, usize); 7] {
+        Status::ALL.map(|s| {
+            let low = (s, JobId(0));
+            let high = (s, JobId(u64::MAX));
+            (s, self.idx.by_status.range(low..=high).count())
+        })
+    }
+
+    /// A plan, its derived status and its steps.
+    pub fn plan(&self, id: PlanId) -> Option<PlanView<'_>> {
+        let plan = self.ledger.plans.get(&id)?;
+        let steps: Vec<(&str, JobId, Status)> = plan
+            .steps
+            .iter()
+            .filter_map(|(key, job)| {
+                Some((key.as_str(), *job, self.ledger.jobs.get(job)?.status()))
+            })
+            .collect();
+        let status = PlanStatus::derive(steps.iter().map(|s| s.2));
+        Some(PlanView {
+            plan,
+            status,
+            steps,
+        })
+    }
+
+    /// Incidents, optionally only those still open.
+    pub fn incidents(&self, open_only: bool) -> Vec<&Incident> {
+        self.ledger
+            .incidents
+            .values()
+            .filter(|i| !open_only || i.resolved.is_none())
+            .collect()
+    }
+
+    /// A job's lineage: its declared inputs and the outputs its attempts reported.
+    pub fn lineage(&self, id: JobId) -> Option<Lineage<'_>> {
+        let job = self.ledger.jobs.get(&id)?;
+        let outputs = job
+            .attempts
+            .iter()
+            .filter(|a| !a.outputs.is_empty())
+            .map(|a| (a.number, a.outputs.as_slice()))
+            .collect();
+        Some(Lineage {
+            inputs: &job.spec.inputs,
+            outputs,
+        })
+    }
+
+    /// Recurring schedules by name.
+    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
+        self.ledger.schedules.values()
+    }
+
+    /// Quotas by scope.
+    pub fn quotas(&self) -> impl Iterator<Item = (&Scope, &Quota)> {
+        self.ledger.quotas.iter()
+    }
+
+    /// Concurrency caps by scope.
+    pub fn throttles(&self) -> impl Iterator<Item = (&Scope, u32)> {
+        self.ledger.throttles.iter().map(|(s, &cap)| (s, cap))
+    }
+
+    /// Paused sources and who paused them.
+    pub fn paused_sources(&self) -> impl Iterator<Item = (&Scope, &Stamp)> {
+        self.ledger.paused.iter()
+    }
+
+    /// Jobs of `scope` leased right now.
+    pub fn active(&self, scope: &Scope) -> u32 {
+        self.idx.active.get(scope).copied().unwrap_or(0)
+    }
+
+    /// Who turned maintenance mode on, if it is on.
+    pub fn maintenance(&self) -> Option<&Stamp> {
+        self.ledger.maintenance.as_ref()
+    }
+
+    /// The cluster-wide governance history, oldest first.
+    pub fn governance_history(&self) -> &[GovernanceEvent] {
+        &self.ledger.governance
+    }
+
+    /// The highest fencing token granted so far.
+    pub fn last_lease_id(&self) -> u64 {
+        self.ledger.last_lease_id
+    }
+}

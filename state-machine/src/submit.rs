@@ -1,0 +1,491 @@
+//! Getting work in and out of the ledger: enqueue, plans, cancel, replay, and the
+//! dependency bookkeeping they share.
+
+use crate::command::{PlanStep, Reply};
+use crate::error::SchedulerError;
+use crate::governance::{GovernanceChange, Stamp};
+use crate::ids::{JobId, PlanId, TenantId};
+use crate::job::{
+    AttemptOutcome, Backfill, Job, JobEventKind, JobSpec, JobState, Origin, Status, REPLAY_PRIORITY,
+};
+use crate::ledger::{record, At, Response, State};
+use crate::plan::{topological_order, Plan};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest tenant, project, job type, worker or schedule name.
+pub const MAX_NAME_LEN: usize = 128;
+/// Largest payload the scheduler itself accepts; nodes may set a lower limit.
+pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
+/// Most steps in one plan.
+pub const MAX_PLAN_STEPS: usize = 10_000;
+/// Most dependencies of one job.
+pub const MAX_DEPENDENCIES: usize = 1_000;
+/// Longest free text (reasons, errors, keys).
+pub const MAX_TEXT_LEN: usize = 4_096;
+/// Shortest and longest lease time-to-live.
+pub const LEASE_TTL_RANGE_MS: (u64, u64) = (100, 24 * 3_600_000);
+/// Most attempts a retry policy may allow.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1_000;
+
+pub(crate) fn check_name(field: &str, name: &str) -> Result<(), SchedulerError> {
+    if name.is_empty() {
+        return Err(SchedulerError::invalid(field, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(SchedulerError::invalid(
+            field,
+            format!("is longer than {MAX_NAME_LEN} bytes"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(SchedulerError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_text(field: &str, text: &str) -> Result<(), SchedulerError> {
+    if text.trim().is_empty() {
+        return Err(SchedulerError::invalid(field, "must not be empty"));
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(SchedulerError::invalid(
+            field,
+            format!("is longer than {MAX_TEXT_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_stamp(stamp: &Stamp) -> Result<(), SchedulerError> {
+    check_name("actor", &stamp.actor)?;
+    check_text("reason", &stamp.reason)?;
+    match &stamp.ticket {
+        Some(ticket) => check_text("ticket", ticket),
+        None => Ok(()),
+    }
+}
+
+fn check_backfill(backfill: &Option<Backfill>) -> Result<(), SchedulerError> {
+    match backfill {
+        Some(b) if b.reason.trim().is_empty() || b.ticket.trim().is_empty() => {
+            Err(SchedulerError::BackfillNeedsReasonAndTicket)
+        }
+        Some(b) => {
+            check_text("backfill.reason", &b.reason).and(check_text("backfill.ticket", &b.ticket))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Checks everything about a spec that does not depend on the ledger.
+pub(crate) fn check_spec(spec: &JobSpec) -> Result<(), SchedulerError> {
+    check_name("tenant", spec.tenant.as_str())?;
+    check_name("project", &spec.project)?;
+    check_name("job_type", spec.job_type.as_str())?;
+    if spec.payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(SchedulerError::invalid(
+            "payload",
+            format!(
+                "is {} bytes, more than the limit of {MAX_PAYLOAD_BYTES}",
+                spec.payload.len()
+            ),
+        ));
+    }
+    if let Some(key) = &spec.idempotency_key {
+        check_text("idempotency_key", key)?;
+    }
+    if let Some(id) = &spec.correlation_id {
+        check_text("correlation_id", id)?;
+    }
+    if spec.depends_on.len() > MAX_DEPENDENCIES {
+        return Err(SchedulerError::invalid(
+            "depends_on",
+            format!("has more than {MAX_DEPENDENCIES} entries"),
+        ));
+    }
+    let retry = &spec.retry;
+    if retry.max_attempts == 0 || retry.max_attempts > MAX_ATTEMPTS_LIMIT {
+        return Err(SchedulerError::invalid(
+            "retry.max_attempts",
+            format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+        ));
+    }
+    if retry.base_backoff_ms == 0 || retry.base_backoff_ms > retry.max_backoff_ms {
+        return Err(SchedulerError::invalid(
+            "retry.base_backoff_ms",
+            "must be at least 1 and at most retry.max_backoff_ms",
+        ));
+    }
+    check_ttl("lease_ttl_ms", spec.lease_ttl_ms)?;
+    for input in &spec.inputs {
+        check_text("inputs.name", &input.name)?;
+        check_text("inputs.uri", &input.uri)?;
+    }
+    check_backfill(&spec.backfill)
+}
+
+pub(crate) fn check_ttl(field: &str, ttl_ms: u64) -> Result<(), SchedulerError> {
+    let (low, high) = LEASE_TTL_RANGE_MS;
+    if !(low..=high).contains(&ttl_ms) {
+        return Err(SchedulerError::invalid(
+            field,
+            format!("must be between {low} and {high} ms"),
+        ));
+    }
+    Ok(())
+}
+
+impl State {
+    pub(crate) fn enqueue(&mut self, spec: JobSpec, at: At) -> Response {
+        check_spec(&spec)?;
+        if let Some(job_id) = self.idempotent_match(&spec.tenant, &spec.idempotency_key) {
+            return Ok(Reply::Enqueued {
+                job_id,
+                created: false,
+            });
+        }
+        self.check_dependencies(&spec.depends_on)?;
+        let backfill = spec.backfill.clone();
+        let job_id = self.create_job(spec, Origin::default(), at);
+        if let Some(b) = backfill {
+            self.record_backfill(vec![job_id], b, at);
+        }
+        Ok(Reply::Enqueued {
+            job_id,
+            created: true,
+        })
+    }
+
+    pub(crate) fn submit_plan(
+        &mut self,
+        steps: Vec<PlanStep>,
+        backfill: Option<Backfill>,
+        at: At,
+    ) -> Response {
+        check_backfill(&backfill)?;
+        if steps.len() > MAX_PLAN_STEPS {
+            return Err(SchedulerError::invalid(
+                "steps",
+                format!("a plan has at most {MAX_PLAN_STEPS} steps"),
+            ));
+        }
+        let order = topological_order(&steps)?;
+        let mut keys_in_plan = BTreeSet::new();
+        for step in &steps {
+            check_spec(&step.spec)?;
+            self.check_dependencies(&step.spec.depends_on)?;
+            if let Some(key) = &step.spec.idempotency_key {
+                if !keys_in_plan.insert((&step.spec.tenant, key)) {
+                    return Err(SchedulerError::invalid(
+                        "idempotency_key",
+                        format!("{key:?} is used by two steps of the plan"),
+                    ));
+                }
+            }
+        }
+
+        let plan_id = PlanId(self.ledger.next_plan_id);
+        self.ledger.next_plan_id += 1;
+        let mut job_of: BTreeMap<&str, JobId> = BTreeMap::new();
+        let mut created = Vec::new();
+        for i in order {
+            let step = &steps[i];
+            let mut spec = step.spec.clone();
+            spec.depends_on.extend(
+                step.depends_on
+                    .iter()
+                    .filter_map(|k| job_of.get(k.as_str())),
+            );
+            if spec.backfill.is_none() {
+                spec.backfill = backfill.clone();
+            }
+            let job_id = match self.idempotent_match(&spec.tenant, &spec.idempotency_key) {
+                Some(existing) => existing,
+                None => {
+                    let origin = Origin {
+                        plan: Some((plan_id, step.key.clone())),
+                        ..Origin::default()
+                    };
+                    let id = self.create_job(spec, origin, at);
+                    created.push(id);
+                    id
+                }
+            };
+            job_of.insert(&step.key, job_id);
+        }
+        let jobs: Vec<(String, JobId)> = steps
+            .iter()
+            .filter_map(|s| Some((s.key.clone(), *job_of.get(s.key.as_str())?)))
+            .collect();
+        self.ledger.plans.insert(
+            plan_id,
+            Plan {
+                id: plan_id,
+                created_ms: at.now_ms,
+                steps: jobs.clone(),
+                backfill: backfill.clone(),
+            },
+        );
+        if let Some(b) = backfill {
+            self.record_backfill(created, b, at);
+        }
+        Ok(Reply::PlanSubmitted { plan_id, jobs })
+    }
+
+    pub(crate) fn cancel(&mut self, job_id: JobId, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        let job = self.job_or_err(job_id)?;
+        let status = job.status();
+        if status.is_terminal() {
+            return Err(SchedulerError::WrongState {
+                job_id,
+                status,
+                action: "canceled".to_owned(),
+            });
+        }
+        let revoked_lease = job.lease().map(|l| l.id);
+        if revoked_lease.is_some() {
+            self.end_attempt(
+                job_id,
+                AttemptOutcome::Canceled {
+                    reason: stamp.reason.clone(),
+                },
+                Vec::new(),
+                at,
+            );
+        }
+        let reason = format!("canceled by {}: {}", stamp.actor, stamp.reason);
+        self.cancel_job(job_id, reason, revoked_lease, at);
+        self.govern(
+            Some(stamp),
+            GovernanceChange::JobCanceled { job: job_id },
+            at,
+        );
+        Ok(Reply::Canceled { job_id })
+    }
+
+    pub(crate) fn replay(&mut self, job_id: JobId, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        let job = self.job_or_err(job_id)?;
+        let status = job.status();
+        if !matches!(
+            status,
+            Status::DeadLettered | Status::Failed | Status::Succeeded | Status::Canceled
+        ) {
+            return Err(SchedulerError::WrongState {
+                job_id,
+                status,
+                action: "replayed".to_owned(),
+            });
+        }
+        let mut spec = job.spec.clone();
+        spec.priority = REPLAY_PRIORITY;
+        spec.idempotency_key = None;
+        spec.depends_on.clear();
+        spec.not_before_ms = None;
+        let origin = Origin {
+            replay_of: Some(job_id),
+            ..Origin::default()
+        };
+        let new_job = self.create_job(spec, origin, at);
+        if let Some(original) = self.ledger.jobs.get_mut(&job_id) {
+            record(original, at, JobEventKind::Replayed { new_job });
+        }
+        self.govern(
+            Some(stamp),
+            GovernanceChange::JobReplayed {
+                job: job_id,
+                replay: new_job,
+            },
+            at,
+        );
+        Ok(Reply::Replayed { job_id: new_job })
+    }
+
+    pub(crate) fn job_or_err(&self, job_id: JobId) -> Result<&Job, SchedulerError> {
+        self.ledger
+            .jobs
+            .get(&job_id)
+            .ok_or(SchedulerError::JobNotFound(job_id))
+    }
+
+    pub(crate) fn idempotent_match(
+        &self,
+        tenant: &TenantId,
+        key: &Option<String>,
+    ) -> Option<JobId> {
+        let key = key.as_ref()?;
+        self.idx
+            .idempotency
+            .get(&(tenant.clone(), key.clone()))
+            .copied()
+    }
+
+    /// Every dependency must exist and still be able to succeed.
+    fn check_dependencies(&self, deps: &[JobId]) -> Result<(), SchedulerError> {
+        for &dep in deps {
+            let status = self.job_or_err(dep)?.status();
+            if matches!(status, Status::DeadLettered | Status::Canceled) {
+                return Err(SchedulerError::DependencyFailed {
+                    dependency: dep,
+                    status,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a job to the ledger; the spec and its dependencies are already checked.
+    pub(crate) fn create_job(&mut self, spec: JobSpec, origin: Origin, at: At) -> JobId {
+        let id = JobId(self.ledger.next_job_id);
+        self.ledger.next_job_id += 1;
+        let unmet: BTreeSet<JobId> = spec
+            .depends_on
+            .iter()
+            .copied()
+            .filter(|dep| {
+                self.ledger
+                    .jobs
+                    .get(dep)
+                    .is_some_and(|j| j.status() != Status::Succeeded)
+            })
+            .collect();
+        let not_before_ms = spec.not_before_ms.unwrap_or(0);
+        let state = if unmet.is_empty() && not_before_ms <= at.now_ms {
+            JobState::Ready {
+                eligible_ms: at.now_ms,
+            }
+        } else {
+            JobState::Pending {
+                unmet,
+                not_before_ms,
+            }
+        };
+        let mut job = Job {
+            id,
+            payload_digest: Sha256::digest(&spec.payload).into(),
+            spec,
+            created_ms: at.now_ms,
+            origin,
+            state,
+            attempts: Vec::new(),
+            history: Vec::new(),
+        };
+        record(&mut job, at, JobEventKind::Enqueued);
+        if job.status() == Status::Ready {
+            record(&mut job, at, JobEventKind::Ready);
+        }
+        if let Some(key) = &job.spec.idempotency_key {
+            self.idx
+                .idempotency
+                .insert((job.spec.tenant.clone(), key.clone()), id);
+        }
+        self.idx.add(&job);
+        self.ledger.jobs.insert(id, job);
+        id
+    }
+
+    fn record_backfill(&mut self, jobs: Vec<JobId>, backfill: Backfill, at: At) {
+        let stamp = Stamp {
+            actor: "producer".to_owned(),
+            reason: backfill.reason,
+            ticket: Some(backfill.ticket.clone()),
+        };
+        let change = GovernanceChange::Backfill {
+            jobs,
+            ticket: backfill.ticket,
+        };
+        self.govern(Some(stamp), change, at);
+    }
+
+    /// `dep` succeeded: its dependents lose one unmet dependency, and may become ready.
+    pub(crate) fn release_dependents(&mut self, dep: JobId, at: At) {
+        let waiting: Vec<JobId> = self
+            .idx
+            .dependents
+            .get(&dep)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default();
+        for id in waiting {
+            let Some(JobState::Pending {
+                unmet,
+                not_before_ms,
+            }) = self.ledger.jobs.get(&id).map(|j| &j.state)
+            else {
+                continue;
+            };
+            let mut unmet = unmet.clone();
+            let not_before_ms = *not_before_ms;
+            unmet.remove(&dep);
+            if unmet.is_empty() && not_before_ms <= at.now_ms {
+                let ready = JobState::Ready {
+                    eligible_ms: at.now_ms,
+                };
+                self.set_state(id, ready, at, JobEventKind::Ready);
+            } else {
+                self.replace_pending(id, unmet, not_before_ms);
+            }
+        }
+    }
+
+    /// Changes a pending job's unmet set without a history event: that is bookkeeping.
+    fn replace_pending(&mut self, id: JobId, unmet: BTreeSet<JobId>, not_before_ms: u64) {
+        let Some(job) = self.ledger.jobs.get_mut(&id) else {
+            return;
+        };
+        self.idx.remove(job);
+        job.state = JobState::Pending {
+            unmet,
+            not_before_ms,
+        };
+        self.idx.add(job);
+    }
+
+    /// Cancels a job and, transitively, every job waiting on it.
+    pub(crate) fn cancel_job(
+        &mut self,
+        id: JobId,
+        reason: String,
+        revoked_lease: Option<crate::ids::LeaseId>,
+        at: At,
+    ) {
+        let state = JobState::Canceled {
+            at_ms: at.now_ms,
+            reason: reason.clone(),
+            revoked_lease,
+        };
+        self.set_state(id, state, at, JobEventKind::Canceled { reason });
+        self.cancel_dependents(id, at);
+    }
+
+    /// `root` will never succeed: every job waiting on it, directly or not, is canceled.
+    pub(crate) fn cancel_dependents(&mut self, root: JobId, at: At) {
+        let mut work = vec![root];
+        while let Some(dep) = work.pop() {
+            let status = self.ledger.jobs.get(&dep).map(|j| j.status());
+            let waiting: Vec<JobId> = self
+                .idx
+                .dependents
+                .get(&dep)
+                .map(|set| set.iter().copied().collect())
+                .unwrap_or_default();
+            for id in waiting {
+                let reason = format!(
+                    "dependency {dep} is {}",
+                    status.map_or("gone", |s| s.as_str())
+                );
+                let state = JobState::Canceled {
+                    at_ms: at.now_ms,
+                    reason: reason.clone(),
+                    revoked_lease: None,
+                };
+                self.set_state(id, state, at, JobEventKind::Canceled { reason });
+                work.push(id);
+            }
+        }
+    }
+}
