@@ -462,28 +462,38 @@ impl State {
         self.cancel_dependents(id, at);
     }
 
-    /// `root` will never succeed: every job waiting on it, directly or not, is canceled.
+    /// `root` will never succeed: every job waiting on it, directly or not, is canceled,
+    /// each with a reason that names the root cause.
     pub(crate) fn cancel_dependents(&mut self, root: JobId, at: At) {
+        let status = self
+            .ledger
+            .jobs
+            .get(&root)
+            .map_or("gone", |j| j.status().as_str());
+        let cause = format!("{root} is {status}");
         let mut work = vec![root];
         while let Some(dep) = work.pop() {
-            let status = self.ledger.jobs.get(&dep).map(|j| j.status());
             let waiting: Vec<JobId> = self
                 .idx
                 .dependents
                 .get(&dep)
                 .map(|set| set.iter().copied().collect())
                 .unwrap_or_default();
+            let reason = if dep == root {
+                format!("dependency {cause}")
+            } else {
+                format!("dependency {dep} was canceled because {cause}")
+            };
             for id in waiting {
-                let reason = format!(
-                    "dependency {dep} is {}",
-                    status.map_or("gone", |s| s.as_str())
-                );
                 let state = JobState::Canceled {
                     at_ms: at.now_ms,
                     reason: reason.clone(),
                     revoked_lease: None,
                 };
-                self.set_state(id, state, at, JobEventKind::Canceled { reason });
+                let event = JobEventKind::Canceled {
+                    reason: reason.clone(),
+                };
+                self.set_state(id, state, at, event);
                 work.push(id);
             }
         }

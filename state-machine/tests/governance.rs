@@ -1,0 +1,381 @@
+//! Quotas, rate limits, throttles, paused sources, circuit breakers and maintenance mode.
+
+mod common;
+use common::{spec, stamp, Cluster};
+use rota_state_machine::*;
+
+fn quota(
+    c: &mut Cluster,
+    tenant: &str,
+    job_type: Option<&str>,
+    max_active: Option<u32>,
+    per_hour: Option<u32>,
+    burst: Option<u32>,
+) {
+    c.apply(Command::SetQuota {
+        tenant: TenantId::new(tenant),
+        job_type: job_type.map(JobType::new),
+        max_active,
+        max_per_hour: per_hour,
+        burst,
+        stamp: stamp(),
+    })
+    .expect("quota accepted");
+}
+
+#[test]
+fn quota_max_active_holds_back_leases() {
+    let mut c = Cluster::new();
+    quota(&mut c, "acme", None, Some(2), None, None);
+    for _ in 0..5 {
+        c.enqueue(spec("acme", "t"));
+    }
+    let other = c.enqueue(spec("globex", "t"));
+    let grants = c.lease("w", &["t"], 10);
+    let acme: Vec<_> = grants
+        .iter()
+        .filter(|g| g.tenant.as_str() == "acme")
+        .collect();
+    assert_eq!(acme.len(), 2);
+    assert!(
+        grants.iter().any(|g| g.job_id == other),
+        "other tenants are unaffected"
+    );
+    assert!(
+        c.lease("w", &["t"], 10).is_empty(),
+        "held back while two are active"
+    );
+    c.succeed(acme[0]);
+    assert_eq!(
+        c.lease("w", &["t"], 10).len(),
+        1,
+        "a finished job frees a slot"
+    );
+    // Held-back jobs wait; none is dropped.
+    assert_eq!(c.state.queue_depth()[0].ready, 2);
+}
+
+#[test]
+fn quota_per_job_type_only_limits_that_type() {
+    let mut c = Cluster::new();
+    quota(&mut c, "acme", Some("heavy"), Some(1), None, None);
+    for _ in 0..3 {
+        c.enqueue(spec("acme", "heavy"));
+        c.enqueue(spec("acme", "light"));
+    }
+    let grants = c.lease("w", &["heavy", "light"], 10);
+    let heavy = grants
+        .iter()
+        .filter(|g| g.job_type.as_str() == "heavy")
+        .count();
+    assert_eq!((heavy, grants.len()), (1, 4));
+}
+
+#[test]
+fn rate_limit_is_a_token_bucket_over_log_time() {
+    let mut c = Cluster::new();
+    // 60 per hour = one a minute, bursting to 3.
+    quota(&mut c, "acme", None, None, Some(60), Some(3));
+    for _ in 0..10 {
+        c.enqueue(spec("acme", "t"));
+    }
+    let burst = c.lease("w", &["t"], 10);
+    assert_eq!(burst.len(), 3);
+    for g in &burst {
+        c.succeed(g);
+    }
+    c.advance(59_999);
+    assert!(c.lease("w", &["t"], 10).is_empty());
+    c.advance(1);
+    assert_eq!(c.lease("w", &["t"], 10).len(), 1);
+    c.advance(3_600_000);
+    assert_eq!(
+        c.lease("w", &["t"], 10).len(),
+        3,
+        "refill stops at the burst size"
+    );
+}
+
+#[test]
+fn bad_quotas_are_rejected() {
+    let mut c = Cluster::new();
+    let bad = [(Some(0), None), (None, Some(5))];
+    for (per_hour, burst) in bad {
+        let err = c
+            .apply(Command::SetQuota {
+                tenant: TenantId::new("acme"),
+                job_type: None,
+                max_active: None,
+                max_per_hour: per_hour,
+                burst,
+                stamp: stamp(),
+            })
+            .unwrap_err();
+        assert!(matches!(err, SchedulerError::InvalidInput { .. }), "{err}");
+    }
+    assert_eq!(c.state.quotas().count(), 0);
+}
+
+#[test]
+fn throttle_caps_concurrency_of_a_source() {
+    let mut c = Cluster::new();
+    for _ in 0..4 {
+        c.enqueue(spec("acme", "t"));
+        c.enqueue(spec("globex", "t"));
+    }
+    let throttle = |cap| Command::Throttle {
+        scope: Scope::job_type("t"),
+        max_concurrent: cap,
+        stamp: stamp(),
+    };
+    c.apply(throttle(Some(3))).unwrap();
+    assert_eq!(c.lease("w", &["t"], 10).len(), 3);
+    assert_eq!(c.state.active(&Scope::job_type("t")), 3);
+    c.apply(throttle(None)).unwrap();
+    assert_eq!(c.lease("w", &["t"], 10).len(), 5);
+}
+
+#[test]
+fn paused_source_is_not_leased_until_resumed() {
+    let mut c = Cluster::new();
+    let paused = c.enqueue(spec("acme", "t"));
+    let other = c.enqueue(spec("acme", "u"));
+    c.apply(Command::PauseSource {
+        scope: Scope::pair("acme", "t"),
+        stamp: stamp(),
+    })
+    .unwrap();
+    let grants = c.lease("w", &["t", "u"], 10);
+    assert_eq!(
+        grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![other]
+    );
+    c.apply(Command::ResumeSource {
+        scope: Scope::pair("acme", "t"),
+        stamp: stamp(),
+    })
+    .unwrap();
+    assert_eq!(c.lease("w", &["t"], 10)[0].job_id, paused);
+    let changes: Vec<_> = c
+        .state
+        .governance_history()
+        .iter()
+        .map(|e| e.change.clone())
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            GovernanceChange::SourcePaused {
+                scope: Scope::pair("acme", "t")
+            },
+            GovernanceChange::SourceResumed {
+                scope: Scope::pair("acme", "t")
+            }
+        ]
+    );
+}
+
+#[test]
+fn scope_naming_nothing_is_rejected() {
+    let mut c = Cluster::new();
+    let everything = Scope {
+        tenant: None,
+        job_type: None,
+    };
+    let err = c
+        .apply(Command::PauseSource {
+            scope: everything,
+            stamp: stamp(),
+        })
+        .unwrap_err();
+    assert!(matches!(err, SchedulerError::InvalidInput { ref field, .. } if field == "scope"));
+}
+
+#[test]
+fn circuit_breaker_trips_on_failure_rate_and_opens_an_incident() {
+    let mut c = Cluster::new();
+    let config = BreakerConfig {
+        failure_threshold_percent: 50,
+        window_ms: 60_000,
+        min_attempts: 4,
+    };
+    c.apply(Command::ConfigureBreaker {
+        job_type: JobType::new("pay"),
+        config: Some(config),
+        stamp: stamp(),
+    })
+    .unwrap();
+    for _ in 0..10 {
+        let mut s = spec("acme", "pay");
+        s.retry.max_attempts = 1;
+        c.enqueue(s);
+    }
+    let grants = c.lease("w", &["pay"], 4);
+    c.succeed(&grants[0]);
+    c.fail(&grants[1], true);
+    c.fail(&grants[2], true);
+    assert!(
+        c.state.incidents(true).is_empty(),
+        "3 attempts are under min_attempts"
+    );
+    c.succeed(&grants[3]);
+    let open = c.state.incidents(true);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].job_type.as_str(), "pay");
+    assert_eq!(open[0].failure_rate_percent, 50);
+    assert!(
+        c.lease("w", &["pay"], 10).is_empty(),
+        "the job type is paused"
+    );
+    let tripped =
+        c.state.governance_history().iter().any(|e| {
+            e.stamp.is_none() && matches!(e.change, GovernanceChange::BreakerTripped { .. })
+        });
+    assert!(tripped);
+    c.apply(Command::ResetBreaker {
+        job_type: JobType::new("pay"),
+        stamp: stamp(),
+    })
+    .unwrap();
+    assert!(c.state.incidents(true).is_empty());
+    assert_eq!(c.state.incidents(false).len(), 1);
+    assert_eq!(c.lease("w", &["pay"], 10).len(), 6);
+}
+
+#[test]
+fn breaker_forgets_outcomes_outside_its_window() {
+    let mut c = Cluster::new();
+    let config = BreakerConfig {
+        failure_threshold_percent: 50,
+        window_ms: 10_000,
+        min_attempts: 2,
+    };
+    c.apply(Command::ConfigureBreaker {
+        job_type: JobType::new("pay"),
+        config: Some(config),
+        stamp: stamp(),
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let mut s = spec("acme", "pay");
+        s.retry.max_attempts = 1;
+        c.enqueue(s);
+    }
+    let g = c.lease("w", &["pay"], 1).remove(0);
+    c.fail(&g, false);
+    c.advance(20_000);
+    let g = c.lease("w", &["pay"], 1).remove(0);
+    c.fail(&g, false);
+    assert!(
+        c.state.incidents(true).is_empty(),
+        "the first failure left the window"
+    );
+}
+
+#[test]
+fn reset_of_a_closed_breaker_is_an_error() {
+    let mut c = Cluster::new();
+    let err = c
+        .apply(Command::ResetBreaker {
+            job_type: JobType::new("pay"),
+            stamp: stamp(),
+        })
+        .unwrap_err();
+    assert_eq!(err, SchedulerError::BreakerNotOpen("pay".into()));
+}
+
+#[test]
+fn maintenance_mode_stops_leases_not_completions() {
+    let mut c = Cluster::new();
+    let a = c.enqueue(spec("acme", "t"));
+    let leased = c.lease("w", &["t"], 1).remove(0);
+    assert_eq!(leased.job_id, a);
+    let mut on = stamp();
+    on.ticket = Some("CHG-12".into());
+    c.apply(Command::SetMaintenance {
+        enabled: true,
+        stamp: on.clone(),
+    })
+    .unwrap();
+    let b = c.enqueue(spec("acme", "t"));
+    let held = c.apply(Command::Lease {
+        worker: WorkerId::new("w"),
+        job_types: vec![JobType::new("t")],
+        max: 10,
+        ttl_ms: None,
+    });
+    assert_eq!(
+        held,
+        Ok(Reply::Leased {
+            grants: vec![],
+            held: Some(LeaseHold::Maintenance)
+        })
+    );
+    let hb = c.apply(Command::Heartbeat {
+        job_id: a,
+        lease_id: leased.lease_id,
+    });
+    assert!(hb.is_ok());
+    c.succeed(&leased);
+    assert_eq!(c.state.maintenance(), Some(&on));
+    c.apply(Command::SetMaintenance {
+        enabled: false,
+        stamp: stamp(),
+    })
+    .unwrap();
+    assert_eq!(c.lease("w", &["t"], 1)[0].job_id, b);
+    let tickets: Vec<Option<&str>> = c
+        .state
+        .governance_history()
+        .iter()
+        .map(|e| e.stamp.as_ref().and_then(|s| s.ticket.as_deref()))
+        .collect();
+    assert_eq!(tickets, vec![Some("CHG-12"), None]);
+}
+
+#[test]
+fn every_governance_change_records_actor_reason_and_ticket() {
+    let mut c = Cluster::new();
+    let mut s = Stamp::new("alice", "black friday");
+    s.ticket = Some("OPS-99".into());
+    let commands = vec![
+        Command::SetQuota {
+            tenant: TenantId::new("a"),
+            job_type: None,
+            max_active: Some(5),
+            max_per_hour: None,
+            burst: None,
+            stamp: s.clone(),
+        },
+        Command::Throttle {
+            scope: Scope::tenant("a"),
+            max_concurrent: Some(2),
+            stamp: s.clone(),
+        },
+        Command::PauseSource {
+            scope: Scope::tenant("a"),
+            stamp: s.clone(),
+        },
+        Command::ResumeSource {
+            scope: Scope::tenant("a"),
+            stamp: s.clone(),
+        },
+        Command::ConfigureBreaker {
+            job_type: JobType::new("t"),
+            config: None,
+            stamp: s.clone(),
+        },
+        Command::SetMaintenance {
+            enabled: true,
+            stamp: s.clone(),
+        },
+    ];
+    let n = commands.len();
+    for command in commands {
+        c.apply(command).unwrap();
+    }
+    let history = c.state.governance_history();
+    assert_eq!(history.len(), n);
+    assert!(history.iter().all(|e| e.stamp.as_ref() == Some(&s)));
+    assert!(history.windows(2).all(|w| w[0].log_index < w[1].log_index));
+}

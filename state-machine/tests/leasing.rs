@@ -1,0 +1,406 @@
+//! Leases, fencing, heartbeats, completions, expiry, retries and the scheduling order.
+
+mod common;
+use common::{spec, stamp, Cluster};
+use rota_state_machine::*;
+
+#[test]
+fn lease_grants_fencing_tokens_that_strictly_increase() {
+    let mut c = Cluster::new();
+    for _ in 0..5 {
+        c.enqueue(spec("acme", "email"));
+    }
+    let first = c.lease("w1", &["email"], 2);
+    let second = c.lease("w2", &["email"], 3);
+    let tokens: Vec<u64> = first.iter().chain(&second).map(|g| g.lease_id.0).collect();
+    assert_eq!(tokens.len(), 5);
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    // Derived from the log index: the second command's tokens sit above the first's.
+    assert!(second[0].lease_id.0 >= c.index << 20);
+    let g = &first[0];
+    assert_eq!(g.lease_until_ms, c.now_ms + DEFAULT_LEASE_TTL_MS);
+    assert_eq!(g.attempt, 1);
+    assert_eq!(g.payload, b"acme/email".to_vec());
+}
+
+#[test]
+fn lease_only_takes_the_job_types_asked_for() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "email"));
+    let sms = c.enqueue(spec("acme", "sms"));
+    let grants = c.lease("w", &["sms", "fax"], 10);
+    assert_eq!(
+        grants.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        vec![sms]
+    );
+}
+
+#[test]
+fn bad_lease_requests_are_rejected() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "email"));
+    let cases = [
+        ("", vec!["email"], 1, None),
+        ("w", vec![], 1, None),
+        ("w", vec!["email"], 0, None),
+        ("w", vec!["email"], MAX_LEASE_BATCH + 1, None),
+        ("w", vec!["email"], 1, Some(1)),
+    ];
+    for (worker, types, max, ttl_ms) in cases {
+        let command = Command::Lease {
+            worker: WorkerId::new(worker),
+            job_types: types.into_iter().map(JobType::new).collect(),
+            max,
+            ttl_ms,
+        };
+        let err = c.apply(command).unwrap_err();
+        assert!(matches!(err, SchedulerError::InvalidInput { .. }), "{err}");
+    }
+    assert_eq!(c.state.last_lease_id(), 0);
+}
+
+#[test]
+fn priority_then_eligible_time_then_id_within_a_tenant() {
+    let mut c = Cluster::new();
+    let low = c.enqueue(spec("acme", "t"));
+    c.advance(10);
+    let mut urgent = spec("acme", "t");
+    urgent.priority = 200;
+    let high = c.enqueue(urgent);
+    let also_low = c.enqueue(spec("acme", "t"));
+    let order: Vec<JobId> = (0..3).map(|_| c.lease("w", &["t"], 1)[0].job_id).collect();
+    assert_eq!(order, vec![high, low, also_low]);
+}
+
+#[test]
+fn tenant_fairness_under_skewed_load() {
+    let mut c = Cluster::new();
+    for _ in 0..1_000 {
+        c.enqueue(spec("big", "t"));
+    }
+    for _ in 0..10 {
+        c.enqueue(spec("small", "t"));
+    }
+    let mut small_served = 0;
+    for _ in 0..4 {
+        let grants = c.lease("w", &["t"], 5);
+        small_served += grants
+            .iter()
+            .filter(|g| g.tenant.as_str() == "small")
+            .count();
+        for g in &grants {
+            c.succeed(g);
+        }
+    }
+    // Round-robin over tenants: of 20 grants the small tenant gets half, though it has 1%
+    // of the work.
+    assert_eq!(small_served, 10);
+}
+
+#[test]
+fn round_robin_continues_across_lease_calls() {
+    let mut c = Cluster::new();
+    for tenant in ["a", "b", "c"] {
+        for _ in 0..3 {
+            c.enqueue(spec(tenant, "t"));
+        }
+    }
+    let served: Vec<String> = (0..6)
+        .map(|_| c.lease("w", &["t"], 1)[0].tenant.to_string())
+        .collect();
+    assert_eq!(served, vec!["a", "b", "c", "a", "b", "c"]);
+}
+
+#[test]
+fn stale_fencing_token_cannot_complete() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let zombie = c.lease("w1", &["t"], 1).remove(0);
+    c.advance(DEFAULT_LEASE_TTL_MS); // the lease expires: a timed-out attempt
+    assert_eq!(c.status(id), Status::Failed);
+    c.advance(DEFAULT_LEASE_TTL_MS * 20); // past any backoff
+    let fresh = c.lease("w2", &["t"], 1).remove(0);
+    assert!(fresh.lease_id > zombie.lease_id);
+    let before = c.digest();
+    let late = c.complete(&zombie, Completion::Succeeded { outputs: vec![] });
+    assert_eq!(
+        late,
+        Err(SchedulerError::StaleLease {
+            job_id: id,
+            presented: zombie.lease_id
+        })
+    );
+    let hb = c.apply(Command::Heartbeat {
+        job_id: id,
+        lease_id: zombie.lease_id,
+    });
+    assert!(matches!(hb, Err(SchedulerError::StaleLease { .. })));
+    assert_eq!(c.digest(), before, "a stale token changes nothing");
+    c.succeed(&fresh);
+    assert_eq!(c.status(id), Status::Succeeded);
+}
+
+#[test]
+fn unknown_job_and_unknown_token_are_typed_errors() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let hb = c.apply(Command::Heartbeat {
+        job_id: JobId(404),
+        lease_id: LeaseId(1),
+    });
+    assert_eq!(hb, Err(SchedulerError::JobNotFound(JobId(404))));
+    let done = c.apply(Command::Complete {
+        job_id: id,
+        lease_id: LeaseId(12345),
+        completion: Completion::Succeeded { outputs: vec![] },
+    });
+    assert_eq!(
+        done,
+        Err(SchedulerError::StaleLease {
+            job_id: id,
+            presented: LeaseId(12345)
+        })
+    );
+    assert_eq!(c.status(id), Status::Ready);
+}
+
+#[test]
+fn second_completion_of_the_same_lease_is_rejected() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    c.succeed(&g);
+    let again = c.complete(&g, Completion::Succeeded { outputs: vec![] });
+    assert_eq!(
+        again,
+        Err(SchedulerError::StaleLease {
+            job_id: id,
+            presented: g.lease_id
+        })
+    );
+    let job = c.state.job(id).unwrap();
+    assert_eq!(job.attempts.len(), 1);
+    let successes = job
+        .history
+        .iter()
+        .filter(|e| e.kind == JobEventKind::Succeeded)
+        .count();
+    assert_eq!(successes, 1);
+}
+
+#[test]
+fn heartbeat_renews_the_lease() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    for _ in 0..5 {
+        c.advance(DEFAULT_LEASE_TTL_MS - 1);
+        let ack = c.apply(Command::Heartbeat {
+            job_id: id,
+            lease_id: g.lease_id,
+        });
+        assert_eq!(
+            ack,
+            Ok(Reply::HeartbeatAck {
+                lease_until_ms: c.now_ms + DEFAULT_LEASE_TTL_MS,
+                canceled: false
+            })
+        );
+    }
+    assert_eq!(c.status(id), Status::Leased);
+    c.succeed(&g);
+}
+
+#[test]
+fn expired_lease_is_a_timed_out_attempt_and_retries() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    c.advance(DEFAULT_LEASE_TTL_MS - 1);
+    assert_eq!(c.status(id), Status::Leased);
+    c.advance(1);
+    let job = c.state.job(id).unwrap();
+    assert_eq!(job.attempts[0].outcome, Some(AttemptOutcome::TimedOut));
+    let JobState::Failed { retry_at_ms, error } = &job.state else {
+        panic!("expected a retry, got {:?}", job.state);
+    };
+    assert!(error.contains(&g.lease_id.to_string()));
+    let wait = retry_at_ms - c.now_ms;
+    assert_eq!(wait, backoff_ms(id, 1, &RetryPolicy::default()));
+}
+
+#[test]
+fn failed_attempts_back_off_exponentially_with_deterministic_jitter() {
+    let policy = RetryPolicy {
+        max_attempts: 10,
+        base_backoff_ms: 1_000,
+        max_backoff_ms: 60_000,
+    };
+    for attempt in 1..=8u32 {
+        let exp = (1_000u64 << (attempt - 1)).min(60_000);
+        let b = backoff_ms(JobId(7), attempt, &policy);
+        assert!(
+            (exp / 2..=exp).contains(&b),
+            "attempt {attempt}: {b} not in [{}, {exp}]",
+            exp / 2
+        );
+        assert_eq!(
+            b,
+            backoff_ms(JobId(7), attempt, &policy),
+            "same inputs, same jitter"
+        );
+    }
+    let spread: std::collections::BTreeSet<u64> =
+        (0..50).map(|j| backoff_ms(JobId(j), 3, &policy)).collect();
+    assert!(
+        spread.len() > 40,
+        "jitter spreads jobs that failed together"
+    );
+}
+
+#[test]
+fn retry_becomes_ready_when_backoff_passes() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    c.fail(&g, true);
+    let JobState::Failed { retry_at_ms, .. } = c.state.job(id).unwrap().state else {
+        panic!("should be failed");
+    };
+    assert!(c.lease("w", &["t"], 1).is_empty());
+    c.advance(retry_at_ms - c.now_ms);
+    assert_eq!(c.status(id), Status::Ready);
+    let again = c.lease("w", &["t"], 1).remove(0);
+    assert_eq!(again.attempt, 2);
+}
+
+#[test]
+fn dead_letter_after_max_attempts() {
+    let mut c = Cluster::new();
+    let mut s = spec("acme", "t");
+    s.retry.max_attempts = 3;
+    let id = c.enqueue(s);
+    for attempt in 1..=3 {
+        c.advance(600_000);
+        let g = c.lease("w", &["t"], 1).remove(0);
+        assert_eq!(g.attempt, attempt);
+        c.complete(
+            &g,
+            Completion::Failed {
+                retryable: true,
+                error: format!("err {attempt}"),
+            },
+        )
+        .unwrap();
+    }
+    let job = c.state.job(id).unwrap();
+    assert_eq!(
+        job.state,
+        JobState::DeadLettered {
+            at_ms: c.now_ms,
+            error: "err 3".into()
+        }
+    );
+    assert_eq!(
+        c.state
+            .dead_letters(None, 10)
+            .jobs
+            .iter()
+            .map(|j| j.id)
+            .collect::<Vec<_>>(),
+        vec![id]
+    );
+    c.advance(600_000);
+    assert!(c.lease("w", &["t"], 1).is_empty());
+}
+
+#[test]
+fn non_retryable_failure_dead_letters_at_once() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    c.fail(&g, false);
+    assert_eq!(c.status(id), Status::DeadLettered);
+    assert_eq!(c.state.job(id).unwrap().attempts.len(), 1);
+}
+
+#[test]
+fn worker_can_give_a_job_up() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    let done = c.complete(
+        &g,
+        Completion::Canceled {
+            reason: "input vanished".into(),
+        },
+    );
+    assert_eq!(
+        done,
+        Ok(Reply::Completed {
+            job_id: id,
+            status: Status::Canceled
+        })
+    );
+}
+
+#[test]
+fn long_worker_errors_are_clipped_not_rejected() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(spec("acme", "t"));
+    let g = c.lease("w", &["t"], 1).remove(0);
+    let error = "é".repeat(10_000);
+    c.complete(
+        &g,
+        Completion::Failed {
+            retryable: false,
+            error,
+        },
+    )
+    .unwrap();
+    let JobState::DeadLettered { error, .. } = &c.state.job(id).unwrap().state else {
+        panic!("dead-lettered expected");
+    };
+    assert!(error.len() <= 4_096 && !error.is_empty());
+}
+
+#[test]
+fn lease_ttl_override_applies_to_the_grant() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "t"));
+    let command = Command::Lease {
+        worker: WorkerId::new("w"),
+        job_types: vec![JobType::new("t")],
+        max: 1,
+        ttl_ms: Some(5_000),
+    };
+    let Ok(Reply::Leased { grants, .. }) = c.apply(command) else {
+        panic!()
+    };
+    assert_eq!(grants[0].lease_until_ms, c.now_ms + 5_000);
+    c.advance(5_000);
+    assert_eq!(c.status(grants[0].job_id), Status::Failed);
+}
+
+#[test]
+fn canceling_a_leased_job_frees_its_quota_slot() {
+    let mut c = Cluster::new();
+    c.apply(Command::SetQuota {
+        tenant: TenantId::new("acme"),
+        job_type: None,
+        max_active: Some(1),
+        max_per_hour: None,
+        burst: None,
+        stamp: stamp(),
+    })
+    .unwrap();
+    let first = c.enqueue(spec("acme", "t"));
+    c.enqueue(spec("acme", "t"));
+    assert_eq!(c.lease("w", &["t"], 5).len(), 1);
+    c.apply(Command::Cancel {
+        job_id: first,
+        stamp: stamp(),
+    })
+    .unwrap();
+    assert_eq!(c.lease("w", &["t"], 5).len(), 1);
+}

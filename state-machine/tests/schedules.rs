@@ -1,0 +1,244 @@
+//! Recurring schedules on log time.
+
+mod common;
+use common::{spec, stamp, Cluster};
+use rota_state_machine::*;
+
+const MINUTE: u64 = 60_000;
+
+fn create(c: &mut Cluster, id: &str, cadence: Cadence, catch_up: CatchUp) {
+    c.apply(Command::CreateSchedule {
+        id: ScheduleId::new(id),
+        template: spec("acme", "report"),
+        cadence,
+        catch_up,
+        stamp: stamp(),
+    })
+    .expect("schedule accepted");
+}
+
+fn fired(c: &Cluster, id: &str) -> Vec<u64> {
+    c.state
+        .list_jobs(&JobFilter::default(), None, MAX_PAGE)
+        .jobs
+        .iter()
+        .filter_map(|j| j.origin.schedule.clone())
+        .filter(|(s, _)| s.as_str() == id)
+        .map(|(_, at)| at)
+        .collect()
+}
+
+#[test]
+fn interval_schedule_fires_on_log_time() {
+    let mut c = Cluster::new();
+    let start = c.now_ms;
+    create(
+        &mut c,
+        "every-minute",
+        Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        CatchUp::Skip,
+    );
+    for _ in 0..3 {
+        c.advance(MINUTE);
+    }
+    assert_eq!(
+        fired(&c, "every-minute"),
+        vec![start + MINUTE, start + 2 * MINUTE, start + 3 * MINUTE]
+    );
+    let job = c.state.list_jobs(&JobFilter::default(), None, 1).jobs[0];
+    let key = job.spec.idempotency_key.clone().unwrap();
+    assert_eq!(key, format!("schedule:every-minute:{}", start + MINUTE));
+}
+
+#[test]
+fn schedule_firing_is_never_doubled() {
+    let mut c = Cluster::new();
+    let start = c.now_ms;
+    create(
+        &mut c,
+        "s",
+        Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        CatchUp::Skip,
+    );
+    c.advance(MINUTE);
+    // Many commands at and just after the fire time evaluate the schedule again.
+    for _ in 0..10 {
+        c.advance(1);
+    }
+    assert_eq!(fired(&c, "s").len(), 1);
+    // Recreating the schedule under the same name cannot re-fire a past firing either.
+    c.apply(Command::DeleteSchedule {
+        id: ScheduleId::new("s"),
+        stamp: stamp(),
+    })
+    .unwrap();
+    let t = c.now_ms;
+    create(
+        &mut c,
+        "s",
+        Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        CatchUp::Skip,
+    );
+    c.advance(MINUTE);
+    assert_eq!(fired(&c, "s"), vec![start + MINUTE, t + MINUTE]);
+}
+
+#[test]
+fn downtime_with_skip_drops_missed_firings() {
+    let mut c = Cluster::new();
+    let start = c.now_ms;
+    create(
+        &mut c,
+        "s",
+        Cadence::Every {
+            interval_ms: 10 * MINUTE,
+        },
+        CatchUp::Skip,
+    );
+    // 65 minutes of silence: six firings missed, the latest five minutes ago.
+    c.advance(65 * MINUTE);
+    assert!(fired(&c, "s").is_empty());
+    c.advance(5 * MINUTE);
+    assert_eq!(
+        fired(&c, "s"),
+        vec![start + 70 * MINUTE],
+        "the next on-time firing runs"
+    );
+}
+
+#[test]
+fn downtime_with_run_once_makes_up_one_run() {
+    let mut c = Cluster::new();
+    let start = c.now_ms;
+    create(
+        &mut c,
+        "s",
+        Cadence::Every {
+            interval_ms: 10 * MINUTE,
+        },
+        CatchUp::RunOnce,
+    );
+    c.advance(65 * MINUTE);
+    assert_eq!(
+        fired(&c, "s"),
+        vec![start + 60 * MINUTE],
+        "one run, for the latest missed"
+    );
+}
+
+#[test]
+fn cron_schedule_fires_at_matching_times() {
+    let mut c = Cluster::new();
+    // Start at 2026-01-01T00:00:00Z.
+    c.now_ms = 1_767_225_600_000;
+    c.advance(0);
+    create(
+        &mut c,
+        "hourly",
+        Cadence::Cron {
+            expression: "0 * * * *".into(),
+        },
+        CatchUp::Skip,
+    );
+    for _ in 0..(3 * 60) {
+        c.advance(MINUTE);
+    }
+    let hour = 60 * MINUTE;
+    let base = 1_767_225_600_000;
+    assert_eq!(
+        fired(&c, "hourly"),
+        vec![base + hour, base + 2 * hour, base + 3 * hour]
+    );
+}
+
+#[test]
+fn paused_schedule_does_not_fire_and_resumes_forward() {
+    let mut c = Cluster::new();
+    create(
+        &mut c,
+        "s",
+        Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        CatchUp::RunOnce,
+    );
+    let pause = |paused| Command::PauseSchedule {
+        id: ScheduleId::new("s"),
+        paused,
+        stamp: stamp(),
+    };
+    c.apply(pause(true)).unwrap();
+    c.advance(5 * MINUTE);
+    assert!(fired(&c, "s").is_empty());
+    c.apply(pause(false)).unwrap();
+    assert!(
+        fired(&c, "s").is_empty(),
+        "firings during the pause are not made up"
+    );
+    c.advance(MINUTE);
+    assert_eq!(fired(&c, "s").len(), 1);
+}
+
+#[test]
+fn bad_schedules_are_rejected() {
+    let mut c = Cluster::new();
+    let bad_cron = Command::CreateSchedule {
+        id: ScheduleId::new("x"),
+        template: spec("acme", "r"),
+        cadence: Cadence::Cron {
+            expression: "61 * * * *".into(),
+        },
+        catch_up: CatchUp::Skip,
+        stamp: stamp(),
+    };
+    assert!(matches!(
+        c.apply(bad_cron),
+        Err(SchedulerError::InvalidCron { .. })
+    ));
+    let too_fast = Command::CreateSchedule {
+        id: ScheduleId::new("x"),
+        template: spec("acme", "r"),
+        cadence: Cadence::Every { interval_ms: 10 },
+        catch_up: CatchUp::Skip,
+        stamp: stamp(),
+    };
+    assert!(matches!(
+        c.apply(too_fast),
+        Err(SchedulerError::InvalidInput { .. })
+    ));
+    create(
+        &mut c,
+        "x",
+        Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        CatchUp::Skip,
+    );
+    let twice = Command::CreateSchedule {
+        id: ScheduleId::new("x"),
+        template: spec("acme", "r"),
+        cadence: Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        catch_up: CatchUp::Skip,
+        stamp: stamp(),
+    };
+    assert_eq!(
+        c.apply(twice),
+        Err(SchedulerError::ScheduleExists(ScheduleId::new("x")))
+    );
+    let missing = Command::DeleteSchedule {
+        id: ScheduleId::new("nope"),
+        stamp: stamp(),
+    };
+    assert_eq!(
+        c.apply(missing),
+        Err(SchedulerError::ScheduleNotFound(ScheduleId::new("nope")))
+    );
+}
