@@ -1,0 +1,29 @@
+# Sourced by the other scripts: installs what a bare Debian machine lacks for building rota
+# (libclang for RocksDB's bindings, protoc for prost, cargo-nextest for the test run), and
+# points cargo at a target directory outside the clone so later runs reuse the build.
+
+ensure_prereqs() {
+  local missing=()
+  if command -v dpkg >/dev/null 2>&1; then
+    for pkg in libclang-dev protobuf-compiler; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+  else
+    echo "==> not a Debian machine: make sure libclang and protoc are installed" >&2
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "==> installing cargo-nextest"
+    cargo install --locked cargo-nextest
+  fi
+}
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rota/target}"
+# Two cores: keep the build from starving the machine.
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
