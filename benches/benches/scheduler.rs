@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p rota-benches --bench scheduler`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use rota_state_machine::{Command, Completion, JobSpec, JobType, Reply, State, WorkerId};
+use rota_state_machine::{Command, JobSpec, JobType, Reply, State, WorkerId};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -53,8 +53,8 @@ fn enqueue(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times only the `Lease` apply; outside the timer the ten leased jobs are completed and ten
-/// fresh ones replace them, so the ready count stays put however many iterations run.
+/// Times only the `Lease` apply; outside the timer ten fresh jobs replace the ten leased, so
+/// the ready count stays put however many iterations run (the leased ones stay leased).
 fn lease_10(state: &mut State, index: &mut u64, iters: u64) -> Duration {
     let lease = Command::Lease {
         worker: WorkerId::new("bench-worker"),

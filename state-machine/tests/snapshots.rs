@@ -103,13 +103,13 @@ fn snapshot_is_compact_binary() {
     let c = busy_cluster();
     let bytes = c.state.snapshot().unwrap();
     assert!(
-        serde_json_like_size(&c) > bytes.len() * 2,
+        debug_text_size(&c) > bytes.len() * 2,
         "binary is much smaller than text"
     );
 }
 
-/// A rough text rendering (Debug) stands in for JSON to compare sizes without a JSON crate.
-fn serde_json_like_size(c: &Cluster) -> usize {
+/// The jobs rendered as text (Debug), a stand-in for a text format like JSON.
+fn debug_text_size(c: &Cluster) -> usize {
     format!(
         "{:?}",
         c.state
