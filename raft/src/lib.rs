@@ -1,4 +1,22 @@
-//! rota's replication layer (issue: "Raft replication over RocksDB").
-//!
-//! Will hold the openraft type config, the RocksDB log store, the state-machine adapter
-//! with snapshots, an in-memory store for simulations, and the Raft transport over gRPC.
+//! rota's replication: the scheduler's commands go through openraft, the log and votes into
+//! RocksDB (synced before an append is reported flushed), snapshots into files streamed to
+//! followers in chunks, and Raft messages over gRPC.
+
+mod log_store;
+mod network;
+mod node;
+mod state_store;
+mod types;
+
+/// Generated gRPC types of the Raft transport.
+pub mod proto {
+    tonic::include_proto!("rota.raft.v1");
+}
+
+pub use log_store::{open_db, MemLogStore, RocksLogStore};
+pub use network::{GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES};
+pub use node::{default_raft_config, ClusterError, NodeConfig, RaftNode, Storage};
+pub use state_store::{Applied, StateStore};
+pub use types::{
+    Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig,
+};

@@ -1,0 +1,329 @@
+//! The Raft log: durable in RocksDB for real nodes, in memory for simulations.
+//!
+//! RocksDB keeps entries, the vote and the committed and purged markers in two column
+//! families. Every write that openraft relies on being durable (an append it will report as
+//! flushed, a vote, a truncation, a purge) is one `WriteBatch` written with `sync`, so the
+//! WAL is on disk before we answer; one sync covers all the entries of an append.
+
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const CF_LOGS: &str = "logs";
+const CF_META: &str = "meta";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"last_purged";
+
+/// Opens (creating if needed) the RocksDB database that holds a node's Raft log.
+pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    let families =
+        [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    Ok(Arc::new(DB::open_cf_descriptors(&options, dir, families)?))
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(value)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+/// The Raft log in RocksDB.
+#[derive(Clone)]
+pub struct RocksLogStore {
+    db: Arc<DB>,
+}
+
+impl RocksLogStore {
+    /// A log store over an open database (see [`open_db`]).
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    fn cf(&self, name: &str) -> Result<&ColumnFamily, StorageError> {
+        self.db.cf_handle(name).ok_or_else(|| {
+            StorageIOError::read(&std::io::Error::other(format!(
+                "column family {name} is missing"
+            )))
+            .into()
+        })
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .db
+            .get_cf(self.cf(CF_META)?, key)
+            .map_err(|e| StorageIOError::read(&e))?;
+        bytes
+            .map(|b| decode(&b).map_err(|e| StorageIOError::read(&e).into()))
+            .transpose()
+    }
+
+    fn synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for RocksLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let from = index_key(start);
+        let mut entries = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_LOGS)?,
+            IteratorMode::From(&from, Direction::Forward),
+        ) {
+            let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+            let index = key
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|e| StorageIOError::read_logs(&e))?;
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(decode::<Entry>(&value).map_err(|e| StorageIOError::read_logs(&e))?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RocksLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last = self
+            .db
+            .iterator_cf(self.cf(CF_LOGS)?, IteratorMode::End)
+            .next();
+        let last_log_id = match last {
+            Some(item) => {
+                let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+                Some(
+                    decode::<Entry>(&value)
+                        .map_err(|e| StorageIOError::read_logs(&e))?
+                        .log_id,
+                )
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_META)?,
+            KEY_VOTE,
+            encode(vote).map_err(|e| StorageIOError::write_vote(&e))?,
+        );
+        self.synced(batch)
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: the committed marker only lets a restart re-apply sooner; losing the
+        // latest one costs nothing but a little catching up.
+        let value = encode(&committed).map_err(|e| StorageIOError::write(&e))?;
+        self.db
+            .put_cf(self.cf(CF_META)?, KEY_COMMITTED, value)
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let logs = self.cf(CF_LOGS)?;
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let value = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.put_cf(logs, index_key(entry.log_id.index), value);
+        }
+        // Synced before the callback: openraft counts these entries towards the commit quorum
+        // as soon as it hears they are flushed.
+        let result = self.synced(batch);
+        let report = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(report);
+        result.map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.cf(CF_LOGS)?,
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
+        self.synced(batch)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let marker = encode(&log_id).map_err(|e| StorageIOError::write_logs(&e))?;
+        batch.put_cf(self.cf(CF_META)?, KEY_PURGED, marker);
+        batch.delete_range_cf(self.cf(CF_LOGS)?, index_key(0), index_key(log_id.index + 1));
+        self.synced(batch)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+/// What the in-memory log holds; shared so a simulated node's "disk" survives its restart.
+#[derive(Debug, Default)]
+struct MemLog {
+    entries: BTreeMap<u64, Entry>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId>,
+    last_purged: Option<LogId>,
+}
+
+/// The Raft log in memory, for simulations. Cloning shares the same log.
+#[derive(Clone, Debug, Default)]
+pub struct MemLogStore {
+    log: Arc<Mutex<MemLog>>,
+}
+
+impl MemLogStore {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemLog>, StorageError> {
+        self.log
+            .lock()
+            .map_err(|_| StorageIOError::read(&std::io::Error::other("log lock poisoned")).into())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for MemLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self
+            .lock()?
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for MemLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let log = self.lock()?;
+        let last = log.entries.values().next_back().map(|e| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: log.last_purged,
+            last_log_id: last.or(log.last_purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.lock()?.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        Ok(self.lock()?.vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.lock()?.committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock()?.committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut log = self.lock()?;
+        for entry in entries {
+            log.entries.insert(entry.log_id.index, entry);
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.lock()?.entries.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut log = self.lock()?;
+        log.last_purged = Some(log_id);
+        log.entries = log.entries.split_off(&(log_id.index + 1));
+        Ok(())
+    }
+}

@@ -1,0 +1,322 @@
+//! A running Raft node: storage, openraft, and the gRPC server its peers reach it on.
+//! The `rota` node (and tests) drive the cluster through this handle.
+
+use crate::log_store::{open_db, MemLogStore, RocksLogStore};
+use crate::network::{GrpcNetwork, RaftService};
+use crate::state_store::{Applied, StateStore};
+use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, RaftMetrics, ServerState, SnapshotPolicy};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Why a cluster operation failed.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft config: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("this node is not the leader; the leader is {leader:?}")]
+    NotLeader { leader: Option<(NodeId, RotaNode)> },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+impl From<openraft::error::Fatal<NodeId>> for ClusterError {
+    fn from(e: openraft::error::Fatal<NodeId>) -> Self {
+        ClusterError::Raft(e.to_string())
+    }
+}
+
+impl<E: std::fmt::Display> From<RaftError<NodeId, E>> for ClusterError {
+    fn from(e: RaftError<NodeId, E>) -> Self {
+        ClusterError::Raft(e.to_string())
+    }
+}
+
+/// Where a node keeps its log and snapshots.
+pub enum Storage {
+    /// RocksDB under `dir/raft-log`, snapshots under `dir/snapshots`.
+    Disk(PathBuf),
+    /// In memory; keep the stores to "restart" the node with what it had.
+    Memory { log: MemLogStore, state: StateStore },
+}
+
+/// How to start a node.
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Address to listen on for peers; port 0 picks a free one.
+    pub listen: SocketAddr,
+    pub storage: Storage,
+    pub raft: Config,
+}
+
+/// openraft settings for a cluster on one network.
+///
+/// A synced append takes a few milliseconds on the disks we run on; elections wait far
+/// longer than that (ten times at the least), and a heartbeat goes out several times per
+/// election timeout, so a healthy leader is never voted out by a slow disk.
+pub fn default_raft_config() -> Config {
+    Config {
+        cluster_name: "rota".to_owned(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        // Chunks well under the gRPC message limit.
+        snapshot_max_chunk_size: 4 * 1024 * 1024,
+        ..Config::default()
+    }
+}
+
+/// A running node.
+pub struct RaftNode {
+    id: NodeId,
+    addr: SocketAddr,
+    raft: Raft,
+    state: StateStore,
+    server: Option<(
+        oneshot::Sender<()>,
+        JoinHandle<Result<(), tonic::transport::Error>>,
+    )>,
+}
+
+impl RaftNode {
+    /// Opens the node's storage, starts openraft, and serves the Raft transport.
+    pub async fn start(config: NodeConfig) -> Result<Self, ClusterError> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let raft_config = Arc::new(config.raft.validate()?);
+        let (raft, state) = match config.storage {
+            Storage::Disk(dir) => {
+                let log = RocksLogStore::new(open_db(&dir.join("raft-log"))?);
+                let state = StateStore::open_dir(&dir.join("snapshots"))?;
+                let raft =
+                    Raft::new(config.id, raft_config, GrpcNetwork, log, state.clone()).await?;
+                (raft, state)
+            }
+            Storage::Memory { log, state } => {
+                let raft =
+                    Raft::new(config.id, raft_config, GrpcNetwork, log, state.clone()).await?;
+                (raft, state)
+            }
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = RaftService::new(raft.clone()).into_server();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        Ok(Self {
+            id: config.id,
+            addr,
+            raft,
+            state,
+            server: Some((stop, server)),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Where peers reach this node.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the cluster should record for this node.
+    pub fn node(&self) -> RotaNode {
+        RotaNode {
+            addr: self.addr.to_string(),
+        }
+    }
+
+    /// The openraft handle, for what this type does not wrap.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Makes a new cluster of `members`; call on one node of a fresh cluster.
+    pub async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, RotaNode>,
+    ) -> Result<(), ClusterError> {
+        self.raft.initialize(members).await?;
+        Ok(())
+    }
+
+    /// Adds a non-voting member and waits until it has caught up.
+    pub async fn add_learner(&self, id: NodeId, node: RotaNode) -> Result<(), ClusterError> {
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Makes `voters` the voting members.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>) -> Result<(), ClusterError> {
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Replicates `batch` and returns each command's response once a quorum has it on disk
+    /// and it is applied here. On a follower this fails with `NotLeader`, naming the leader.
+    pub async fn propose(&self, batch: Batch) -> Result<BatchReply, ClusterError> {
+        let written = self.raft.client_write(batch).await.map_err(write_error)?;
+        Ok(written.data)
+    }
+
+    /// Reads the applied state after confirming leadership with a quorum and waiting until
+    /// everything committed before the read is applied.
+    pub async fn read_linearizable<R>(
+        &self,
+        read: impl FnOnce(&Applied) -> R,
+    ) -> Result<R, ClusterError> {
+        self.raft.ensure_linearizable().await.map_err(|e| match e {
+            RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                ClusterError::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node),
+                }
+            }
+            other => ClusterError::Raft(other.to_string()),
+        })?;
+        Ok(read(&self.state.read()))
+    }
+
+    /// Reads this replica's applied state as it is (a stale read).
+    pub fn read_local<R>(&self, read: impl FnOnce(&Applied) -> R) -> R {
+        read(&self.state.read())
+    }
+
+    /// The applied log id and the state digest, taken together.
+    pub fn digest(&self) -> (Option<LogId>, String) {
+        self.read_local(|applied| {
+            let digest = applied
+                .state
+                .digest()
+                .unwrap_or_else(|e| format!("unavailable: {e}"));
+            (applied.last_applied, digest)
+        })
+    }
+
+    /// Raft metrics as they change: term, leader, log and apply indexes, replication.
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, RotaNode>> {
+        self.raft.metrics()
+    }
+
+    /// Waits until some node leads, and returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
+        let mut metrics = self.metrics();
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(leader) = metrics.borrow().current_leader {
+                    return Ok(leader);
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(ClusterError::Raft("node stopped".to_owned()));
+                }
+            }
+        });
+        found.await.map_err(|_| ClusterError::Timeout("a leader"))?
+    }
+
+    /// Waits until this node has applied up to `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .map_err(|_| ClusterError::Timeout("the log to be applied"))?;
+        Ok(())
+    }
+
+    /// Whether this node leads right now (by its own metrics).
+    pub fn is_leader(&self) -> bool {
+        self.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Builds a snapshot now and waits for it; the log behind it is purged by policy.
+    pub async fn snapshot_now(&self, timeout: Duration) -> Result<LogId, ClusterError> {
+        let applied = self.read_local(|a| a.last_applied);
+        let target = applied.map(|id| id.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        self.raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.snapshot.map(|s| s.index) >= target,
+                "snapshot to be built",
+            )
+            .await
+            .map_err(|_| ClusterError::Timeout("a snapshot"))?;
+        let snapshot = self.metrics().borrow().snapshot;
+        snapshot.ok_or(ClusterError::Timeout("a snapshot"))
+    }
+
+    /// Purges the log up to `index` (never past the latest snapshot).
+    pub async fn purge_log(&self, index: u64) -> Result<(), ClusterError> {
+        self.raft
+            .trigger()
+            .purge_log(index)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))
+    }
+
+    /// Stops openraft and the server; storage is closed when the last handle drops.
+    pub async fn shutdown(mut self) -> Result<(), ClusterError> {
+        let stopped = self
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()));
+        if let Some((stop, server)) = self.server.take() {
+            let _ = stop.send(());
+            let _ = server.await;
+        }
+        stopped
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, RotaNode>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
+            leader: f.leader_id.zip(f.leader_node),
+        },
+        other => ClusterError::Raft(other.to_string()),
+    }
+}
+
+impl Drop for RaftNode {
+    fn drop(&mut self) {
+        if let Some((stop, server)) = self.server.take() {
+            let _ = stop.send(());
+            server.abort();
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The state-machine adapter: applies committed entries to the scheduler, builds and
+//! installs snapshots, and keeps the latest snapshot where a restart finds it.
+//!
+//! A snapshot's bytes are a header (the length of the encoded `SnapshotMeta`, then the
+//! meta) followed by the scheduler's own snapshot. The same bytes are the file on disk and
+//! what followers receive, so an installed snapshot is kept exactly as it arrived.
+
+use crate::types::{BatchReply, Entry, LogId, NodeId, RotaNode, StorageError, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
+use rota_state_machine::State;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+/// The scheduler state with the Raft bookkeeping applied alongside it.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub state: State,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership<NodeId, RotaNode>,
+}
+
+/// Where the latest snapshot lives.
+#[derive(Debug)]
+enum SnapshotStore {
+    /// `dir/current.snapshot`, replaced atomically.
+    Dir(PathBuf),
+    /// Kept in memory, for simulations.
+    Memory(Mutex<Option<Vec<u8>>>),
+}
+
+type Meta = SnapshotMeta<NodeId, RotaNode>;
+
+fn io_error(message: impl Into<String>) -> std::io::Error {
+    std::io::Error::other(message.into())
+}
+
+/// Splits snapshot bytes into the meta and the scheduler's part.
+fn parse(bytes: &[u8]) -> Result<(Meta, &[u8]), std::io::Error> {
+    let (len, rest) = bytes
+        .split_at_checked(4)
+        .ok_or_else(|| io_error("snapshot shorter than its header"))?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let (meta, state) = rest
+        .split_at_checked(len)
+        .ok_or_else(|| io_error("snapshot header longer than the snapshot"))?;
+    let meta = postcard::from_bytes(meta).map_err(|e| io_error(format!("snapshot meta: {e}")))?;
+    Ok((meta, state))
+}
+
+/// Reads the meta from the head of a snapshot file and rewinds it.
+fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error> {
+    let mut len = [0u8; 4];
+    file.read_exact(&mut len)?;
+    let mut meta = vec![0u8; u32::from_be_bytes(len) as usize];
+    file.read_exact(&mut meta)?;
+    file.seek(SeekFrom::Start(0))?;
+    postcard::from_bytes(&meta).map_err(|e| io_error(format!("snapshot meta: {e}")))
+}
+
+fn frame(meta: &Meta, state: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let meta = postcard::to_stdvec(meta).map_err(|e| io_error(e.to_string()))?;
+    let len = u32::try_from(meta.len()).map_err(|_| io_error("snapshot meta too large"))?;
+    let mut bytes = Vec::with_capacity(4 + meta.len() + state.len());
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&meta);
+    bytes.extend_from_slice(state);
+    Ok(bytes)
+}
+
+impl SnapshotStore {
+    fn current_path(dir: &Path) -> PathBuf {
+        dir.join("current.snapshot")
+    }
+
+    /// Keeps `bytes` as the latest snapshot: written beside, synced, renamed over.
+    fn save(&self, bytes: Vec<u8>) -> Result<(), std::io::Error> {
+        match self {
+            SnapshotStore::Dir(dir) => {
+                let tmp = dir.join("current.snapshot.tmp");
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, Self::current_path(dir))?;
+                std::fs::File::open(dir)?.sync_all()
+            }
+            SnapshotStore::Memory(slot) => {
+                *slot
+                    .lock()
+                    .map_err(|_| io_error("snapshot lock poisoned"))? = Some(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn load(&self) -> Result<Option<Vec<u8>>, std::io::Error> {
+        match self {
+            SnapshotStore::Dir(dir) => match std::fs::read(Self::current_path(dir)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            SnapshotStore::Memory(slot) => Ok(slot
+                .lock()
+                .map_err(|_| io_error("snapshot lock poisoned"))?
+                .clone()),
+        }
+    }
+
+    /// A readable file holding the latest snapshot, positioned at its start.
+    fn open(&self) -> Result<Option<std::fs::File>, std::io::Error> {
+        match self {
+            SnapshotStore::Dir(dir) => match std::fs::File::open(Self::current_path(dir)) {
+                Ok(file) => Ok(Some(file)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            SnapshotStore::Memory(_) => {
+                let Some(bytes) = self.load()? else {
+                    return Ok(None);
+                };
+                let mut file = tempfile::tempfile()?;
+                file.write_all(&bytes)?;
+                file.seek(SeekFrom::Start(0))?;
+                Ok(Some(file))
+            }
+        }
+    }
+
+    /// A scratch file to receive a snapshot into.
+    fn scratch(&self) -> Result<std::fs::File, std::io::Error> {
+        match self {
+            SnapshotStore::Dir(dir) => tempfile::tempfile_in(dir),
+            SnapshotStore::Memory(_) => tempfile::tempfile(),
+        }
+    }
+}
+
+/// The state machine openraft drives. Cloning shares the same state.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    applied: Arc<RwLock<Applied>>,
+    snapshots: Arc<SnapshotStore>,
+}
+
+impl StateStore {
+    /// A state machine whose snapshots live in `dir`; it starts from the latest one there.
+    pub fn open_dir(dir: &Path) -> Result<Self, std::io::Error> {
+        std::fs::create_dir_all(dir)?;
+        Self::start(SnapshotStore::Dir(dir.to_path_buf()))
+    }
+
+    /// A state machine whose snapshots stay in memory.
+    pub fn in_memory() -> Self {
+        Self {
+            applied: Arc::default(),
+            snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
+        }
+    }
+
+    /// The same store as `self` would be after a restart: the state rebuilt from the latest
+    /// snapshot only (what a simulated node keeps across a crash).
+    pub fn restarted(&self) -> Result<Self, std::io::Error> {
+        let snapshots = match &*self.snapshots {
+            SnapshotStore::Dir(dir) => SnapshotStore::Dir(dir.clone()),
+            SnapshotStore::Memory(_) => SnapshotStore::Memory(Mutex::new(self.snapshots.load()?)),
+        };
+        Self::start(snapshots)
+    }
+
+    fn start(snapshots: SnapshotStore) -> Result<Self, std::io::Error> {
+        let applied = match snapshots.load()? {
+            Some(bytes) => {
+                let (meta, state) = parse(&bytes)?;
+                Applied {
+                    state: State::restore(state).map_err(|e| io_error(e.to_string()))?,
+                    last_applied: meta.last_log_id,
+                    membership: meta.last_membership,
+                }
+            }
+            None => Applied::default(),
+        };
+        Ok(Self {
+            applied: Arc::new(RwLock::new(applied)),
+            snapshots: Arc::new(snapshots),
+        })
+    }
+
+    /// Read access to the applied state, for queries.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        // A poisoned lock means a panic while applying; the data is still the last state a
+        // command left, which is what a read should see.
+        self.applied
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_lock(&self) -> Result<std::sync::RwLockWriteGuard<'_, Applied>, StorageError> {
+        self.applied.write().map_err(|_| {
+            StorageIOError::write_state_machine(&io_error("state lock poisoned")).into()
+        })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, state) = {
+            let applied = self.read();
+            let state = applied
+                .state
+                .snapshot()
+                .map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let snapshot_id = match applied.last_applied {
+                Some(id) => format!("{}-{}", id.leader_id, id.index),
+                None => "empty".to_owned(),
+            };
+            let meta = Meta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            (meta, state)
+        };
+        let write_err =
+            |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        let bytes = frame(&meta, &state).map_err(write_err)?;
+        drop(state);
+        self.snapshots.save(bytes).map_err(write_err)?;
+        let file = self
+            .snapshots
+            .open()
+            .map_err(write_err)?
+            .ok_or_else(|| write_err(io_error("snapshot vanished")))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, RotaNode>), StorageError> {
+        let applied = self.read();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchReply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut applied = self.write_lock()?;
+        let mut replies = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let reply = match entry.payload {
+                EntryPayload::Blank => BatchReply::default(),
+                EntryPayload::Normal(batch) => {
+                    let index = entry.log_id.index;
+                    let responses = batch
+                        .commands
+                        .into_iter()
+                        .map(|command| applied.state.apply(command, batch.now_ms, index))
+                        .collect();
+                    BatchReply { responses }
+                }
+                EntryPayload::Membership(membership) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    BatchReply::default()
+                }
+            };
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = self
+            .snapshots
+            .scratch()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let read_err =
+            |e: std::io::Error| StorageIOError::read_snapshot(Some(meta.signature()), &e);
+        let mut file = snapshot.into_std().await;
+        let bytes = tokio::task::spawn_blocking(move || {
+            file.seek(SeekFrom::Start(0))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            Ok::<_, std::io::Error>(bytes)
+        })
+        .await
+        .map_err(|e| read_err(io_error(e.to_string())))?
+        .map_err(read_err)?;
+        let (received_meta, state) = parse(&bytes).map_err(read_err)?;
+        if received_meta.last_log_id != meta.last_log_id {
+            return Err(read_err(io_error("snapshot meta does not match its data")).into());
+        }
+        let state = State::restore(state).map_err(|e| read_err(io_error(e.to_string())))?;
+        {
+            let mut applied = self.write_lock()?;
+            applied.state = state;
+            applied.last_applied = meta.last_log_id;
+            applied.membership = meta.last_membership.clone();
+        }
+        self.snapshots
+            .save(bytes)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let read_err = |e: std::io::Error| StorageIOError::read_snapshot(None, &e);
+        let Some(mut file) = self.snapshots.open().map_err(read_err)? else {
+            return Ok(None);
+        };
+        let meta = read_meta(&mut file).map_err(read_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}

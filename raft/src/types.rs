@@ -1,0 +1,56 @@
+//! The openraft type configuration: what a log entry carries and what applying it answers.
+
+use rota_state_machine::{Command, Response};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A cluster member's id.
+pub type NodeId = u64;
+
+/// What the cluster knows of a member: where its Raft transport listens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotaNode {
+    /// `host:port` of the node's gRPC server.
+    pub addr: String,
+}
+
+impl fmt::Display for RotaNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.addr)
+    }
+}
+
+/// One log entry's application data: client commands stamped with the leader's clock.
+/// Many client commands share an entry (group commit); each gets its own response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The leader's wall clock when it proposed the batch, clamped to never go backwards.
+    pub now_ms: u64,
+    pub commands: Vec<Command>,
+}
+
+/// The responses to a batch's commands, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReply {
+    pub responses: Vec<Response>,
+}
+
+openraft::declare_raft_types!(
+    /// rota's Raft types: batches of scheduler commands; snapshots are files.
+    pub TypeConfig:
+        D = Batch,
+        R = BatchReply,
+        NodeId = NodeId,
+        Node = RotaNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+);
+
+/// openraft's Raft handle for rota.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log id in rota's type config.
+pub type LogId = openraft::LogId<NodeId>;
+/// A storage error in rota's type config.
+pub type StorageError = openraft::StorageError<NodeId>;
+/// A log entry in rota's type config.
+pub type Entry = openraft::Entry<TypeConfig>;
