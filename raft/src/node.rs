@@ -83,16 +83,19 @@ pub fn default_raft_config() -> Config {
     }
 }
 
+/// The transport server's stop signal and task.
+type Server = (
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), tonic::transport::Error>>,
+);
+
 /// A running node.
 pub struct RaftNode {
     id: NodeId,
     addr: SocketAddr,
     raft: Raft,
     state: StateStore,
-    server: Option<(
-        oneshot::Sender<()>,
-        JoinHandle<Result<(), tonic::transport::Error>>,
-    )>,
+    server: Option<Server>,
 }
 
 impl RaftNode {

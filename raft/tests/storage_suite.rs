@@ -26,11 +26,15 @@ impl StoreBuilder<TypeConfig, MemLogStore, StateStore, ()> for InMemory {
 }
 
 #[test]
-fn rocksdb_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(OnDisk)
+fn rocksdb_store_passes_openraft_suite() {
+    if let Err(e) = Suite::test_all(OnDisk) {
+        panic!("openraft's storage suite failed on RocksDB: {e}");
+    }
 }
 
 #[test]
-fn memory_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(InMemory)
+fn memory_store_passes_openraft_suite() {
+    if let Err(e) = Suite::test_all(InMemory) {
+        panic!("openraft's storage suite failed in memory: {e}");
+    }
 }
