@@ -79,10 +79,19 @@ impl RocksLogStore {
             .transpose()
     }
 
-    fn synced(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.write_opt(batch, &options)
+    /// Writes `batch` with `sync` on a blocking thread, so the fsync never stalls the async
+    /// runtime (heartbeats and elections run there); the caller still waits for it.
+    async fn synced(&self, batch: WriteBatch) -> Result<(), std::io::Error> {
+        let db = Arc::clone(&self.db);
+        let write = tokio::task::spawn_blocking(move || {
+            let mut options = WriteOptions::default();
+            options.set_sync(true);
+            db.write_opt(batch, &options)
+        });
+        match write.await {
+            Ok(result) => result.map_err(|e| std::io::Error::other(e.to_string())),
+            Err(join) => Err(std::io::Error::other(join.to_string())),
+        }
     }
 }
 
@@ -155,6 +164,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
             encode(vote).map_err(|e| StorageIOError::write_vote(&e))?,
         );
         self.synced(batch)
+            .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
@@ -192,11 +202,11 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         }
         // Synced before the callback: openraft counts these entries towards the commit quorum
         // as soon as it hears they are flushed.
-        let result = self.synced(batch);
-        let report = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| std::io::Error::other(e.to_string()));
+        let result = self.synced(batch).await;
+        let report = match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        };
         callback.log_io_completed(report);
         result.map_err(|e| StorageIOError::write_logs(&e).into())
     }
@@ -209,6 +219,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
             index_key(u64::MAX),
         );
         self.synced(batch)
+            .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
@@ -218,6 +229,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         batch.put_cf(self.cf(CF_META)?, KEY_PURGED, marker);
         batch.delete_range_cf(self.cf(CF_LOGS)?, index_key(0), index_key(log_id.index + 1));
         self.synced(batch)
+            .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
