@@ -53,6 +53,13 @@ pub enum SchedulerError {
     #[error("invalid cron expression {expression:?}: {message}")]
     InvalidCron { expression: String, message: String },
 
+    #[error("request {seq} of client {client} is older than its latest request {latest}; its answer is gone")]
+    StaleRequest {
+        client: String,
+        seq: u64,
+        latest: u64,
+    },
+
     #[error("no circuit breaker is open for job type {0}")]
     BreakerNotOpen(String),
 }

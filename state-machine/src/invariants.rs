@@ -78,7 +78,7 @@ impl State {
     fn check_indexes(&self) -> Result<(), String> {
         let rebuilt = Indexes::rebuild(&self.ledger);
         let idx = &self.idx;
-        let checks: [(&str, bool); 9] = [
+        let checks: [(&str, bool); 10] = [
             ("ready", idx.ready == rebuilt.ready),
             ("by_status", idx.by_status == rebuilt.by_status),
             ("idempotency", idx.idempotency == rebuilt.idempotency),
@@ -88,6 +88,10 @@ impl State {
             ("active", idx.active == rebuilt.active),
             ("depth", idx.depth == rebuilt.depth),
             ("schedule_due", idx.schedule_due == rebuilt.schedule_due),
+            (
+                "session_expiry",
+                idx.session_expiry == rebuilt.session_expiry,
+            ),
         ];
         if let Some((name, _)) = checks.iter().find(|(_, ok)| !ok) {
             return Err(format!("index {name} disagrees with the job table"));

@@ -36,6 +36,8 @@ pub(crate) struct Ledger {
     pub governance: Vec<GovernanceEvent>,
     /// The tenant served last, where the next lease's round-robin starts after.
     pub fair_cursor: Option<TenantId>,
+    /// Each client's latest request and answer, so retries are answered once.
+    pub sessions: BTreeMap<crate::session::ClientId, crate::session::Session>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -62,6 +64,8 @@ pub(crate) struct Indexes {
     /// Jobs per (tenant, job type) and status, indexed by `Status as usize`.
     pub depth: BTreeMap<(TenantId, JobType), [u32; 7]>,
     pub schedule_due: BTreeSet<(u64, ScheduleId)>,
+    /// Sessions by the log time they were last used, oldest first.
+    pub session_expiry: BTreeSet<(u64, crate::session::ClientId)>,
 }
 
 impl Indexes {
@@ -76,6 +80,10 @@ impl Indexes {
         }
         for schedule in ledger.schedules.values() {
             idx.add_schedule(schedule);
+        }
+        for (client, session) in &ledger.sessions {
+            idx.session_expiry
+                .insert((session.last_seen_ms, client.clone()));
         }
         idx
     }
@@ -284,6 +292,7 @@ impl State {
             }
             self.fire_schedule(&id, at);
         }
+        self.expire_sessions(at.now_ms);
     }
 
     /// A pending job's not-before time or a failed job's backoff has passed.

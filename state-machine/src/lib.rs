@@ -17,6 +17,7 @@ mod operate;
 mod plan;
 mod query;
 mod schedule;
+mod session;
 mod snapshot;
 mod submit;
 
@@ -36,5 +37,6 @@ pub use ledger::{Response, State};
 pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
 pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
+pub use session::{ClientId, ClientRequest, Session, SESSION_TTL_MS};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 pub use submit::{MAX_NAME_LEN, MAX_PAYLOAD_BYTES};

@@ -1,0 +1,95 @@
+//! Client sessions: a write retried after a timeout or a leader change may already have
+//! been committed, so each write carries (client id, request sequence) and the ledger keeps
+//! each client's latest answer. A retry gets that answer again instead of a second effect
+//! (a second batch of leases, say).
+
+use crate::command::Command;
+use crate::error::SchedulerError;
+use crate::ledger::{Response, State};
+use serde::{Deserialize, Serialize};
+
+/// A client's self-chosen id, unique per client process (a UUID, say).
+pub type ClientId = String;
+
+/// A session forgotten after this much log time without a request; a client that retries
+/// after that long may see its write applied twice.
+pub const SESSION_TTL_MS: u64 = 24 * 3_600_000;
+
+/// A command with the client session it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub client: ClientId,
+    /// Strictly increasing per client; a retry reuses the sequence of the request it retries.
+    pub seq: u64,
+    pub command: Command,
+}
+
+/// A client's latest request and its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub seq: u64,
+    pub response: Response,
+    pub last_seen_ms: u64,
+}
+
+impl State {
+    /// Applies a client's command once: a retry of its latest request returns the answer it
+    /// got; an older sequence is refused; a new one is applied and its answer remembered.
+    pub fn apply_request(
+        &mut self,
+        request: ClientRequest,
+        now_ms: u64,
+        log_index: u64,
+    ) -> Response {
+        let ClientRequest {
+            client,
+            seq,
+            command,
+        } = request;
+        if let Some(session) = self.ledger.sessions.get(&client) {
+            if seq == session.seq {
+                return session.response.clone();
+            }
+            if seq < session.seq {
+                return Err(SchedulerError::StaleRequest {
+                    client,
+                    seq,
+                    latest: session.seq,
+                });
+            }
+        }
+        let response = self.apply(command, now_ms, log_index);
+        let last_seen_ms = self.ledger.now_ms;
+        if let Some(old) = self.ledger.sessions.get(&client) {
+            self.idx
+                .session_expiry
+                .remove(&(old.last_seen_ms, client.clone()));
+        }
+        self.idx
+            .session_expiry
+            .insert((last_seen_ms, client.clone()));
+        let session = Session {
+            seq,
+            response: response.clone(),
+            last_seen_ms,
+        };
+        self.ledger.sessions.insert(client, session);
+        response
+    }
+
+    /// A client's session, if the ledger still remembers it.
+    pub fn session(&self, client: &str) -> Option<&Session> {
+        self.ledger.sessions.get(client)
+    }
+
+    /// Forgets sessions idle for longer than `SESSION_TTL_MS` of log time.
+    pub(crate) fn expire_sessions(&mut self, now_ms: u64) {
+        while let Some((seen, client)) = self.idx.session_expiry.first().cloned() {
+            if seen.saturating_add(SESSION_TTL_MS) > now_ms {
+                break;
+            }
+            self.idx.session_expiry.pop_first();
+            self.ledger.sessions.remove(&client);
+        }
+    }
+}

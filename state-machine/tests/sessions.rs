@@ -1,0 +1,121 @@
+//! Client sessions: retried writes are answered once.
+
+mod common;
+use common::{spec, Cluster};
+use rota_state_machine::*;
+
+fn request(seq: u64, command: Command) -> ClientRequest {
+    ClientRequest {
+        client: "client-a".into(),
+        seq,
+        command,
+    }
+}
+
+fn lease(max: u32) -> Command {
+    Command::Lease {
+        worker: WorkerId::new("w"),
+        job_types: vec![JobType::new("t")],
+        max,
+        ttl_ms: None,
+    }
+}
+
+impl Cluster {
+    fn apply_request(&mut self, request: ClientRequest) -> Response {
+        self.index += 1;
+        let response = self.state.apply_request(request, self.now_ms, self.index);
+        self.state.check_invariants().expect("invariants hold");
+        response
+    }
+}
+
+#[test]
+fn retried_lease_returns_the_first_grants_and_leases_nothing_more() {
+    let mut c = Cluster::new();
+    for _ in 0..6 {
+        c.enqueue(spec("acme", "t"));
+    }
+    let first = c.apply_request(request(1, lease(3)));
+    let Ok(Reply::Leased { grants, .. }) = &first else {
+        panic!("lease failed: {first:?}")
+    };
+    assert_eq!(grants.len(), 3);
+    let tokens = c.state.last_lease_id();
+    c.advance(1_000);
+    let retry = c.apply_request(request(1, lease(3)));
+    assert_eq!(retry, first, "the retry gets the first answer");
+    assert_eq!(c.state.last_lease_id(), tokens, "no new lease was granted");
+    assert_eq!(c.state.queue_depth()[0].leased, 3);
+}
+
+#[test]
+fn next_sequence_is_a_new_request() {
+    let mut c = Cluster::new();
+    for _ in 0..6 {
+        c.enqueue(spec("acme", "t"));
+    }
+    c.apply_request(request(1, lease(2))).unwrap();
+    let second = c.apply_request(request(2, lease(2)));
+    let Ok(Reply::Leased { grants, .. }) = second else {
+        panic!()
+    };
+    assert_eq!(grants.len(), 2);
+    assert_eq!(c.state.queue_depth()[0].leased, 4);
+}
+
+#[test]
+fn older_sequence_is_refused_and_changes_nothing() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "t"));
+    c.apply_request(request(5, lease(1))).unwrap();
+    let before = c.digest();
+    let old = c.apply_request(request(4, lease(1)));
+    assert_eq!(
+        old,
+        Err(SchedulerError::StaleRequest {
+            client: "client-a".into(),
+            seq: 4,
+            latest: 5
+        })
+    );
+    assert_eq!(c.digest(), before);
+}
+
+#[test]
+fn failed_requests_are_remembered_too() {
+    let mut c = Cluster::new();
+    let bad = Command::Heartbeat {
+        job_id: JobId(9),
+        lease_id: LeaseId(1),
+    };
+    let first = c.apply_request(request(1, bad.clone()));
+    assert_eq!(first, Err(SchedulerError::JobNotFound(JobId(9))));
+    assert_eq!(c.apply_request(request(1, bad)), first);
+}
+
+#[test]
+fn sessions_survive_snapshot_and_restore() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "t"));
+    c.enqueue(spec("acme", "t"));
+    let first = c.apply_request(request(1, lease(1)));
+    c.state = State::restore(&c.state.snapshot().unwrap()).unwrap();
+    assert_eq!(c.apply_request(request(1, lease(1))), first);
+    assert_eq!(c.state.queue_depth()[0].leased, 1);
+}
+
+#[test]
+fn idle_sessions_are_forgotten_after_their_ttl() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "t"));
+    c.enqueue(spec("acme", "t"));
+    c.apply_request(request(1, lease(1))).unwrap();
+    c.advance(SESSION_TTL_MS - 1);
+    assert_eq!(c.state.session("client-a").map(|s| s.seq), Some(1));
+    c.advance(1);
+    assert_eq!(c.state.session("client-a"), None, "the session was dropped");
+    // Past the TTL a retry is a new request: the cost of forgetting, written down.
+    let again = c.apply_request(request(1, lease(1)));
+    assert!(matches!(again, Ok(Reply::Leased { ref grants, .. }) if grants.len() == 1));
+}
