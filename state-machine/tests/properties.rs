@@ -70,6 +70,13 @@ enum Op {
         job_type: usize,
         every_s: u64,
     },
+    /// A lease sent as a client request with the next sequence number.
+    ClientLease {
+        worker: usize,
+        max: u32,
+    },
+    /// The last client request sent again, as after a timeout.
+    Retry,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -93,6 +100,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize, any::<bool>()).prop_map(|(job_type, reset)| Op::Breaker { job_type, reset }),
         1 => any::<bool>().prop_map(Op::Maintenance),
         1 => (0..4usize, 0..3usize, 1..120u64).prop_map(|(tenant, job_type, every_s)| Op::Schedule { tenant, job_type, every_s }),
+        3 => (0..3usize, 1..4u32).prop_map(|(worker, max)| Op::ClientLease { worker, max }),
+        2 => Just(Op::Retry),
     ]
 }
 
@@ -113,6 +122,7 @@ struct Driver {
     grants: Vec<Grant>,
     max_token: u64,
     schedules: u32,
+    last_request: Option<(ClientRequest, Response)>,
 }
 
 impl Driver {
@@ -124,6 +134,7 @@ impl Driver {
             grants: Vec::new(),
             max_token: 0,
             schedules: 0,
+            last_request: None,
         }
     }
 
@@ -303,12 +314,65 @@ impl Driver {
                     stamp: stamp(),
                 }
             }
+            Op::ClientLease { .. } | Op::Retry => return None,
         };
         Some(command)
     }
 
+    /// Sends a client request (new or retried); a retry must return the first answer and
+    /// change nothing.
+    fn client_step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let request = match (op, &self.last_request) {
+            (Op::ClientLease { worker, max }, last) => ClientRequest {
+                client: "prop-client".into(),
+                seq: last.as_ref().map_or(1, |(r, _)| r.seq + 1),
+                command: Command::Lease {
+                    worker: WorkerId::new(WORKERS[*worker]),
+                    job_types: TYPES.iter().map(|t| JobType::new(*t)).collect(),
+                    max: *max,
+                    ttl_ms: None,
+                },
+            },
+            (_, Some((last, _))) => last.clone(),
+            (_, None) => return Ok(()),
+        };
+        let retry = matches!(op, Op::Retry);
+        let before = retry.then(|| self.state.digest().unwrap());
+        self.index += 1;
+        let response = self
+            .state
+            .apply_request(request.clone(), self.now_ms, self.index);
+        if let Err(broken) = self.state.check_invariants() {
+            return Err(TestCaseError::fail(format!("after {op:?}: {broken}")));
+        }
+        if let (Some(before), Some((_, first))) = (before, &self.last_request) {
+            prop_assert_eq!(&response, first, "a retry got a different answer");
+            prop_assert_eq!(
+                self.state.digest().unwrap(),
+                before,
+                "a retry changed the state"
+            );
+            return Ok(());
+        }
+        if let Ok(Reply::Leased { grants, .. }) = &response {
+            for g in grants {
+                prop_assert!(
+                    g.lease_id.0 > self.max_token,
+                    "fencing token did not increase"
+                );
+                self.max_token = g.lease_id.0;
+            }
+            self.grants.extend(grants.iter().cloned());
+        }
+        self.last_request = Some((request, response));
+        Ok(())
+    }
+
     /// Applies one op and checks everything that must hold after it.
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        if matches!(op, Op::ClientLease { .. } | Op::Retry) {
+            return self.client_step(op);
+        }
         let Some(command) = self.command(op) else {
             return Ok(());
         };
