@@ -319,6 +319,19 @@ impl Driver {
         Some(command)
     }
 
+    /// Remembers granted leases, checking their fencing tokens keep increasing.
+    fn record_grants(&mut self, grants: &[Grant]) -> Result<(), TestCaseError> {
+        for g in grants {
+            prop_assert!(
+                g.lease_id.0 > self.max_token,
+                "fencing token did not increase"
+            );
+            self.max_token = g.lease_id.0;
+        }
+        self.grants.extend(grants.iter().cloned());
+        Ok(())
+    }
+
     /// Sends a client request (new or retried); a retry must return the first answer and
     /// change nothing.
     fn client_step(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -355,14 +368,7 @@ impl Driver {
             return Ok(());
         }
         if let Ok(Reply::Leased { grants, .. }) = &response {
-            for g in grants {
-                prop_assert!(
-                    g.lease_id.0 > self.max_token,
-                    "fencing token did not increase"
-                );
-                self.max_token = g.lease_id.0;
-            }
-            self.grants.extend(grants.iter().cloned());
+            self.record_grants(grants)?;
         }
         self.last_request = Some((request, response));
         Ok(())
@@ -386,14 +392,7 @@ impl Driver {
         }
         match &response {
             Ok(Reply::Leased { grants, .. }) => {
-                for g in grants {
-                    prop_assert!(
-                        g.lease_id.0 > self.max_token,
-                        "fencing token did not increase"
-                    );
-                    self.max_token = g.lease_id.0;
-                }
-                self.grants.extend(grants.iter().cloned());
+                self.record_grants(grants)?;
                 for (scope, (before, cap)) in &active_before {
                     let after = self.state.active(scope);
                     prop_assert!(
