@@ -59,13 +59,13 @@ fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error> {
     postcard::from_bytes(&meta).map_err(|e| io_error(format!("snapshot meta: {e}")))
 }
 
-fn frame(meta: &Meta, state: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+/// The header that goes before the scheduler's snapshot: the meta's length, then the meta.
+fn header(meta: &Meta) -> Result<Vec<u8>, std::io::Error> {
     let meta = postcard::to_stdvec(meta).map_err(|e| io_error(e.to_string()))?;
     let len = u32::try_from(meta.len()).map_err(|_| io_error("snapshot meta too large"))?;
-    let mut bytes = Vec::with_capacity(4 + meta.len() + state.len());
+    let mut bytes = Vec::with_capacity(4 + meta.len());
     bytes.extend_from_slice(&len.to_be_bytes());
     bytes.extend_from_slice(&meta);
-    bytes.extend_from_slice(state);
     Ok(bytes)
 }
 
@@ -74,13 +74,15 @@ impl SnapshotStore {
         dir.join("current.snapshot")
     }
 
-    /// Keeps `bytes` as the latest snapshot: written beside, synced, renamed over.
-    fn save(&self, bytes: Vec<u8>) -> Result<(), std::io::Error> {
+    /// Keeps `header` then `state` as the latest snapshot: written beside, synced, renamed
+    /// over. The two parts are written in turn, never copied into one buffer.
+    fn save(&self, header: &[u8], state: &[u8]) -> Result<(), std::io::Error> {
         match self {
             SnapshotStore::Dir(dir) => {
                 let tmp = dir.join("current.snapshot.tmp");
                 let mut file = std::fs::File::create(&tmp)?;
-                file.write_all(&bytes)?;
+                file.write_all(header)?;
+                file.write_all(state)?;
                 file.sync_all()?;
                 std::fs::rename(&tmp, Self::current_path(dir))?;
                 std::fs::File::open(dir)?.sync_all()
@@ -88,7 +90,8 @@ impl SnapshotStore {
             SnapshotStore::Memory(slot) => {
                 *slot
                     .lock()
-                    .map_err(|_| io_error("snapshot lock poisoned"))? = Some(bytes);
+                    .map_err(|_| io_error("snapshot lock poisoned"))? =
+                    Some([header, state].concat());
                 Ok(())
             }
         }
@@ -224,9 +227,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         };
         let write_err =
             |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-        let bytes = frame(&meta, &state).map_err(write_err)?;
+        let header = header(&meta).map_err(write_err)?;
+        self.snapshots.save(&header, &state).map_err(write_err)?;
         drop(state);
-        self.snapshots.save(bytes).map_err(write_err)?;
         let file = self
             .snapshots
             .open()
@@ -308,19 +311,21 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         .await
         .map_err(|e| read_err(io_error(e.to_string())))?
         .map_err(read_err)?;
-        let (received_meta, state) = parse(&bytes).map_err(read_err)?;
+        let (received_meta, state_bytes) = parse(&bytes).map_err(read_err)?;
         if received_meta.last_log_id != meta.last_log_id {
             return Err(read_err(io_error("snapshot meta does not match its data")).into());
         }
-        let state = State::restore(state).map_err(|e| read_err(io_error(e.to_string())))?;
+        let state = State::restore(state_bytes).map_err(|e| read_err(io_error(e.to_string())))?;
         {
             let mut applied = self.write_lock()?;
             applied.state = state;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
+        // Kept exactly as received: the header is what precedes the scheduler's part.
+        let (head, body) = bytes.split_at(bytes.len() - state_bytes.len());
         self.snapshots
-            .save(bytes)
+            .save(head, body)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
     }
 

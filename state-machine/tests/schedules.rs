@@ -6,15 +6,19 @@ use rota_state_machine::*;
 
 const MINUTE: u64 = 60_000;
 
-fn create(c: &mut Cluster, id: &str, cadence: Cadence, catch_up: CatchUp) {
-    c.apply(Command::CreateSchedule {
+fn create_command(id: &str, cadence: Cadence, catch_up: CatchUp) -> Command {
+    Command::CreateSchedule {
         id: ScheduleId::new(id),
         template: spec("acme", "report"),
         cadence,
         catch_up,
         stamp: stamp(),
-    })
-    .expect("schedule accepted");
+    }
+}
+
+fn create(c: &mut Cluster, id: &str, cadence: Cadence, catch_up: CatchUp) {
+    c.apply(create_command(id, cadence, catch_up))
+        .expect("schedule accepted");
 }
 
 fn fired(c: &Cluster, id: &str) -> Vec<u64> {
@@ -188,49 +192,24 @@ fn paused_schedule_does_not_fire_and_resumes_forward() {
 #[test]
 fn bad_schedules_are_rejected() {
     let mut c = Cluster::new();
-    let bad_cron = Command::CreateSchedule {
-        id: ScheduleId::new("x"),
-        template: spec("acme", "r"),
-        cadence: Cadence::Cron {
-            expression: "61 * * * *".into(),
-        },
-        catch_up: CatchUp::Skip,
-        stamp: stamp(),
+    let every_minute = Cadence::Every {
+        interval_ms: MINUTE,
     };
+    let bad_cron = Cadence::Cron {
+        expression: "61 * * * *".into(),
+    };
+    let too_fast = Cadence::Every { interval_ms: 10 };
     assert!(matches!(
-        c.apply(bad_cron),
+        c.apply(create_command("x", bad_cron, CatchUp::Skip)),
         Err(SchedulerError::InvalidCron { .. })
     ));
-    let too_fast = Command::CreateSchedule {
-        id: ScheduleId::new("x"),
-        template: spec("acme", "r"),
-        cadence: Cadence::Every { interval_ms: 10 },
-        catch_up: CatchUp::Skip,
-        stamp: stamp(),
-    };
     assert!(matches!(
-        c.apply(too_fast),
+        c.apply(create_command("x", too_fast, CatchUp::Skip)),
         Err(SchedulerError::InvalidInput { .. })
     ));
-    create(
-        &mut c,
-        "x",
-        Cadence::Every {
-            interval_ms: MINUTE,
-        },
-        CatchUp::Skip,
-    );
-    let twice = Command::CreateSchedule {
-        id: ScheduleId::new("x"),
-        template: spec("acme", "r"),
-        cadence: Cadence::Every {
-            interval_ms: MINUTE,
-        },
-        catch_up: CatchUp::Skip,
-        stamp: stamp(),
-    };
+    create(&mut c, "x", every_minute.clone(), CatchUp::Skip);
     assert_eq!(
-        c.apply(twice),
+        c.apply(create_command("x", every_minute, CatchUp::Skip)),
         Err(SchedulerError::ScheduleExists(ScheduleId::new("x")))
     );
     let missing = Command::DeleteSchedule {
