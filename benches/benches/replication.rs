@@ -41,7 +41,7 @@ async fn cluster() -> Cluster {
 }
 
 fn batch(size: usize, seq: &mut u64) -> Batch {
-    let commands = (0..size)
+    let commands: Vec<Command> = (0..size)
         .map(|_| {
             *seq += 1;
             let mut payload = seq.to_string().into_bytes();
@@ -51,10 +51,7 @@ fn batch(size: usize, seq: &mut u64) -> Batch {
             }
         })
         .collect();
-    Batch {
-        now_ms: 1_700_000_000_000 + *seq,
-        commands,
-    }
+    Batch::new(1_700_000_000_000 + *seq, commands)
 }
 
 fn replication(c: &mut Criterion) {

@@ -1,4 +1,17 @@
-//! rota's client (issue: "A real cluster end to end").
-//!
-//! Will hold the gRPC types generated from `proto/`, a typed client that finds the leader
-//! by itself, and the worker runtime (lease loop, heartbeats, completion).
+//! rota's client: the generated `rota.v1` gRPC types, a [`Client`] that fails over between
+//! the cluster's nodes by itself and answers every write once, and the [`Worker`] runtime
+//! that leases jobs, keeps their leases alive and reports what its handlers return.
+
+mod client;
+mod error;
+mod worker;
+
+/// Generated types and stubs of the public wire contract, `proto/rota/v1/*.proto`.
+pub mod proto {
+    #![allow(clippy::large_enum_variant)]
+    tonic::include_proto!("rota.v1");
+}
+
+pub use client::{Client, ClientConfig, MAX_MESSAGE_BYTES};
+pub use error::{ClientError, ERROR_KIND_KEY, FORWARDED_KEY, LEADER_KEY};
+pub use worker::{JobContext, Outcome, Worker, WorkerConfig};

@@ -1,4 +1,15 @@
-//! rota's server and the `rota` binary (issue: "A real cluster end to end").
-//!
-//! Will hold the gRPC and HTTP APIs, forwarding to the leader, the tick loop, auth,
-//! config, metrics, the dashboard and the CLI.
+//! The rota node and the `rota` command line: the gRPC server that fronts the replicated
+//! scheduler (forwarding to the leader, group commit, ticks), its configuration, and the
+//! client subcommands operators use.
+
+mod api;
+pub mod cli;
+mod commit;
+pub mod config;
+mod convert;
+mod server;
+mod status;
+
+pub use commit::CommitSettings;
+pub use convert::Limits;
+pub use server::{NodeSettings, RunningNode, DEFAULT_MAX_PAYLOAD_BYTES};

@@ -22,5 +22,5 @@ pub use network::{GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES};
 pub use node::{default_raft_config, ClusterError, NodeConfig, RaftNode, Storage};
 pub use state_store::{Applied, StateStore};
 pub use types::{
-    Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig,
+    Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,
 };

@@ -3,6 +3,7 @@
 
 use crate::log_store::{open_db, MemLogStore, RocksLogStore};
 use crate::network::{GrpcNetwork, RaftService};
+use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::state_store::{Applied, StateStore};
 use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode};
 use openraft::error::{ClientWriteError, RaftError};
@@ -58,7 +59,7 @@ pub enum Storage {
 /// How to start a node.
 pub struct NodeConfig {
     pub id: NodeId,
-    /// Address to listen on for peers; port 0 picks a free one.
+    /// Address to listen on for peers; port 0 picks a free one. `open` ignores it.
     pub listen: SocketAddr,
     pub storage: Storage,
     pub raft: Config,
@@ -103,6 +104,22 @@ impl RaftNode {
     pub async fn start(config: NodeConfig) -> Result<Self, ClusterError> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let mut node = Self::open(config, addr).await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(node.transport())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        node.server = Some((stop, server));
+        Ok(node)
+    }
+
+    /// Opens the node's storage and starts openraft without serving anything: the caller
+    /// serves `transport()` at `addr` (the address peers are told), beside its own services.
+    pub async fn open(config: NodeConfig, addr: SocketAddr) -> Result<Self, ClusterError> {
         let raft_config = Arc::new(config.raft.validate()?);
         let (raft, state) = match config.storage {
             Storage::Disk(dir) => {
@@ -118,22 +135,18 @@ impl RaftNode {
                 (raft, state)
             }
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let service = RaftService::new(raft.clone()).into_server();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                }),
-        );
         Ok(Self {
             id: config.id,
             addr,
             raft,
             state,
-            server: Some((stop, server)),
+            server: None,
         })
+    }
+
+    /// The gRPC service peers reach this node's Raft through.
+    pub fn transport(&self) -> RaftTransportServer<RaftService> {
+        RaftService::new(self.raft.clone()).into_server()
     }
 
     /// This node's id.

@@ -265,10 +265,19 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 EntryPayload::Blank => BatchReply::default(),
                 EntryPayload::Normal(batch) => {
                     let index = entry.log_id.index;
+                    let now_ms = batch.now_ms;
+                    let state = &mut applied.state;
                     let responses = batch
-                        .commands
+                        .writes
                         .into_iter()
-                        .map(|command| applied.state.apply(command, batch.now_ms, index))
+                        .map(|write| match write {
+                            crate::types::Write::Command(command) => {
+                                state.apply(command, now_ms, index)
+                            }
+                            crate::types::Write::Request(request) => {
+                                state.apply_request(request, now_ms, index)
+                            }
+                        })
                         .collect();
                     BatchReply { responses }
                 }

@@ -1,6 +1,6 @@
 //! The openraft type configuration: what a log entry carries and what applying it answers.
 
-use rota_state_machine::{Command, Response};
+use rota_state_machine::{ClientRequest, Command, Response};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -20,13 +20,43 @@ impl fmt::Display for RotaNode {
     }
 }
 
-/// One log entry's application data: client commands stamped with the leader's clock.
-/// Many client commands share an entry (group commit); each gets its own response.
+/// One write in a batch: a command of the node's own (a tick), or a client's command with
+/// its session, which the state machine answers once however often it is retried.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Write {
+    Command(Command),
+    Request(ClientRequest),
+}
+
+impl From<Command> for Write {
+    fn from(command: Command) -> Self {
+        Write::Command(command)
+    }
+}
+
+impl From<ClientRequest> for Write {
+    fn from(request: ClientRequest) -> Self {
+        Write::Request(request)
+    }
+}
+
+/// One log entry's application data: writes stamped with the leader's clock.
+/// Many client writes share an entry (group commit); each gets its own response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// The leader's wall clock when it proposed the batch, clamped to never go backwards.
     pub now_ms: u64,
-    pub commands: Vec<Command>,
+    pub writes: Vec<Write>,
+}
+
+impl Batch {
+    /// A batch of `writes` at log time `now_ms`.
+    pub fn new<W: Into<Write>>(now_ms: u64, writes: impl IntoIterator<Item = W>) -> Self {
+        Self {
+            now_ms,
+            writes: writes.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 /// The responses to a batch's commands, in order.

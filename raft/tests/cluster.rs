@@ -47,10 +47,7 @@ async fn propose_all(nodes: &[Option<RaftNode>], range: std::ops::Range<usize>, 
     while next < range.end {
         let end = (next + BATCH).min(range.end);
         *clock += 10;
-        let batch = Batch {
-            now_ms: *clock,
-            commands: (next..end).map(enqueue).collect(),
-        };
+        let batch = Batch::new(*clock, (next..end).map(enqueue));
         let leader = leader_of(nodes).await;
         match leader.propose(batch).await {
             Ok(reply) => {

@@ -20,10 +20,7 @@ async fn start(id: u64, dir: &std::path::Path) -> RaftNode {
 
 fn batch(n: u64) -> Batch {
     let spec = JobSpec::new("acme", "email", n.to_be_bytes().to_vec());
-    Batch {
-        now_ms: 1_700_000_000_000 + n,
-        commands: vec![Command::Enqueue { spec }],
-    }
+    Batch::new(1_700_000_000_000 + n, [Command::Enqueue { spec }])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

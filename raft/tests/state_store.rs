@@ -8,10 +8,7 @@ use rota_state_machine::{Command, JobSpec, Reply};
 fn entry(index: u64, commands: Vec<Command>) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Batch {
-            now_ms: 1_000 + index,
-            commands,
-        }),
+        payload: EntryPayload::Normal(Batch::new(1_000 + index, commands)),
     }
 }
 

@@ -127,6 +127,8 @@ pub struct Grant {
     pub job_id: JobId,
     pub lease_id: LeaseId,
     pub lease_until_ms: u64,
+    /// The time-to-live each heartbeat renews.
+    pub ttl_ms: u64,
     pub attempt: u32,
     pub tenant: TenantId,
     pub job_type: JobType,

@@ -11,18 +11,16 @@ pub enum SchedulerError {
     #[error("invalid {field}: {message}")]
     InvalidInput { field: String, message: String },
 
-    #[error("job {0} not found")]
+    #[error("{0} not found")]
     JobNotFound(JobId),
 
-    #[error(
-        "lease {presented} is not the live lease of job {job_id} (stale or unknown fencing token)"
-    )]
+    #[error("{presented} is not the live lease of {job_id} (stale or unknown fencing token)")]
     StaleLease { job_id: JobId, presented: LeaseId },
 
-    #[error("job {job_id} was canceled while leased; its result is not accepted")]
+    #[error("{job_id} was canceled while leased; its result is not accepted")]
     JobCanceled { job_id: JobId },
 
-    #[error("job {job_id} is {status:?} and cannot be {action}")]
+    #[error("{job_id} is {status:?} and cannot be {action}")]
     WrongState {
         job_id: JobId,
         status: Status,

@@ -223,6 +223,7 @@ impl State {
             job_id,
             lease_id,
             lease_until_ms: at.now_ms + ttl,
+            ttl_ms: ttl,
             attempt,
             tenant: tenant.clone(),
             job_type: job_type.clone(),

@@ -36,10 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for i in 0u64.. {
                 let mut spec = JobSpec::new("crash", "write", i.to_be_bytes().to_vec());
                 spec.idempotency_key = Some(format!("key-{i}"));
-                let batch = Batch {
-                    now_ms: 1_700_000_000_000 + i,
-                    commands: vec![Command::Enqueue { spec }],
-                };
+                let batch = Batch::new(1_700_000_000_000 + i, [Command::Enqueue { spec }]);
                 node.propose(batch).await?;
                 writeln!(out, "ack {i}")?;
                 out.flush()?;

@@ -1,0 +1,355 @@
+//! A client of the whole cluster: it talks to one node at a time, moves on to the next when
+//! that node is down or unsure who leads, and gives every write a session so that a retry
+//! is answered once.
+//!
+//! Sessions: the cluster keeps the latest answer per client id, so one id must carry one
+//! write at a time. The client keeps a pool of session "lanes", each an id with its own
+//! sequence; a write takes a free lane for its whole life (retries included), so concurrent
+//! writes never overtake one another within a lane.
+
+use crate::error::{is_transient, ClientError};
+use crate::proto::admin_service_client::AdminServiceClient;
+use crate::proto::job_service_client::JobServiceClient;
+use crate::proto::worker_service_client::WorkerServiceClient;
+use crate::proto::*;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Response, Status};
+
+/// Largest message the client sends or accepts.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How a client reaches the cluster and how long it keeps trying.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `host:port` of the nodes; any one is enough, more give failover.
+    pub endpoints: Vec<String>,
+    /// Longest wait for one answer from one node.
+    pub call_timeout: Duration,
+    /// How long a call keeps retrying transient failures, across nodes, before giving up.
+    pub retry_for: Duration,
+    /// Longest wait for a TCP connection to a node.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults for `endpoints`: 5 s per answer, retries for 30 s.
+    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            call_timeout: Duration::from_secs(5),
+            retry_for: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One session id with the sequence of its latest write.
+struct Lane {
+    id: String,
+    seq: u64,
+}
+
+struct Inner {
+    endpoints: Vec<(String, Channel)>,
+    /// The endpoint calls go to until it fails.
+    current: AtomicUsize,
+    config: ClientConfig,
+    /// Lanes not in use.
+    lanes: Mutex<Vec<Lane>>,
+    lane_prefix: String,
+    next_lane: AtomicU64,
+}
+
+/// A handle on the cluster; cheap to clone, and clones share connections and sessions.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A process-unique prefix for session ids: the pid, the start time and a counter.
+fn lane_prefix() -> String {
+    static CLIENTS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = CLIENTS.fetch_add(1, Ordering::Relaxed);
+    format!("c{}-{nanos:x}-{n}", std::process::id())
+}
+
+impl Client {
+    /// A client of the nodes at `endpoints` with default timeouts. Connects lazily.
+    pub fn connect(
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, ClientError> {
+        Self::with_config(ClientConfig::new(endpoints))
+    }
+
+    /// A client with explicit settings. Connects lazily: a node that is down is only
+    /// noticed when a call goes to it.
+    pub fn with_config(config: ClientConfig) -> Result<Self, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::Config("no endpoints given".to_owned()));
+        }
+        let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        for addr in &config.endpoints {
+            let uri = if addr.contains("://") {
+                addr.clone()
+            } else {
+                format!("http://{addr}")
+            };
+            let endpoint = Endpoint::from_shared(uri)
+                .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))?
+                .connect_timeout(config.connect_timeout)
+                .tcp_nodelay(true);
+            endpoints.push((addr.clone(), endpoint.connect_lazy()));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoints,
+                current: AtomicUsize::new(0),
+                config,
+                lanes: Mutex::new(Vec::new()),
+                lane_prefix: lane_prefix(),
+                next_lane: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The endpoint calls go to now.
+    pub fn current_endpoint(&self) -> &str {
+        let i = self.inner.current.load(Ordering::Relaxed) % self.inner.endpoints.len();
+        &self.inner.endpoints[i].0
+    }
+
+    /// Runs `call` against the current node, moving to the next node and retrying with
+    /// backoff on transient failures until `retry_for` has passed.
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let n = self.inner.endpoints.len();
+            let i = self.inner.current.load(Ordering::Relaxed) % n;
+            let channel = self.inner.endpoints[i].1.clone();
+            let answer = tokio::time::timeout(self.inner.config.call_timeout, call(channel)).await;
+            let status = match answer {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if !is_transient(&status) => {
+                    return Err(ClientError::Rejected(status))
+                }
+                Ok(Err(status)) => status,
+                Err(_) => Status::deadline_exceeded(format!(
+                    "no answer from {} within {:?}",
+                    self.inner.endpoints[i].0, self.inner.config.call_timeout
+                )),
+            };
+            tracing::debug!(endpoint = %self.inner.endpoints[i].0, %status, "call failed; trying again");
+            // Move on from this node unless another call already did.
+            let _ = self.inner.current.compare_exchange(
+                i,
+                (i + 1) % n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            if started.elapsed() + backoff > self.inner.config.retry_for {
+                return Err(ClientError::Unavailable {
+                    attempts,
+                    last: status,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Runs a write under a session lane: every retry carries the same (client id, seq), so
+    /// the cluster applies it at most once and answers retries with the first answer.
+    pub async fn write<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Session, Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut lane = self.take_lane();
+        lane.seq += 1;
+        let session = Session {
+            client_id: lane.id.clone(),
+            seq: lane.seq,
+        };
+        let result = self.call(|channel| call(session.clone(), channel)).await;
+        self.return_lane(lane);
+        result
+    }
+
+    fn take_lane(&self) -> Lane {
+        let free = self
+            .inner
+            .lanes
+            .lock()
+            .ok()
+            .and_then(|mut lanes| lanes.pop());
+        free.unwrap_or_else(|| {
+            let n = self.inner.next_lane.fetch_add(1, Ordering::Relaxed);
+            Lane {
+                id: format!("{}/{n}", self.inner.lane_prefix),
+                seq: 0,
+            }
+        })
+    }
+
+    fn return_lane(&self, lane: Lane) {
+        if let Ok(mut lanes) = self.inner.lanes.lock() {
+            lanes.push(lane);
+        }
+    }
+
+    fn jobs(channel: Channel) -> JobServiceClient<Channel> {
+        JobServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn workers(channel: Channel) -> WorkerServiceClient<Channel> {
+        WorkerServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn admin(channel: Channel) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+/// A write method: fills in the session, retries across nodes.
+macro_rules! write_rpc {
+    ($(#[$doc:meta])* $name:ident, $stub:ident, $request:ty, $response:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, request: $request) -> Result<$response, ClientError> {
+            self.write(|session, channel| {
+                let mut request = request.clone();
+                request.session = Some(session);
+                async move { Self::$stub(channel).$name(request).await }
+            })
+            .await
+        }
+    };
+}
+
+/// A read (or an idempotent admin call): retried across nodes as it is.
+macro_rules! read_rpc {
+    ($(#[$doc:meta])* $name:ident, $stub:ident, $request:ty, $response:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, request: $request) -> Result<$response, ClientError> {
+            self.call(|channel| {
+                let request = request.clone();
+                async move { Self::$stub(channel).$name(request).await }
+            })
+            .await
+        }
+    };
+}
+
+impl Client {
+    write_rpc!(
+        /// Adds a job (or returns the one its idempotency key names).
+        enqueue, jobs, EnqueueRequest, EnqueueResponse
+    );
+    write_rpc!(
+        /// Adds a plan of steps with dependencies, whole or not at all.
+        submit_plan, jobs, SubmitPlanRequest, SubmitPlanResponse
+    );
+    write_rpc!(
+        /// Cancels a pending, ready or leased job.
+        cancel_job, jobs, CancelJobRequest, CancelJobResponse
+    );
+    write_rpc!(
+        /// Runs a job's spec again as a new job.
+        replay_job, jobs, ReplayJobRequest, ReplayJobResponse
+    );
+    read_rpc!(
+        /// One job with its attempts and history.
+        get_job, jobs, GetJobRequest, GetJobResponse
+    );
+    read_rpc!(
+        /// A plan's status and steps.
+        get_plan, jobs, GetPlanRequest, GetPlanResponse
+    );
+    read_rpc!(
+        /// A page of jobs.
+        list_jobs, jobs, ListJobsRequest, ListJobsResponse
+    );
+    read_rpc!(
+        /// A page of the dead-letter queue.
+        list_dead_letters, jobs, ListDeadLettersRequest, ListJobsResponse
+    );
+    write_rpc!(
+        /// Leases up to `max` jobs.
+        lease, workers, LeaseRequest, LeaseResponse
+    );
+    write_rpc!(
+        /// Renews a lease.
+        heartbeat, workers, HeartbeatRequest, HeartbeatResponse
+    );
+    write_rpc!(
+        /// Ends an attempt.
+        complete, workers, CompleteRequest, CompleteResponse
+    );
+    write_rpc!(
+        /// Sets a tenant's (or tenant and job type's) quota.
+        set_quota, admin, SetQuotaRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Caps a scope's concurrency.
+        throttle, admin, ThrottleRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Stops leasing a scope's jobs.
+        pause_source, admin, SourceRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Resumes a paused scope.
+        resume_source, admin, SourceRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Sets or removes a job type's circuit breaker.
+        configure_breaker, admin, ConfigureBreakerRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Closes a tripped circuit breaker.
+        reset_breaker, admin, ResetBreakerRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Turns maintenance mode on or off.
+        set_maintenance, admin, SetMaintenanceRequest, AdminResponse
+    );
+    read_rpc!(
+        /// Quotas, throttles, pauses, incidents, maintenance and queue depths.
+        get_governance, admin, GetGovernanceRequest, GetGovernanceResponse
+    );
+    read_rpc!(
+        /// The answering node's view of the cluster.
+        cluster_status, admin, ClusterStatusRequest, ClusterStatusResponse
+    );
+    read_rpc!(
+        /// Founds the cluster; send to one node of a fresh cluster.
+        init_cluster, admin, InitClusterRequest, ClusterStatusResponse
+    );
+    read_rpc!(
+        /// Adds a node as a voter (it catches up as a learner first).
+        add_node, admin, AddNodeRequest, ClusterStatusResponse
+    );
+    read_rpc!(
+        /// Removes a voter.
+        remove_node, admin, RemoveNodeRequest, ClusterStatusResponse
+    );
+}

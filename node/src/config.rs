@@ -1,0 +1,269 @@
+//! Node configuration: command-line flags, then `ROTA_*` environment variables, then an
+//! optional TOML file, then defaults, in that order of precedence.
+
+use crate::server::{NodeSettings, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::Limits;
+use clap::Args;
+use rota_raft::NodeId;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where `rota agent` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+/// A configuration that can't start a node.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("missing {0}: give --{0}, ROTA_{1}, or `{2}` in the config file")]
+    Missing(&'static str, &'static str, &'static str),
+    #[error("invalid peer {0:?}: expected ID=HOST:PORT, e.g. 2=127.0.0.1:7002")]
+    Peer(String),
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// `rota agent`'s settings as flags (each also read from its `ROTA_*` variable).
+#[derive(Args, Debug, Default, Clone)]
+pub struct AgentArgs {
+    /// TOML file with any of the settings below (lowest precedence).
+    #[arg(long, env = "ROTA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id, unique in the cluster (a positive integer).
+    #[arg(long, env = "ROTA_ID")]
+    pub id: Option<NodeId>,
+    /// Address for gRPC (clients and peers) [default: 127.0.0.1:7070].
+    #[arg(long, env = "ROTA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address others reach this node at, if not the listen address.
+    #[arg(long, env = "ROTA_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// The cluster's members as ID=HOST:PORT, comma-separated (this node may be included).
+    #[arg(long, env = "ROTA_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Directory for the Raft log and snapshots; created if missing.
+    #[arg(long, env = "ROTA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest job payload accepted, in bytes [default: 1048576].
+    #[arg(long, env = "ROTA_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// How often the leader advances log time when idle, in ms [default: 250].
+    #[arg(long, env = "ROTA_TICK_INTERVAL_MS")]
+    pub tick_interval_ms: Option<u64>,
+}
+
+/// The same settings as a TOML file spells them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<NodeId>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    peers: Option<Vec<String>>,
+    data_dir: Option<PathBuf>,
+    max_payload_bytes: Option<usize>,
+    tick_interval_ms: Option<u64>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// Parses `ID=HOST:PORT` entries.
+pub fn parse_peers(entries: &[String]) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Peer(entry.to_owned()))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Peer(entry.to_owned()))?;
+        let addr = addr.trim();
+        if addr.is_empty() || !addr.contains(':') {
+            return Err(ConfigError::Peer(entry.to_owned()));
+        }
+        peers.insert(id, addr.to_owned());
+    }
+    Ok(peers)
+}
+
+impl AgentArgs {
+    /// Merges flags and environment (already merged by clap) over the file and defaults.
+    pub fn resolve(self) -> Result<NodeSettings, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let id = self
+            .id
+            .or(file.id)
+            .ok_or(ConfigError::Missing("id", "ID", "id"))?;
+        if id == 0 {
+            return Err(ConfigError::Invalid(
+                "id",
+                "must be a positive integer".to_owned(),
+            ));
+        }
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .ok_or(ConfigError::Missing("data-dir", "DATA_DIR", "data_dir"))?;
+        let listen = match self.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|e| ConfigError::Invalid("listen", format!("{e}")))?,
+        };
+        let mut peers = parse_peers(&self.peers.or(file.peers).unwrap_or_default())?;
+        // This node's own entry in --peers is where others reach it.
+        let listed_self = peers.remove(&id);
+        let advertise = self.advertise.or(file.advertise).or(listed_self);
+        let mut settings = NodeSettings::new(id, listen, data_dir);
+        settings.advertise = advertise;
+        settings.peers = peers;
+        settings.limits = Limits {
+            max_payload_bytes: self
+                .max_payload_bytes
+                .or(file.max_payload_bytes)
+                .unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
+        };
+        if let Some(ms) = self.tick_interval_ms.or(file.tick_interval_ms) {
+            if ms == 0 {
+                return Err(ConfigError::Invalid(
+                    "tick-interval-ms",
+                    "must be positive".to_owned(),
+                ));
+            }
+            settings.tick_interval = Duration::from_millis(ms);
+        }
+        Ok(settings)
+    }
+}
+
+/// `rota dev`'s data directory: `$ROTA_DEV_DIR`, else `~/.local/share/rota/dev`.
+pub fn default_dev_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ROTA_DEV_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/rota/dev")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), text).expect("write config");
+        file
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_fills_the_rest() {
+        let config = file(
+            "id = 7\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nmax_payload_bytes = 10\n",
+        );
+        let path = config.path().to_str().expect("utf-8 path");
+        let cli = Cli::parse_from([
+            "rota",
+            "--config",
+            path,
+            "--id",
+            "3",
+            "--max-payload-bytes",
+            "99",
+        ]);
+        let settings = cli.agent.resolve().expect("valid config");
+        assert_eq!(settings.id, 3);
+        assert_eq!(settings.limits.max_payload_bytes, 99);
+        assert_eq!(settings.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn the_environment_sits_between_flags_and_the_file() {
+        let config = file("id = 1\ndata_dir = \"/tmp/y\"\ntick_interval_ms = 900\n");
+        let path = config.path().to_str().expect("utf-8 path");
+        // Only this test sets ROTA_TICK_INTERVAL_MS.
+        std::env::set_var("ROTA_TICK_INTERVAL_MS", "40");
+        let from_env = Cli::parse_from(["rota", "--config", path]).agent.resolve();
+        let from_flag = Cli::parse_from(["rota", "--config", path, "--tick-interval-ms", "70"])
+            .agent
+            .resolve();
+        std::env::remove_var("ROTA_TICK_INTERVAL_MS");
+        assert_eq!(
+            from_env.expect("valid").tick_interval,
+            Duration::from_millis(40)
+        );
+        assert_eq!(
+            from_flag.expect("valid").tick_interval,
+            Duration::from_millis(70)
+        );
+    }
+
+    #[test]
+    fn peers_name_the_members_and_this_nodes_entry_is_its_address() {
+        let cli = Cli::parse_from([
+            "rota",
+            "--id",
+            "2",
+            "--data-dir",
+            "/tmp/z",
+            "--peers",
+            "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+        ]);
+        let settings = cli.agent.resolve().expect("valid config");
+        assert_eq!(settings.advertise.as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(
+            settings.peers.keys().copied().collect::<Vec<_>>(),
+            vec![1, 3]
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let missing = Cli::parse_from(["rota", "--data-dir", "/tmp/z"])
+            .agent
+            .resolve();
+        assert!(matches!(missing, Err(ConfigError::Missing("id", _, _))));
+        let peer = Cli::parse_from(["rota", "--id", "1", "--data-dir", "/d", "--peers", "two"])
+            .agent
+            .resolve();
+        assert!(matches!(peer, Err(ConfigError::Peer(p)) if p == "two"));
+        let unknown = file("id = 1\ndata_dri = \"/tmp\"\n");
+        let path = unknown.path().to_str().expect("utf-8 path");
+        let typo = Cli::parse_from(["rota", "--config", path]).agent.resolve();
+        let message = typo.expect_err("unknown key").to_string();
+        assert!(message.contains("data_dri"), "{message}");
+    }
+}

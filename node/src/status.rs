@@ -1,0 +1,87 @@
+//! Every error a node returns, mapped to its gRPC status in one place. Each status carries
+//! a readable message and, under `rota-error`, a stable kind a program can match.
+
+use rota_client::{ERROR_KIND_KEY, LEADER_KEY};
+use rota_raft::ClusterError;
+use rota_state_machine::SchedulerError;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+/// A status with the `rota-error` kind attached.
+pub fn with_kind(code: Code, kind: &'static str, message: impl Into<String>) -> Status {
+    let mut status = Status::new(code, message);
+    status
+        .metadata_mut()
+        .insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+    status
+}
+
+/// A field the request got wrong.
+pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
+    with_kind(
+        Code::InvalidArgument,
+        "invalid_input",
+        format!("invalid {field}: {message}"),
+    )
+}
+
+/// A refusal by the scheduler: the request was applied to the log and changed nothing.
+pub fn scheduler(error: &SchedulerError) -> Status {
+    use SchedulerError as E;
+    let (code, kind) = match error {
+        E::InvalidInput { .. } => (Code::InvalidArgument, "invalid_input"),
+        E::JobNotFound(_) => (Code::NotFound, "job_not_found"),
+        E::StaleLease { .. } => (Code::FailedPrecondition, "stale_lease"),
+        E::JobCanceled { .. } => (Code::FailedPrecondition, "job_canceled"),
+        E::WrongState { .. } => (Code::FailedPrecondition, "wrong_state"),
+        E::DependencyFailed { .. } => (Code::FailedPrecondition, "dependency_failed"),
+        E::PlanCycle { .. } => (Code::InvalidArgument, "plan_cycle"),
+        E::UnknownPlanStep { .. } => (Code::InvalidArgument, "unknown_plan_step"),
+        E::DuplicatePlanStep(_) => (Code::InvalidArgument, "duplicate_plan_step"),
+        E::BackfillNeedsReasonAndTicket => (Code::InvalidArgument, "backfill_incomplete"),
+        E::ScheduleExists(_) => (Code::AlreadyExists, "schedule_exists"),
+        E::ScheduleNotFound(_) => (Code::NotFound, "schedule_not_found"),
+        E::InvalidCron { .. } => (Code::InvalidArgument, "invalid_cron"),
+        E::StaleRequest { .. } => (Code::FailedPrecondition, "stale_request"),
+        E::BreakerNotOpen(_) => (Code::FailedPrecondition, "breaker_not_open"),
+    };
+    with_kind(code, kind, error.to_string())
+}
+
+/// A cluster-level failure: most mean "ask again, maybe elsewhere".
+pub fn cluster(error: &ClusterError) -> Status {
+    match error {
+        ClusterError::NotLeader { leader } => {
+            not_leader(leader.as_ref().map(|(_, node)| node.addr.as_str()))
+        }
+        ClusterError::Timeout(_) | ClusterError::Raft(_) => {
+            with_kind(Code::Unavailable, "unavailable", error.to_string())
+        }
+        ClusterError::Storage(_) | ClusterError::Io(_) | ClusterError::Config(_) => {
+            with_kind(Code::Internal, "internal", error.to_string())
+        }
+    }
+}
+
+/// This node can't serve the request because it doesn't lead; names the leader if known.
+pub fn not_leader(leader: Option<&str>) -> Status {
+    let message = match leader {
+        Some(addr) => format!("this node is not the leader; the leader is at {addr}"),
+        None => "no leader is elected right now; try again shortly".to_owned(),
+    };
+    let mut status = with_kind(Code::Unavailable, "not_leader", message);
+    if let Some(value) = leader.and_then(|addr| MetadataValue::try_from(addr).ok()) {
+        status.metadata_mut().insert(LEADER_KEY, value);
+    }
+    status
+}
+
+/// The state machine answered a command with a reply of another command: a bug, reported
+/// rather than panicked on.
+pub fn unexpected(reply: &impl std::fmt::Debug) -> Status {
+    with_kind(
+        Code::Internal,
+        "internal",
+        format!("unexpected reply from the scheduler: {reply:?}"),
+    )
+}
