@@ -72,7 +72,8 @@ impl Committer {
     }
 }
 
-fn wall_ms() -> u64 {
+/// This machine's clock, in ms since the Unix epoch.
+pub(crate) fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

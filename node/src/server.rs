@@ -2,7 +2,7 @@
 //! server that carries the public services, the Raft transport and the health service.
 
 use crate::api::{Admin, Api, Jobs, Workers};
-use crate::commit::{CommitSettings, Committer};
+use crate::commit::{wall_ms, CommitSettings, Committer};
 use crate::convert::Limits;
 use rota_client::proto::admin_service_server::AdminServiceServer;
 use rota_client::proto::job_service_server::JobServiceServer;
@@ -189,14 +189,19 @@ impl RunningNode {
     }
 }
 
-/// While this node leads, proposes a tick every `every` so leases expire and backoffs end
-/// even when no client writes.
+/// While this node leads, checks every `every` whether anything waits on time (a lease to
+/// expire, a backoff to end, a schedule to fire) that has come, and if so proposes a tick.
+/// An idle cluster's log stays still.
 async fn tick(raft: Arc<RaftNode>, committer: Committer, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         if !raft.is_leader() {
+            continue;
+        }
+        let due = raft.read_local(|applied| applied.state.next_due_ms());
+        if due.is_none_or(|due| due > wall_ms()) {
             continue;
         }
         if let Err(e) = committer.submit(Write::Command(Command::Tick)).await {

@@ -79,6 +79,20 @@ impl State {
         self.ledger.jobs.get(&id)
     }
 
+    /// The earliest log time at which something happens by itself (a lease expires, a
+    /// backoff or not-before time ends, a schedule fires); `None` when nothing waits on time.
+    /// The leader ticks only when this has come, so an idle cluster's log stays still.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        [
+            self.idx.lease_expiry.first().map(|(t, _)| *t),
+            self.idx.timers.first().map(|(t, _)| *t),
+            self.idx.schedule_due.first().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     /// Number of jobs in the ledger, terminal ones included.
     pub fn job_count(&self) -> usize {
         self.ledger.jobs.len()

@@ -404,3 +404,26 @@ fn canceling_a_leased_job_frees_its_quota_slot() {
     .unwrap();
     assert_eq!(c.lease("w", &["t"], 5).len(), 1);
 }
+
+#[test]
+fn next_due_is_the_earliest_lease_expiry_or_timer_and_none_when_idle() {
+    let mut c = Cluster::new();
+    let job = c.enqueue(spec("acme", "email"));
+    assert_eq!(c.state.next_due_ms(), None, "a ready job waits on no clock");
+    let grant = c.lease("w", &["email"], 1).remove(0);
+    assert_eq!(grant.ttl_ms, DEFAULT_LEASE_TTL_MS);
+    assert_eq!(c.state.next_due_ms(), Some(grant.lease_until_ms));
+    let mut later = spec("acme", "email");
+    later.not_before_ms = Some(c.now_ms + 5);
+    c.enqueue(later);
+    assert_eq!(c.state.next_due_ms(), Some(c.now_ms + 5));
+    c.advance(10);
+    assert_eq!(c.state.next_due_ms(), Some(grant.lease_until_ms));
+    let done = c.apply(Command::Complete {
+        job_id: job,
+        lease_id: grant.lease_id,
+        completion: Completion::Succeeded { outputs: vec![] },
+    });
+    assert!(done.is_ok(), "{done:?}");
+    assert_eq!(c.state.next_due_ms(), None);
+}

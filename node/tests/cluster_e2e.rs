@@ -1,0 +1,376 @@
+//! Three real `rota agent` processes, a producer and four workers: 5,000 jobs, a known
+//! share failing once and a known share failing always, plans with dependencies, and the
+//! leader SIGKILLed mid-run and restarted. Nothing may be lost or run to success twice.
+
+mod common;
+
+use common::{settled_digests, statuses, wait_for_agreed_leader, Agent};
+use rota_client::proto as pb;
+use rota_client::{Client, Outcome, Worker, WorkerConfig};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinSet;
+
+const SINGLES: u64 = 4_000;
+const PLANS: u64 = 200;
+/// a → b, a → c, (b, c) → d, d → e
+const PLAN_SHAPE: [(&str, &[&str]); 5] = [
+    ("a", &[]),
+    ("b", &["a"]),
+    ("c", &["a"]),
+    ("d", &["b", "c"]),
+    ("e", &["d"]),
+];
+const TOTAL: u64 = SINGLES + PLANS * PLAN_SHAPE.len() as u64;
+const MAX_ATTEMPTS: u32 = 4;
+
+/// What a job's payload tells the workers to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Script {
+    Succeed,
+    FailOnce,
+    FailAlways,
+}
+
+impl Script {
+    fn for_single(n: u64) -> Self {
+        match n % 10 {
+            0 => Script::FailAlways,
+            1 | 2 => Script::FailOnce,
+            _ => Script::Succeed,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Script::Succeed => "succeed",
+            Script::FailOnce => "fail-once",
+            Script::FailAlways => "fail-always",
+        }
+    }
+
+    fn parse(payload: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?;
+        match text.split(':').next()? {
+            "succeed" => Some(Script::Succeed),
+            "fail-once" => Some(Script::FailOnce),
+            "fail-always" => Some(Script::FailAlways),
+            _ => None,
+        }
+    }
+
+    fn expected(self) -> pb::JobStatus {
+        match self {
+            Script::FailAlways => pb::JobStatus::DeadLettered,
+            _ => pb::JobStatus::Succeeded,
+        }
+    }
+}
+
+fn spec(script: Script, tag: String, key: Option<String>) -> pb::JobSpec {
+    pb::JobSpec {
+        tenant: format!("tenant-{}", tag.len() % 3),
+        job_type: "work".to_owned(),
+        payload: format!("{}:{tag}", script.name()).into_bytes(),
+        idempotency_key: key,
+        retry: Some(pb::RetryPolicy {
+            max_attempts: MAX_ATTEMPTS,
+            base_backoff_ms: 20,
+            max_backoff_ms: 200,
+        }),
+        lease_ttl_ms: Some(5_000),
+        ..pb::JobSpec::default()
+    }
+}
+
+/// Runs the scripts; counts handler successes so the test knows when to kill the leader.
+fn worker(id: usize, endpoints: &[String], succeeded: Arc<AtomicU64>) -> Worker {
+    let client = Client::connect(endpoints.to_vec()).expect("client");
+    let config = WorkerConfig {
+        concurrency: 16,
+        lease_batch: 16,
+        idle_poll: Duration::from_millis(50),
+        shutdown_grace: Duration::from_secs(5),
+        ..WorkerConfig::new(format!("worker-{id}"))
+    };
+    Worker::new(client, config).handle("work", move |ctx| {
+        let succeeded = succeeded.clone();
+        async move {
+            match Script::parse(&ctx.job.payload) {
+                Some(Script::FailAlways) => Outcome::retry("scripted to fail every time"),
+                Some(Script::FailOnce) if ctx.job.attempt == 1 => {
+                    Outcome::retry("scripted to fail the first time")
+                }
+                Some(_) => {
+                    succeeded.fetch_add(1, Ordering::Relaxed);
+                    Outcome::success()
+                }
+                None => Outcome::fatal("unreadable payload"),
+            }
+        }
+    })
+}
+
+/// Enqueues every job; returns each job's script and each plan's step → job ids.
+async fn produce(client: Client) -> (BTreeMap<u64, Script>, BTreeMap<u64, BTreeMap<String, u64>>) {
+    let gate = Arc::new(Semaphore::new(32));
+    let mut tasks = JoinSet::new();
+    for n in 0..SINGLES {
+        let (client, gate) = (client.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("gate");
+            let script = Script::for_single(n);
+            let request = pb::EnqueueRequest {
+                session: None,
+                spec: Some(spec(script, n.to_string(), Some(format!("single-{n}")))),
+            };
+            let answer = client.enqueue(request).await.expect("enqueue is answered");
+            (vec![(answer.job_id, script)], None)
+        });
+    }
+    for p in 0..PLANS {
+        let (client, gate) = (client.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("gate");
+            let steps: Vec<pb::PlanStep> = PLAN_SHAPE
+                .iter()
+                .map(|(key, deps)| {
+                    let script = if p % 4 == 0 && *key == "b" {
+                        Script::FailOnce
+                    } else {
+                        Script::Succeed
+                    };
+                    pb::PlanStep {
+                        key: (*key).to_owned(),
+                        spec: Some(spec(script, format!("plan{p}-{key}"), None)),
+                        depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+                    }
+                })
+                .collect();
+            let scripts: Vec<Script> = steps
+                .iter()
+                .map(|s| {
+                    s.spec
+                        .as_ref()
+                        .and_then(|spec| Script::parse(&spec.payload))
+                        .unwrap_or(Script::Succeed)
+                })
+                .collect();
+            let request = pb::SubmitPlanRequest {
+                session: None,
+                steps,
+                backfill: None,
+            };
+            let answer = client.submit_plan(request).await.expect("plan is answered");
+            let jobs = answer
+                .jobs
+                .iter()
+                .zip(scripts)
+                .map(|(j, script)| (j.job_id, script))
+                .collect();
+            let keys = answer
+                .jobs
+                .iter()
+                .map(|j| (j.key.clone(), j.job_id))
+                .collect();
+            (jobs, Some((answer.plan_id, keys)))
+        });
+    }
+    let mut scripts = BTreeMap::new();
+    let mut plans = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (jobs, plan) = done.expect("producer task");
+        scripts.extend(jobs);
+        if let Some((id, keys)) = plan {
+            plans.insert(id, keys);
+        }
+    }
+    (scripts, plans)
+}
+
+async fn all_jobs(client: &Client) -> Vec<pb::Job> {
+    let mut jobs = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                after,
+                limit: 1_000,
+                ..pb::ListJobsRequest::default()
+            })
+            .await
+            .expect("list jobs");
+        jobs.extend(page.jobs);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return jobs,
+        }
+    }
+}
+
+fn terminal(status: &pb::ClusterStatusResponse) -> u64 {
+    status
+        .jobs
+        .iter()
+        .filter(|c| {
+            matches!(
+                pb::JobStatus::try_from(c.status),
+                Ok(pb::JobStatus::Succeeded
+                    | pb::JobStatus::DeadLettered
+                    | pb::JobStatus::Canceled)
+            )
+        })
+        .map(|c| c.count)
+        .sum()
+}
+
+/// The log index of a job's first event of `kind`.
+fn event_index(job: &pb::Job, kind: &str) -> Option<u64> {
+    job.history
+        .iter()
+        .find(|e| e.kind == kind)
+        .map(|e| e.log_index)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled() {
+    let root = tempfile::TempDir::new().expect("temp dir");
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut agents: Vec<Agent> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let dir = root.path().join(format!("node-{}", i + 1));
+            Agent::new(i as u64 + 1, addr.clone(), dir, peers.clone())
+        })
+        .collect();
+    for agent in &mut agents {
+        agent.start();
+    }
+
+    let run = tokio::time::timeout(Duration::from_secs(300), async {
+        common::node_client(&addrs[0]);
+        let founder = Client::connect([addrs[0].clone()]).expect("client");
+        founder
+            .init_cluster(pb::InitClusterRequest { members: vec![] })
+            .await
+            .expect("cluster initializes");
+        wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30)).await;
+
+        let succeeded = Arc::new(AtomicU64::new(0));
+        let mut stops = Vec::new();
+        let mut workers = JoinSet::new();
+        for id in 0..4 {
+            let (stop, stopped) = oneshot::channel::<()>();
+            stops.push(stop);
+            let worker = worker(id, &addrs, succeeded.clone());
+            workers.spawn(worker.run(async move {
+                let _ = stopped.await;
+            }));
+        }
+        let producer = tokio::spawn(produce(Client::connect(addrs.clone()).expect("client")));
+
+        // Kill the leader once the run is well under way; bring it back a little later.
+        let started = Instant::now();
+        while succeeded.load(Ordering::Relaxed) < TOTAL / 4 {
+            assert!(started.elapsed() < Duration::from_secs(120), "the run never got going");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let leader = wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30)).await;
+        let victim = agents
+            .iter_mut()
+            .find(|a| a.id == leader)
+            .expect("the leader is one of ours");
+        victim.kill();
+        let killed_at = succeeded.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        victim.start();
+
+        let (scripts, plans) = producer.await.expect("producer");
+        assert_eq!(scripts.len() as u64, TOTAL, "every enqueue was answered with a distinct job");
+
+        let any = Client::connect(addrs.clone()).expect("client");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let seen = statuses(&addrs).await;
+            if seen.iter().any(|s| terminal(s) == TOTAL) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "jobs did not all finish: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for stop in stops {
+            let _ = stop.send(());
+        }
+        while let Some(done) = workers.join_next().await {
+            done.expect("worker task").expect("worker ran");
+        }
+
+        let jobs = all_jobs(&any).await;
+        assert_eq!(jobs.len() as u64, TOTAL, "the ledger holds exactly the enqueued jobs");
+        let by_id: BTreeMap<u64, &pb::Job> = jobs.iter().map(|j| (j.id, j)).collect();
+        for (id, script) in &scripts {
+            let job = by_id.get(id).unwrap_or_else(|| panic!("job {id} was lost"));
+            assert_eq!(
+                pb::JobStatus::try_from(job.status),
+                Ok(script.expected()),
+                "job {id} scripted {script:?} ended wrongly: {job:?}"
+            );
+            let successes = job
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == pb::AttemptOutcome::Succeeded as i32)
+                .count();
+            let expected = usize::from(script.expected() == pb::JobStatus::Succeeded);
+            assert_eq!(successes, expected, "job {id} recorded {successes} successes");
+            if *script == Script::FailAlways {
+                assert_eq!(job.attempts.len(), MAX_ATTEMPTS as usize, "job {id}: {job:?}");
+            }
+        }
+        for (plan_id, steps) in &plans {
+            for (key, deps) in PLAN_SHAPE {
+                let job = by_id[&steps[key]];
+                let leased = event_index(job, "leased").expect("every step ran");
+                for dep in deps {
+                    let done = event_index(by_id[&steps[*dep]], "succeeded").expect("dependency succeeded");
+                    assert!(
+                        done < leased,
+                        "plan {plan_id}: step {key} leased at index {leased} before {dep} succeeded at {done}"
+                    );
+                }
+            }
+            let plan = any
+                .get_plan(pb::GetPlanRequest { plan_id: *plan_id, read: None })
+                .await
+                .expect("plan");
+            assert_eq!(plan.status, pb::PlanStatus::Succeeded as i32, "plan {plan_id}");
+        }
+
+        let digests = settled_digests(&addrs, Duration::from_secs(30)).await;
+        assert!(
+            digests.iter().all(|d| d.2 == digests[0].2),
+            "replicas disagree at the same applied index: {digests:?}"
+        );
+        eprintln!(
+            "{TOTAL} jobs; leader {leader} killed after {killed_at} handler successes; digests agree at {:?}",
+            digests[0].1
+        );
+    })
+    .await;
+    if run.is_err() {
+        for agent in &agents {
+            eprintln!("--- node {} log ---\n{}", agent.id, agent.log_tail());
+        }
+        panic!("the end-to-end run took longer than 300 s");
+    }
+}
