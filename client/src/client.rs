@@ -162,6 +162,7 @@ impl Client {
             );
             if started.elapsed() + backoff > self.inner.config.retry_for {
                 return Err(ClientError::Unavailable {
+                    endpoints: self.inner.config.endpoints.join(","),
                     attempts,
                     last: status,
                 });

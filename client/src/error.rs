@@ -19,8 +19,12 @@ pub enum ClientError {
     #[error("{}: {}", code_name(.0.code()), .0.message())]
     Rejected(Status),
     /// No node could answer in time; the last failure is kept.
-    #[error("cluster unavailable after {attempts} attempts: {}: {}", code_name(.last.code()), .last.message())]
-    Unavailable { attempts: u32, last: Status },
+    #[error("no node of {endpoints} could answer after {attempts} attempts; last: {}: {}", code_name(.last.code()), .last.message())]
+    Unavailable {
+        endpoints: String,
+        attempts: u32,
+        last: Status,
+    },
     /// The client was configured wrongly (a bad endpoint, say).
     #[error("invalid client configuration: {0}")]
     Config(String),

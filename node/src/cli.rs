@@ -35,6 +35,9 @@ pub struct Global {
     /// Read from the answering node's replica without asking the leader (may lag).
     #[arg(long, global = true)]
     pub stale: bool,
+    /// How long to keep retrying while no node answers, in seconds.
+    #[arg(long, global = true, env = "ROTA_WAIT_SECS", default_value_t = 10)]
+    pub wait_secs: u64,
     /// Who you are, recorded with governance changes [default: $USER].
     #[arg(long, global = true, env = "ROTA_ACTOR")]
     pub actor: Option<String>,
@@ -353,7 +356,10 @@ fn read_options(global: &Global) -> Option<pb::ReadOptions> {
 }
 
 async fn client_command(command: Cmd, global: &Global) -> Result<()> {
-    let client = Client::with_config(ClientConfig::new(global.endpoints.clone()))?;
+    let client = Client::with_config(ClientConfig {
+        retry_for: std::time::Duration::from_secs(global.wait_secs),
+        ..ClientConfig::new(global.endpoints.clone())
+    })?;
     let out = Output { json: global.json };
     match command {
         Cmd::Dev(_) | Cmd::Agent(_) => unreachable_command(),

@@ -1,0 +1,309 @@
+//! Bad input gets a clear, typed error and changes nothing; the node keeps serving.
+
+use rota_client::proto as pb;
+use rota_client::{Client, ClientConfig, ClientError};
+use rota_node::{Limits, NodeSettings, RunningNode};
+use std::io::{Read, Write};
+use std::time::Duration;
+use tonic::Code;
+
+const MAX_PAYLOAD: usize = 1_000;
+
+async fn dev_node(dir: &std::path::Path) -> RunningNode {
+    let mut settings = NodeSettings::new(1, "127.0.0.1:0".parse().expect("addr"), dir.to_owned());
+    settings.limits = Limits {
+        max_payload_bytes: MAX_PAYLOAD,
+    };
+    let node = RunningNode::start(settings).await.expect("node starts");
+    node.initialize_alone().await.expect("one-node cluster");
+    node.raft()
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("the node elects itself");
+    node
+}
+
+fn client(node: &RunningNode) -> Client {
+    Client::with_config(ClientConfig {
+        retry_for: Duration::from_secs(10),
+        ..ClientConfig::new([node.addr().to_string()])
+    })
+    .expect("client")
+}
+
+fn spec(payload: Vec<u8>) -> pb::JobSpec {
+    pb::JobSpec {
+        tenant: "acme".to_owned(),
+        job_type: "email".to_owned(),
+        payload,
+        // Short backoffs, so a timed-out attempt is retried within the test.
+        retry: Some(pb::RetryPolicy {
+            max_attempts: 3,
+            base_backoff_ms: 10,
+            max_backoff_ms: 10,
+        }),
+        ..pb::JobSpec::default()
+    }
+}
+
+async fn enqueue(client: &Client, payload: Vec<u8>) -> Result<pb::EnqueueResponse, ClientError> {
+    client
+        .enqueue(pb::EnqueueRequest {
+            session: None,
+            spec: Some(spec(payload)),
+        })
+        .await
+}
+
+/// Every job with its attempts and history, and the governance settings: equal before and
+/// after means a refused request changed nothing (log time moves on; that is not a change).
+async fn fingerprint(client: &Client) -> (Vec<pb::Job>, pb::GetGovernanceResponse) {
+    let jobs = client
+        .list_jobs(pb::ListJobsRequest {
+            limit: 1_000,
+            ..pb::ListJobsRequest::default()
+        })
+        .await
+        .expect("list");
+    let governance = client
+        .get_governance(pb::GetGovernanceRequest { read: None })
+        .await
+        .expect("governance");
+    (jobs.jobs, governance)
+}
+
+fn assert_rejected(
+    result: Result<impl std::fmt::Debug, ClientError>,
+    code: Code,
+    kind: &str,
+    words: &str,
+) {
+    let error = result.expect_err("the request must be refused");
+    assert_eq!(error.code(), code, "{error}");
+    assert_eq!(error.kind(), Some(kind), "{error}");
+    assert!(
+        error.to_string().contains(words),
+        "message {error:?} should mention {words:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_clearly_and_change_nothing() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = dev_node(dir.path()).await;
+    let client = client(&node);
+    let job = enqueue(&client, b"hello".to_vec())
+        .await
+        .expect("enqueue")
+        .job_id;
+    let before = fingerprint(&client).await;
+
+    // An unknown job id.
+    let unknown = client
+        .get_job(pb::GetJobRequest {
+            job_id: 999_999,
+            read: None,
+        })
+        .await;
+    assert_rejected(
+        unknown,
+        Code::NotFound,
+        "job_not_found",
+        "job-999999 not found",
+    );
+    let cancel = client
+        .cancel_job(pb::CancelJobRequest {
+            session: None,
+            job_id: 999_999,
+            stamp: Some(pb::Stamp {
+                actor: "ops".to_owned(),
+                reason: "cleanup".to_owned(),
+                ticket: None,
+            }),
+        })
+        .await;
+    assert_rejected(cancel, Code::NotFound, "job_not_found", "not found");
+
+    // A plan with a cycle.
+    let step = |key: &str, deps: &[&str]| pb::PlanStep {
+        key: key.to_owned(),
+        spec: Some(spec(Vec::new())),
+        depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+    };
+    let cycle = client
+        .submit_plan(pb::SubmitPlanRequest {
+            session: None,
+            steps: vec![step("a", &["c"]), step("b", &["a"]), step("c", &["b"])],
+            backfill: None,
+        })
+        .await;
+    assert_rejected(cycle, Code::InvalidArgument, "plan_cycle", "cycle");
+
+    // An oversized payload, against the node's configured limit.
+    let big = enqueue(&client, vec![b'x'; MAX_PAYLOAD + 1]).await;
+    assert_rejected(
+        big,
+        Code::InvalidArgument,
+        "invalid_input",
+        "max_payload_bytes",
+    );
+
+    // A job type name the scheduler refuses.
+    let mut bad_spec = spec(Vec::new());
+    bad_spec.job_type = String::new();
+    let empty = client
+        .enqueue(pb::EnqueueRequest {
+            session: None,
+            spec: Some(bad_spec),
+        })
+        .await;
+    assert_rejected(empty, Code::InvalidArgument, "invalid_input", "job_type");
+    assert_eq!(
+        fingerprint(&client).await,
+        before,
+        "refused requests changed the state"
+    );
+
+    // A stale fencing token: the lease expires, the job is leased again, and the first
+    // worker's completion is refused.
+    let lease = |worker: &str| pb::LeaseRequest {
+        session: None,
+        worker: worker.to_owned(),
+        job_types: vec!["email".to_owned()],
+        max: 1,
+        ttl_ms: Some(200),
+    };
+    let first = client.lease(lease("slow")).await.expect("lease").jobs;
+    assert_eq!(
+        first.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        vec![job]
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let second = client.lease(lease("fast")).await.expect("lease").jobs;
+    assert_eq!(second.len(), 1, "the expired job is leased again");
+    assert!(
+        second[0].lease_id > first[0].lease_id,
+        "fencing tokens increase"
+    );
+    let stale = client
+        .complete(pb::CompleteRequest {
+            session: None,
+            job_id: job,
+            lease_id: first[0].lease_id,
+            outcome: Some(pb::complete_request::Outcome::Succeeded(pb::Succeeded {
+                outputs: vec![],
+            })),
+        })
+        .await;
+    assert_rejected(
+        stale,
+        Code::FailedPrecondition,
+        "stale_lease",
+        "fencing token",
+    );
+    let shown = client
+        .get_job(pb::GetJobRequest {
+            job_id: job,
+            read: None,
+        })
+        .await
+        .expect("job")
+        .job
+        .expect("job body");
+    assert_eq!(
+        shown.status,
+        pb::JobStatus::Leased as i32,
+        "the stale completion changed nothing"
+    );
+    assert_eq!(shown.lease_id, Some(second[0].lease_id));
+
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_grpc_port_does_not_hurt_the_node() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = dev_node(dir.path()).await;
+    let addr = node.addr();
+    let garbage: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x00\x01\x02\x03\xff\xfe\xfd not http at all",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00garbage-frames",
+        &[0xAB; 64 * 1024],
+    ];
+    for bytes in garbage {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let _ = stream.write_all(bytes);
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    }
+    // A gRPC message whose body isn't the message it claims to be.
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let _ = stream.write_all(b"POST /rota.v1.JobService/Enqueue HTTP/1.1\r\ncontent-type: application/grpc\r\n\r\n\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff");
+    drop(stream);
+
+    let client = client(&node);
+    let answer = enqueue(&client, b"still here".to_vec())
+        .await
+        .expect("the node still serves");
+    assert!(answer.created);
+    node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_is_answered_once() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = dev_node(dir.path()).await;
+    let mut raw =
+        pb::worker_service_client::WorkerServiceClient::connect(format!("http://{}", node.addr()))
+            .await
+            .expect("connect");
+    let mut jobs =
+        pb::job_service_client::JobServiceClient::connect(format!("http://{}", node.addr()))
+            .await
+            .expect("connect");
+    for n in 0..4u8 {
+        jobs.enqueue(pb::EnqueueRequest {
+            session: None,
+            spec: Some(spec(vec![n])),
+        })
+        .await
+        .expect("enqueue");
+    }
+    let session = pb::Session {
+        client_id: "worker-7".to_owned(),
+        seq: 1,
+    };
+    let lease = pb::LeaseRequest {
+        session: Some(session.clone()),
+        worker: "worker-7".to_owned(),
+        job_types: vec!["email".to_owned()],
+        max: 2,
+        ttl_ms: None,
+    };
+    let first = raw.lease(lease.clone()).await.expect("lease").into_inner();
+    // The same request again, as after a timeout: the same jobs, not two more.
+    let retry = raw.lease(lease.clone()).await.expect("retry").into_inner();
+    assert_eq!(first.jobs.len(), 2);
+    assert_eq!(retry, first);
+    let next = pb::LeaseRequest {
+        session: Some(pb::Session {
+            seq: 2,
+            ..session.clone()
+        }),
+        ..lease.clone()
+    };
+    let second = raw.lease(next).await.expect("next lease").into_inner();
+    assert_eq!(second.jobs.len(), 2);
+    assert!(second
+        .jobs
+        .iter()
+        .all(|j| first.jobs.iter().all(|f| f.job_id != j.job_id)));
+    // An older sequence than the latest is refused: its answer is gone.
+    let old = raw.lease(lease).await.expect_err("stale request");
+    assert_eq!(old.code(), Code::FailedPrecondition);
+    node.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,212 @@
+//! The `rota` binary as an operator uses it: `rota dev` and the client subcommands, tables
+//! and `--json`, non-zero exits with clear errors, and a graceful stop on SIGTERM.
+
+mod common;
+
+use serde_json::Value;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn rota(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(args)
+        .env("ROTA_ENDPOINTS", endpoint)
+        .env("ROTA_ACTOR", "ops@example.com")
+        .output()
+        .expect("rota runs")
+}
+
+fn ok(endpoint: &str, args: &[&str]) -> String {
+    let out = rota(endpoint, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "rota {args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn json(endpoint: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let text = ok(endpoint, &all);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("rota {args:?} printed no JSON ({e}): {text}"))
+}
+
+#[test]
+fn an_operator_drives_a_dev_node_from_the_command_line() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let endpoint = format!("127.0.0.1:{}", common::free_port());
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["dev", "--listen", &endpoint])
+        .env("ROTA_DEV_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rota dev starts");
+
+    let first = json(
+        &endpoint,
+        &[
+            "job",
+            "submit",
+            "--tenant",
+            "acme",
+            "--type",
+            "email",
+            "--payload",
+            "hi",
+        ],
+    );
+    let job = first["job_id"].as_u64().expect("a job id");
+    assert_eq!(first["created"], Value::Bool(true));
+    let listed = json(&endpoint, &["job", "list", "--status", "ready"]);
+    assert_eq!(listed["jobs"][0]["id"].as_u64(), Some(job));
+    assert!(
+        ok(&endpoint, &["job", "list"]).contains("acme"),
+        "a table by default"
+    );
+    let shown = json(&endpoint, &["job", "show", &job.to_string()]);
+    assert_eq!(shown["status"], "ready");
+    assert_eq!(shown["history"][0]["kind"], "enqueued");
+
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "steps:\n  - key: extract\n    tenant: acme\n    type: etl\n  - key: load\n    tenant: acme\n    type: etl\n    depends_on: [extract]\n",
+    )
+    .expect("plan file");
+    let submitted = json(
+        &endpoint,
+        &["plan", "submit", plan.to_str().expect("utf-8")],
+    );
+    assert_eq!(submitted["jobs"].as_array().map(Vec::len), Some(2));
+    let plan_id = submitted["plan_id"].as_u64().expect("plan id").to_string();
+    assert_eq!(
+        json(&endpoint, &["plan", "show", &plan_id])["status"],
+        "pending"
+    );
+
+    ok(
+        &endpoint,
+        &[
+            "quota",
+            "set",
+            "--tenant",
+            "acme",
+            "--max-active",
+            "5",
+            "--reason",
+            "fair share",
+        ],
+    );
+    ok(
+        &endpoint,
+        &[
+            "throttle",
+            "--type",
+            "etl",
+            "--max-concurrent",
+            "2",
+            "--reason",
+            "db load",
+        ],
+    );
+    ok(
+        &endpoint,
+        &[
+            "source",
+            "pause",
+            "--tenant",
+            "acme",
+            "--type",
+            "email",
+            "--reason",
+            "bad batch",
+        ],
+    );
+    ok(&endpoint, &["maintenance", "on", "--reason", "upgrade"]);
+    let governance = json(&endpoint, &["governance"]);
+    assert_eq!(governance["maintenance"]["reason"], "upgrade");
+    assert_eq!(governance["quotas"][0]["max_active"], 5);
+    assert_eq!(governance["throttles"][0]["max_concurrent"], 2);
+    assert_eq!(governance["paused"][0]["reason"], "bad batch");
+    ok(&endpoint, &["maintenance", "off", "--reason", "done"]);
+    ok(
+        &endpoint,
+        &[
+            "source", "resume", "--tenant", "acme", "--type", "email", "--reason", "fixed",
+        ],
+    );
+    ok(
+        &endpoint,
+        &["throttle", "--type", "etl", "--lift", "--reason", "db fine"],
+    );
+
+    let canceled = json(
+        &endpoint,
+        &["job", "cancel", &job.to_string(), "--reason", "not needed"],
+    );
+    assert_eq!(canceled["canceled"], Value::Bool(true));
+    let replayed = json(
+        &endpoint,
+        &[
+            "job",
+            "replay",
+            &job.to_string(),
+            "--reason",
+            "needed after all",
+        ],
+    );
+    assert_eq!(replayed["replay_of"].as_u64(), Some(job));
+    assert_eq!(
+        json(&endpoint, &["dlq", "list"])["jobs"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    let status = json(&endpoint, &["cluster", "status"]);
+    assert_eq!(status["nodes"][0]["role"], "leader");
+
+    // Clear errors and non-zero exits.
+    let missing = rota(&endpoint, &["job", "show", "424242"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("job-424242 not found"));
+    let again = rota(
+        &endpoint,
+        &["job", "cancel", &job.to_string(), "--reason", "twice"],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cannot be canceled"));
+    let bad_status = rota(&endpoint, &["job", "list", "--status", "done"]);
+    assert!(!bad_status.status.success());
+    assert!(String::from_utf8_lossy(&bad_status.stderr).contains("unknown status"));
+    let down = rota("127.0.0.1:1", &["job", "list", "--wait-secs", "1"]);
+    assert!(!down.status.success(), "no node at that address");
+
+    // SIGTERM stops the node gracefully.
+    let killed = Command::new("kill")
+        .args(["-TERM", &dev.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = dev.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rota dev did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = dev.wait_with_output().expect("output");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(exit.success(), "exit {exit:?}: {printed}");
+    assert!(printed.contains("listening on"), "{printed}");
+    assert!(printed.contains("auth is OFF"), "{printed}");
+    assert!(printed.contains("stopped"), "{printed}");
+}
