@@ -95,6 +95,9 @@ impl JobContext {
     }
 }
 
+/// How long a canceled handler may take to stop by itself before it is aborted.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
 type BoxedHandler =
     Arc<dyn Fn(JobContext) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
 
@@ -279,7 +282,10 @@ impl RunningJob {
                 }),
                 _ = beat.tick() => {
                     if !self.heartbeat(&job).await {
+                        // Tell the handler, give it a moment to stop on its own, then stop it.
+                        // Its result would not be accepted, so none is reported.
                         canceled.cancel();
+                        let _ = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
                         work.abort();
                         break None;
                     }
