@@ -2,7 +2,7 @@
 # (libclang for RocksDB's bindings, protoc for prost, cargo-nextest for the test run), and
 # points cargo at a target directory outside the clone so later runs reuse the build.
 
-ensure_prereqs() {
+ensure_build_prereqs() {
   local missing=()
   if command -v dpkg >/dev/null 2>&1; then
     for pkg in libclang-dev protobuf-compiler; do
@@ -18,6 +18,10 @@ ensure_prereqs() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+}
+
+ensure_prereqs() {
+  ensure_build_prereqs
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "==> installing cargo-nextest"
     cargo install --locked cargo-nextest

@@ -15,7 +15,12 @@ use std::path::PathBuf;
 
 /// rota: a Raft-replicated job orchestrator.
 #[derive(Parser, Debug)]
-#[command(name = "rota", version, about, propagate_version = true)]
+#[command(
+    name = "rota",
+    version,
+    about = "rota: a Raft-replicated job orchestrator",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
