@@ -343,8 +343,10 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
                 let leased = event_index(job, "leased").expect("every step ran");
                 for dep in deps {
                     let done = event_index(by_id[&steps[*dep]], "succeeded").expect("dependency succeeded");
+                    // One entry may carry the dependency's completion and, after it, the
+                    // lease of the step it released (group commit keeps their order).
                     assert!(
-                        done < leased,
+                        done <= leased,
                         "plan {plan_id}: step {key} leased at index {leased} before {dep} succeeded at {done}"
                     );
                 }
