@@ -22,8 +22,12 @@ use tonic::{Response, Status};
 /// Largest message the client sends or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Opens a (lazy) gRPC channel to `host:port`; the default dials TCP. Simulations pass
+/// one that dials their simulated network.
+pub type Dial = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
+
 /// How a client reaches the cluster and how long it keeps trying.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// `host:port` of the nodes; any one is enough, more give failover.
     pub endpoints: Vec<String>,
@@ -33,6 +37,24 @@ pub struct ClientConfig {
     pub retry_for: Duration,
     /// Longest wait for a TCP connection to a node.
     pub connect_timeout: Duration,
+    /// How to reach a node; `None` dials TCP.
+    pub dial: Option<Dial>,
+    /// Prefix of this client's session ids; `None` derives one from the process and time.
+    /// Give a fixed one only where runs must repeat exactly (simulations).
+    pub session_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("endpoints", &self.endpoints)
+            .field("call_timeout", &self.call_timeout)
+            .field("retry_for", &self.retry_for)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("dial", &self.dial.as_ref().map(|_| "custom"))
+            .field("session_prefix", &self.session_prefix)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -43,6 +65,8 @@ impl ClientConfig {
             call_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
+            dial: None,
+            session_prefix: None,
         }
     }
 }
@@ -96,24 +120,32 @@ impl Client {
         }
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for addr in &config.endpoints {
-            let uri = if addr.contains("://") {
-                addr.clone()
-            } else {
-                format!("http://{addr}")
+            let channel = match &config.dial {
+                Some(dial) => dial(addr)
+                    .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))?,
+                None => {
+                    let uri = if addr.contains("://") {
+                        addr.clone()
+                    } else {
+                        format!("http://{addr}")
+                    };
+                    Endpoint::from_shared(uri)
+                        .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))?
+                        .connect_timeout(config.connect_timeout)
+                        .tcp_nodelay(true)
+                        .connect_lazy()
+                }
             };
-            let endpoint = Endpoint::from_shared(uri)
-                .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))?
-                .connect_timeout(config.connect_timeout)
-                .tcp_nodelay(true);
-            endpoints.push((addr.clone(), endpoint.connect_lazy()));
+            endpoints.push((addr.clone(), channel));
         }
+        let lane_prefix = config.session_prefix.clone().unwrap_or_else(lane_prefix);
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoints,
                 current: AtomicUsize::new(0),
                 config,
                 lanes: Mutex::new(Vec::new()),
-                lane_prefix: lane_prefix(),
+                lane_prefix,
                 next_lane: AtomicU64::new(0),
             }),
         })

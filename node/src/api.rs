@@ -13,7 +13,7 @@ use rota_client::proto::job_service_server::JobService;
 use rota_client::proto::worker_service_client::WorkerServiceClient;
 use rota_client::proto::worker_service_server::WorkerService;
 use rota_client::{FORWARDED_KEY, MAX_MESSAGE_BYTES};
-use rota_raft::{Applied, NodeId, RaftNode, RotaNode, Write};
+use rota_raft::{Applied, Dial, NodeId, RaftNode, RotaNode, Write};
 use rota_state_machine::{
     ClientRequest, Command, JobFilter, JobId, JobType, PlanId, Reply, State, TenantId, WorkerId,
     MAX_PAGE,
@@ -40,6 +40,7 @@ pub struct Api {
     pub limits: Limits,
     /// This node with its configured peers: the default founding membership.
     pub peers: BTreeMap<NodeId, String>,
+    dial: Option<Dial>,
     leaders: Mutex<HashMap<String, Channel>>,
 }
 
@@ -55,12 +56,14 @@ impl Api {
         committer: Committer,
         limits: Limits,
         peers: BTreeMap<NodeId, String>,
+        dial: Option<Dial>,
     ) -> Arc<Self> {
         Arc::new(Self {
             raft,
             committer,
             limits,
             peers,
+            dial,
             leaders: Mutex::new(HashMap::new()),
         })
     }
@@ -100,11 +103,16 @@ impl Api {
         if let Some(channel) = leaders.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = match &self.dial {
+            Some(dial) => {
+                dial(addr).map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
+            }
+            None => Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| Status::internal(format!("leader address {addr:?}: {e}")))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        };
         leaders.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -3,6 +3,7 @@
 //! quorum (synced to disk on each) and applied. A few batches may be in flight at once, so
 //! a new batch gathers while the previous one replicates.
 
+use crate::server::Clock;
 use crate::status;
 use rota_raft::{Batch, RaftNode, Write};
 use rota_state_machine::Response;
@@ -43,9 +44,13 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the batching task for `raft`.
-    pub fn start(raft: Arc<RaftNode>, settings: CommitSettings) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        raft: Arc<RaftNode>,
+        settings: CommitSettings,
+        clock: Clock,
+    ) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(settings.max_batch.max(1) * 4);
-        let task = tokio::spawn(run(raft, settings, incoming));
+        let task = tokio::spawn(run(raft, settings, clock, incoming));
         (Self { queue }, task)
     }
 
@@ -79,7 +84,12 @@ pub(crate) fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn run(raft: Arc<RaftNode>, settings: CommitSettings, mut incoming: mpsc::Receiver<Pending>) {
+async fn run(
+    raft: Arc<RaftNode>,
+    settings: CommitSettings,
+    clock: Clock,
+    mut incoming: mpsc::Receiver<Pending>,
+) {
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
     let mut last_ms = 0;
     while let Some(first) = incoming.recv().await {
@@ -96,7 +106,7 @@ async fn run(raft: Arc<RaftNode>, settings: CommitSettings, mut incoming: mpsc::
         }
         // Log time never goes backwards, even if this leader's clock is behind the last one's.
         let applied_ms = raft.read_local(|applied| applied.state.now_ms());
-        let now_ms = wall_ms().max(last_ms).max(applied_ms);
+        let now_ms = clock().max(last_ms).max(applied_ms);
         last_ms = now_ms;
         let (writes, answers): (Vec<Write>, Vec<_>) =
             pending.into_iter().map(|p| (p.write, p.answer)).unzip();

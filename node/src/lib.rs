@@ -12,4 +12,6 @@ mod status;
 
 pub use commit::CommitSettings;
 pub use convert::Limits;
-pub use server::{NodeSettings, RunningNode, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use server::{
+    system_clock, Clock, NodeSettings, NodeStorage, RunningNode, DEFAULT_MAX_PAYLOAD_BYTES,
+};

@@ -2,14 +2,15 @@
 //! server that carries the public services, the Raft transport and the health service.
 
 use crate::api::{Admin, Api, Jobs, Workers};
-use crate::commit::{wall_ms, CommitSettings, Committer};
+use crate::commit::{CommitSettings, Committer};
 use crate::convert::Limits;
 use rota_client::proto::admin_service_server::AdminServiceServer;
 use rota_client::proto::job_service_server::JobServiceServer;
 use rota_client::proto::worker_service_server::WorkerServiceServer;
 use rota_client::MAX_MESSAGE_BYTES;
 use rota_raft::{
-    default_raft_config, ClusterError, NodeConfig, NodeId, RaftNode, RotaNode, Storage, Write,
+    default_raft_config, ClusterError, Dial, GrpcNetwork, MemLogStore, NodeConfig, NodeId,
+    RaftNode, RotaNode, StateStore, Storage, Write,
 };
 use rota_state_machine::Command;
 use std::collections::BTreeMap;
@@ -17,13 +18,33 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::Stream;
+use tonic::transport::server::Connected;
+
+/// Where a node's clock comes from: milliseconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The machine's clock.
+pub fn system_clock() -> Clock {
+    Arc::new(crate::commit::wall_ms)
+}
+
+/// Where a node keeps its log and snapshots.
+#[derive(Clone)]
+pub enum NodeStorage {
+    /// RocksDB and snapshot files under the data directory.
+    Disk,
+    /// In memory, for simulations: keep the stores to restart the node with what it had.
+    Memory { log: MemLogStore, state: StateStore },
+}
 
 /// Everything a node needs to start.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeSettings {
     pub id: NodeId,
     /// Where the gRPC server listens; port 0 picks a free one.
@@ -40,6 +61,11 @@ pub struct NodeSettings {
     /// Raft heartbeat and election timing, in milliseconds.
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    pub storage: NodeStorage,
+    /// How this node reaches its peers and the leader; `None` dials TCP.
+    pub dial: Option<Dial>,
+    /// The clock the leader stamps log time from.
+    pub clock: Clock,
 }
 
 impl NodeSettings {
@@ -59,12 +85,33 @@ impl NodeSettings {
             commit: CommitSettings::default(),
             heartbeat_ms: raft.heartbeat_interval,
             election_timeout_ms: (raft.election_timeout_min, raft.election_timeout_max),
+            storage: NodeStorage::Disk,
+            dial: None,
+            clock: system_clock(),
         }
     }
 }
 
 /// Default largest payload: 1 MiB. The scheduler's own ceiling is 4 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+impl std::fmt::Debug for NodeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSettings")
+            .field("id", &self.id)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("data_dir", &self.data_dir)
+            .field("peers", &self.peers)
+            .field("limits", &self.limits)
+            .field("tick_interval", &self.tick_interval)
+            .field(
+                "in_memory",
+                &matches!(self.storage, NodeStorage::Memory { .. }),
+            )
+            .finish_non_exhaustive()
+    }
+}
 
 /// A node serving until `shutdown`.
 pub struct RunningNode {
@@ -77,11 +124,25 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Opens storage, starts Raft and serves. The data directory is created if missing.
+    /// Opens storage, starts Raft and serves on TCP. The data directory is created if missing.
     pub async fn start(settings: NodeSettings) -> Result<Self, ClusterError> {
-        std::fs::create_dir_all(&settings.data_dir)?;
         let listener = TcpListener::bind(settings.listen).await?;
         let bound = listener.local_addr()?;
+        Self::start_with_incoming(settings, bound, TcpListenerStream::new(listener)).await
+    }
+
+    /// As `start`, serving the connections `incoming` yields (a simulated network's, say);
+    /// `bound` is the address they arrive at.
+    pub async fn start_with_incoming<I, IO, IE>(
+        settings: NodeSettings,
+        bound: SocketAddr,
+        incoming: I,
+    ) -> Result<Self, ClusterError>
+    where
+        I: Stream<Item = Result<IO, IE>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
         let advertise = settings
             .advertise
             .clone()
@@ -91,18 +152,27 @@ impl RunningNode {
         raft_config.heartbeat_interval = settings.heartbeat_ms;
         raft_config.election_timeout_min = settings.election_timeout_ms.0;
         raft_config.election_timeout_max = settings.election_timeout_ms.1;
-        let raft = RaftNode::open(
-            NodeConfig {
-                id: settings.id,
-                listen: bound,
-                storage: Storage::Disk(settings.data_dir.clone()),
-                raft: raft_config,
-            },
-            advertise_addr,
-        )
-        .await?;
+        let storage = match settings.storage.clone() {
+            NodeStorage::Disk => {
+                std::fs::create_dir_all(&settings.data_dir)?;
+                Storage::Disk(settings.data_dir.clone())
+            }
+            NodeStorage::Memory { log, state } => Storage::Memory { log, state },
+        };
+        let config = NodeConfig {
+            id: settings.id,
+            listen: bound,
+            storage,
+            raft: raft_config,
+        };
+        let network = match &settings.dial {
+            Some(dial) => GrpcNetwork::with_dial(dial.clone()),
+            None => GrpcNetwork::default(),
+        };
+        let raft = RaftNode::open_with_network(config, advertise_addr, network).await?;
         let raft = Arc::new(raft);
-        let (committer, committer_task) = Committer::start(raft.clone(), settings.commit);
+        let (committer, committer_task) =
+            Committer::start(raft.clone(), settings.commit, settings.clock.clone());
         let mut peers = settings.peers.clone();
         peers.insert(settings.id, advertise.clone());
         let api = Api::new(
@@ -110,6 +180,7 @@ impl RunningNode {
             committer.clone(),
             settings.limits.clone(),
             peers,
+            settings.dial.clone(),
         );
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -136,11 +207,16 @@ impl RunningNode {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
         let server = tokio::spawn(server);
-        let ticker = tokio::spawn(tick(raft.clone(), committer, settings.tick_interval));
+        let ticker = tokio::spawn(tick(
+            raft.clone(),
+            committer,
+            settings.tick_interval,
+            settings.clock.clone(),
+        ));
         Ok(Self {
             addr: bound,
             raft,
@@ -192,7 +268,7 @@ impl RunningNode {
 /// While this node leads, checks every `every` whether anything waits on time (a lease to
 /// expire, a backoff to end, a schedule to fire) that has come, and if so proposes a tick.
 /// An idle cluster's log stays still.
-async fn tick(raft: Arc<RaftNode>, committer: Committer, every: Duration) {
+async fn tick(raft: Arc<RaftNode>, committer: Committer, every: Duration, clock: Clock) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -201,7 +277,7 @@ async fn tick(raft: Arc<RaftNode>, committer: Committer, every: Duration) {
             continue;
         }
         let due = raft.read_local(|applied| applied.state.next_due_ms());
-        if due.is_none_or(|due| due > wall_ms()) {
+        if due.is_none_or(|due| due > clock()) {
             continue;
         }
         if let Err(e) = committer.submit(Write::Command(Command::Tick)).await {

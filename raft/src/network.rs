@@ -17,6 +17,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
@@ -33,9 +34,22 @@ fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, postcard::Err
     postcard::from_bytes(&message.payload)
 }
 
+/// Opens a (lazy) gRPC channel to `host:port`. The default dials TCP; a simulation passes
+/// one that dials its simulated network.
+pub type Dial = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
+
 /// Makes a connection per peer; openraft asks for one per replication stream.
-#[derive(Clone, Debug, Default)]
-pub struct GrpcNetwork;
+#[derive(Clone, Default)]
+pub struct GrpcNetwork {
+    dial: Option<Dial>,
+}
+
+impl GrpcNetwork {
+    /// Peers reached through `dial` instead of TCP.
+    pub fn with_dial(dial: Dial) -> Self {
+        Self { dial: Some(dial) }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = GrpcConnection;
@@ -44,6 +58,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
         GrpcConnection {
             target,
             addr: node.addr.clone(),
+            dial: self.dial.clone(),
             client: None,
         }
     }
@@ -53,6 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
 pub struct GrpcConnection {
     target: NodeId,
     addr: String,
+    dial: Option<Dial>,
     client: Option<RaftTransportClient<Channel>>,
 }
 
@@ -63,14 +79,17 @@ impl GrpcConnection {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let channel = match &self.dial {
+            Some(dial) => dial(&self.addr)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?,
+            None => Endpoint::from_shared(format!("http://{}", self.addr))
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?,
+        };
         let client = RaftTransportClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

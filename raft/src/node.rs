@@ -120,18 +120,25 @@ impl RaftNode {
     /// Opens the node's storage and starts openraft without serving anything: the caller
     /// serves `transport()` at `addr` (the address peers are told), beside its own services.
     pub async fn open(config: NodeConfig, addr: SocketAddr) -> Result<Self, ClusterError> {
+        Self::open_with_network(config, addr, GrpcNetwork::default()).await
+    }
+
+    /// As `open`, reaching peers through `network` (a simulation's, say).
+    pub async fn open_with_network(
+        config: NodeConfig,
+        addr: SocketAddr,
+        network: GrpcNetwork,
+    ) -> Result<Self, ClusterError> {
         let raft_config = Arc::new(config.raft.validate()?);
         let (raft, state) = match config.storage {
             Storage::Disk(dir) => {
                 let log = RocksLogStore::new(open_db(&dir.join("raft-log"))?);
                 let state = StateStore::open_dir(&dir.join("snapshots"))?;
-                let raft =
-                    Raft::new(config.id, raft_config, GrpcNetwork, log, state.clone()).await?;
+                let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state)
             }
             Storage::Memory { log, state } => {
-                let raft =
-                    Raft::new(config.id, raft_config, GrpcNetwork, log, state.clone()).await?;
+                let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state)
             }
         };

@@ -11,6 +11,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, 
 use rota_state_machine::State;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// The scheduler state with the Raft bookkeeping applied alongside it.
@@ -145,6 +146,8 @@ impl SnapshotStore {
 pub struct StateStore {
     applied: Arc<RwLock<Applied>>,
     snapshots: Arc<SnapshotStore>,
+    /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
+    fencing_disabled: Arc<AtomicBool>,
 }
 
 impl StateStore {
@@ -159,7 +162,15 @@ impl StateStore {
         Self {
             applied: Arc::default(),
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
+            fencing_disabled: Arc::default(),
         }
+    }
+
+    /// Fault injection for simulations: every entry is applied with fencing off, so the
+    /// simulation can show its checker catching a zombie worker. Survives `restarted`.
+    #[doc(hidden)]
+    pub fn disable_fencing_for_simulation(&self) {
+        self.fencing_disabled.store(true, Ordering::SeqCst);
     }
 
     /// The same store as `self` would be after a restart: the state rebuilt from the latest
@@ -169,7 +180,10 @@ impl StateStore {
             SnapshotStore::Dir(dir) => SnapshotStore::Dir(dir.clone()),
             SnapshotStore::Memory(_) => SnapshotStore::Memory(Mutex::new(self.snapshots.load()?)),
         };
-        Self::start(snapshots)
+        let restarted = Self::start(snapshots)?;
+        let disabled = self.fencing_disabled.load(Ordering::SeqCst);
+        restarted.fencing_disabled.store(disabled, Ordering::SeqCst);
+        Ok(restarted)
     }
 
     fn start(snapshots: SnapshotStore) -> Result<Self, std::io::Error> {
@@ -187,6 +201,7 @@ impl StateStore {
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             snapshots: Arc::new(snapshots),
+            fencing_disabled: Arc::default(),
         })
     }
 
@@ -258,6 +273,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I::IntoIter: openraft::OptionalSend,
     {
         let mut applied = self.write_lock()?;
+        let fencing_disabled = self.fencing_disabled.load(Ordering::SeqCst);
+        applied
+            .state
+            .set_fencing_disabled_for_simulation(fencing_disabled);
         let mut replies = Vec::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);

@@ -201,12 +201,23 @@ pub(crate) struct At {
 pub struct State {
     pub(crate) ledger: Ledger,
     pub(crate) idx: Indexes,
+    /// Fault injection for simulations only: when set, a heartbeat or completion is taken
+    /// for the job's live lease whatever token it presents. Never set in a real node; not
+    /// part of snapshots or the digest.
+    pub(crate) fencing_disabled: bool,
 }
 
 impl State {
     /// An empty scheduler.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Turns fencing off (or back on): a simulation's switch for showing that its checker
+    /// catches zombie workers. A production node never calls this.
+    #[doc(hidden)]
+    pub fn set_fencing_disabled_for_simulation(&mut self, disabled: bool) {
+        self.fencing_disabled = disabled;
     }
 
     /// Applies one command at log time `now_ms` (clamped so time never goes backwards) from

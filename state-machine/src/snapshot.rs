@@ -41,7 +41,11 @@ impl State {
         }
         let ledger: Ledger = postcard::from_bytes(body)?;
         let idx = Indexes::rebuild(&ledger);
-        Ok(State { ledger, idx })
+        Ok(State {
+            ledger,
+            idx,
+            fencing_disabled: false,
+        })
     }
 
     /// sha256 of the snapshot, in hex: equal on every replica at the same applied index.

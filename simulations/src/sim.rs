@@ -1,0 +1,406 @@
+//! One simulated run: the cluster, the workload, the nemesis, and the verdict.
+
+use crate::check::{check, Final, Violation};
+use crate::faults::{self, Action, FaultKind, Target, HEAL_MS};
+use crate::history::{Event, History};
+use crate::net;
+use crate::seed::SplitMix;
+use crate::workload;
+use rota_client::proto as pb;
+use rota_client::{Client, ClientConfig};
+use rota_node::{NodeSettings, NodeStorage, RunningNode};
+use rota_raft::{MemLogStore, NodeId, RotaNode, StateStore};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Message latency on a healthy link: up to this many ms.
+pub const BASE_LATENCY_MS: u64 = 5;
+const PORT: u16 = 7000;
+/// Log time at the simulation's start (2027-01-15).
+const EPOCH_MS: u64 = 1_800_000_000_000;
+/// How long a producer's jobs may take to drain after the faults heal.
+const DRAIN_MS: u64 = 90_000;
+
+/// A node's Raft metrics, as the nemesis reads them to find the leader.
+type Metrics = watch::Receiver<openraft::RaftMetrics<NodeId, RotaNode>>;
+
+/// What to simulate for a seed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub nodes: usize,
+    /// Jobs the producer enqueues (plans come on top).
+    pub jobs: u64,
+    pub fault: FaultKind,
+    /// Off only to show the checker catching zombie workers.
+    pub fencing: bool,
+}
+
+impl Options {
+    /// The defaults for a seed: fault kinds cycle with the seed, and each kind is run with
+    /// three and with five nodes.
+    pub fn for_seed(seed: u64) -> Self {
+        let kinds = FaultKind::ALL.len() as u64;
+        Self {
+            nodes: if (seed / kinds).is_multiple_of(2) {
+                3
+            } else {
+                5
+            },
+            jobs: 24,
+            fault: FaultKind::for_seed(seed),
+            fencing: true,
+        }
+    }
+}
+
+/// The verdict on one seed.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub options: Options,
+    /// sha256 of the recorded history: equal for equal seeds.
+    pub history_digest: String,
+    pub violations: Vec<Violation>,
+    pub events: usize,
+    pub jobs: usize,
+    /// Simulated time the run took.
+    pub sim_ms: u64,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+fn client(name: &str, endpoints: &[String]) -> Client {
+    let config = ClientConfig {
+        dial: Some(net::dial()),
+        session_prefix: Some(name.to_owned()),
+        call_timeout: Duration::from_secs(3),
+        retry_for: Duration::from_secs(30),
+        ..ClientConfig::new(endpoints.to_vec())
+    };
+    match Client::with_config(config) {
+        Ok(client) => client,
+        Err(e) => panic!("simulation client config is fixed and valid: {e}"),
+    }
+}
+
+fn clock() -> rota_node::Clock {
+    Arc::new(|| EPOCH_MS + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64)
+}
+
+/// Runs `seed`; `Err` when the simulation itself failed (a host errored, or the run did not
+/// finish within its simulated deadline).
+pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
+    let mut rng = SplitMix::new(seed);
+    let deadline = HEAL_MS + DRAIN_MS + 60_000;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_millis(deadline))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(BASE_LATENCY_MS))
+        .build();
+    let names: Vec<String> = (1..=options.nodes).map(|i| format!("n{i}")).collect();
+    let addrs: Vec<String> = names.iter().map(|n| format!("{n}:{PORT}")).collect();
+    let registry: Arc<Mutex<BTreeMap<u64, Metrics>>> = Arc::default();
+    let history = History::default();
+
+    for (i, name) in names.iter().enumerate() {
+        let id = i as u64 + 1;
+        let log = MemLogStore::default();
+        let state = StateStore::in_memory();
+        if !options.fencing {
+            state.disable_fencing_for_simulation();
+        }
+        let peers: BTreeMap<u64, String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(j, a)| (j as u64 + 1, a.clone()))
+            .collect();
+        let advertise = addrs[i].clone();
+        let registry = registry.clone();
+        // Distinct fixed election timeouts per node: openraft draws them at random, which
+        // a seed can't replay; fixed and distinct, elections still converge.
+        let election = 500 + 170 * i as u64 + rng.range(0, 60);
+        sim.host(name.as_str(), move || {
+            let (log, state, peers, advertise, registry) = (
+                log.clone(),
+                state.clone(),
+                peers.clone(),
+                advertise.clone(),
+                registry.clone(),
+            );
+            async move {
+                // What survives a crash: the log, and the state as of the last snapshot.
+                let state = state.restarted()?;
+                let bound = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT);
+                let listener = turmoil::net::TcpListener::bind(bound).await?;
+                let mut settings = NodeSettings::new(id, bound, std::path::PathBuf::new());
+                settings.advertise = Some(advertise);
+                settings.peers = peers;
+                settings.storage = NodeStorage::Memory { log, state };
+                settings.dial = Some(net::dial());
+                settings.clock = clock();
+                settings.election_timeout_ms = (election, election + 1);
+                let node =
+                    RunningNode::start_with_incoming(settings, bound, net::incoming(listener))
+                        .await?;
+                if let Ok(mut registry) = registry.lock() {
+                    registry.insert(id, node.raft().metrics());
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(AtomicBool::new(false));
+    let result: Arc<Mutex<Option<Final>>> = Arc::default();
+
+    {
+        let (addrs, history, produced) = (addrs.clone(), history.clone(), produced.clone());
+        let jobs = options.jobs;
+        let producer_rng = SplitMix::new(rng.next_u64());
+        sim.client("producer", async move {
+            let members = addrs
+                .iter()
+                .enumerate()
+                .map(|(j, a)| pb::Member {
+                    id: j as u64 + 1,
+                    addr: a.clone(),
+                    voter: true,
+                })
+                .collect::<Vec<_>>();
+            let founder = client("founder", &addrs[..1]);
+            // Retried until the founder answers; "already initialized" is fine too.
+            let _ = founder
+                .init_cluster(pb::InitClusterRequest { members })
+                .await;
+            let producer = client("producer", &addrs);
+            workload::set_quota(&producer).await;
+            let again = client("producer-again", &addrs);
+            workload::produce("p", producer, again, jobs, history, producer_rng).await;
+            produced.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+    }
+    let workers = [("w0", false), ("w1", false), ("zombie", true)];
+    for (name, zombie) in workers {
+        let (addrs, history, stop) = (addrs.clone(), history.clone(), stop.clone());
+        sim.client(name, async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            workload::work(name.to_owned(), client(name, &addrs), history, stop, zombie).await;
+            Ok(())
+        });
+    }
+    {
+        let (addrs, stop, produced, result) = (
+            addrs.clone(),
+            stop.clone(),
+            produced.clone(),
+            result.clone(),
+        );
+        sim.client("checker", async move {
+            let end = finish(&addrs, &stop, &produced).await;
+            if let Ok(mut slot) = result.lock() {
+                *slot = Some(end);
+            }
+            Ok(())
+        });
+    }
+
+    let plan = faults::schedule(options.fault, options.nodes, &mut rng);
+    let mut next = 0;
+    let mut crashed = BTreeSet::new();
+    loop {
+        let now = sim.elapsed().as_millis() as u64;
+        while next < plan.len() && plan[next].0 <= now {
+            let action = &plan[next].1;
+            let what = apply(&mut sim, action, &names, &registry, &mut crashed);
+            history.record_at(now, Event::Fault(what));
+            next += 1;
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(format!("seed {seed}: the simulation failed: {e}")),
+        }
+    }
+    let end = result
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
+        .ok_or_else(|| format!("seed {seed}: the checker never reported"))?;
+    let records = history.records();
+    Ok(Outcome {
+        seed,
+        options: options.clone(),
+        history_digest: history.digest(),
+        violations: check(&records, &end),
+        events: records.len(),
+        jobs: end.jobs.len(),
+        sim_ms: sim.elapsed().as_millis() as u64,
+    })
+}
+
+/// The node that leads by the highest term any running node reports.
+fn leader(registry: &Mutex<BTreeMap<u64, Metrics>>, crashed: &BTreeSet<usize>) -> Option<usize> {
+    let registry = registry.lock().ok()?;
+    registry
+        .iter()
+        .filter(|(id, _)| !crashed.contains(&(**id as usize - 1)))
+        .filter_map(|(_, m)| {
+            let m = m.borrow();
+            m.current_leader.map(|l| (m.current_term, l))
+        })
+        .max()
+        .map(|(_, l)| l as usize - 1)
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    action: &Action,
+    names: &[String],
+    registry: &Mutex<BTreeMap<u64, Metrics>>,
+    crashed: &mut BTreeSet<usize>,
+) -> String {
+    let n = names.len();
+    let resolve = |target: &Target| match target {
+        Target::Node(i) => *i,
+        Target::Leader => leader(registry, crashed).unwrap_or(0),
+    };
+    match action {
+        Action::Isolate { target, with } => {
+            let first = resolve(target);
+            let side: BTreeSet<usize> = (0..=*with).map(|k| (first + k) % n).collect();
+            for a in &side {
+                for b in (0..n).filter(|b| !side.contains(b)) {
+                    sim.partition(names[*a].as_str(), names[b].as_str());
+                }
+            }
+            format!(
+                "isolate {:?}",
+                side.iter().map(|i| &names[*i]).collect::<Vec<_>>()
+            )
+        }
+        Action::RepairAll => {
+            for a in 0..n {
+                for b in (a + 1)..n {
+                    sim.repair(names[a].as_str(), names[b].as_str());
+                }
+            }
+            "repair all".to_owned()
+        }
+        Action::Hold(a, b) => {
+            sim.hold(names[*a].as_str(), names[*b].as_str());
+            format!("hold {} <-> {}", names[*a], names[*b])
+        }
+        Action::Release(a, b) => {
+            sim.release(names[*a].as_str(), names[*b].as_str());
+            format!("release {} <-> {}", names[*a], names[*b])
+        }
+        Action::Latency(ms) => {
+            sim.set_max_message_latency(Duration::from_millis(*ms));
+            format!("latency up to {ms} ms")
+        }
+        Action::Crash(target) => {
+            let node = resolve(target);
+            sim.crash(names[node].as_str());
+            crashed.insert(node);
+            format!("crash {}", names[node])
+        }
+        Action::RestartAll => {
+            let restarted: Vec<String> = crashed.iter().map(|i| names[*i].clone()).collect();
+            for name in &restarted {
+                sim.bounce(name.as_str());
+            }
+            crashed.clear();
+            format!("restart {restarted:?}")
+        }
+    }
+}
+
+/// After the faults heal: waits for the producer and for every job to finish, stops the
+/// workers, waits for the replicas to settle, and reads the final state.
+async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> Final {
+    tokio::time::sleep(Duration::from_millis(HEAL_MS + 1_000)).await;
+    let reader = client("checker", addrs);
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(DRAIN_MS);
+    let mut jobs = Vec::new();
+    loop {
+        if produced.load(Ordering::SeqCst) {
+            jobs = all_jobs(&reader).await.unwrap_or_default();
+            let open = jobs.iter().any(|j| !finished(j));
+            if !jobs.is_empty() && !open {
+                break;
+            }
+        }
+        if tokio::time::Instant::now() > give_up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    // Workers finish what they hold; then nothing writes and the replicas settle.
+    tokio::time::sleep(Duration::from_millis(workload::TTL_MS * 3)).await;
+    let jobs = all_jobs(&reader).await.unwrap_or(jobs);
+    let mut replicas = Vec::new();
+    for _ in 0..40 {
+        replicas = Vec::new();
+        for addr in addrs {
+            let one = client("checker-status", std::slice::from_ref(addr));
+            if let Ok(s) = one.cluster_status(pb::ClusterStatusRequest {}).await {
+                replicas.push((s.node_id, s.applied_index, s.state_digest));
+            }
+        }
+        if replicas.len() == addrs.len() && replicas.windows(2).all(|w| w[0].1 == w[1].1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Final {
+        jobs,
+        replicas,
+        quotas: BTreeMap::from([(
+            workload::QUOTA_TENANT.to_owned(),
+            workload::QUOTA_MAX_ACTIVE,
+        )]),
+    }
+}
+
+fn finished(job: &pb::Job) -> bool {
+    [
+        pb::JobStatus::Succeeded,
+        pb::JobStatus::DeadLettered,
+        pb::JobStatus::Canceled,
+    ]
+    .iter()
+    .any(|s| *s as i32 == job.status)
+}
+
+async fn all_jobs(client: &Client) -> Option<Vec<pb::Job>> {
+    let mut jobs = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client
+            .list_jobs(pb::ListJobsRequest {
+                after,
+                limit: 1_000,
+                ..pb::ListJobsRequest::default()
+            })
+            .await
+            .ok()?;
+        jobs.extend(page.jobs);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return Some(jobs),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Simulated producers and workers. They use the real `rota-client` and record what the
+//! cluster answered in the history.
+
+use crate::history::{Event, History};
+use crate::seed::SplitMix;
+use rota_client::proto as pb;
+use rota_client::{Client, ClientError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The job type every simulated job has.
+pub const JOB_TYPE: &str = "work";
+/// Lease time-to-live the workers ask for.
+pub const TTL_MS: u64 = 2_000;
+/// The tenant with a `max_active` quota, and the quota.
+pub const QUOTA_TENANT: &str = "t0";
+pub const QUOTA_MAX_ACTIVE: u32 = 2;
+
+/// What a job's payload tells the workers to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Script {
+    Succeed,
+    FailOnce,
+    FailAlways,
+    /// Runs longer than a lease TTL, kept alive by heartbeats.
+    Slow,
+}
+
+impl Script {
+    fn pick(rng: &mut SplitMix) -> Self {
+        match rng.range(0, 10) {
+            0 => Script::FailAlways,
+            1 | 2 => Script::FailOnce,
+            3 => Script::Slow,
+            _ => Script::Succeed,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Script::Succeed => "succeed",
+            Script::FailOnce => "fail-once",
+            Script::FailAlways => "fail-always",
+            Script::Slow => "slow",
+        }
+    }
+
+    fn parse(payload: &[u8]) -> Self {
+        match payload.split(|b| *b == b':').next() {
+            Some(b"fail-once") => Script::FailOnce,
+            Some(b"fail-always") => Script::FailAlways,
+            Some(b"slow") => Script::Slow,
+            _ => Script::Succeed,
+        }
+    }
+}
+
+fn spec(tenant: &str, script: Script, tag: &str, key: Option<String>) -> pb::JobSpec {
+    pb::JobSpec {
+        tenant: tenant.to_owned(),
+        job_type: JOB_TYPE.to_owned(),
+        payload: format!("{}:{tag}", script.name()).into_bytes(),
+        idempotency_key: key,
+        retry: Some(pb::RetryPolicy {
+            max_attempts: 3,
+            base_backoff_ms: 50,
+            max_backoff_ms: 400,
+        }),
+        lease_ttl_ms: Some(TTL_MS),
+        ..pb::JobSpec::default()
+    }
+}
+
+fn stamp() -> pb::Stamp {
+    pb::Stamp {
+        actor: "simulation".to_owned(),
+        reason: "quota under test".to_owned(),
+        ticket: None,
+    }
+}
+
+/// Sets the quota the checker holds the ledger to; retried until the cluster answers.
+pub async fn set_quota(client: &Client) {
+    loop {
+        let request = pb::SetQuotaRequest {
+            session: None,
+            tenant: QUOTA_TENANT.to_owned(),
+            job_type: None,
+            max_active: Some(QUOTA_MAX_ACTIVE),
+            max_per_hour: None,
+            burst: None,
+            stamp: Some(stamp()),
+        };
+        if client.set_quota(request).await.is_ok() {
+            return;
+        }
+    }
+}
+
+/// Enqueues `jobs` jobs, each under an idempotency key, re-sends some keys through a second
+/// client (new sessions: only the key dedupes them), and submits two small plans.
+pub async fn produce(
+    name: &str,
+    client: Client,
+    again: Client,
+    jobs: u64,
+    history: History,
+    mut rng: SplitMix,
+) {
+    let mut keys = Vec::new();
+    for n in 0..jobs {
+        let tenant = if n % 2 == 0 { QUOTA_TENANT } else { "t1" };
+        let script = Script::pick(&mut rng);
+        let key = format!("{name}-{n}");
+        enqueue(name, &client, tenant, script, &key, &history).await;
+        keys.push((tenant, script, key));
+        tokio::time::sleep(Duration::from_millis(rng.range(100, 1_200))).await;
+    }
+    for (tenant, script, key) in keys.iter().filter(|_| rng.chance(25)) {
+        enqueue(
+            &format!("{name}-again"),
+            &again,
+            tenant,
+            *script,
+            key,
+            &history,
+        )
+        .await;
+    }
+    for p in 0..2 {
+        let steps = [("a", vec![]), ("b", vec!["a"]), ("c", vec!["a", "b"])]
+            .into_iter()
+            .map(|(key, deps)| pb::PlanStep {
+                key: key.to_owned(),
+                spec: Some(spec(
+                    "t1",
+                    Script::Succeed,
+                    &format!("{name}-plan{p}-{key}"),
+                    None,
+                )),
+                depends_on: deps.into_iter().map(str::to_owned).collect(),
+            })
+            .collect();
+        let request = pb::SubmitPlanRequest {
+            session: None,
+            steps,
+            backfill: None,
+        };
+        if let Ok(answer) = client.submit_plan(request).await {
+            history.record(Event::PlanSubmitted {
+                plan: answer.plan_id,
+                jobs: answer.jobs.into_iter().map(|j| (j.key, j.job_id)).collect(),
+            });
+        }
+    }
+}
+
+/// Enqueues until the cluster answers (the key makes every retry safe).
+async fn enqueue(
+    name: &str,
+    client: &Client,
+    tenant: &str,
+    script: Script,
+    key: &str,
+    history: &History,
+) {
+    loop {
+        let request = pb::EnqueueRequest {
+            session: None,
+            spec: Some(spec(tenant, script, key, Some(key.to_owned()))),
+        };
+        match client.enqueue(request).await {
+            Ok(answer) => {
+                history.record(Event::Enqueued {
+                    producer: name.to_owned(),
+                    tenant: tenant.to_owned(),
+                    key: key.to_owned(),
+                    job: answer.job_id,
+                    created: answer.created,
+                });
+                return;
+            }
+            Err(_) => history.record(Event::EnqueueUnanswered {
+                producer: name.to_owned(),
+                key: key.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A worker: leases, runs each job's script, reports. A zombie sleeps past its lease's
+/// TTL before reporting, as a paused or partitioned worker would.
+pub async fn work(
+    name: String,
+    client: Client,
+    history: History,
+    stop: Arc<AtomicBool>,
+    zombie: bool,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let request = pb::LeaseRequest {
+            session: None,
+            worker: name.clone(),
+            job_types: vec![JOB_TYPE.to_owned()],
+            max: if zombie { 1 } else { 2 },
+            ttl_ms: Some(TTL_MS),
+        };
+        let jobs = match client.lease(request).await {
+            Ok(answer) => answer.jobs,
+            Err(_) => Vec::new(),
+        };
+        if jobs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(if zombie { 1_500 } else { 100 })).await;
+            continue;
+        }
+        for job in jobs {
+            history.record(Event::Leased {
+                worker: name.clone(),
+                job: job.job_id,
+                lease: job.lease_id,
+                attempt: job.attempt,
+                until_ms: job.lease_until_ms,
+            });
+            run_job(&name, &client, &history, &job, zombie).await;
+        }
+    }
+}
+
+async fn run_job(
+    name: &str,
+    client: &Client,
+    history: &History,
+    job: &pb::LeasedJob,
+    zombie: bool,
+) {
+    let script = Script::parse(&job.payload);
+    if zombie {
+        tokio::time::sleep(Duration::from_millis(TTL_MS * 2)).await;
+    } else if script == Script::Slow {
+        // Longer than the TTL: heartbeats keep the lease.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(TTL_MS / 4)).await;
+            let beat = pb::HeartbeatRequest {
+                session: None,
+                job_id: job.job_id,
+                lease_id: job.lease_id,
+            };
+            match client.heartbeat(beat).await {
+                Ok(ack) if !ack.canceled => {}
+                _ => return,
+            }
+        }
+    } else {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let succeed = match script {
+        Script::FailAlways => false,
+        Script::FailOnce => job.attempt > 1,
+        Script::Succeed | Script::Slow => true,
+    };
+    let outcome = if succeed {
+        pb::complete_request::Outcome::Succeeded(pb::Succeeded { outputs: vec![] })
+    } else {
+        pb::complete_request::Outcome::Failed(pb::Failed {
+            retryable: true,
+            error: "scripted failure".to_owned(),
+        })
+    };
+    let request = pb::CompleteRequest {
+        session: None,
+        job_id: job.job_id,
+        lease_id: job.lease_id,
+        outcome: Some(outcome),
+    };
+    match client.complete(request).await {
+        Ok(answer) => history.record(Event::Completed {
+            worker: name.to_owned(),
+            job: job.job_id,
+            lease: job.lease_id,
+            succeeded: succeed,
+            status: answer.status,
+        }),
+        Err(e) => history.record(Event::CompletionRefused {
+            worker: name.to_owned(),
+            job: job.job_id,
+            lease: job.lease_id,
+            kind: refusal(&e),
+        }),
+    }
+}
+
+fn refusal(e: &ClientError) -> String {
+    e.kind()
+        .map_or_else(|| format!("{:?}", e.code()), str::to_owned)
+}
