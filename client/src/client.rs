@@ -244,23 +244,42 @@ impl Client {
         }
     }
 
-    fn jobs(channel: Channel) -> JobServiceClient<Channel> {
-        JobServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    /// Every job `request` matches, all pages of it, in id order.
+    pub async fn list_all_jobs(
+        &self,
+        mut request: ListJobsRequest,
+    ) -> Result<Vec<Job>, ClientError> {
+        let mut jobs = Vec::new();
+        loop {
+            let page = self.list_jobs(request.clone()).await?;
+            jobs.extend(page.jobs);
+            match page.next_after {
+                Some(next) => request.after = Some(next),
+                None => return Ok(jobs),
+            }
+        }
     }
+}
 
-    fn workers(channel: Channel) -> WorkerServiceClient<Channel> {
-        WorkerServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
+/// The job service's stub on `channel`, with rota's message limits.
+pub fn job_service(channel: Channel) -> JobServiceClient<Channel> {
+    JobServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
 
-    fn admin(channel: Channel) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
+/// The worker service's stub on `channel`, with rota's message limits.
+pub fn worker_service(channel: Channel) -> WorkerServiceClient<Channel> {
+    WorkerServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The admin service's stub on `channel`, with rota's message limits.
+pub fn admin_service(channel: Channel) -> AdminServiceClient<Channel> {
+    AdminServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// A write method: fills in the session, retries across nodes.
@@ -271,7 +290,7 @@ macro_rules! write_rpc {
             self.write(|session, channel| {
                 let mut request = request.clone();
                 request.session = Some(session);
-                async move { Self::$stub(channel).$name(request).await }
+                async move { $stub(channel).$name(request).await }
             })
             .await
         }
@@ -285,7 +304,7 @@ macro_rules! read_rpc {
         pub async fn $name(&self, request: $request) -> Result<$response, ClientError> {
             self.call(|channel| {
                 let request = request.clone();
-                async move { Self::$stub(channel).$name(request).await }
+                async move { $stub(channel).$name(request).await }
             })
             .await
         }
@@ -295,94 +314,94 @@ macro_rules! read_rpc {
 impl Client {
     write_rpc!(
         /// Adds a job (or returns the one its idempotency key names).
-        enqueue, jobs, EnqueueRequest, EnqueueResponse
+        enqueue, job_service, EnqueueRequest, EnqueueResponse
     );
     write_rpc!(
         /// Adds a plan of steps with dependencies, whole or not at all.
-        submit_plan, jobs, SubmitPlanRequest, SubmitPlanResponse
+        submit_plan, job_service, SubmitPlanRequest, SubmitPlanResponse
     );
     write_rpc!(
         /// Cancels a pending, ready or leased job.
-        cancel_job, jobs, CancelJobRequest, CancelJobResponse
+        cancel_job, job_service, CancelJobRequest, CancelJobResponse
     );
     write_rpc!(
         /// Runs a job's spec again as a new job.
-        replay_job, jobs, ReplayJobRequest, ReplayJobResponse
+        replay_job, job_service, ReplayJobRequest, ReplayJobResponse
     );
     read_rpc!(
         /// One job with its attempts and history.
-        get_job, jobs, GetJobRequest, GetJobResponse
+        get_job, job_service, GetJobRequest, GetJobResponse
     );
     read_rpc!(
         /// A plan's status and steps.
-        get_plan, jobs, GetPlanRequest, GetPlanResponse
+        get_plan, job_service, GetPlanRequest, GetPlanResponse
     );
     read_rpc!(
         /// A page of jobs.
-        list_jobs, jobs, ListJobsRequest, ListJobsResponse
+        list_jobs, job_service, ListJobsRequest, ListJobsResponse
     );
     read_rpc!(
         /// A page of the dead-letter queue.
-        list_dead_letters, jobs, ListDeadLettersRequest, ListJobsResponse
+        list_dead_letters, job_service, ListDeadLettersRequest, ListJobsResponse
     );
     write_rpc!(
         /// Leases up to `max` jobs.
-        lease, workers, LeaseRequest, LeaseResponse
+        lease, worker_service, LeaseRequest, LeaseResponse
     );
     write_rpc!(
         /// Renews a lease.
-        heartbeat, workers, HeartbeatRequest, HeartbeatResponse
+        heartbeat, worker_service, HeartbeatRequest, HeartbeatResponse
     );
     write_rpc!(
         /// Ends an attempt.
-        complete, workers, CompleteRequest, CompleteResponse
+        complete, worker_service, CompleteRequest, CompleteResponse
     );
     write_rpc!(
         /// Sets a tenant's (or tenant and job type's) quota.
-        set_quota, admin, SetQuotaRequest, AdminResponse
+        set_quota, admin_service, SetQuotaRequest, AdminResponse
     );
     write_rpc!(
         /// Caps a scope's concurrency.
-        throttle, admin, ThrottleRequest, AdminResponse
+        throttle, admin_service, ThrottleRequest, AdminResponse
     );
     write_rpc!(
         /// Stops leasing a scope's jobs.
-        pause_source, admin, SourceRequest, AdminResponse
+        pause_source, admin_service, SourceRequest, AdminResponse
     );
     write_rpc!(
         /// Resumes a paused scope.
-        resume_source, admin, SourceRequest, AdminResponse
+        resume_source, admin_service, SourceRequest, AdminResponse
     );
     write_rpc!(
         /// Sets or removes a job type's circuit breaker.
-        configure_breaker, admin, ConfigureBreakerRequest, AdminResponse
+        configure_breaker, admin_service, ConfigureBreakerRequest, AdminResponse
     );
     write_rpc!(
         /// Closes a tripped circuit breaker.
-        reset_breaker, admin, ResetBreakerRequest, AdminResponse
+        reset_breaker, admin_service, ResetBreakerRequest, AdminResponse
     );
     write_rpc!(
         /// Turns maintenance mode on or off.
-        set_maintenance, admin, SetMaintenanceRequest, AdminResponse
+        set_maintenance, admin_service, SetMaintenanceRequest, AdminResponse
     );
     read_rpc!(
         /// Quotas, throttles, pauses, incidents, maintenance and queue depths.
-        get_governance, admin, GetGovernanceRequest, GetGovernanceResponse
+        get_governance, admin_service, GetGovernanceRequest, GetGovernanceResponse
     );
     read_rpc!(
         /// The answering node's view of the cluster.
-        cluster_status, admin, ClusterStatusRequest, ClusterStatusResponse
+        cluster_status, admin_service, ClusterStatusRequest, ClusterStatusResponse
     );
     read_rpc!(
         /// Founds the cluster; send to one node of a fresh cluster.
-        init_cluster, admin, InitClusterRequest, ClusterStatusResponse
+        init_cluster, admin_service, InitClusterRequest, ClusterStatusResponse
     );
     read_rpc!(
         /// Adds a node as a voter (it catches up as a learner first).
-        add_node, admin, AddNodeRequest, ClusterStatusResponse
+        add_node, admin_service, AddNodeRequest, ClusterStatusResponse
     );
     read_rpc!(
         /// Removes a voter.
-        remove_node, admin, RemoveNodeRequest, ClusterStatusResponse
+        remove_node, admin_service, RemoveNodeRequest, ClusterStatusResponse
     );
 }

@@ -12,6 +12,8 @@ pub mod proto {
     tonic::include_proto!("rota.v1");
 }
 
-pub use client::{Client, ClientConfig, Dial, MAX_MESSAGE_BYTES};
+pub use client::{
+    admin_service, job_service, worker_service, Client, ClientConfig, Dial, MAX_MESSAGE_BYTES,
+};
 pub use error::{ClientError, ERROR_KIND_KEY, FORWARDED_KEY, LEADER_KEY};
 pub use worker::{JobContext, Outcome, Worker, WorkerConfig};

@@ -6,13 +6,10 @@ use crate::commit::Committer;
 use crate::convert::{self, Limits};
 use crate::status;
 use rota_client::proto as pb;
-use rota_client::proto::admin_service_client::AdminServiceClient;
 use rota_client::proto::admin_service_server::AdminService;
-use rota_client::proto::job_service_client::JobServiceClient;
 use rota_client::proto::job_service_server::JobService;
-use rota_client::proto::worker_service_client::WorkerServiceClient;
 use rota_client::proto::worker_service_server::WorkerService;
-use rota_client::{FORWARDED_KEY, MAX_MESSAGE_BYTES};
+use rota_client::{admin_service, job_service, worker_service, FORWARDED_KEY};
 use rota_raft::{Applied, Dial, NodeId, RaftNode, RotaNode, Write};
 use rota_state_machine::{
     ClientRequest, Command, JobFilter, JobId, JobType, PlanId, Reply, State, TenantId, WorkerId,
@@ -209,24 +206,6 @@ fn forwarded<T>(request: Request<T>) -> Request<T> {
     out
 }
 
-fn jobs_stub(channel: Channel) -> JobServiceClient<Channel> {
-    JobServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-fn workers_stub(channel: Channel) -> WorkerServiceClient<Channel> {
-    WorkerServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-fn admin_stub(channel: Channel) -> AdminServiceClient<Channel> {
-    AdminServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
 /// Serves the call at the leader if this node does not lead.
 macro_rules! forward_unless_here {
     ($api:expr, $request:ident, $stale:expr, $stub:ident, $method:ident) => {
@@ -267,7 +246,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
-        forward_unless_here!(self.0, request, false, jobs_stub, enqueue);
+        forward_unless_here!(self.0, request, false, job_service, enqueue);
         let request = request.into_inner();
         let spec = convert::spec(request.spec, &self.0.limits)?;
         match self
@@ -287,7 +266,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::SubmitPlanRequest>,
     ) -> Result<Response<pb::SubmitPlanResponse>, Status> {
-        forward_unless_here!(self.0, request, false, jobs_stub, submit_plan);
+        forward_unless_here!(self.0, request, false, job_service, submit_plan);
         let request = request.into_inner();
         let steps = convert::plan_steps(request.steps, &self.0.limits)?;
         let command = Command::SubmitPlan {
@@ -311,7 +290,7 @@ impl JobService for Jobs {
         request: Request<pb::GetPlanRequest>,
     ) -> Result<Response<pb::GetPlanResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
-        forward_unless_here!(self.0, request, is_stale, jobs_stub, get_plan);
+        forward_unless_here!(self.0, request, is_stale, job_service, get_plan);
         let id = PlanId(request.get_ref().plan_id);
         let plan = self
             .0
@@ -346,7 +325,7 @@ impl JobService for Jobs {
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
-        forward_unless_here!(self.0, request, is_stale, jobs_stub, get_job);
+        forward_unless_here!(self.0, request, is_stale, job_service, get_job);
         let id = JobId(request.get_ref().job_id);
         let job = self
             .0
@@ -367,7 +346,7 @@ impl JobService for Jobs {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
-        forward_unless_here!(self.0, request, is_stale, jobs_stub, list_jobs);
+        forward_unless_here!(self.0, request, is_stale, job_service, list_jobs);
         let request = request.into_inner();
         let filter = JobFilter {
             status: convert::status_filter(request.status)?,
@@ -391,7 +370,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        forward_unless_here!(self.0, request, false, jobs_stub, cancel_job);
+        forward_unless_here!(self.0, request, false, job_service, cancel_job);
         let request = request.into_inner();
         let command = Command::Cancel {
             job_id: JobId(request.job_id),
@@ -409,7 +388,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::ReplayJobRequest>,
     ) -> Result<Response<pb::ReplayJobResponse>, Status> {
-        forward_unless_here!(self.0, request, false, jobs_stub, replay_job);
+        forward_unless_here!(self.0, request, false, job_service, replay_job);
         let request = request.into_inner();
         let command = Command::Replay {
             job_id: JobId(request.job_id),
@@ -428,7 +407,7 @@ impl JobService for Jobs {
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
-        forward_unless_here!(self.0, request, is_stale, jobs_stub, list_dead_letters);
+        forward_unless_here!(self.0, request, is_stale, job_service, list_dead_letters);
         let request = request.into_inner();
         let limit = page_limit(request.limit);
         let after = request.after.map(JobId);
@@ -451,7 +430,7 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
-        forward_unless_here!(self.0, request, false, workers_stub, lease);
+        forward_unless_here!(self.0, request, false, worker_service, lease);
         let request = request.into_inner();
         let command = Command::Lease {
             worker: WorkerId(request.worker),
@@ -472,7 +451,7 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        forward_unless_here!(self.0, request, false, workers_stub, heartbeat);
+        forward_unless_here!(self.0, request, false, worker_service, heartbeat);
         let request = request.into_inner();
         let command = Command::Heartbeat {
             job_id: JobId(request.job_id),
@@ -494,7 +473,7 @@ impl WorkerService for Workers {
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        forward_unless_here!(self.0, request, false, workers_stub, complete);
+        forward_unless_here!(self.0, request, false, worker_service, complete);
         let request = request.into_inner();
         let command = Command::Complete {
             job_id: JobId(request.job_id),
@@ -548,7 +527,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::SetQuotaRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, set_quota);
+        forward_unless_here!(self.0, request, false, admin_service, set_quota);
         let r = request.into_inner();
         let command = Command::SetQuota {
             tenant: TenantId(r.tenant),
@@ -565,7 +544,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::ThrottleRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, throttle);
+        forward_unless_here!(self.0, request, false, admin_service, throttle);
         let r = request.into_inner();
         let command = Command::Throttle {
             scope: convert::scope(r.scope)?,
@@ -579,7 +558,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::SourceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, pause_source);
+        forward_unless_here!(self.0, request, false, admin_service, pause_source);
         let r = request.into_inner();
         let command = Command::PauseSource {
             scope: convert::scope(r.scope)?,
@@ -592,7 +571,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::SourceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, resume_source);
+        forward_unless_here!(self.0, request, false, admin_service, resume_source);
         let r = request.into_inner();
         let command = Command::ResumeSource {
             scope: convert::scope(r.scope)?,
@@ -605,7 +584,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::ConfigureBreakerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, configure_breaker);
+        forward_unless_here!(self.0, request, false, admin_service, configure_breaker);
         let r = request.into_inner();
         let config = match r.config {
             None => None,
@@ -628,7 +607,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::ResetBreakerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, reset_breaker);
+        forward_unless_here!(self.0, request, false, admin_service, reset_breaker);
         let r = request.into_inner();
         let command = Command::ResetBreaker {
             job_type: JobType(r.job_type),
@@ -641,7 +620,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::SetMaintenanceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, set_maintenance);
+        forward_unless_here!(self.0, request, false, admin_service, set_maintenance);
         let r = request.into_inner();
         let command = Command::SetMaintenance {
             enabled: r.enabled,
@@ -655,7 +634,7 @@ impl AdminService for Admin {
         request: Request<pb::GetGovernanceRequest>,
     ) -> Result<Response<pb::GetGovernanceResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
-        forward_unless_here!(self.0, request, is_stale, admin_stub, get_governance);
+        forward_unless_here!(self.0, request, is_stale, admin_service, get_governance);
         let view = self.0.read(is_stale, governance_view).await?;
         Ok(Response::new(view))
     }
@@ -717,7 +696,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, add_node);
+        forward_unless_here!(self.0, request, false, admin_service, add_node);
         let r = request.into_inner();
         if r.addr.is_empty() {
             return Err(status::invalid("addr", "must not be empty"));
@@ -741,7 +720,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        forward_unless_here!(self.0, request, false, admin_stub, remove_node);
+        forward_unless_here!(self.0, request, false, admin_service, remove_node);
         let id = request.into_inner().id;
         let mut voters = self.voters();
         if !voters.remove(&id) {

@@ -191,26 +191,6 @@ async fn produce(client: Client) -> (BTreeMap<u64, Script>, BTreeMap<u64, BTreeM
     (scripts, plans)
 }
 
-async fn all_jobs(client: &Client) -> Vec<pb::Job> {
-    let mut jobs = Vec::new();
-    let mut after = None;
-    loop {
-        let page = client
-            .list_jobs(pb::ListJobsRequest {
-                after,
-                limit: 1_000,
-                ..pb::ListJobsRequest::default()
-            })
-            .await
-            .expect("list jobs");
-        jobs.extend(page.jobs);
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => return jobs,
-        }
-    }
-}
-
 fn terminal(status: &pb::ClusterStatusResponse) -> u64 {
     status
         .jobs
@@ -316,7 +296,13 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
             done.expect("worker task").expect("worker ran");
         }
 
-        let jobs = all_jobs(&any).await;
+        let jobs = any
+            .list_all_jobs(pb::ListJobsRequest {
+                limit: 1_000,
+                ..pb::ListJobsRequest::default()
+            })
+            .await
+            .expect("list jobs");
         assert_eq!(jobs.len() as u64, TOTAL, "the ledger holds exactly the enqueued jobs");
         let by_id: BTreeMap<u64, &pb::Job> = jobs.iter().map(|j| (j.id, j)).collect();
         for (id, script) in &scripts {

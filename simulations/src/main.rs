@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use rota_simulations::{run, FaultKind, Options};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -31,6 +33,12 @@ enum Command {
         seeds: u64,
         #[arg(long, default_value_t = 0)]
         start: u64,
+        /// Seeds run on this many threads at once.
+        #[arg(long, default_value_t = 1)]
+        threads: u64,
+        /// Run every seed twice and fail if the two histories differ.
+        #[arg(long)]
+        replay: bool,
     },
 }
 
@@ -71,51 +79,83 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Sweep { seeds, start } => {
-            let began = Instant::now();
-            let mut failed = Vec::new();
-            let mut kinds: BTreeMap<(FaultKind, usize), u64> = BTreeMap::new();
-            for seed in start..start + seeds {
-                let options = Options::for_seed(seed);
-                *kinds.entry((options.fault, options.nodes)).or_default() += 1;
-                match run(seed, &options) {
-                    Ok(outcome) if outcome.passed() => {}
-                    Ok(outcome) => {
-                        println!(
-                            "seed {seed} FAILED: {:?}\nreproduce: {}",
-                            outcome.violations,
-                            reproduce(seed)
-                        );
-                        failed.push(seed);
-                    }
-                    Err(e) => {
-                        println!("{e}\nreproduce: {}", reproduce(seed));
-                        failed.push(seed);
-                    }
-                }
-                if (seed - start + 1) % 100 == 0 {
-                    println!(
-                        "{} seeds, {} failed, {:.0?}",
-                        seed - start + 1,
-                        failed.len(),
-                        began.elapsed()
-                    );
-                }
+        Command::Sweep {
+            seeds,
+            start,
+            threads,
+            replay,
+        } => sweep(start, seeds, threads.max(1), replay),
+    }
+}
+
+/// What went wrong with one seed, or `None` when it passed (and replayed, if asked).
+fn judge(seed: u64, replay: bool) -> Option<String> {
+    let options = Options::for_seed(seed);
+    let outcome = match run(seed, &options) {
+        Ok(outcome) => outcome,
+        Err(e) => return Some(e),
+    };
+    if !outcome.passed() {
+        return Some(format!("seed {seed} FAILED: {:?}", outcome.violations));
+    }
+    if replay {
+        match run(seed, &options) {
+            Ok(again) if again.history_digest == outcome.history_digest => {}
+            Ok(again) => {
+                return Some(format!(
+                    "seed {seed} replayed differently: {} then {}",
+                    outcome.history_digest, again.history_digest
+                ))
             }
-            println!(
-                "swept seeds {start}..{} in {:.1?}: {} failed {failed:?}",
-                start + seeds,
-                began.elapsed(),
-                failed.len()
-            );
-            for ((kind, nodes), count) in kinds {
-                println!("  {kind:?} on {nodes} nodes: {count} seeds");
-            }
-            if failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            Err(e) => return Some(e),
         }
+    }
+    None
+}
+
+fn sweep(start: u64, seeds: u64, threads: u64, replay: bool) -> ExitCode {
+    let began = Instant::now();
+    let failed: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    let done = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (failed, done) = (&failed, &done);
+            scope.spawn(move || {
+                for seed in (start + t..start + seeds).step_by(threads as usize) {
+                    if let Some(problem) = judge(seed, replay) {
+                        println!("{problem}\nreproduce: {}", reproduce(seed));
+                        if let Ok(mut failed) = failed.lock() {
+                            failed.push(seed);
+                        }
+                    }
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n % 500 == 0 {
+                        println!("{n} seeds done, {:.0?}", began.elapsed());
+                    }
+                }
+            });
+        }
+    });
+    let mut failed = failed.into_inner().unwrap_or_default();
+    failed.sort_unstable();
+    let mut kinds: BTreeMap<(FaultKind, usize), u64> = BTreeMap::new();
+    for seed in start..start + seeds {
+        let options = Options::for_seed(seed);
+        *kinds.entry((options.fault, options.nodes)).or_default() += 1;
+    }
+    println!(
+        "swept seeds {start}..{} on {threads} threads{} in {:.1?}: {} failed {failed:?}",
+        start + seeds,
+        if replay { ", each run twice" } else { "" },
+        began.elapsed(),
+        failed.len()
+    );
+    for ((kind, nodes), count) in kinds {
+        println!("  {kind:?} on {nodes} nodes: {count} seeds");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

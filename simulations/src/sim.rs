@@ -336,7 +336,7 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
     let mut jobs = Vec::new();
     loop {
         if produced.load(Ordering::SeqCst) {
-            jobs = all_jobs(&reader).await.unwrap_or_default();
+            jobs = reader.list_all_jobs(everything()).await.unwrap_or_default();
             let open = jobs.iter().any(|j| !finished(j));
             if !jobs.is_empty() && !open {
                 break;
@@ -350,7 +350,7 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
     stop.store(true, Ordering::SeqCst);
     // Workers finish what they hold; then nothing writes and the replicas settle.
     tokio::time::sleep(Duration::from_millis(workload::TTL_MS * 3)).await;
-    let jobs = all_jobs(&reader).await.unwrap_or(jobs);
+    let jobs = reader.list_all_jobs(everything()).await.unwrap_or(jobs);
     let mut replicas = Vec::new();
     for _ in 0..40 {
         replicas = Vec::new();
@@ -385,22 +385,10 @@ fn finished(job: &pb::Job) -> bool {
     .any(|s| *s as i32 == job.status)
 }
 
-async fn all_jobs(client: &Client) -> Option<Vec<pb::Job>> {
-    let mut jobs = Vec::new();
-    let mut after = None;
-    loop {
-        let page = client
-            .list_jobs(pb::ListJobsRequest {
-                after,
-                limit: 1_000,
-                ..pb::ListJobsRequest::default()
-            })
-            .await
-            .ok()?;
-        jobs.extend(page.jobs);
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => return Some(jobs),
-        }
+/// Every job, a thousand per page.
+fn everything() -> pb::ListJobsRequest {
+    pb::ListJobsRequest {
+        limit: 1_000,
+        ..pb::ListJobsRequest::default()
     }
 }
