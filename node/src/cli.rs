@@ -264,6 +264,27 @@ pub enum MaintenanceCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum BreakerCmd {
+    /// Sets a job type's circuit breaker: trip when failures reach a share of a window.
+    Set {
+        job_type: String,
+        /// Trip at this failure rate, in percent (1-100).
+        #[arg(long)]
+        threshold_percent: u32,
+        /// The sliding window, in milliseconds of log time.
+        #[arg(long, default_value_t = 60_000)]
+        window_ms: u64,
+        /// No trip on fewer attempts than this in the window.
+        #[arg(long, default_value_t = 20)]
+        min_attempts: u32,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Removes a job type's circuit breaker.
+    Remove {
+        job_type: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Closes a tripped breaker and resolves its incident.
     Reset {
         job_type: String,
@@ -503,6 +524,27 @@ async fn client_command(command: Cmd, global: &Global) -> Result<()> {
             });
             Ok(())
         }
+        Cmd::Breaker(BreakerCmd::Set {
+            job_type,
+            threshold_percent,
+            window_ms,
+            min_attempts,
+            reason,
+        }) => {
+            let config = pb::BreakerConfig {
+                failure_threshold_percent: threshold_percent,
+                window_ms,
+                min_attempts,
+            };
+            configure_breaker(&client, global, job_type, Some(config), reason).await?;
+            out.done("breaker set");
+            Ok(())
+        }
+        Cmd::Breaker(BreakerCmd::Remove { job_type, reason }) => {
+            configure_breaker(&client, global, job_type, None, reason).await?;
+            out.done("breaker removed");
+            Ok(())
+        }
         Cmd::Breaker(BreakerCmd::Reset { job_type, reason }) => {
             client
                 .reset_breaker(pb::ResetBreakerRequest {
@@ -524,6 +566,24 @@ async fn client_command(command: Cmd, global: &Global) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn configure_breaker(
+    client: &Client,
+    global: &Global,
+    job_type: String,
+    config: Option<pb::BreakerConfig>,
+    reason: String,
+) -> Result<()> {
+    client
+        .configure_breaker(pb::ConfigureBreakerRequest {
+            session: None,
+            job_type,
+            config,
+            stamp: Some(stamp(global, reason, None)),
+        })
+        .await?;
+    Ok(())
 }
 
 fn unreachable_command() -> Result<()> {

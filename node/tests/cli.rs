@@ -137,6 +137,28 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     ok(
         &endpoint,
         &[
+            "breaker",
+            "set",
+            "email",
+            "--threshold-percent",
+            "50",
+            "--reason",
+            "flaky smtp",
+        ],
+    );
+    let no_trip = rota(
+        &endpoint,
+        &["breaker", "reset", "email", "--reason", "nothing open"],
+    );
+    assert!(!no_trip.status.success(), "no breaker is open yet");
+    assert!(String::from_utf8_lossy(&no_trip.stderr).contains("no circuit breaker is open"));
+    ok(
+        &endpoint,
+        &["breaker", "remove", "email", "--reason", "smtp fixed"],
+    );
+    ok(
+        &endpoint,
+        &[
             "source", "resume", "--tenant", "acme", "--type", "email", "--reason", "fixed",
         ],
     );
