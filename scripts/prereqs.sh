@@ -31,3 +31,8 @@ ensure_prereqs() {
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rota/target}"
 # Two cores: keep the build from starving the machine.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# A RUSTFLAGS variable replaces .cargo/config.toml's rustflags; keep tokio_unstable in it
+# so simulations still replay by seed (see docs/simulations.md).
+if [ -n "${RUSTFLAGS:-}" ] && [[ "$RUSTFLAGS" != *tokio_unstable* ]]; then
+  export RUSTFLAGS="$RUSTFLAGS --cfg tokio_unstable"
+fi
