@@ -1,8 +1,10 @@
 //! Bad input gets a clear, typed error and changes nothing; the node keeps serving.
 
+mod common;
+
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig, ClientError};
-use rota_node::{Limits, NodeSettings, RunningNode};
+use rota_node::{Limits, RunningNode};
 use std::io::{Read, Write};
 use std::time::Duration;
 use tonic::Code;
@@ -10,17 +12,11 @@ use tonic::Code;
 const MAX_PAYLOAD: usize = 1_000;
 
 async fn dev_node(dir: &std::path::Path) -> RunningNode {
-    let mut settings = NodeSettings::new(1, "127.0.0.1:0".parse().expect("addr"), dir.to_owned());
+    let mut settings = common::settings(dir);
     settings.limits = Limits {
         max_payload_bytes: MAX_PAYLOAD,
     };
-    let node = RunningNode::start(settings).await.expect("node starts");
-    node.initialize_alone().await.expect("one-node cluster");
-    node.raft()
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("the node elects itself");
-    node
+    common::one_node(settings).await
 }
 
 fn client(node: &RunningNode) -> Client {

@@ -1,10 +1,10 @@
 //! Group commit: writes that arrive together share log entries, and each is still answered
 //! only once committed.
 
+mod common;
+
 use rota_client::proto as pb;
 use rota_client::Client;
-use rota_node::{NodeSettings, RunningNode};
-use std::time::Duration;
 use tokio::task::JoinSet;
 
 const WRITERS: u64 = 200;
@@ -12,17 +12,7 @@ const WRITERS: u64 = 200;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_log_entries() {
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let settings = NodeSettings::new(
-        1,
-        "127.0.0.1:0".parse().expect("addr"),
-        dir.path().to_owned(),
-    );
-    let node = RunningNode::start(settings).await.expect("node starts");
-    node.initialize_alone().await.expect("one-node cluster");
-    node.raft()
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .expect("leader");
+    let node = common::one_node(common::settings(dir.path())).await;
     let client = Client::connect([node.addr().to_string()]).expect("client");
     let before = node.raft().digest().0.map_or(0, |id| id.index);
 

@@ -1,18 +1,18 @@
 //! The worker runtime against a real node: heartbeats keep a long job's lease, a canceled
 //! job's handler is told to stop, and shutdown finishes or gives back what is running.
 
+mod common;
+
 use rota_client::proto as pb;
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
-use rota_node::{NodeSettings, RunningNode};
+use rota_node::RunningNode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 async fn dev_node(dir: &std::path::Path) -> (RunningNode, Client) {
-    let settings = NodeSettings::new(1, "127.0.0.1:0".parse().expect("addr"), dir.to_owned());
-    let node = RunningNode::start(settings).await.expect("node starts");
-    node.initialize_alone().await.expect("one-node cluster");
+    let node = common::one_node(common::settings(dir)).await;
     let client = Client::connect([node.addr().to_string()]).expect("client");
     (node, client)
 }

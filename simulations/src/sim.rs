@@ -351,11 +351,14 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
     // Workers finish what they hold; then nothing writes and the replicas settle.
     tokio::time::sleep(Duration::from_millis(workload::TTL_MS * 3)).await;
     let jobs = reader.list_all_jobs(everything()).await.unwrap_or(jobs);
+    let nodes: Vec<Client> = addrs
+        .iter()
+        .map(|addr| client("checker-status", std::slice::from_ref(addr)))
+        .collect();
     let mut replicas = Vec::new();
     for _ in 0..40 {
         replicas = Vec::new();
-        for addr in addrs {
-            let one = client("checker-status", std::slice::from_ref(addr));
+        for one in &nodes {
             if let Ok(s) = one.cluster_status(pb::ClusterStatusRequest {}).await {
                 replicas.push((s.node_id, s.applied_index, s.state_digest));
             }

@@ -4,6 +4,7 @@
 
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig};
+use rota_node::{NodeSettings, RunningNode};
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -152,4 +153,20 @@ pub async fn settled_digests(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Starts `settings` as a one-node cluster and waits until it leads itself.
+pub async fn one_node(settings: NodeSettings) -> RunningNode {
+    let node = RunningNode::start(settings).await.expect("node starts");
+    node.initialize_alone().await.expect("one-node cluster");
+    node.raft()
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("the node elects itself");
+    node
+}
+
+/// Default settings for node 1 on a free loopback port with data in `dir`.
+pub fn settings(dir: &std::path::Path) -> NodeSettings {
+    NodeSettings::new(1, "127.0.0.1:0".parse().expect("addr"), dir.to_owned())
 }
