@@ -1,3 +1,7 @@
-//! rota's benchmarks. The criterion benches of the pure scheduler live in `benches/`;
-//! the cluster load generator arrives with the issue "Speed: group commit, a cluster load
-//! generator".
+//! rota's benchmarks. The criterion benches of the pure scheduler and of replication live
+//! in `benches/`; this library holds the cluster load generator behind `rota bench`
+//! (`load`, `capacity`) and the local cluster of `rota agent` processes it drives
+//! (`cluster`), which the node's end-to-end tests use too.
+
+pub mod cluster;
+pub mod load;

@@ -317,6 +317,10 @@ impl Client {
         enqueue, job_service, EnqueueRequest, EnqueueResponse
     );
     write_rpc!(
+        /// Adds up to 1,000 jobs in one call, each answered on its own.
+        enqueue_batch, job_service, EnqueueBatchRequest, EnqueueBatchResponse
+    );
+    write_rpc!(
         /// Adds a plan of steps with dependencies, whole or not at all.
         submit_plan, job_service, SubmitPlanRequest, SubmitPlanResponse
     );
@@ -347,6 +351,10 @@ impl Client {
     write_rpc!(
         /// Leases up to `max` jobs.
         lease, worker_service, LeaseRequest, LeaseResponse
+    );
+    write_rpc!(
+        /// Reports up to 1,000 outcomes in one call, each answered on its own.
+        complete_batch, worker_service, CompleteBatchRequest, CompleteBatchResponse
     );
     write_rpc!(
         /// Renews a lease.

@@ -12,8 +12,8 @@ use rota_client::proto::worker_service_server::WorkerService;
 use rota_client::{admin_service, job_service, worker_service, FORWARDED_KEY};
 use rota_raft::{Applied, Dial, NodeId, RaftNode, RotaNode, Write};
 use rota_state_machine::{
-    ClientRequest, Command, JobFilter, JobId, JobType, PlanId, Reply, State, TenantId, WorkerId,
-    MAX_PAGE,
+    ClientRequest, Command, CompleteItem, JobFilter, JobId, JobType, PlanId, Reply, State,
+    TenantId, WorkerId, MAX_PAGE,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -262,6 +262,47 @@ impl JobService for Jobs {
         }
     }
 
+    async fn enqueue_batch(
+        &self,
+        request: Request<pb::EnqueueBatchRequest>,
+    ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, enqueue_batch);
+        let request = request.into_inner();
+        let specs = request
+            .specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                convert::spec(Some(spec), &self.0.limits)
+                    .map_err(|e| status::invalid(&format!("specs[{i}]"), e.message()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let replies = batch_replies(
+            self.0
+                .write(request.session, Command::EnqueueBatch { specs })
+                .await?,
+        )?;
+        let results = replies
+            .into_iter()
+            .map(|reply| {
+                let result = match reply {
+                    Ok(Reply::Enqueued { job_id, created }) => {
+                        pb::enqueue_result::Result::Enqueued(pb::EnqueueResponse {
+                            job_id: job_id.0,
+                            created,
+                        })
+                    }
+                    Ok(other) => return Err(status::unexpected(&other)),
+                    Err(e) => pb::enqueue_result::Result::Error(status::item_error(&e)),
+                };
+                Ok(pb::EnqueueResult {
+                    result: Some(result),
+                })
+            })
+            .collect::<Result<_, Status>>()?;
+        Ok(Response::new(pb::EnqueueBatchResponse { results }))
+    }
+
     async fn submit_plan(
         &self,
         request: Request<pb::SubmitPlanRequest>,
@@ -487,6 +528,60 @@ impl WorkerService for Workers {
             })),
             other => Err(status::unexpected(&other)),
         }
+    }
+
+    async fn complete_batch(
+        &self,
+        request: Request<pb::CompleteBatchRequest>,
+    ) -> Result<Response<pb::CompleteBatchResponse>, Status> {
+        forward_unless_here!(self.0, request, false, worker_service, complete_batch);
+        let request = request.into_inner();
+        let items = request
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let completion = convert::completion(convert::item_outcome(item.outcome))
+                    .map_err(|e| status::invalid(&format!("items[{i}]"), e.message()))?;
+                Ok(CompleteItem {
+                    job_id: JobId(item.job_id),
+                    lease_id: rota_state_machine::LeaseId(item.lease_id),
+                    completion,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let replies = batch_replies(
+            self.0
+                .write(request.session, Command::CompleteBatch { items })
+                .await?,
+        )?;
+        let results = replies
+            .into_iter()
+            .map(|reply| {
+                let result = match reply {
+                    Ok(Reply::Completed { job_id, status }) => {
+                        pb::complete_result::Result::Completed(pb::CompleteResponse {
+                            job_id: job_id.0,
+                            status: convert::status_out(status) as i32,
+                        })
+                    }
+                    Ok(other) => return Err(status::unexpected(&other)),
+                    Err(e) => pb::complete_result::Result::Error(status::item_error(&e)),
+                };
+                Ok(pb::CompleteResult {
+                    result: Some(result),
+                })
+            })
+            .collect::<Result<_, Status>>()?;
+        Ok(Response::new(pb::CompleteBatchResponse { results }))
+    }
+}
+
+/// The per-item answers of a batch command.
+fn batch_replies(reply: Reply) -> Result<Vec<rota_state_machine::Response>, Status> {
+    match reply {
+        Reply::Batch { replies } => Ok(replies),
+        other => Err(status::unexpected(&other)),
     }
 }
 

@@ -82,6 +82,9 @@ pub enum Cmd {
     Breaker(BreakerCmd),
     /// Shows quotas, throttles, pauses, incidents, maintenance and queue depths.
     Governance,
+    /// The load generator: runs jobs through a local 3-node cluster and reports throughput,
+    /// latency, failover and any job lost or duplicated.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +301,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Dev(args) => dev(args).await,
         Cmd::Agent(args) => agent(args).await,
+        Cmd::Bench(args) => crate::bench::bench(args, &cli.global.endpoints, cli.global.json).await,
         command => client_command(command, &cli.global).await,
     }
 }
@@ -388,7 +392,7 @@ async fn client_command(command: Cmd, global: &Global) -> Result<()> {
     })?;
     let out = Output { json: global.json };
     match command {
-        Cmd::Dev(_) | Cmd::Agent(_) => unreachable_command(),
+        Cmd::Dev(_) | Cmd::Agent(_) | Cmd::Bench(_) => unreachable_command(),
         Cmd::Cluster(cmd) => cluster(cmd, global, &client, &out).await,
         Cmd::Job(cmd) => job(cmd, global, &client, &out).await,
         Cmd::Plan(PlanCmd::Submit { file }) => {

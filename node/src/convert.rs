@@ -130,6 +130,19 @@ pub fn scope_out(scope: &Scope) -> pb::Scope {
     }
 }
 
+/// A batch item's outcome, as the single call's.
+pub fn item_outcome(
+    outcome: Option<pb::complete_item::Outcome>,
+) -> Option<pb::complete_request::Outcome> {
+    use pb::complete_item::Outcome as Item;
+    use pb::complete_request::Outcome;
+    outcome.map(|o| match o {
+        Item::Succeeded(s) => Outcome::Succeeded(s),
+        Item::Failed(f) => Outcome::Failed(f),
+        Item::GaveUp(g) => Outcome::GaveUp(g),
+    })
+}
+
 pub fn completion(
     outcome: Option<pb::complete_request::Outcome>,
 ) -> Result<Completion, GrpcStatus> {

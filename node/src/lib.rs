@@ -3,6 +3,7 @@
 //! client subcommands operators use.
 
 mod api;
+mod bench;
 pub mod cli;
 mod commit;
 pub mod config;

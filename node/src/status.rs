@@ -1,6 +1,7 @@
 //! Every error a node returns, mapped to its gRPC status in one place. Each status carries
 //! a readable message and, under `rota-error`, a stable kind a program can match.
 
+use rota_client::proto as pb;
 use rota_client::{ERROR_KIND_KEY, LEADER_KEY};
 use rota_raft::ClusterError;
 use rota_state_machine::SchedulerError;
@@ -27,8 +28,21 @@ pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
 
 /// A refusal by the scheduler: the request was applied to the log and changed nothing.
 pub fn scheduler(error: &SchedulerError) -> Status {
+    let (code, kind) = scheduler_kind(error);
+    with_kind(code, kind, error.to_string())
+}
+
+/// One refused item of a batch, with the kind and message a single call would carry.
+pub fn item_error(error: &SchedulerError) -> pb::ItemError {
+    pb::ItemError {
+        kind: scheduler_kind(error).1.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
     use SchedulerError as E;
-    let (code, kind) = match error {
+    match error {
         E::InvalidInput { .. } => (Code::InvalidArgument, "invalid_input"),
         E::JobNotFound(_) => (Code::NotFound, "job_not_found"),
         E::StaleLease { .. } => (Code::FailedPrecondition, "stale_lease"),
@@ -44,8 +58,7 @@ pub fn scheduler(error: &SchedulerError) -> Status {
         E::InvalidCron { .. } => (Code::InvalidArgument, "invalid_cron"),
         E::StaleRequest { .. } => (Code::FailedPrecondition, "stale_request"),
         E::BreakerNotOpen(_) => (Code::FailedPrecondition, "breaker_not_open"),
-    };
-    with_kind(code, kind, error.to_string())
+    }
 }
 
 /// A cluster-level failure: most mean "ask again, maybe elsewhere".

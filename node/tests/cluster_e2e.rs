@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::{settled_digests, statuses, wait_for_agreed_leader, Agent};
+use common::{local_agents, settled_digests, statuses, wait_for_agreed_leader};
 use rota_client::proto as pb;
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -218,34 +219,22 @@ fn event_index(job: &pb::Job, kind: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled() {
     let root = tempfile::TempDir::new().expect("temp dir");
-    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let peers = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut agents: Vec<Agent> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| {
-            let dir = root.path().join(format!("node-{}", i + 1));
-            Agent::new(i as u64 + 1, addr.clone(), dir, peers.clone())
-        })
-        .collect();
+    let mut agents =
+        local_agents(Path::new(env!("CARGO_BIN_EXE_rota")), 3, root.path(), &[]).expect("agents");
+    let addrs: Vec<String> = agents.iter().map(|a| a.addr.clone()).collect();
     for agent in &mut agents {
-        agent.start();
+        agent.start().expect("rota agent starts");
     }
 
     let run = tokio::time::timeout(Duration::from_secs(300), async {
-        common::node_client(&addrs[0]);
         let founder = Client::connect([addrs[0].clone()]).expect("client");
         founder
             .init_cluster(pb::InitClusterRequest { members: vec![] })
             .await
             .expect("cluster initializes");
-        wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30)).await;
+        wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30))
+            .await
+            .expect("leader");
 
         let succeeded = Arc::new(AtomicU64::new(0));
         let mut stops = Vec::new();
@@ -266,7 +255,9 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
             assert!(started.elapsed() < Duration::from_secs(120), "the run never got going");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let leader = wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30)).await;
+        let leader = wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30))
+            .await
+            .expect("leader");
         let victim = agents
             .iter_mut()
             .find(|a| a.id == leader)
@@ -274,7 +265,7 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
         victim.kill();
         let killed_at = succeeded.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(3)).await;
-        victim.start();
+        victim.start().expect("rota agent restarts");
 
         let (scripts, plans) = producer.await.expect("producer");
         assert_eq!(scripts.len() as u64, TOTAL, "every enqueue was answered with a distinct job");
@@ -344,7 +335,9 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
             assert_eq!(plan.status, pb::PlanStatus::Succeeded as i32, "plan {plan_id}");
         }
 
-        let digests = settled_digests(&addrs, Duration::from_secs(30)).await;
+        let digests = settled_digests(&addrs, Duration::from_secs(30))
+            .await
+            .expect("settled");
         assert!(
             digests.iter().all(|d| d.2 == digests[0].2),
             "replicas disagree at the same applied index: {digests:?}"

@@ -58,6 +58,14 @@ pub enum Command {
         lease_id: LeaseId,
         completion: Completion,
     },
+    /// Many enqueues in one command, each answered on its own (`Reply::Batch`, in order).
+    EnqueueBatch {
+        specs: Vec<JobSpec>,
+    },
+    /// Many completions in one command, each answered on its own (`Reply::Batch`, in order).
+    CompleteBatch {
+        items: Vec<CompleteItem>,
+    },
     Cancel {
         job_id: JobId,
         stamp: Stamp,
@@ -121,6 +129,14 @@ pub enum Command {
     },
 }
 
+/// One completion of a `CompleteBatch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompleteItem {
+    pub job_id: JobId,
+    pub lease_id: LeaseId,
+    pub completion: Completion,
+}
+
 /// One job granted by a `Lease`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -176,4 +192,9 @@ pub enum Reply {
     },
     /// A governance command took effect.
     Done,
+    /// The answers to a batch command's items, in the order of the items; one item's
+    /// refusal does not undo the others.
+    Batch {
+        replies: Vec<crate::ledger::Response>,
+    },
 }

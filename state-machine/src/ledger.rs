@@ -244,6 +244,8 @@ impl State {
                 lease_id,
                 completion,
             } => self.complete(job_id, lease_id, completion, at),
+            Command::EnqueueBatch { specs } => self.enqueue_batch(specs, at),
+            Command::CompleteBatch { items } => self.complete_batch(items, at),
             Command::Cancel { job_id, stamp } => self.cancel(job_id, stamp, at),
             Command::Replay { job_id, stamp } => self.replay(job_id, stamp, at),
             Command::SetQuota {

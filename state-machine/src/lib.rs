@@ -5,6 +5,7 @@
 //! a hash of (job, attempt), and every decision iterates ordered maps. Replicas that apply
 //! the same log reach equal states and equal `digest`s.
 
+mod batch;
 mod command;
 mod error;
 mod governance;
@@ -21,7 +22,8 @@ mod session;
 mod snapshot;
 mod submit;
 
-pub use command::{Command, Completion, Grant, LeaseHold, PlanStep, Reply};
+pub use batch::MAX_BATCH;
+pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply};
 pub use error::SchedulerError;
 pub use governance::{
     Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,

@@ -1,0 +1,215 @@
+//! A cluster of `rota agent` child processes on 127.0.0.1, for the load generator and the
+//! node's end-to-end tests: start, SIGKILL, restart, and ask each node how it sees itself.
+
+use rota_client::proto as pb;
+use rota_client::{Client, ClientConfig};
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1 (bound and released; the agent binds it right after).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `rota agent` process; killed when dropped.
+pub struct Agent {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    bin: PathBuf,
+    peers: String,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// An agent of `bin` (the `rota` executable) that keeps its data in `dir` and its log
+    /// in `dir` + `.log`.
+    pub fn new(bin: &Path, id: u64, addr: String, dir: PathBuf, peers: String) -> Self {
+        Self {
+            id,
+            addr,
+            dir,
+            bin: bin.to_owned(),
+            peers,
+            extra_args: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Flags added to `rota agent` on every start.
+    pub fn with_args(mut self, args: Vec<String>) -> Self {
+        self.extra_args = args;
+        self
+    }
+
+    /// Starts (or restarts) the process with the same data directory.
+    pub fn start(&mut self) -> std::io::Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))?;
+        let child = Command::new(&self.bin)
+            .args([
+                "agent",
+                "--id",
+                &self.id.to_string(),
+                "--listen",
+                &self.addr,
+            ])
+            .args(["--peers", &self.peers, "--data-dir"])
+            .arg(&self.dir)
+            .args(&self.extra_args)
+            .env("ROTA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, nothing flushed beyond what was synced.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory in bytes, from `/proc` (Linux only).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// The last lines of the agent's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `n` agents on free loopback ports with data under `root`, not yet started.
+pub fn local_agents(
+    bin: &Path,
+    n: usize,
+    root: &Path,
+    extra_args: &[String],
+) -> std::io::Result<Vec<Agent>> {
+    let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = i as u64 + 1;
+            Agent::new(
+                bin,
+                id,
+                format!("127.0.0.1:{p}"),
+                root.join(format!("node{id}")),
+                peers.clone(),
+            )
+            .with_args(extra_args.to_vec())
+        })
+        .collect())
+}
+
+/// A client of one node that gives up quickly, for status polls.
+pub fn node_client(addr: &str) -> Result<Client, rota_client::ClientError> {
+    Client::with_config(ClientConfig {
+        retry_for: Duration::from_millis(500),
+        call_timeout: Duration::from_secs(2),
+        ..ClientConfig::new([addr.to_owned()])
+    })
+}
+
+/// Each reachable node's status.
+pub async fn statuses(addrs: &[String]) -> Vec<pb::ClusterStatusResponse> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let Ok(client) = node_client(addr) else {
+            continue;
+        };
+        if let Ok(status) = client.cluster_status(pb::ClusterStatusRequest {}).await {
+            out.push(status);
+        }
+    }
+    out
+}
+
+/// Waits until every node in `addrs` answers and all agree on one leader among `voters`
+/// voters; returns the leader's id.
+pub async fn wait_for_agreed_leader(
+    addrs: &[String],
+    voters: usize,
+    within: Duration,
+) -> Result<u64, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = statuses(addrs).await;
+        let leaders: Vec<Option<u64>> = seen.iter().map(|s| s.leader_id).collect();
+        if seen.len() == addrs.len()
+            && leaders.iter().all(|l| l.is_some() && *l == leaders[0])
+            && seen
+                .iter()
+                .all(|s| s.members.iter().filter(|m| m.voter).count() == voters)
+        {
+            return Ok(leaders[0].unwrap_or_default());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no agreed leader within {within:?}: {seen:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every node has applied the same index; returns (node, index, digest) each.
+pub async fn settled_digests(
+    addrs: &[String],
+    within: Duration,
+) -> Result<Vec<(u64, Option<u64>, String)>, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = statuses(addrs).await;
+        let indexes: Vec<Option<u64>> = seen.iter().map(|s| s.applied_index).collect();
+        if seen.len() == addrs.len() && indexes.iter().all(|i| *i == indexes[0]) {
+            return Ok(seen
+                .into_iter()
+                .map(|s| (s.node_id, s.applied_index, s.state_digest))
+                .collect());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nodes did not settle on one applied index within {within:?}: {indexes:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,115 @@
+//! `rota bench`: the cluster load generator (`rota_benches::load`) from the command line.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rota_benches::load::{self, LoadConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Starts three local agents (or uses --endpoints with --connect) and runs the job cycle.
+#[derive(Args, Debug, Default)]
+pub struct BenchArgs {
+    /// A few seconds' smoke run (3,000 jobs, one leader kill); fails if a job is lost or
+    /// duplicated. Other flags override its settings.
+    #[arg(long)]
+    pub quick: bool,
+    /// Use the cluster at --endpoints instead of starting one.
+    #[arg(long)]
+    pub connect: bool,
+    /// Agents to start.
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// Jobs per phase [default: 200000].
+    #[arg(long)]
+    pub jobs: Option<u64>,
+    /// Producer tasks [default: 4].
+    #[arg(long)]
+    pub producers: Option<usize>,
+    /// Jobs per enqueue call [default: 500].
+    #[arg(long)]
+    pub enqueue_batch: Option<usize>,
+    /// Worker tasks [default: 16].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Most jobs per lease call [default: 256].
+    #[arg(long)]
+    pub lease_batch: Option<u32>,
+    /// Payload size in bytes [default: 100].
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+    /// Cap on enqueued jobs per second during the cycle, all producers together.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Skip the enqueue-alone and drain phases.
+    #[arg(long)]
+    pub cycle_only: bool,
+    /// SIGKILL the leader this many times during the cycle (restarted 1 s later).
+    #[arg(long)]
+    pub kill_leader: Option<u32>,
+    /// Time between leader kills, in ms [default: 3000].
+    #[arg(long)]
+    pub kill_every_ms: Option<u64>,
+    /// A flag for every started `rota agent` (repeatable), e.g. --agent-arg=--tick-interval-ms=100.
+    #[arg(long = "agent-arg", allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
+    /// Where started agents keep their data [default: the system's temp directory].
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Give up after this many seconds [default: 600].
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Runs the bench and prints its report; an error when a job was lost or duplicated.
+pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<()> {
+    let bin = std::env::current_exe().context("finding the rota executable")?;
+    let mut config = if args.quick {
+        LoadConfig::quick(bin)
+    } else {
+        LoadConfig::new(bin)
+    };
+    if args.connect {
+        config.endpoints = endpoints.to_vec();
+    }
+    macro_rules! set {
+        ($($field:ident),*) => { $(if let Some(v) = args.$field { config.$field = v; })* };
+    }
+    set!(
+        nodes,
+        jobs,
+        producers,
+        enqueue_batch,
+        workers,
+        lease_batch,
+        payload_bytes,
+        kill_leader
+    );
+    if args.rate.is_some() {
+        config.rate = args.rate;
+    }
+    if args.cycle_only {
+        config.enqueue_phase = false;
+    }
+    if let Some(ms) = args.kill_every_ms {
+        config.kill_every = Duration::from_millis(ms);
+    }
+    if let Some(secs) = args.timeout_secs {
+        config.timeout = Duration::from_secs(secs);
+    }
+    config.agent_args = args.agent_args;
+    config.data_root = args.data_root;
+    let report = load::run(config).await.map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", load::table(&report));
+    }
+    if !report.clean() {
+        bail!(
+            "{} jobs lost and {} duplicated",
+            report.lost,
+            report.duplicated
+        );
+    }
+    Ok(())
+}
