@@ -2,9 +2,7 @@
 //! share failing once and a known share failing always, plans with dependencies, and the
 //! leader SIGKILLed mid-run and restarted. Nothing may be lost or run to success twice.
 
-mod common;
-
-use common::{local_agents, settled_digests, statuses, wait_for_agreed_leader};
+use rota_benches::cluster::{local_agents, settled_digests, statuses, wait_for_agreed_leader};
 use rota_client::proto as pb;
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
 use std::collections::BTreeMap;

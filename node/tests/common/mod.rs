@@ -2,7 +2,6 @@
 //! the cluster's view of itself.
 #![allow(dead_code)]
 
-pub use rota_benches::cluster::{local_agents, settled_digests, statuses, wait_for_agreed_leader};
 use rota_node::{NodeSettings, RunningNode};
 use std::time::Duration;
 
