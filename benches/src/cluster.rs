@@ -150,14 +150,17 @@ pub fn node_client(addr: &str) -> Result<Client, rota_client::ClientError> {
     })
 }
 
-/// Each reachable node's status.
-pub async fn statuses(addrs: &[String]) -> Vec<pb::ClusterStatusResponse> {
+/// Each reachable node's status, with its state digest when asked (costly on a big ledger).
+pub async fn statuses(addrs: &[String], digest: bool) -> Vec<pb::ClusterStatusResponse> {
     let mut out = Vec::new();
     for addr in addrs {
         let Ok(client) = node_client(addr) else {
             continue;
         };
-        if let Ok(status) = client.cluster_status(pb::ClusterStatusRequest {}).await {
+        if let Ok(status) = client
+            .cluster_status(pb::ClusterStatusRequest { digest })
+            .await
+        {
             out.push(status);
         }
     }
@@ -173,7 +176,7 @@ pub async fn wait_for_agreed_leader(
 ) -> Result<u64, String> {
     let deadline = Instant::now() + within;
     loop {
-        let seen = statuses(addrs).await;
+        let seen = statuses(addrs, false).await;
         let leaders: Vec<Option<u64>> = seen.iter().map(|s| s.leader_id).collect();
         if seen.len() == addrs.len()
             && leaders.iter().all(|l| l.is_some() && *l == leaders[0])
@@ -197,7 +200,7 @@ pub async fn settled_digests(
 ) -> Result<Vec<(u64, Option<u64>, String)>, String> {
     let deadline = Instant::now() + within;
     loop {
-        let seen = statuses(addrs).await;
+        let seen = statuses(addrs, true).await;
         let indexes: Vec<Option<u64>> = seen.iter().map(|s| s.applied_index).collect();
         if seen.len() == addrs.len() && indexes.iter().all(|i| *i == indexes[0]) {
             return Ok(seen

@@ -150,13 +150,17 @@ impl Api {
     }
 
     /// This node's view of the cluster.
-    fn cluster_status(&self) -> pb::ClusterStatusResponse {
+    fn cluster_status(&self, with_digest: bool) -> pb::ClusterStatusResponse {
         let metrics = self.raft.metrics().borrow().clone();
         let (digest, counts, log_time_ms) = self.raft.read_local(|applied: &Applied| {
-            let digest = applied
-                .state
-                .digest()
-                .unwrap_or_else(|e| format!("unavailable: {e}"));
+            let digest = if with_digest {
+                applied
+                    .state
+                    .digest()
+                    .unwrap_or_else(|e| format!("unavailable: {e}"))
+            } else {
+                String::new()
+            };
             let counts = applied
                 .state
                 .status_counts()
@@ -736,9 +740,11 @@ impl AdminService for Admin {
 
     async fn cluster_status(
         &self,
-        _request: Request<pb::ClusterStatusRequest>,
+        request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        Ok(Response::new(self.0.cluster_status()))
+        Ok(Response::new(
+            self.0.cluster_status(request.get_ref().digest),
+        ))
     }
 
     async fn init_cluster(
@@ -784,7 +790,7 @@ impl AdminService for Admin {
             .initialize(members)
             .await
             .map_err(membership_error)?;
-        Ok(Response::new(self.0.cluster_status()))
+        Ok(Response::new(self.0.cluster_status(false)))
     }
 
     async fn add_node(
@@ -808,7 +814,7 @@ impl AdminService for Admin {
             .change_membership(voters)
             .await
             .map_err(membership_error)?;
-        Ok(Response::new(self.0.cluster_status()))
+        Ok(Response::new(self.0.cluster_status(false)))
     }
 
     async fn remove_node(
@@ -833,7 +839,7 @@ impl AdminService for Admin {
             .change_membership(voters)
             .await
             .map_err(membership_error)?;
-        Ok(Response::new(self.0.cluster_status()))
+        Ok(Response::new(self.0.cluster_status(false)))
     }
 }
 

@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Where started agents keep their data [default: the system's temp directory].
     #[arg(long)]
     pub data_root: Option<PathBuf>,
+    /// Instead of the job cycle: hold this many ready jobs, report each node's memory, then
+    /// SIGKILL every node and time the restart to serving.
+    #[arg(long)]
+    pub capacity: Option<u64>,
     /// Give up after this many seconds [default: 600].
     #[arg(long)]
     pub timeout_secs: Option<u64>,
@@ -98,6 +102,16 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
     }
     config.agent_args = args.agent_args;
     config.data_root = args.data_root;
+    if let Some(jobs) = args.capacity {
+        config.jobs = jobs;
+        let report = load::capacity(config).await.map_err(anyhow::Error::msg)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{}", load::capacity_table(&report));
+        }
+        return Ok(());
+    }
     let report = load::run(config).await.map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -617,7 +617,10 @@ async fn cluster(cmd: ClusterCmd, _global: &Global, client: &Client, out: &Outpu
                     retry_for: std::time::Duration::from_secs(2),
                     ..ClientConfig::new([endpoint.clone()])
                 })?;
-                match one.cluster_status(pb::ClusterStatusRequest {}).await {
+                match one
+                    .cluster_status(pb::ClusterStatusRequest { digest: true })
+                    .await
+                {
                     Ok(status) => statuses.push(status),
                     Err(e) => eprintln!("{endpoint}: {e}"),
                 }

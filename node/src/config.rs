@@ -63,6 +63,19 @@ pub struct AgentArgs {
     /// How often the leader advances log time when idle, in ms [default: 250].
     #[arg(long, env = "ROTA_TICK_INTERVAL_MS")]
     pub tick_interval_ms: Option<u64>,
+    /// How often the leader heartbeats followers, in ms [default: 50].
+    #[arg(long, env = "ROTA_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// A follower that hears no leader for this long (randomized up to twice as long)
+    /// calls an election, in ms [default: 250]. At least three heartbeats.
+    #[arg(long, env = "ROTA_ELECTION_TIMEOUT_MS")]
+    pub election_timeout_ms: Option<u64>,
+    /// Most client writes in one log entry [default: 1024].
+    #[arg(long, env = "ROTA_COMMIT_MAX_BATCH")]
+    pub commit_max_batch: Option<usize>,
+    /// Most log entries proposed and not yet answered [default: 8].
+    #[arg(long, env = "ROTA_COMMIT_IN_FLIGHT")]
+    pub commit_in_flight: Option<usize>,
 }
 
 /// The same settings as a TOML file spells them.
@@ -76,6 +89,23 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     max_payload_bytes: Option<usize>,
     tick_interval_ms: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_ms: Option<u64>,
+    commit_max_batch: Option<usize>,
+    commit_in_flight: Option<usize>,
+}
+
+/// A setting that must be positive, if given.
+fn positive<T: PartialEq + Default + Copy>(
+    name: &'static str,
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v == T::default() => {
+            Err(ConfigError::Invalid(name, "must be positive".to_owned()))
+        }
+        other => Ok(other),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -149,14 +179,41 @@ impl AgentArgs {
                 .or(file.max_payload_bytes)
                 .unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
         };
-        if let Some(ms) = self.tick_interval_ms.or(file.tick_interval_ms) {
-            if ms == 0 {
-                return Err(ConfigError::Invalid(
-                    "tick-interval-ms",
-                    "must be positive".to_owned(),
-                ));
-            }
+        if let Some(ms) = positive(
+            "tick-interval-ms",
+            self.tick_interval_ms.or(file.tick_interval_ms),
+        )? {
             settings.tick_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = positive("heartbeat-ms", self.heartbeat_ms.or(file.heartbeat_ms))? {
+            settings.heartbeat_ms = ms;
+        }
+        if let Some(ms) = positive(
+            "election-timeout-ms",
+            self.election_timeout_ms.or(file.election_timeout_ms),
+        )? {
+            settings.election_timeout_ms = (ms, ms * 2);
+        }
+        if settings.election_timeout_ms.0 < 3 * settings.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "election-timeout-ms",
+                format!(
+                    "{} ms is under three heartbeats ({} ms each)",
+                    settings.election_timeout_ms.0, settings.heartbeat_ms
+                ),
+            ));
+        }
+        if let Some(n) = positive(
+            "commit-max-batch",
+            self.commit_max_batch.or(file.commit_max_batch),
+        )? {
+            settings.commit.max_batch = n;
+        }
+        if let Some(n) = positive(
+            "commit-in-flight",
+            self.commit_in_flight.or(file.commit_in_flight),
+        )? {
+            settings.commit.max_in_flight = n;
         }
         Ok(settings)
     }

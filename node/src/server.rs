@@ -22,7 +22,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::Stream;
 use tonic::transport::server::Connected;
 
@@ -128,7 +127,7 @@ impl RunningNode {
     pub async fn start(settings: NodeSettings) -> Result<Self, ClusterError> {
         let listener = TcpListener::bind(settings.listen).await?;
         let bound = listener.local_addr()?;
-        Self::start_with_incoming(settings, bound, TcpListenerStream::new(listener)).await
+        Self::start_with_incoming(settings, bound, rota_raft::nodelay_incoming(listener)).await
     }
 
     /// As `start`, serving the connections `incoming` yields (a simulated network's, say);

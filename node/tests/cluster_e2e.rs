@@ -271,7 +271,7 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
         let any = Client::connect(addrs.clone()).expect("client");
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
-            let seen = statuses(&addrs).await;
+            let seen = statuses(&addrs, false).await;
             if seen.iter().any(|s| terminal(s) == TOTAL) {
                 break;
             }

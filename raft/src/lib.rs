@@ -18,7 +18,9 @@ pub mod proto {
 }
 
 pub use log_store::{open_db, MemLogStore, RocksLogStore};
-pub use network::{Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES};
+pub use network::{
+    nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
+};
 pub use node::{default_raft_config, ClusterError, NodeConfig, RaftNode, Storage};
 pub use state_store::{Applied, StateStore};
 pub use types::{

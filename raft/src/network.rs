@@ -226,3 +226,16 @@ impl RaftTransport for RaftService {
         reply(&self.raft.install_snapshot(rpc).await)
     }
 }
+
+/// Accepted connections from `listener` with Nagle's algorithm off. A listener tonic did not
+/// bind leaves it on, and a small response then waits for the peer's delayed ACK (~40 ms).
+pub fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}

@@ -17,7 +17,6 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Why a cluster operation failed.
 #[derive(Debug, Error)]
@@ -109,7 +108,7 @@ impl RaftNode {
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(node.transport())
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(crate::nodelay_incoming(listener), async {
                     let _ = stopped.await;
                 }),
         );

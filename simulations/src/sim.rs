@@ -359,7 +359,10 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
     for _ in 0..40 {
         replicas = Vec::new();
         for one in &nodes {
-            if let Ok(s) = one.cluster_status(pb::ClusterStatusRequest {}).await {
+            if let Ok(s) = one
+                .cluster_status(pb::ClusterStatusRequest { digest: true })
+                .await
+            {
                 replicas.push((s.node_id, s.applied_index, s.state_digest));
             }
         }
