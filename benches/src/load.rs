@@ -162,6 +162,8 @@ pub struct Phase {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Failover {
     pub kills: u32,
+    /// Per kill: until another node said it leads (polled every 10 ms).
+    pub elected_ms: Vec<f64>,
     /// Per kill: the longest window without a completion, from the kill to `kill_every`
     /// after it.
     pub stall_ms: Vec<f64>,
@@ -192,6 +194,9 @@ pub struct Report {
     /// Calls that failed for good and item refusals, with a few examples.
     pub errors: u64,
     pub error_examples: Vec<String>,
+    /// Raft terms that began during the run: one per leader kill, more if a busy leader was
+    /// voted out.
+    pub elections: u64,
     /// Resident memory of each started agent at the end, in MiB.
     pub rss_mib: Vec<f64>,
 }
@@ -545,6 +550,7 @@ async fn phases(
         ..Report::default()
     };
 
+    let term_before = max_term(endpoints).await;
     if config.enqueue_phase {
         let started = Instant::now();
         let calls = produce_all(config, endpoints, &fill_type, 0..n, None, &tally).await?;
@@ -610,6 +616,7 @@ async fn phases(
         });
     }
 
+    report.elections = max_term(endpoints).await.saturating_sub(term_before);
     let checker = client_for(endpoints, 0)?;
     let mut seen = vec![0u8; 2 * n as usize];
     let mut types = vec![cycle_type.clone()];
@@ -680,6 +687,16 @@ async fn phases(
         .map(|e| e.clone())
         .unwrap_or_default();
     Ok(report)
+}
+
+/// The highest term any node reports.
+async fn max_term(addrs: &[String]) -> u64 {
+    statuses(addrs, false)
+        .await
+        .iter()
+        .map(|s| s.term)
+        .max()
+        .unwrap_or(0)
 }
 
 fn now_nanos() -> u64 {
@@ -926,18 +943,21 @@ fn record_completions(
     }
 }
 
-/// SIGKILLs the leader every `kill_every` while the cycle runs, restarting it a second
-/// later; returns when each kill happened (µs since the epoch).
+/// SIGKILLs the leader every `kill_every` while the cycle runs and restarts it a second
+/// later; before the next kill, waits until the restarted node has caught up, so each kill
+/// hits a healthy cluster. Returns when each kill happened (µs since the epoch).
 async fn kill_leaders(
     config: LoadConfig,
     addrs: Vec<String>,
     agents: Arc<Mutex<Vec<Agent>>>,
     tally: Arc<Tally>,
     target: u64,
-) -> Result<Vec<u64>, String> {
+) -> Result<Vec<Kill>, String> {
     let mut kills = Vec::new();
+    let mut healthy_since = Instant::now();
     for _ in 0..config.kill_leader {
-        tokio::time::sleep(config.kill_every.saturating_sub(Duration::from_secs(1))).await;
+        let next = healthy_since + config.kill_every.saturating_sub(Duration::from_secs(1));
+        tokio::time::sleep_until(next.into()).await;
         if tally.completed.load(Ordering::Relaxed) >= target {
             break;
         }
@@ -951,27 +971,85 @@ async fn kill_leaders(
             victim.kill();
             tally.now_us()
         };
-        kills.push(killed_at);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut agents = agents.lock().map_err(|_| "agents lock poisoned")?;
-        for agent in agents.iter_mut().filter(|a| !a.is_running()) {
-            agent
-                .start()
-                .map_err(|e| format!("restarting node {}: {e}", agent.id))?;
+        let killed = Instant::now();
+        let elected = new_leader(&addrs, leader, Duration::from_secs(30)).await?;
+        kills.push(Kill {
+            at_us: killed_at,
+            elected_ms: elected.duration_since(killed).as_secs_f64() * 1_000.0,
+        });
+        tokio::time::sleep_until((killed + Duration::from_secs(1)).into()).await;
+        {
+            let mut agents = agents.lock().map_err(|_| "agents lock poisoned")?;
+            for agent in agents.iter_mut().filter(|a| !a.is_running()) {
+                agent
+                    .start()
+                    .map_err(|e| format!("restarting node {}: {e}", agent.id))?;
+            }
         }
+        caught_up(&addrs, Duration::from_secs(60)).await?;
+        healthy_since = Instant::now();
     }
-    // Let the last restarted node rejoin before the next phase.
-    let _ = statuses(&addrs, false).await;
     Ok(kills)
+}
+
+/// One leader kill: when (µs since the epoch) and how long until another node led.
+struct Kill {
+    at_us: u64,
+    elected_ms: f64,
+}
+
+/// Polls until a node other than `old` says it leads; returns when.
+async fn new_leader(addrs: &[String], old: u64, within: Duration) -> Result<Instant, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = statuses(addrs, false).await;
+        if seen
+            .iter()
+            .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
+        {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no new leader within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until every node answers, one leader is agreed on, and each node has applied
+/// what the leader had committed when the wait began.
+async fn caught_up(addrs: &[String], within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut target = None;
+    loop {
+        let seen = statuses(addrs, false).await;
+        let leader = seen
+            .iter()
+            .find(|s| s.leader_id == Some(s.node_id))
+            .and_then(|s| s.applied_index);
+        if target.is_none() {
+            target = leader;
+        }
+        if let Some(target) = target {
+            if seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index >= Some(target)) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the cluster did not recover within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// For each kill, the longest window without a completion between the kill and
 /// `window` after it.
-fn failover(kills: &[u64], completions_us: &[u64], window: Duration) -> Failover {
+fn failover(kills: &[Kill], completions_us: &[u64], window: Duration) -> Failover {
     let window_us = window.as_micros() as u64;
     let mut stalls: Vec<f64> = kills
         .iter()
-        .map(|&kill| {
+        .map(|k| {
+            let kill = k.at_us;
             let end = kill + window_us;
             let from = completions_us.partition_point(|&t| t < kill);
             let to = completions_us.partition_point(|&t| t <= end);
@@ -1001,6 +1079,7 @@ fn failover(kills: &[u64], completions_us: &[u64], window: Duration) -> Failover
     };
     Failover {
         kills: kills.len() as u32,
+        elected_ms: kills.iter().map(|k| k.elected_ms).collect(),
         stall_ms: per_kill,
         p50_ms: at(0.5),
         p99_ms: at(0.99),
@@ -1069,6 +1148,7 @@ pub fn table(report: &Report) -> String {
         format!("{} · {}", report.lost, report.duplicated),
     ]);
     t.add_row(["errors".to_owned(), report.errors.to_string()]);
+    t.add_row(["elections".to_owned(), report.elections.to_string()]);
     if !report.rss_mib.is_empty() {
         t.add_row([
             "resident memory".to_owned(),
@@ -1105,7 +1185,11 @@ mod tests {
         // Completions every 10 ms, a 700 ms hole after the kill at 1,000 ms.
         let mut times: Vec<u64> = (0..100).map(|i| i * 10_000).collect();
         times.extend((0..300).map(|i| 1_700_000 + i * 10_000));
-        let f = failover(&[1_000_000], &times, Duration::from_secs(2));
+        let kill = Kill {
+            at_us: 1_000_000,
+            elected_ms: 400.0,
+        };
+        let f = failover(&[kill], &times, Duration::from_secs(2));
         assert_eq!(f.kills, 1);
         assert!((f.stall_ms[0] - 700.0).abs() < 0.01, "{:?}", f.stall_ms);
         assert_eq!(f.max_ms, f.stall_ms[0]);

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
+/// The longest wait between two tries of one call.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Largest message the client sends or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -165,7 +168,7 @@ impl Client {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Duration::from_millis(10);
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -200,7 +203,9 @@ impl Client {
                 });
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            // Capped low: while a new leader is elected (a few hundred ms), a client that
+            // waited longer would leave the new leader idle.
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

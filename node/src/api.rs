@@ -477,9 +477,26 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, lease);
         let request = request.into_inner();
+        let worker = WorkerId(request.worker);
+        let job_types: Vec<JobType> = request.job_types.into_iter().map(JobType).collect();
+        // A lease that would grant nothing is answered here, without a log entry: idle
+        // workers polling would otherwise fill the log and queue ahead of real work. An
+        // empty answer is always safe (it changes nothing); a stale one costs a poll.
+        let now_ms = self.0.committer.clock_ms();
+        let may_grant = self.0.raft.read_local(|applied| {
+            applied
+                .state
+                .lease_may_grant(&worker, &job_types, request.max, request.ttl_ms, now_ms)
+        });
+        if !may_grant {
+            return Ok(Response::new(pb::LeaseResponse {
+                jobs: Vec::new(),
+                held: pb::LeaseHold::None as i32,
+            }));
+        }
         let command = Command::Lease {
-            worker: WorkerId(request.worker),
-            job_types: request.job_types.into_iter().map(JobType).collect(),
+            worker,
+            job_types,
             max: request.max,
             ttl_ms: request.ttl_ms,
         };

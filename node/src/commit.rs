@@ -40,6 +40,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Pending>,
+    clock: Clock,
 }
 
 impl Committer {
@@ -50,8 +51,13 @@ impl Committer {
         clock: Clock,
     ) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(settings.max_batch.max(1) * 4);
-        let task = tokio::spawn(run(raft, settings, clock, incoming));
-        (Self { queue }, task)
+        let task = tokio::spawn(run(raft, settings, clock.clone(), incoming));
+        (Self { queue, clock }, task)
+    }
+
+    /// The time the next batch would carry, before the never-backwards clamp.
+    pub fn clock_ms(&self) -> u64 {
+        (self.clock)()
     }
 
     /// Proposes `write` in the next batch and waits for its response.

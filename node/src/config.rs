@@ -66,14 +66,15 @@ pub struct AgentArgs {
     /// How often the leader heartbeats followers, in ms [default: 50].
     #[arg(long, env = "ROTA_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
-    /// A follower that hears no leader for this long (randomized up to twice as long)
-    /// calls an election, in ms [default: 250]. At least three heartbeats.
+    /// Election timeout in ms, randomized up to twice as long [default: 150]. A follower
+    /// calls an election after hearing no leader for twice this plus its own timeout
+    /// (openraft's leader lease). At least three heartbeats.
     #[arg(long, env = "ROTA_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
     /// Most client writes in one log entry [default: 1024].
     #[arg(long, env = "ROTA_COMMIT_MAX_BATCH")]
     pub commit_max_batch: Option<usize>,
-    /// Most log entries proposed and not yet answered [default: 8].
+    /// Most log entries proposed and not yet answered [default: 4].
     #[arg(long, env = "ROTA_COMMIT_IN_FLIGHT")]
     pub commit_in_flight: Option<usize>,
 }

@@ -66,15 +66,20 @@ pub struct NodeConfig {
 
 /// openraft settings for a cluster on one network.
 ///
-/// A synced append takes a few milliseconds on the disks we run on; elections wait far
-/// longer than that (ten times at the least), and a heartbeat goes out several times per
-/// election timeout, so a healthy leader is never voted out by a slow disk.
+/// Failover time is mostly how long followers wait before electing. openraft 0.9 has a
+/// follower that knew a leader wait the leader lease (`election_timeout_max`) plus its own
+/// election timeout (drawn once per process between min and max) after the last heartbeat,
+/// so 150–300 ms here means 450–600 ms of silence before an election — nine or more missed
+/// heartbeats at 50 ms. A busy two-core machine delays a task by tens of ms, not hundreds,
+/// and a synced append takes well under a millisecond here (a few ms on slower disks), so
+/// a healthy leader under load is not voted out. `rota bench --kill-leader` measures the
+/// result; see the README.
 pub fn default_raft_config() -> Config {
     Config {
         cluster_name: "rota".to_owned(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1_000,
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
         // Chunks well under the gRPC message limit.

@@ -32,6 +32,26 @@ impl State {
         ttl_ms: Option<u64>,
         at: At,
     ) -> Response {
+        self.check_lease(&worker, &job_types, max, ttl_ms)?;
+        if self.ledger.maintenance.is_some() {
+            return Ok(Reply::Leased {
+                grants: Vec::new(),
+                held: Some(LeaseHold::Maintenance),
+            });
+        }
+        let types: BTreeSet<JobType> = job_types.into_iter().collect();
+        let grants = self.pick(&worker, &types, max as usize, ttl_ms, at);
+        Ok(Reply::Leased { grants, held: None })
+    }
+
+    /// What makes a `Lease` request invalid, before any job is looked at.
+    pub(crate) fn check_lease(
+        &self,
+        worker: &WorkerId,
+        job_types: &[JobType],
+        max: u32,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), SchedulerError> {
         check_name("worker", worker.as_str())?;
         if job_types.is_empty() || job_types.len() > MAX_LEASE_JOB_TYPES {
             return Err(SchedulerError::invalid(
@@ -39,7 +59,7 @@ impl State {
                 format!("name between 1 and {MAX_LEASE_JOB_TYPES} job types"),
             ));
         }
-        for job_type in &job_types {
+        for job_type in job_types {
             check_name("job_types", job_type.as_str())?;
         }
         if max == 0 || max > MAX_LEASE_BATCH {
@@ -51,15 +71,7 @@ impl State {
         if let Some(ttl) = ttl_ms {
             check_ttl("ttl_ms", ttl)?;
         }
-        if self.ledger.maintenance.is_some() {
-            return Ok(Reply::Leased {
-                grants: Vec::new(),
-                held: Some(LeaseHold::Maintenance),
-            });
-        }
-        let types: BTreeSet<JobType> = job_types.into_iter().collect();
-        let grants = self.pick(&worker, &types, max as usize, ttl_ms, at);
-        Ok(Reply::Leased { grants, held: None })
+        Ok(())
     }
 
     /// Round-robin over tenants with ready work, starting after the tenant served last:

@@ -1,7 +1,7 @@
 //! Read-only views of the state: what the APIs and the CLI show.
 
 use crate::governance::{GovernanceEvent, Incident, Quota, Scope, Stamp};
-use crate::ids::{JobId, JobType, PlanId, TenantId};
+use crate::ids::{JobId, JobType, PlanId, TenantId, WorkerId};
 use crate::job::{Artifact, Job, Status};
 use crate::ledger::State;
 use crate::plan::{Plan, PlanStatus};
@@ -91,6 +91,33 @@ impl State {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Whether a `Lease` for `job_types` at log time `now_ms` could grant anything: false
+    /// only when the lease would be valid and grant nothing — no tenant has a ready job of
+    /// those types, nothing time-driven (an expiry, a retry, a schedule) is due by
+    /// `now_ms`, and maintenance is off. A node answers such a lease empty without a log
+    /// entry. True promises nothing (quotas, throttles, pauses and breakers are not
+    /// considered here); the lease then goes through the log as usual.
+    pub fn lease_may_grant(
+        &self,
+        worker: &WorkerId,
+        job_types: &[JobType],
+        max: u32,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+    ) -> bool {
+        if self.check_lease(worker, job_types, max, ttl_ms).is_err()
+            || self.ledger.maintenance.is_some()
+            || self.next_due_ms().is_some_and(|due| due <= now_ms)
+        {
+            return true;
+        }
+        self.idx.ready.values().any(|by_type| {
+            job_types
+                .iter()
+                .any(|t| by_type.get(t).is_some_and(|set| !set.is_empty()))
+        })
     }
 
     /// Number of jobs in the ledger, terminal ones included.

@@ -427,3 +427,47 @@ fn next_due_is_the_earliest_lease_expiry_or_timer_and_none_when_idle() {
     assert!(done.is_ok(), "{done:?}");
     assert_eq!(c.state.next_due_ms(), None);
 }
+
+#[test]
+fn lease_may_grant_is_false_only_when_a_valid_lease_would_grant_nothing() {
+    let mut c = Cluster::new();
+    let worker = WorkerId::new("w");
+    let email = [JobType::new("email")];
+    let may = |c: &Cluster, types: &[JobType], max: u32| {
+        c.state.lease_may_grant(&worker, types, max, None, c.now_ms)
+    };
+    assert!(!may(&c, &email, 10), "nothing to lease");
+    assert!(
+        may(&c, &email, 0),
+        "an invalid lease goes to the log for its error"
+    );
+    assert!(
+        may(&c, &[], 10),
+        "an invalid lease goes to the log for its error"
+    );
+
+    c.enqueue(spec("acme", "sms"));
+    assert!(
+        !may(&c, &email, 10),
+        "ready work of another type does not count"
+    );
+    let job = c.enqueue(spec("acme", "email"));
+    assert!(may(&c, &email, 10));
+
+    // Leased: nothing ready, until its lease runs out (time-driven work is due).
+    let grants = c.lease("w", &["email"], 1);
+    assert_eq!(grants[0].job_id, job);
+    assert!(!may(&c, &email, 10));
+    let expired_at = grants[0].lease_until_ms;
+    assert!(c
+        .state
+        .lease_may_grant(&worker, &email, 10, None, expired_at));
+
+    // Maintenance answers with its hold through the log.
+    c.apply(Command::SetMaintenance {
+        enabled: true,
+        stamp: stamp(),
+    })
+    .expect("maintenance on");
+    assert!(may(&c, &email, 10));
+}
