@@ -3,5 +3,6 @@
 //! (`load`, `capacity`) and the local cluster of `rota agent` processes it drives
 //! (`cluster`), which the node's end-to-end tests use too.
 
+pub mod capacity;
 pub mod cluster;
 pub mod load;

@@ -95,7 +95,7 @@ impl LoadConfig {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.jobs == 0 || self.producers == 0 || self.workers == 0 {
             return Err("jobs, producers and workers must be at least 1".into());
         }
@@ -152,8 +152,10 @@ pub struct Phase {
     pub jobs_per_sec: f64,
     /// Enqueue send to completion acknowledged (cycle phase only).
     pub latency: Option<Quantiles>,
-    /// Lease calls, empty ones included.
+    /// Lease calls, empty ones included (a node answers those without a log entry).
     pub lease: Option<Quantiles>,
+    /// Lease calls that granted jobs.
+    pub lease_granted: Option<Quantiles>,
     /// Enqueue calls.
     pub enqueue_call: Option<Quantiles>,
 }
@@ -211,10 +213,10 @@ impl Report {
 const TENANT: &str = "bench";
 
 /// The shared tallies of a run.
-struct Tally {
+pub(crate) struct Tally {
     epoch: Instant,
     /// Per sequence number: the job id its enqueue returned, plus one (0: none yet).
-    enqueued: Vec<AtomicU64>,
+    pub(crate) enqueued: Vec<AtomicU64>,
     /// Per sequence number: successful completions acknowledged.
     succeeded: Vec<AtomicU8>,
     /// Jobs completed in the current phase.
@@ -222,12 +224,12 @@ struct Tally {
     /// Workers stop here even if jobs are missing; the ledger check then reports them.
     give_up_at: Instant,
     duplicate_enqueues: AtomicU64,
-    errors: AtomicU64,
-    error_examples: Mutex<Vec<String>>,
+    pub(crate) errors: AtomicU64,
+    pub(crate) error_examples: Mutex<Vec<String>>,
 }
 
 impl Tally {
-    fn new(total: u64, timeout: Duration) -> Self {
+    pub(crate) fn new(total: u64, timeout: Duration) -> Self {
         Self {
             epoch: Instant::now(),
             give_up_at: Instant::now() + timeout,
@@ -276,14 +278,14 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Agents started for a run, with their data directory (removed when dropped).
-struct Local {
-    agents: Vec<Agent>,
+pub(crate) struct Local {
+    pub(crate) agents: Vec<Agent>,
     _dir: Option<tempfile::TempDir>,
 }
 
 /// Starts `config.nodes` local agents and founds the cluster, unless `config.endpoints`
 /// names one; returns the endpoints to use.
-async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, Local), String> {
+pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, Local), String> {
     if !config.endpoints.is_empty() {
         let local = Local {
             agents: Vec::new(),
@@ -322,7 +324,7 @@ async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, Local), Stri
     Ok((addrs, local))
 }
 
-fn rss_mib(agents: &[Agent]) -> Vec<f64> {
+pub(crate) fn rss_mib(agents: &[Agent]) -> Vec<f64> {
     agents
         .iter()
         .filter_map(Agent::rss_bytes)
@@ -351,173 +353,8 @@ pub async fn run(config: LoadConfig) -> Result<Report, String> {
     Ok(report)
 }
 
-/// What `rota bench --capacity` measured.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct CapacityReport {
-    pub nodes: usize,
-    /// Live (ready) jobs held.
-    pub jobs: u64,
-    pub payload_bytes: usize,
-    pub enqueue_per_sec: f64,
-    /// The applied index every node reached before the restart.
-    pub applied_index: u64,
-    /// Resident memory of each node holding the jobs, in MiB.
-    pub rss_mib: Vec<f64>,
-    /// All nodes SIGKILLed and started again: until a linearizable read of the last job
-    /// is answered.
-    pub restart_serving_ms: f64,
-    /// ... and until every node has applied the index it had before.
-    pub restart_caught_up_ms: f64,
-    pub rss_after_restart_mib: Vec<f64>,
-    pub errors: u64,
-    pub error_examples: Vec<String>,
-}
-
-/// Fills a local cluster with `config.jobs` ready jobs, measures each node's memory, then
-/// SIGKILLs every node and times the restart to serving.
-pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
-    config.check()?;
-    if !config.endpoints.is_empty() {
-        return Err("--capacity restarts the cluster, so it needs the one it starts".into());
-    }
-    let (addrs, mut local) = start_cluster(&config).await?;
-    let tally = Arc::new(Tally::new(config.jobs, config.timeout));
-    let job_type = format!("bench-{:x}-hold", now_nanos());
-    let started = Instant::now();
-    produce_all(&config, &addrs, &job_type, 0..config.jobs, None, &tally).await?;
-    let enqueue_secs = started.elapsed().as_secs_f64();
-    let last_job = tally
-        .enqueued
-        .iter()
-        .map(|e| e.load(Ordering::Relaxed))
-        .max()
-        .and_then(|mark| mark.checked_sub(1))
-        .ok_or("no enqueue was answered")?;
-    let applied = settled_index(&addrs, Duration::from_secs(120)).await?;
-    let rss = rss_mib(&local.agents);
-
-    for agent in &mut local.agents {
-        agent.kill();
-    }
-    let restarted = Instant::now();
-    for agent in &mut local.agents {
-        agent
-            .start()
-            .map_err(|e| format!("restarting node {}: {e}", agent.id))?;
-    }
-    let reader = client_for(&addrs, 0)?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let serving = loop {
-        let read = reader
-            .get_job(pb::GetJobRequest {
-                job_id: last_job,
-                read: None,
-            })
-            .await;
-        if read.is_ok() {
-            break restarted.elapsed();
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the cluster did not serve within 300 s: {read:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let caught_up = loop {
-        let seen = statuses(&addrs, false).await;
-        if seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index.unwrap_or(0) >= applied)
-        {
-            break restarted.elapsed();
-        }
-        if Instant::now() > deadline {
-            return Err("the nodes did not catch up within 300 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    Ok(CapacityReport {
-        nodes: addrs.len(),
-        jobs: config.jobs,
-        payload_bytes: config.payload_bytes,
-        enqueue_per_sec: config.jobs as f64 / enqueue_secs,
-        applied_index: applied,
-        rss_mib: rss,
-        restart_serving_ms: serving.as_secs_f64() * 1_000.0,
-        restart_caught_up_ms: caught_up.as_secs_f64() * 1_000.0,
-        rss_after_restart_mib: rss_mib(&local.agents),
-        errors: tally.errors.load(Ordering::Relaxed),
-        error_examples: tally
-            .error_examples
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default(),
-    })
-}
-
-/// Waits until every node has applied one index; returns it.
-async fn settled_index(addrs: &[String], within: Duration) -> Result<u64, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = statuses(addrs, false).await;
-        let indexes: Vec<Option<u64>> = seen.iter().map(|s| s.applied_index).collect();
-        if seen.len() == addrs.len() && indexes.iter().all(|i| *i == indexes[0]) {
-            return Ok(indexes[0].unwrap_or(0));
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "nodes did not settle within {within:?}: {indexes:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The capacity report as a table.
-pub fn capacity_table(r: &CapacityReport) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    t.set_header(["figure", "value"]);
-    let mib = |v: &[f64]| {
-        v.iter()
-            .map(|m| format!("{m:.0} MiB"))
-            .collect::<Vec<_>>()
-            .join(" · ")
-    };
-    t.add_row([
-        "setup".to_owned(),
-        format!(
-            "{} nodes · {} live jobs · {} B payloads",
-            r.nodes, r.jobs, r.payload_bytes
-        ),
-    ]);
-    t.add_row([
-        "enqueue".to_owned(),
-        format!("{:.0} jobs/s", r.enqueue_per_sec),
-    ]);
-    t.add_row(["resident memory".to_owned(), mib(&r.rss_mib)]);
-    t.add_row([
-        "restart to serving".to_owned(),
-        format!("{:.0} ms", r.restart_serving_ms),
-    ]);
-    t.add_row([
-        "restart to caught up".to_owned(),
-        format!(
-            "{:.0} ms (index {})",
-            r.restart_caught_up_ms, r.applied_index
-        ),
-    ]);
-    t.add_row([
-        "memory after restart".to_owned(),
-        mib(&r.rss_after_restart_mib),
-    ]);
-    t.add_row(["errors".to_owned(), r.errors.to_string()]);
-    let mut out = t.to_string();
-    for e in &r.error_examples {
-        out.push_str(&format!("\n  error: {e}"));
-    }
-    out
-}
-
 /// Each client starts at a different node, as a fleet of producers and workers would.
-fn client_for(endpoints: &[String], i: usize) -> Result<Client, String> {
+pub(crate) fn client_for(endpoints: &[String], i: usize) -> Result<Client, String> {
     let mut rotated = endpoints.to_vec();
     rotated.rotate_left(i % endpoints.len());
     Client::with_config(ClientConfig {
@@ -594,6 +431,7 @@ async fn phases(
         jobs_per_sec: n as f64 / seconds,
         latency: Some(Quantiles::of(&done.latency)),
         lease: Some(Quantiles::of(&done.lease)),
+        lease_granted: Some(Quantiles::of(&done.lease_granted)),
         enqueue_call: Some(Quantiles::of(&calls)),
     };
     if let Some(killer) = killer {
@@ -699,14 +537,14 @@ async fn max_term(addrs: &[String]) -> u64 {
         .unwrap_or(0)
 }
 
-fn now_nanos() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Enqueues `seqs` from `config.producers` producers; returns the enqueue call latencies.
-async fn produce_all(
+pub(crate) async fn produce_all(
     config: &LoadConfig,
     endpoints: &[String],
     job_type: &str,
@@ -796,6 +634,8 @@ fn record_enqueues(tally: &Tally, first: u64, response: pb::EnqueueBatchResponse
 struct WorkerTally {
     latency: Histogram<u64>,
     lease: Histogram<u64>,
+    /// Lease calls that granted at least one job (they went through the log).
+    lease_granted: Histogram<u64>,
     completions_us: Vec<u64>,
 }
 
@@ -830,12 +670,16 @@ async fn join_workers(mut workers: JoinSet<WorkerTally>) -> Result<WorkerTally, 
     let mut all = WorkerTally {
         latency: histogram(),
         lease: histogram(),
+        lease_granted: histogram(),
         completions_us: Vec::new(),
     };
     while let Some(done) = workers.join_next().await {
         let one = done.map_err(|e| format!("worker: {e}"))?;
         all.latency.add(&one.latency).map_err(|e| e.to_string())?;
         all.lease.add(&one.lease).map_err(|e| e.to_string())?;
+        all.lease_granted
+            .add(&one.lease_granted)
+            .map_err(|e| e.to_string())?;
         all.completions_us.extend(one.completions_us);
     }
     all.completions_us.sort_unstable();
@@ -855,6 +699,7 @@ async fn work(
     let mut mine = WorkerTally {
         latency: histogram(),
         lease: histogram(),
+        lease_granted: histogram(),
         completions_us: Vec::new(),
     };
     let mut idle = Duration::from_millis(1);
@@ -869,9 +714,15 @@ async fn work(
                 ttl_ms: Some(30_000),
             })
             .await;
-        let _ = mine.lease.record((t0.elapsed().as_micros() as u64).max(1));
+        let took_us = (t0.elapsed().as_micros() as u64).max(1);
+        let _ = mine.lease.record(took_us);
         let jobs = match leased {
-            Ok(response) => response.jobs,
+            Ok(response) => {
+                if !response.jobs.is_empty() {
+                    let _ = mine.lease_granted.record(took_us);
+                }
+                response.jobs
+            }
             Err(e) => {
                 tally.error(format!("{name} lease: {e}"));
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1126,7 +977,8 @@ pub fn table(report: &Report) -> String {
         format!("{:.0} jobs/s ({:.2} s)", c.jobs_per_sec, c.seconds),
     ]);
     t.add_row(["enqueue → completed".to_owned(), q(&c.latency)]);
-    t.add_row(["lease call".to_owned(), q(&c.lease)]);
+    t.add_row(["lease call (all)".to_owned(), q(&c.lease)]);
+    t.add_row(["lease call (granting)".to_owned(), q(&c.lease_granted)]);
     t.add_row(["enqueue call".to_owned(), q(&c.enqueue_call)]);
     if let Some(d) = &report.drain {
         t.add_row([

@@ -39,6 +39,29 @@ pub struct Api {
     pub peers: BTreeMap<NodeId, String>,
     dial: Option<Dial>,
     leaders: Mutex<HashMap<String, Channel>>,
+    /// Sessions with a lease on its way through this node, and how many.
+    leases: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A lease counted in `Api::leases` until dropped.
+struct LeaseInFlight {
+    leases: Arc<Mutex<HashMap<String, usize>>>,
+    client: String,
+    /// Another lease of the same session was already on its way: this is a retry.
+    retried: bool,
+}
+
+impl Drop for LeaseInFlight {
+    fn drop(&mut self) {
+        if let Ok(mut leases) = self.leases.lock() {
+            if let Some(n) = leases.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    leases.remove(&self.client);
+                }
+            }
+        }
+    }
 }
 
 /// Where a request is served.
@@ -62,6 +85,22 @@ impl Api {
             peers,
             dial,
             leaders: Mutex::new(HashMap::new()),
+            leases: Arc::default(),
+        })
+    }
+
+    /// Counts a lease of `client`'s session as on its way until the guard is dropped.
+    fn lease_in_flight(&self, client: &str) -> Result<LeaseInFlight, Status> {
+        let mut leases = self
+            .leases
+            .lock()
+            .map_err(|_| Status::internal("lease table poisoned"))?;
+        let n = leases.entry(client.to_owned()).or_insert(0);
+        *n += 1;
+        Ok(LeaseInFlight {
+            leases: self.leases.clone(),
+            client: client.to_owned(),
+            retried: *n > 1,
         })
     }
 
@@ -479,15 +518,34 @@ impl WorkerService for Workers {
         let request = request.into_inner();
         let worker = WorkerId(request.worker);
         let job_types: Vec<JobType> = request.job_types.into_iter().map(JobType).collect();
-        // A lease that would grant nothing is answered here, without a log entry: idle
+        // A new lease that would grant nothing is answered here, without a log entry: idle
         // workers polling would otherwise fill the log and queue ahead of real work. An
-        // empty answer is always safe (it changes nothing); a stale one costs a poll.
+        // empty answer to a new request changes nothing and costs the worker one poll. A
+        // retry (its session's sequence already applied, or its first try still on its
+        // way through this node) goes through the log, so it gets its first answer.
+        let session = request.session.clone().filter(|s| !s.client_id.is_empty());
+        let in_flight = match &session {
+            Some(s) => Some(self.0.lease_in_flight(&s.client_id)?),
+            None => None,
+        };
         let now_ms = self.0.committer.clock_ms();
-        let may_grant = self.0.raft.read_local(|applied| {
-            applied
-                .state
-                .lease_may_grant(&worker, &job_types, request.max, request.ttl_ms, now_ms)
-        });
+        let may_grant = in_flight.as_ref().is_some_and(|f| f.retried)
+            || self.0.raft.read_local(|applied| {
+                let state = &applied.state;
+                let retry = session.as_ref().is_some_and(|s| {
+                    state
+                        .session(&s.client_id)
+                        .is_some_and(|known| known.seq >= s.seq)
+                });
+                retry
+                    || state.lease_may_grant(
+                        &worker,
+                        &job_types,
+                        request.max,
+                        request.ttl_ms,
+                        now_ms,
+                    )
+            });
         if !may_grant {
             return Ok(Response::new(pb::LeaseResponse {
                 jobs: Vec::new(),

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use rota_benches::capacity;
 use rota_benches::load::{self, LoadConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,11 +105,13 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
     config.data_root = args.data_root;
     if let Some(jobs) = args.capacity {
         config.jobs = jobs;
-        let report = load::capacity(config).await.map_err(anyhow::Error::msg)?;
+        let report = capacity::capacity(config)
+            .await
+            .map_err(anyhow::Error::msg)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            println!("{}", load::capacity_table(&report));
+            println!("{}", capacity::capacity_table(&report));
         }
         return Ok(());
     }

@@ -303,3 +303,118 @@ async fn a_retried_write_is_answered_once() {
     assert_eq!(old.code(), Code::FailedPrecondition);
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
+    use pb::complete_result::Result as Done;
+    use pb::enqueue_result::Result as Added;
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = dev_node(dir.path()).await;
+    let client = client(&node);
+
+    // Malformed requests change nothing: an oversized payload (the node's own limit) and
+    // an empty batch are refused whole.
+    let before = fingerprint(&client).await;
+    let oversized = client
+        .enqueue_batch(pb::EnqueueBatchRequest {
+            session: None,
+            specs: vec![spec(vec![1]), spec(vec![0; MAX_PAYLOAD + 1])],
+        })
+        .await
+        .expect_err("oversized payload");
+    assert_eq!(oversized.code(), Code::InvalidArgument);
+    assert_eq!(oversized.kind(), Some("invalid_input"));
+    assert!(oversized.to_string().contains("specs[1]"), "{oversized}");
+    let empty = client
+        .enqueue_batch(pb::EnqueueBatchRequest {
+            session: None,
+            specs: vec![],
+        })
+        .await
+        .expect_err("empty batch");
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert_eq!(fingerprint(&client).await.0, before.0);
+
+    // A job the scheduler refuses gets its error in its place; the others are added.
+    let mut nameless = spec(vec![2]);
+    nameless.tenant = String::new();
+    let added = client
+        .enqueue_batch(pb::EnqueueBatchRequest {
+            session: None,
+            specs: vec![spec(vec![1]), nameless, spec(vec![3])],
+        })
+        .await
+        .expect("batch enqueue")
+        .results;
+    assert_eq!(added.len(), 3);
+    assert!(
+        matches!(added[0].result, Some(Added::Enqueued(_))),
+        "{added:?}"
+    );
+    match &added[1].result {
+        Some(Added::Error(e)) => assert_eq!(e.kind, "invalid_input", "{e:?}"),
+        other => panic!("expected an item error, got {other:?}"),
+    }
+    assert!(
+        matches!(added[2].result, Some(Added::Enqueued(_))),
+        "{added:?}"
+    );
+
+    // A stale fencing token fails only its own item.
+    let leased = client
+        .lease(pb::LeaseRequest {
+            session: None,
+            worker: "w".to_owned(),
+            job_types: vec!["email".to_owned()],
+            max: 10,
+            ttl_ms: None,
+        })
+        .await
+        .expect("lease")
+        .jobs;
+    assert_eq!(leased.len(), 2);
+    let succeeded = || {
+        Some(pb::complete_item::Outcome::Succeeded(
+            pb::Succeeded::default(),
+        ))
+    };
+    let items = vec![
+        pb::CompleteItem {
+            job_id: leased[0].job_id,
+            lease_id: leased[0].lease_id + 1_000,
+            outcome: succeeded(),
+        },
+        pb::CompleteItem {
+            job_id: leased[1].job_id,
+            lease_id: leased[1].lease_id,
+            outcome: succeeded(),
+        },
+    ];
+    let done = client
+        .complete_batch(pb::CompleteBatchRequest {
+            session: None,
+            items,
+        })
+        .await
+        .expect("batch complete")
+        .results;
+    match &done[0].result {
+        Some(Done::Error(e)) => assert_eq!(e.kind, "stale_lease", "{e:?}"),
+        other => panic!("expected a stale lease, got {other:?}"),
+    }
+    match &done[1].result {
+        Some(Done::Completed(c)) => assert_eq!(c.status, pb::JobStatus::Succeeded as i32),
+        other => panic!("expected a completion, got {other:?}"),
+    }
+    let first = client
+        .get_job(pb::GetJobRequest {
+            job_id: leased[0].job_id,
+            read: None,
+        })
+        .await
+        .expect("job")
+        .job
+        .expect("a job");
+    assert_eq!(first.status, pb::JobStatus::Leased as i32);
+    node.shutdown().await.expect("shutdown");
+}

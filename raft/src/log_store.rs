@@ -31,8 +31,16 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    let families =
-        [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    // The log is written once, read back rarely (followers catching up, restarts) and
+    // purged behind snapshots, so its memtables stay small: RocksDB's default 64 MiB per
+    // memtable would hold ~100 MiB of entries in memory that the state already holds.
+    let mut logs = Options::default();
+    logs.set_write_buffer_size(8 * 1024 * 1024);
+    logs.set_max_write_buffer_number(2);
+    let families = [
+        ColumnFamilyDescriptor::new(CF_LOGS, logs),
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+    ];
     Ok(Arc::new(DB::open_cf_descriptors(&options, dir, families)?))
 }
 

@@ -76,7 +76,7 @@ pub struct Lineage<'a> {
 impl State {
     /// One job with its attempts and history.
     pub fn job(&self, id: JobId) -> Option<&Job> {
-        self.ledger.jobs.get(&id)
+        self.ledger.jobs.get(&id).map(Box::as_ref)
     }
 
     /// The earliest log time at which something happens by itself (a lease expires, a
@@ -139,14 +139,14 @@ impl State {
                     self.idx
                         .by_status
                         .range((from, Bound::Included((status, JobId(u64::MAX)))))
-                        .filter_map(|(_, id)| self.ledger.jobs.get(id)),
+                        .filter_map(|(_, id)| self.ledger.jobs.get(id).map(Box::as_ref)),
                 )
             }
             None => Box::new(
                 self.ledger
                     .jobs
                     .range((start, Bound::Unbounded))
-                    .map(|(_, job)| job),
+                    .map(|(_, job)| job.as_ref()),
             ),
         };
         let mut jobs: Vec<&Job> = candidates

@@ -310,6 +310,7 @@ impl State {
         self.ledger
             .jobs
             .get(&job_id)
+            .map(Box::as_ref)
             .ok_or(SchedulerError::JobNotFound(job_id))
     }
 
@@ -385,7 +386,7 @@ impl State {
                 .insert((job.spec.tenant.clone(), key.clone()), id);
         }
         self.idx.add(&job);
-        self.ledger.jobs.insert(id, job);
+        self.ledger.jobs.insert(id, Box::new(job));
         id
     }
 
