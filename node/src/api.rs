@@ -191,15 +191,8 @@ impl Api {
     /// This node's view of the cluster.
     fn cluster_status(&self, with_digest: bool) -> pb::ClusterStatusResponse {
         let metrics = self.raft.metrics().borrow().clone();
-        let (digest, counts, log_time_ms) = self.raft.read_local(|applied: &Applied| {
-            let digest = if with_digest {
-                applied
-                    .state
-                    .digest()
-                    .unwrap_or_else(|e| format!("unavailable: {e}"))
-            } else {
-                String::new()
-            };
+        let (frozen, counts, log_time_ms) = self.raft.read_local(|applied: &Applied| {
+            let frozen = with_digest.then(|| applied.state.freeze());
             let counts = applied
                 .state
                 .status_counts()
@@ -209,8 +202,15 @@ impl Api {
                     count: *n as u64,
                 })
                 .collect::<Vec<_>>();
-            (digest, counts, applied.state.now_ms())
+            (frozen, counts, applied.state.now_ms())
         });
+        // Encoded and hashed outside the lock, so a digest never holds up apply.
+        let digest = match frozen {
+            Some(frozen) => frozen
+                .digest()
+                .unwrap_or_else(|e| format!("unavailable: {e}")),
+            None => String::new(),
+        };
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership

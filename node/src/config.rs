@@ -63,14 +63,18 @@ pub struct AgentArgs {
     /// How often the leader advances log time when idle, in ms [default: 250].
     #[arg(long, env = "ROTA_TICK_INTERVAL_MS")]
     pub tick_interval_ms: Option<u64>,
-    /// How often the leader heartbeats followers, in ms [default: 50].
+    /// How often the leader heartbeats followers, in ms; also openraft's deadline for each
+    /// AppendEntries [default: 100].
     #[arg(long, env = "ROTA_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
     /// Election timeout in ms, randomized up to twice as long [default: 150]. A follower
     /// calls an election after hearing no leader for twice this plus its own timeout
-    /// (openraft's leader lease). At least three heartbeats.
+    /// (openraft's leader lease). Longer than the heartbeat.
     #[arg(long, env = "ROTA_ELECTION_TIMEOUT_MS")]
     pub election_timeout_ms: Option<u64>,
+    /// Build a snapshot (and purge the log behind it) every this many entries [default: 10000].
+    #[arg(long, env = "ROTA_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
     /// Most client writes in one log entry [default: 1024].
     #[arg(long, env = "ROTA_COMMIT_MAX_BATCH")]
     pub commit_max_batch: Option<usize>,
@@ -92,6 +96,7 @@ struct FileConfig {
     tick_interval_ms: Option<u64>,
     heartbeat_ms: Option<u64>,
     election_timeout_ms: Option<u64>,
+    snapshot_every: Option<u64>,
     commit_max_batch: Option<usize>,
     commit_in_flight: Option<usize>,
 }
@@ -195,14 +200,20 @@ impl AgentArgs {
         )? {
             settings.election_timeout_ms = (ms, ms * 2);
         }
-        if settings.election_timeout_ms.0 < 3 * settings.heartbeat_ms {
+        if settings.election_timeout_ms.0 <= settings.heartbeat_ms {
             return Err(ConfigError::Invalid(
                 "election-timeout-ms",
                 format!(
-                    "{} ms is under three heartbeats ({} ms each)",
+                    "{} ms must be longer than the heartbeat ({} ms)",
                     settings.election_timeout_ms.0, settings.heartbeat_ms
                 ),
             ));
+        }
+        if let Some(n) = positive(
+            "snapshot-every",
+            self.snapshot_every.or(file.snapshot_every),
+        )? {
+            settings.snapshot_every = n;
         }
         if let Some(n) = positive(
             "commit-max-batch",

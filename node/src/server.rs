@@ -10,7 +10,7 @@ use rota_client::proto::worker_service_server::WorkerServiceServer;
 use rota_client::MAX_MESSAGE_BYTES;
 use rota_raft::{
     default_raft_config, ClusterError, Dial, GrpcNetwork, MemLogStore, NodeConfig, NodeId,
-    RaftNode, RotaNode, StateStore, Storage, Write,
+    RaftNode, RotaNode, SnapshotPolicy, StateStore, Storage, Write,
 };
 use rota_state_machine::Command;
 use std::collections::BTreeMap;
@@ -60,6 +60,8 @@ pub struct NodeSettings {
     /// Raft heartbeat and election timing, in milliseconds.
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// A snapshot is built after this many log entries since the last one.
+    pub snapshot_every: u64,
     pub storage: NodeStorage,
     /// How this node reaches its peers and the leader; `None` dials TCP.
     pub dial: Option<Dial>,
@@ -84,6 +86,10 @@ impl NodeSettings {
             commit: CommitSettings::default(),
             heartbeat_ms: raft.heartbeat_interval,
             election_timeout_ms: (raft.election_timeout_min, raft.election_timeout_max),
+            snapshot_every: match raft.snapshot_policy {
+                SnapshotPolicy::LogsSinceLast(n) => n,
+                _ => 10_000,
+            },
             storage: NodeStorage::Disk,
             dial: None,
             clock: system_clock(),
@@ -151,6 +157,7 @@ impl RunningNode {
         raft_config.heartbeat_interval = settings.heartbeat_ms;
         raft_config.election_timeout_min = settings.election_timeout_ms.0;
         raft_config.election_timeout_max = settings.election_timeout_ms.1;
+        raft_config.snapshot_policy = SnapshotPolicy::LogsSinceLast(settings.snapshot_every);
         let storage = match settings.storage.clone() {
             NodeStorage::Disk => {
                 std::fs::create_dir_all(&settings.data_dir)?;

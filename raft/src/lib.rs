@@ -22,6 +22,7 @@ pub use network::{
     nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
 };
 pub use node::{default_raft_config, ClusterError, NodeConfig, RaftNode, Storage};
+pub use openraft::SnapshotPolicy;
 pub use state_store::{Applied, StateStore};
 pub use types::{
     Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,

@@ -68,18 +68,23 @@ pub struct NodeConfig {
 ///
 /// Failover time is mostly how long followers wait before electing. openraft 0.9 has a
 /// follower that knew a leader wait the leader lease (`election_timeout_max`) plus its own
-/// election timeout (drawn once per process between min and max) after the last heartbeat,
-/// so 150–300 ms here means 450–600 ms of silence before an election — nine or more missed
-/// heartbeats at 50 ms. A busy two-core machine delays a task by tens of ms, not hundreds,
-/// and a synced append takes well under a millisecond here (a few ms on slower disks), so
-/// a healthy leader under load is not voted out. `rota bench --kill-leader` measures the
-/// result; see the README.
+/// election timeout (drawn once per process between min and max) after the last heartbeat:
+/// 150–300 ms here means 450–600 ms of silence before an election.
+///
+/// The heartbeat interval is also openraft's deadline for every AppendEntries and the
+/// election timeout its deadline for a vote. A 50 ms heartbeat failed here: three nodes
+/// replaying a million-job log at once on two cores missed it, and elections followed one
+/// another for minutes. 100 ms, with at most 64 entries per AppendEntries, keeps each
+/// request well inside its deadline, and the election timeout stays above two heartbeats
+/// (plus the lease), so a busy leader is not voted out. `rota bench --kill-leader` and
+/// `rota bench --capacity` measure the result; see the README.
 pub fn default_raft_config() -> Config {
     Config {
         cluster_name: "rota".to_owned(),
-        heartbeat_interval: 50,
+        heartbeat_interval: 100,
         election_timeout_min: 150,
         election_timeout_max: 300,
+        max_payload_entries: 64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
         // Chunks well under the gRPC message limit.

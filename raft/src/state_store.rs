@@ -223,12 +223,10 @@ impl StateStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, state) = {
+        // Only the freeze happens under the lock; apply goes on while the copy is encoded.
+        let (meta, frozen) = {
             let applied = self.read();
-            let state = applied
-                .state
-                .snapshot()
-                .map_err(|e| StorageIOError::read_state_machine(&e))?;
+            let frozen = applied.state.freeze();
             let snapshot_id = match applied.last_applied {
                 Some(id) => format!("{}-{}", id.leader_id, id.index),
                 None => "empty".to_owned(),
@@ -238,8 +236,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
                 last_membership: applied.membership.clone(),
                 snapshot_id,
             };
-            (meta, state)
+            (meta, frozen)
         };
+        let state = frozen
+            .snapshot()
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+        drop(frozen);
         let write_err =
             |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let header = header(&meta).map_err(write_err)?;

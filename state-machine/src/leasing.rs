@@ -10,6 +10,7 @@ use crate::submit::{check_name, check_text, check_ttl, MAX_TEXT_LEN};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// Most jobs one `Lease` may grant.
 pub const MAX_LEASE_BATCH: u32 = 1_000;
@@ -197,29 +198,29 @@ impl State {
                 bucket.take(at.now_ms);
             }
         }
-        let (ttl, attempt, grant_payload, correlation_id) = match self.ledger.jobs.get_mut(&job_id)
-        {
-            Some(job) => {
-                let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
-                let number = job.attempts.len() as u32 + 1;
-                job.attempts.push(Attempt {
-                    number,
-                    worker: worker.clone(),
-                    lease_id,
-                    started_ms: at.now_ms,
-                    ended_ms: None,
-                    outcome: None,
-                    outputs: Vec::new(),
-                });
-                (
-                    ttl,
-                    number,
-                    job.spec.payload.clone(),
-                    job.spec.correlation_id.clone(),
-                )
-            }
-            None => (0, 0, Vec::new(), None),
-        };
+        let (ttl, attempt, grant_payload, correlation_id) =
+            match self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) {
+                Some(job) => {
+                    let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
+                    let number = job.attempts.len() as u32 + 1;
+                    job.attempts.push(Attempt {
+                        number,
+                        worker: worker.clone(),
+                        lease_id,
+                        started_ms: at.now_ms,
+                        ended_ms: None,
+                        outcome: None,
+                        outputs: Vec::new(),
+                    });
+                    (
+                        ttl,
+                        number,
+                        job.spec.payload.clone(),
+                        job.spec.correlation_id.clone(),
+                    )
+                }
+                None => (0, 0, Vec::new(), None),
+            };
         let lease = Lease {
             id: lease_id,
             worker: worker.clone(),
@@ -281,7 +282,7 @@ impl State {
         };
         lease.until_ms = at.now_ms + lease.ttl_ms;
         let lease_until_ms = lease.until_ms;
-        if let Some(job) = self.ledger.jobs.get_mut(&job_id) {
+        if let Some(job) = self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) {
             self.idx.remove(job);
             job.state = JobState::Leased { lease };
             self.idx.add(job);
@@ -359,7 +360,7 @@ impl State {
         outputs: Vec<Artifact>,
         at: At,
     ) {
-        let Some(job) = self.ledger.jobs.get_mut(&job_id) else {
+        let Some(job) = self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) else {
             return;
         };
         let Some(attempt) = job.attempts.last_mut() else {

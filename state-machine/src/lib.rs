@@ -40,5 +40,5 @@ pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
 pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
 pub use session::{ClientId, ClientRequest, Session, SESSION_TTL_MS};
-pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
+pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};
 pub use submit::{MAX_NAME_LEN, MAX_PAYLOAD_BYTES};

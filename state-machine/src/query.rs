@@ -8,6 +8,7 @@ use crate::plan::{Plan, PlanStatus};
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// Most jobs one page returns.
 pub const MAX_PAGE: usize = 1_000;
@@ -76,7 +77,7 @@ pub struct Lineage<'a> {
 impl State {
     /// One job with its attempts and history.
     pub fn job(&self, id: JobId) -> Option<&Job> {
-        self.ledger.jobs.get(&id).map(Box::as_ref)
+        self.ledger.jobs.get(&id).map(Arc::as_ref)
     }
 
     /// The earliest log time at which something happens by itself (a lease expires, a
@@ -139,7 +140,7 @@ impl State {
                     self.idx
                         .by_status
                         .range((from, Bound::Included((status, JobId(u64::MAX)))))
-                        .filter_map(|(_, id)| self.ledger.jobs.get(id).map(Box::as_ref)),
+                        .filter_map(|(_, id)| self.ledger.jobs.get(id).map(Arc::as_ref)),
                 )
             }
             None => Box::new(

@@ -18,19 +18,55 @@ pub enum SnapshotError {
     Corrupt(#[from] postcard::Error),
 }
 
+fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
+    Ok(postcard::to_extend(
+        &(SNAPSHOT_VERSION, ledger),
+        Vec::new(),
+    )?)
+}
+
+fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError> {
+    // A u8 is one raw byte in postcard, so this starts with the version byte.
+    Ok(postcard::to_io(&(SNAPSHOT_VERSION, ledger), out)?)
+}
+
+fn digest(ledger: &Ledger) -> Result<String, SnapshotError> {
+    let hasher = write(ledger, HashWriter(Sha256::new()))?;
+    Ok(hex::encode(hasher.0.finalize()))
+}
+
+/// The ledger as of one moment, taken in microseconds whatever its size (the job map is
+/// shared, not copied), so a snapshot or digest can be written from it while `apply`
+/// goes on.
+#[derive(Clone, Debug)]
+pub struct Frozen(Ledger);
+
+impl Frozen {
+    /// As `State::snapshot` at the moment of freezing.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        encode(&self.0)
+    }
+
+    /// As `State::digest` at the moment of freezing.
+    pub fn digest(&self) -> Result<String, SnapshotError> {
+        digest(&self.0)
+    }
+}
+
 impl State {
+    /// A cheap copy of the replicated part of the state, for writing out elsewhere.
+    pub fn freeze(&self) -> Frozen {
+        Frozen(self.ledger.clone())
+    }
+
     /// The ledger as bytes: a version byte, then postcard. Indexes are rebuilt on restore.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        Ok(postcard::to_extend(
-            &(SNAPSHOT_VERSION, &self.ledger),
-            Vec::new(),
-        )?)
+        encode(&self.ledger)
     }
 
     /// Writes the snapshot to `out` without holding it whole in memory.
     pub fn write_snapshot<W: std::io::Write>(&self, out: W) -> Result<W, SnapshotError> {
-        // A u8 is one raw byte in postcard, so this starts with the version byte.
-        Ok(postcard::to_io(&(SNAPSHOT_VERSION, &self.ledger), out)?)
+        write(&self.ledger, out)
     }
 
     /// Rebuilds a state from `snapshot` bytes.
@@ -50,8 +86,7 @@ impl State {
 
     /// sha256 of the snapshot, in hex: equal on every replica at the same applied index.
     pub fn digest(&self) -> Result<String, SnapshotError> {
-        let hasher = self.write_snapshot(HashWriter(Sha256::new()))?;
-        Ok(hex::encode(hasher.0.finalize()))
+        digest(&self.ledger)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::ledger::{record, At, Response, State};
 use crate::plan::{topological_order, Plan};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Longest tenant, project, job type, worker or schedule name.
 pub const MAX_NAME_LEN: usize = 128;
@@ -292,7 +293,7 @@ impl State {
             ..Origin::default()
         };
         let new_job = self.create_job(spec, origin, at);
-        if let Some(original) = self.ledger.jobs.get_mut(&job_id) {
+        if let Some(original) = self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) {
             record(original, at, JobEventKind::Replayed { new_job });
         }
         self.govern(
@@ -310,7 +311,7 @@ impl State {
         self.ledger
             .jobs
             .get(&job_id)
-            .map(Box::as_ref)
+            .map(Arc::as_ref)
             .ok_or(SchedulerError::JobNotFound(job_id))
     }
 
@@ -386,7 +387,7 @@ impl State {
                 .insert((job.spec.tenant.clone(), key.clone()), id);
         }
         self.idx.add(&job);
-        self.ledger.jobs.insert(id, Box::new(job));
+        self.ledger.jobs.insert(id, Arc::new(job));
         id
     }
 
@@ -435,7 +436,7 @@ impl State {
 
     /// Changes a pending job's unmet set without a history event: that is bookkeeping.
     fn replace_pending(&mut self, id: JobId, unmet: BTreeSet<JobId>, not_before_ms: u64) {
-        let Some(job) = self.ledger.jobs.get_mut(&id) else {
+        let Some(job) = self.ledger.jobs.get_mut(&id).map(Arc::make_mut) else {
             return;
         };
         self.idx.remove(job);

@@ -118,3 +118,21 @@ fn debug_text_size(c: &Cluster) -> usize {
     )
     .len()
 }
+
+#[test]
+fn a_frozen_copy_keeps_its_moment_while_apply_goes_on() {
+    let mut c = busy_cluster();
+    let before = c.state.snapshot().expect("snapshot");
+    let digest_before = c.state.digest().expect("digest");
+    let frozen = c.state.freeze();
+    // Apply changes every kind of job the copy shares: new, leased, completed.
+    c.enqueue(spec("acme", "t"));
+    for grant in c.lease("w9", &["t"], 5) {
+        c.succeed(&grant);
+    }
+    assert_ne!(c.state.snapshot().expect("snapshot"), before);
+    assert_eq!(frozen.snapshot().expect("frozen snapshot"), before);
+    assert_eq!(frozen.digest().expect("frozen digest"), digest_before);
+    let restored = State::restore(&frozen.snapshot().expect("snapshot")).expect("restore");
+    assert_eq!(restored.digest().expect("digest"), digest_before);
+}
