@@ -177,6 +177,19 @@ impl Api {
             .map_err(|e| status::scheduler(&e))
     }
 
+    /// Proposes a batch command and turns each item's answer into its wire result, in order.
+    async fn write_batch<T>(
+        &self,
+        session: Option<pb::Session>,
+        command: Command,
+        item: impl Fn(rota_state_machine::Response) -> Result<T, Status>,
+    ) -> Result<Vec<T>, Status> {
+        match self.write(session, command).await? {
+            Reply::Batch { replies } => replies.into_iter().map(item).collect(),
+            other => Err(status::unexpected(&other)),
+        }
+    }
+
     /// Reads the state, linearizably unless `stale`.
     async fn read<R>(&self, stale: bool, read: impl FnOnce(&State) -> R) -> Result<R, Status> {
         if stale {
@@ -320,29 +333,25 @@ impl JobService for Jobs {
                     .map_err(|e| status::invalid(&format!("specs[{i}]"), e.message()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let replies = batch_replies(
-            self.0
-                .write(request.session, Command::EnqueueBatch { specs })
-                .await?,
-        )?;
-        let results = replies
-            .into_iter()
-            .map(|reply| {
-                let result = match reply {
-                    Ok(Reply::Enqueued { job_id, created }) => {
-                        pb::enqueue_result::Result::Enqueued(pb::EnqueueResponse {
-                            job_id: job_id.0,
-                            created,
-                        })
-                    }
-                    Ok(other) => return Err(status::unexpected(&other)),
-                    Err(e) => pb::enqueue_result::Result::Error(status::item_error(&e)),
-                };
+        let command = Command::EnqueueBatch { specs };
+        let results = self
+            .0
+            .write_batch(request.session, command, |reply| {
+                use pb::enqueue_result::Result as R;
                 Ok(pb::EnqueueResult {
-                    result: Some(result),
+                    result: Some(match reply {
+                        Ok(Reply::Enqueued { job_id, created }) => {
+                            R::Enqueued(pb::EnqueueResponse {
+                                job_id: job_id.0,
+                                created,
+                            })
+                        }
+                        Ok(other) => return Err(status::unexpected(&other)),
+                        Err(e) => R::Error(status::item_error(&e)),
+                    }),
                 })
             })
-            .collect::<Result<_, Status>>()?;
+            .await?;
         Ok(Response::new(pb::EnqueueBatchResponse { results }))
     }
 
@@ -629,38 +638,26 @@ impl WorkerService for Workers {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        let replies = batch_replies(
-            self.0
-                .write(request.session, Command::CompleteBatch { items })
-                .await?,
-        )?;
-        let results = replies
-            .into_iter()
-            .map(|reply| {
-                let result = match reply {
-                    Ok(Reply::Completed { job_id, status }) => {
-                        pb::complete_result::Result::Completed(pb::CompleteResponse {
-                            job_id: job_id.0,
-                            status: convert::status_out(status) as i32,
-                        })
-                    }
-                    Ok(other) => return Err(status::unexpected(&other)),
-                    Err(e) => pb::complete_result::Result::Error(status::item_error(&e)),
-                };
+        let command = Command::CompleteBatch { items };
+        let results = self
+            .0
+            .write_batch(request.session, command, |reply| {
+                use pb::complete_result::Result as R;
                 Ok(pb::CompleteResult {
-                    result: Some(result),
+                    result: Some(match reply {
+                        Ok(Reply::Completed { job_id, status }) => {
+                            R::Completed(pb::CompleteResponse {
+                                job_id: job_id.0,
+                                status: convert::status_out(status) as i32,
+                            })
+                        }
+                        Ok(other) => return Err(status::unexpected(&other)),
+                        Err(e) => R::Error(status::item_error(&e)),
+                    }),
                 })
             })
-            .collect::<Result<_, Status>>()?;
+            .await?;
         Ok(Response::new(pb::CompleteBatchResponse { results }))
-    }
-}
-
-/// The per-item answers of a batch command.
-fn batch_replies(reply: Reply) -> Result<Vec<rota_state_machine::Response>, Status> {
-    match reply {
-        Reply::Batch { replies } => Ok(replies),
-        other => Err(status::unexpected(&other)),
     }
 }
 
