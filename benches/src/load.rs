@@ -639,6 +639,17 @@ struct WorkerTally {
     completions_us: Vec<u64>,
 }
 
+impl WorkerTally {
+    fn new() -> Self {
+        Self {
+            latency: histogram(),
+            lease: histogram(),
+            lease_granted: histogram(),
+            completions_us: Vec::new(),
+        }
+    }
+}
+
 fn spawn_workers(
     config: &LoadConfig,
     endpoints: &[String],
@@ -667,12 +678,7 @@ fn spawn_workers(
 }
 
 async fn join_workers(mut workers: JoinSet<WorkerTally>) -> Result<WorkerTally, String> {
-    let mut all = WorkerTally {
-        latency: histogram(),
-        lease: histogram(),
-        lease_granted: histogram(),
-        completions_us: Vec::new(),
-    };
+    let mut all = WorkerTally::new();
     while let Some(done) = workers.join_next().await {
         let one = done.map_err(|e| format!("worker: {e}"))?;
         all.latency.add(&one.latency).map_err(|e| e.to_string())?;
@@ -696,12 +702,7 @@ async fn work(
     timed: bool,
     tally: Arc<Tally>,
 ) -> WorkerTally {
-    let mut mine = WorkerTally {
-        latency: histogram(),
-        lease: histogram(),
-        lease_granted: histogram(),
-        completions_us: Vec::new(),
-    };
+    let mut mine = WorkerTally::new();
     let mut idle = Duration::from_millis(1);
     while tally.completed.load(Ordering::Relaxed) < target && Instant::now() < tally.give_up_at {
         let t0 = Instant::now();
