@@ -1,7 +1,7 @@
 //! `rota bench --capacity N`: how much memory a node needs to hold N live jobs, and how
 //! long a whole cluster takes to come back after every node is SIGKILLed at once.
 
-use crate::cluster::statuses;
+use crate::cluster::{caught_up_to, settled};
 use crate::load::{client_for, now_nanos, produce_all, rss_mib, start_cluster, LoadConfig, Tally};
 use rota_client::proto as pb;
 use serde::Serialize;
@@ -51,7 +51,11 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
         .max()
         .and_then(|mark| mark.checked_sub(1))
         .ok_or("no enqueue was answered")?;
-    let applied = settled_index(&addrs, Duration::from_secs(120)).await?;
+    let applied = settled(&addrs, false, Duration::from_secs(120))
+        .await?
+        .first()
+        .and_then(|s| s.applied_index)
+        .unwrap_or(0);
     let rss = rss_mib(&local.agents);
 
     for agent in &mut local.agents {
@@ -80,17 +84,8 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let caught_up = loop {
-        let seen = statuses(&addrs, false).await;
-        if seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index.unwrap_or(0) >= applied)
-        {
-            break restarted.elapsed();
-        }
-        if Instant::now() > deadline {
-            return Err("the nodes did not catch up within 300 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    caught_up_to(&addrs, applied, Duration::from_secs(300)).await?;
+    let caught_up = restarted.elapsed();
     Ok(CapacityReport {
         nodes: addrs.len(),
         jobs: config.jobs,
@@ -108,24 +103,6 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
             .map(|e| e.clone())
             .unwrap_or_default(),
     })
-}
-
-/// Waits until every node has applied one index; returns it.
-async fn settled_index(addrs: &[String], within: Duration) -> Result<u64, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = statuses(addrs, false).await;
-        let indexes: Vec<Option<u64>> = seen.iter().map(|s| s.applied_index).collect();
-        if seen.len() == addrs.len() && indexes.iter().all(|i| *i == indexes[0]) {
-            return Ok(indexes[0].unwrap_or(0));
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "nodes did not settle within {within:?}: {indexes:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The capacity report as a table.

@@ -168,6 +168,29 @@ pub async fn statuses(addrs: &[String], digest: bool) -> Vec<pb::ClusterStatusRe
     out
 }
 
+/// Polls every node's status each `every` until `check` finds what it waits for in them;
+/// after `within`, an error naming `what` and the statuses last seen.
+pub async fn poll<T>(
+    addrs: &[String],
+    digest: bool,
+    every: Duration,
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut(&[pb::ClusterStatusResponse]) -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = statuses(addrs, digest).await;
+        if let Some(found) = check(&seen) {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no {what} within {within:?}; last seen: {seen:?}"));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Waits until every node in `addrs` answers and all agree on one leader among `voters`
 /// voters; returns the leader's id.
 pub async fn wait_for_agreed_leader(
@@ -175,23 +198,40 @@ pub async fn wait_for_agreed_leader(
     voters: usize,
     within: Duration,
 ) -> Result<u64, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = statuses(addrs, false).await;
-        let leaders: Vec<Option<u64>> = seen.iter().map(|s| s.leader_id).collect();
-        if seen.len() == addrs.len()
-            && leaders.iter().all(|l| l.is_some() && *l == leaders[0])
-            && seen
-                .iter()
-                .all(|s| s.members.iter().filter(|m| m.voter).count() == voters)
-        {
-            return Ok(leaders[0].unwrap_or_default());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("no agreed leader within {within:?}: {seen:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let every = Duration::from_millis(50);
+    poll(addrs, false, every, within, "agreed leader", |seen| {
+        let leader = seen.first()?.leader_id?;
+        let agreed = seen.len() == addrs.len()
+            && seen.iter().all(|s| {
+                s.leader_id == Some(leader)
+                    && s.members.iter().filter(|m| m.voter).count() == voters
+            });
+        agreed.then_some(leader)
+    })
+    .await
+}
+
+/// Waits until every node answers at one applied index; returns their statuses there,
+/// with digests when asked (costly on a big ledger).
+pub async fn settled(
+    addrs: &[String],
+    digest: bool,
+    within: Duration,
+) -> Result<Vec<pb::ClusterStatusResponse>, String> {
+    let every = Duration::from_millis(100);
+    poll(
+        addrs,
+        digest,
+        every,
+        within,
+        "common applied index",
+        |seen| {
+            let index = seen.first()?.applied_index;
+            (seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index == index))
+                .then(|| seen.to_vec())
+        },
+    )
+    .await
 }
 
 /// Waits until every node has applied the same index; returns (node, index, digest) each.
@@ -199,21 +239,19 @@ pub async fn settled_digests(
     addrs: &[String],
     within: Duration,
 ) -> Result<Vec<(u64, Option<u64>, String)>, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = statuses(addrs, true).await;
-        let indexes: Vec<Option<u64>> = seen.iter().map(|s| s.applied_index).collect();
-        if seen.len() == addrs.len() && indexes.iter().all(|i| *i == indexes[0]) {
-            return Ok(seen
-                .into_iter()
-                .map(|s| (s.node_id, s.applied_index, s.state_digest))
-                .collect());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "nodes did not settle on one applied index within {within:?}: {indexes:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Ok(settled(addrs, true, within)
+        .await?
+        .into_iter()
+        .map(|s| (s.node_id, s.applied_index, s.state_digest))
+        .collect())
+}
+
+/// Waits until every node answers having applied at least `index`.
+pub async fn caught_up_to(addrs: &[String], index: u64, within: Duration) -> Result<(), String> {
+    let every = Duration::from_millis(20);
+    poll(addrs, false, every, within, "node set caught up", |seen| {
+        (seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index >= Some(index)))
+            .then_some(())
+    })
+    .await
 }

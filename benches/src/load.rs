@@ -13,7 +13,7 @@
 //! completion tells the job's latency and which job it was; at the end the ledger is read
 //! back and each sequence number must name exactly one job, succeeded, completed once.
 
-use crate::cluster::{local_agents, statuses, wait_for_agreed_leader, Agent};
+use crate::cluster::{caught_up_to, local_agents, poll, statuses, wait_for_agreed_leader, Agent};
 use hdrhistogram::Histogram;
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig};
@@ -852,46 +852,25 @@ struct Kill {
 
 /// Polls until a node other than `old` says it leads; returns when.
 async fn new_leader(addrs: &[String], old: u64, within: Duration) -> Result<Instant, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = statuses(addrs, false).await;
-        if seen
-            .iter()
+    let every = Duration::from_millis(10);
+    poll(addrs, false, every, within, "new leader", |seen| {
+        seen.iter()
             .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
-        {
-            return Ok(Instant::now());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no new leader within {within:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            .then(Instant::now)
+    })
+    .await
 }
 
-/// Waits until every node answers, one leader is agreed on, and each node has applied
-/// what the leader had committed when the wait began.
+/// Waits until one node leads and every node has applied what the leader had applied then.
 async fn caught_up(addrs: &[String], within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    let mut target = None;
-    loop {
-        let seen = statuses(addrs, false).await;
-        let leader = seen
-            .iter()
+    let every = Duration::from_millis(50);
+    let leader_index = poll(addrs, false, every, within, "leader", |seen| {
+        seen.iter()
             .find(|s| s.leader_id == Some(s.node_id))
-            .and_then(|s| s.applied_index);
-        if target.is_none() {
-            target = leader;
-        }
-        if let Some(target) = target {
-            if seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index >= Some(target)) {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the cluster did not recover within {within:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .and_then(|s| s.applied_index)
+    })
+    .await?;
+    caught_up_to(addrs, leader_index, within).await
 }
 
 /// For each kill, the longest window without a completion between the kill and

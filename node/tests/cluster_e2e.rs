@@ -2,7 +2,7 @@
 //! share failing once and a known share failing always, plans with dependencies, and the
 //! leader SIGKILLed mid-run and restarted. Nothing may be lost or run to success twice.
 
-use rota_benches::cluster::{local_agents, settled_digests, statuses, wait_for_agreed_leader};
+use rota_benches::cluster::{local_agents, poll, settled_digests, wait_for_agreed_leader};
 use rota_client::proto as pb;
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
 use std::collections::BTreeMap;
@@ -269,15 +269,12 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
         assert_eq!(scripts.len() as u64, TOTAL, "every enqueue was answered with a distinct job");
 
         let any = Client::connect(addrs.clone()).expect("client");
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let seen = statuses(&addrs, false).await;
-            if seen.iter().any(|s| terminal(s) == TOTAL) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "jobs did not all finish: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let every = Duration::from_millis(200);
+        poll(&addrs, false, every, Duration::from_secs(180), "node with every job finished", |seen| {
+            seen.iter().any(|s| terminal(s) == TOTAL).then_some(())
+        })
+        .await
+        .expect("jobs all finish");
         for stop in stops {
             let _ = stop.send(());
         }
