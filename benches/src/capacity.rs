@@ -1,8 +1,9 @@
 //! `rota bench --capacity N`: how much memory a node needs to hold N live jobs, and how
 //! long a whole cluster takes to come back after every node is SIGKILLed at once.
 
-use crate::cluster::{caught_up_to, settled};
+use crate::cluster::{caught_up_to, settled, Agent};
 use crate::load::{client_for, now_nanos, produce_all, rss_mib, start_cluster, LoadConfig, Tally};
+use crate::BenchError;
 use rota_client::proto as pb;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -33,10 +34,12 @@ pub struct CapacityReport {
 
 /// Fills a local cluster with `config.jobs` ready jobs, measures each node's memory, then
 /// SIGKILLs every node and times the restart to serving.
-pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
+pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> {
     config.check()?;
     if !config.endpoints.is_empty() {
-        return Err("--capacity restarts the cluster, so it needs the one it starts".into());
+        return Err(BenchError::Settings(
+            "--capacity restarts the cluster, so it needs the one it starts",
+        ));
     }
     let (addrs, mut local) = start_cluster(&config).await?;
     let tally = Arc::new(Tally::new(config.jobs, config.timeout));
@@ -50,7 +53,7 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
         .map(|e| e.load(Ordering::Relaxed))
         .max()
         .and_then(|mark| mark.checked_sub(1))
-        .ok_or("no enqueue was answered")?;
+        .ok_or(BenchError::NothingEnqueued)?;
     let applied = settled(&addrs, false, Duration::from_secs(120))
         .await?
         .first()
@@ -58,32 +61,8 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
         .unwrap_or(0);
     let rss = rss_mib(&local.agents);
 
-    for agent in &mut local.agents {
-        agent.kill();
-    }
-    let restarted = Instant::now();
-    for agent in &mut local.agents {
-        agent
-            .start()
-            .map_err(|e| format!("restarting node {}: {e}", agent.id))?;
-    }
-    let reader = client_for(&addrs, 0)?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let serving = loop {
-        let read = reader
-            .get_job(pb::GetJobRequest {
-                job_id: last_job,
-                read: None,
-            })
-            .await;
-        if read.is_ok() {
-            break restarted.elapsed();
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the cluster did not serve within 300 s: {read:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let restarted = restart_all(&mut local.agents)?;
+    let serving = serving(&addrs, last_job, restarted).await?;
     caught_up_to(&addrs, applied, Duration::from_secs(300)).await?;
     let caught_up = restarted.elapsed();
     Ok(CapacityReport {
@@ -97,12 +76,47 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, String> {
         restart_caught_up_ms: caught_up.as_secs_f64() * 1_000.0,
         rss_after_restart_mib: rss_mib(&local.agents),
         errors: tally.errors.load(Ordering::Relaxed),
-        error_examples: tally
-            .error_examples
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default(),
+        error_examples: tally.error_examples(),
     })
+}
+
+/// SIGKILLs every agent, then starts each again on its data; returns when all were down.
+fn restart_all(agents: &mut [Agent]) -> Result<Instant, BenchError> {
+    for agent in agents.iter_mut() {
+        agent.kill();
+    }
+    let restarted = Instant::now();
+    for agent in agents.iter_mut() {
+        agent.start().map_err(|source| BenchError::RestartAgent {
+            node: agent.id,
+            source,
+        })?;
+    }
+    Ok(restarted)
+}
+
+/// Reads `job` until the cluster answers (for at most 300 s); returns how long that took
+/// from `restarted`.
+async fn serving(addrs: &[String], job: u64, restarted: Instant) -> Result<Duration, BenchError> {
+    let reader = client_for(addrs, 0)?;
+    let within = Duration::from_secs(300);
+    let deadline = Instant::now() + within;
+    loop {
+        let read = reader
+            .get_job(pb::GetJobRequest {
+                job_id: job,
+                read: None,
+            })
+            .await;
+        let last = match read {
+            Ok(_) => return Ok(restarted.elapsed()),
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            return Err(BenchError::NotServing { within, last });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The capacity report as a table.

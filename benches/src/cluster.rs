@@ -1,6 +1,7 @@
 //! A cluster of `rota agent` child processes on 127.0.0.1, for the load generator and the
-//! node's end-to-end tests: start, SIGKILL, restart, and ask each node how it sees itself.
+//! end-to-end tests of `rota`: start, SIGKILL, restart, and ask each node how it sees itself.
 
+use crate::BenchError;
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig};
 use std::fs::File;
@@ -169,7 +170,7 @@ pub async fn statuses(addrs: &[String], digest: bool) -> Vec<pb::ClusterStatusRe
 }
 
 /// Polls every node's status each `every` until `check` finds what it waits for in them;
-/// after `within`, an error naming `what` and the statuses last seen.
+/// after `within`, `BenchError::Timeout` naming `what`, with the statuses last seen.
 pub async fn poll<T>(
     addrs: &[String],
     digest: bool,
@@ -177,7 +178,7 @@ pub async fn poll<T>(
     within: Duration,
     what: &str,
     mut check: impl FnMut(&[pb::ClusterStatusResponse]) -> Option<T>,
-) -> Result<T, String> {
+) -> Result<T, BenchError> {
     let deadline = Instant::now() + within;
     loop {
         let seen = statuses(addrs, digest).await;
@@ -185,7 +186,11 @@ pub async fn poll<T>(
             return Ok(found);
         }
         if Instant::now() >= deadline {
-            return Err(format!("no {what} within {within:?}; last seen: {seen:?}"));
+            return Err(BenchError::Timeout {
+                what: what.to_owned(),
+                within,
+                seen,
+            });
         }
         tokio::time::sleep(every).await;
     }
@@ -197,7 +202,7 @@ pub async fn wait_for_agreed_leader(
     addrs: &[String],
     voters: usize,
     within: Duration,
-) -> Result<u64, String> {
+) -> Result<u64, BenchError> {
     let every = Duration::from_millis(50);
     poll(addrs, false, every, within, "agreed leader", |seen| {
         let leader = seen.first()?.leader_id?;
@@ -217,7 +222,7 @@ pub async fn settled(
     addrs: &[String],
     digest: bool,
     within: Duration,
-) -> Result<Vec<pb::ClusterStatusResponse>, String> {
+) -> Result<Vec<pb::ClusterStatusResponse>, BenchError> {
     let every = Duration::from_millis(100);
     poll(
         addrs,
@@ -238,7 +243,7 @@ pub async fn settled(
 pub async fn settled_digests(
     addrs: &[String],
     within: Duration,
-) -> Result<Vec<(u64, Option<u64>, String)>, String> {
+) -> Result<Vec<(u64, Option<u64>, String)>, BenchError> {
     Ok(settled(addrs, true, within)
         .await?
         .into_iter()
@@ -247,7 +252,11 @@ pub async fn settled_digests(
 }
 
 /// Waits until every node answers having applied at least `index`.
-pub async fn caught_up_to(addrs: &[String], index: u64, within: Duration) -> Result<(), String> {
+pub async fn caught_up_to(
+    addrs: &[String],
+    index: u64,
+    within: Duration,
+) -> Result<(), BenchError> {
     let every = Duration::from_millis(20);
     poll(addrs, false, every, within, "node set caught up", |seen| {
         (seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index >= Some(index)))

@@ -6,7 +6,8 @@ use tonic::{Code, Status};
 /// Metadata key naming the kind of a rejected request (`stale_lease`, `job_not_found`, ...),
 /// so programs need not parse messages.
 pub const ERROR_KIND_KEY: &str = "rota-error";
-/// Metadata key with the leader's address, on `UNAVAILABLE` answers from a follower.
+/// Metadata key with the leader's address, on `not_leader` answers (`UNAVAILABLE`) from a
+/// node that knows who leads.
 pub const LEADER_KEY: &str = "rota-leader";
 /// Metadata key a node sets on a request it forwards to the leader, so it is never
 /// forwarded twice.
@@ -21,8 +22,11 @@ pub enum ClientError {
     /// No node could answer in time; the last failure is kept.
     #[error("no node of {endpoints} could answer after {attempts} attempts; last: {}: {}", code_name(.last.code()), .last.message())]
     Unavailable {
+        /// The nodes tried, comma-separated.
         endpoints: String,
+        /// How many tries were made, across all of them.
         attempts: u32,
+        /// The answer (or the timeout) that ended the last try.
         last: Status,
     },
     /// The client was configured wrongly (a bad endpoint, say).

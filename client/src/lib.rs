@@ -2,13 +2,16 @@
 //! the cluster's nodes by itself and answers every write once, and the [`Worker`] runtime
 //! that leases jobs, keeps their leases alive and reports what its handlers return.
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 mod worker;
 
-/// Generated types and stubs of the public wire contract, `proto/rota/v1/*.proto`.
+/// Generated types and stubs of the public wire contract, `proto/rota/v1/*.proto`. Their
+/// documentation is the `.proto` files' comments, which prost copies where there are any.
 pub mod proto {
-    #![allow(clippy::large_enum_variant)]
+    #![allow(clippy::large_enum_variant, missing_docs)]
     tonic::include_proto!("rota.v1");
 }
 

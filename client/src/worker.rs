@@ -1,6 +1,11 @@
 //! The worker runtime: lease jobs of the types it has handlers for, run each handler with
 //! its lease kept alive by heartbeats, and report what the handler returned.
 //!
+//! Slots: the worker runs at most `concurrency` jobs at once and never asks a lease for
+//! more jobs than it has free slots at that moment, so every granted job runs at once: a
+//! granted job that nobody runs would be a lease burnt, its job stuck until the lease
+//! expires and then charged a timed-out attempt.
+//!
 //! Shutdown: the runtime stops leasing, lets running handlers finish for up to
 //! `shutdown_grace`, and then gives the rest back as retryable failures so another worker
 //! picks them up at once rather than after their leases expire.
@@ -18,23 +23,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Interval;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 /// What a handler made of a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The job did its work.
     Succeeded {
+        /// Artifacts the job wrote, recorded with the attempt for lineage.
         outputs: Vec<Artifact>,
     },
     /// Retryable failures are retried with backoff until attempts run out; the others go
     /// straight to the dead-letter queue.
     Failed {
+        /// Whether another attempt may succeed.
         retryable: bool,
+        /// What went wrong, kept with the attempt.
         error: String,
     },
     /// The job should not run at all; it is canceled.
     GaveUp {
+        /// Why the job should not run, kept as its cancel reason.
         reason: String,
     },
 }
@@ -79,6 +90,7 @@ impl Outcome {
 /// A leased job as a handler sees it.
 #[derive(Clone, Debug)]
 pub struct JobContext {
+    /// The job as the lease granted it: ids, fencing token, payload, attempt number.
     pub job: LeasedJob,
     canceled: CancellationToken,
 }
@@ -190,13 +202,8 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            let mut permits = vec![first];
-            while permits.len() < concurrency.min(self.config.lease_batch.max(1) as usize) {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
+            let permits = take_free_permits(first, &slots, concurrency, self.config.lease_batch);
+            let asked = permits.len();
             // Not raced against shutdown: a lease that commits must reach its handler.
             let leased = self
                 .client
@@ -204,7 +211,7 @@ impl Worker {
                     session: None,
                     worker: self.config.worker_id.clone(),
                     job_types: job_types.clone(),
-                    max: permits.len() as u32,
+                    max: asked as u32,
                     ttl_ms: self.config.ttl_ms,
                 })
                 .await;
@@ -222,17 +229,20 @@ impl Worker {
                     _ = tokio::time::sleep(self.config.idle_poll) => continue,
                 }
             }
-            for job in jobs {
-                let Some(permit) = permits.pop() else {
-                    break;
-                };
+            if jobs.len() > asked {
+                tracing::error!(
+                    asked,
+                    granted = jobs.len(),
+                    "the cluster granted more jobs than asked; the extra ones wait for a free slot"
+                );
+            }
+            for (job, slot) in assign_slots(jobs, permits, &slots) {
                 let run = RunningJob {
                     client: self.client.clone(),
                     handler: self.handlers.get(&job.job_type).cloned(),
                     abandon: abandon.clone(),
-                    _slot: permit,
                 };
-                running.spawn(run.run(job));
+                running.spawn(run.run(job, slot));
             }
         }
         signal.abort();
@@ -248,21 +258,82 @@ impl Worker {
     }
 }
 
+/// Takes `first` and as many more free slots as one lease may ask for: at most
+/// `concurrency` and `lease_batch` in all. Never waits: only slots free right now count.
+fn take_free_permits(
+    first: OwnedSemaphorePermit,
+    slots: &Arc<Semaphore>,
+    concurrency: usize,
+    lease_batch: u32,
+) -> Vec<OwnedSemaphorePermit> {
+    let want = concurrency.min(lease_batch.max(1) as usize);
+    let mut permits = vec![first];
+    while permits.len() < want {
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => permits.push(permit),
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
+/// A granted job's claim on one of the worker's slots.
+enum Slot {
+    /// A slot taken before the lease asked for the job: the job runs at once.
+    Held(OwnedSemaphorePermit),
+    /// The cluster granted the job beyond what was asked, which it should never do. The job
+    /// is not dropped (its lease would be burnt: the job stuck until the lease expires, then
+    /// charged a timed-out attempt) nor given back as a failure (that too costs an
+    /// attempt and a backoff): it waits for the next free slot with its lease kept alive
+    /// by heartbeats, so it is only delayed by the jobs ahead of it.
+    Awaited(Arc<Semaphore>),
+}
+
+/// Pairs every granted job with a slot: the permits taken for the lease first, then, for
+/// any job beyond them, a wait for the next free slot. No job is left out.
+fn assign_slots(
+    jobs: Vec<LeasedJob>,
+    permits: Vec<OwnedSemaphorePermit>,
+    slots: &Arc<Semaphore>,
+) -> Vec<(LeasedJob, Slot)> {
+    let mut permits = permits.into_iter();
+    jobs.into_iter()
+        .map(|job| {
+            let slot = match permits.next() {
+                Some(permit) => Slot::Held(permit),
+                None => Slot::Awaited(slots.clone()),
+            };
+            (job, slot)
+        })
+        .collect()
+}
+
 /// One leased job on its way through its handler.
 struct RunningJob {
     client: Client,
     handler: Option<BoxedHandler>,
     /// Set when shutdown's grace ran out: give the job back.
     abandon: CancellationToken,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl RunningJob {
-    async fn run(self, job: LeasedJob) {
+    async fn run(self, job: LeasedJob, slot: Slot) {
         let Some(handler) = self.handler.clone() else {
             let error = format!("this worker has no handler for job type {:?}", job.job_type);
             self.complete(&job, Outcome::fatal(error)).await;
             return;
+        };
+        // Three heartbeats per lease TTL: one can be lost to a leader change and the lease
+        // still holds.
+        let every = Duration::from_millis((job.ttl_ms / 3).max(50));
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // Held until the job is reported: the slot is what bounds the jobs run at once.
+        let _slot = match slot {
+            Slot::Held(permit) => permit,
+            Slot::Awaited(slots) => match self.wait_for_slot(&job, slots, &mut beat).await {
+                Some(permit) => permit,
+                None => return,
+            },
         };
         let canceled = CancellationToken::new();
         let context = JobContext {
@@ -270,10 +341,6 @@ impl RunningJob {
             canceled: canceled.clone(),
         };
         let mut work = tokio::spawn(handler(context));
-        // Three heartbeats per lease TTL: one can be lost to a leader change and the lease
-        // still holds.
-        let every = Duration::from_millis((job.ttl_ms / 3).max(50));
-        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let outcome = loop {
             tokio::select! {
                 finished = &mut work => break Some(match finished {
@@ -299,6 +366,39 @@ impl RunningJob {
         if let Some(outcome) = outcome {
             self.complete(&job, outcome).await;
         }
+    }
+
+    /// Keeps the job's lease alive until a slot is free, and takes it. `None` when the job
+    /// is gone meanwhile: canceled, its lease lost, or given back because the worker shut
+    /// down before a slot freed up.
+    async fn wait_for_slot(
+        &self,
+        job: &LeasedJob,
+        slots: Arc<Semaphore>,
+        beat: &mut Interval,
+    ) -> Option<OwnedSemaphorePermit> {
+        // Made once, so the job keeps its place in the semaphore's queue across heartbeats.
+        let acquire = slots.acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => {
+                    if let Ok(permit) = permit {
+                        return Some(permit);
+                    }
+                    break;
+                }
+                _ = beat.tick() => {
+                    if !self.heartbeat(job).await {
+                        return None;
+                    }
+                }
+                _ = self.abandon.cancelled() => break,
+            }
+        }
+        let outcome = Outcome::retry("the worker shut down before the job started");
+        self.complete(job, outcome).await;
+        None
     }
 
     /// Renews the lease; false when the job was canceled or the lease is gone.
@@ -337,5 +437,165 @@ impl RunningJob {
         if let Err(e) = answer {
             tracing::warn!(job_id = job.job_id, lease_id = job.lease_id, error = %e, "completion not accepted");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+    use crate::proto::worker_service_server::{WorkerService, WorkerServiceServer};
+    use crate::proto::{
+        CompleteBatchRequest, CompleteBatchResponse, CompleteResponse, HeartbeatResponse,
+        LeaseResponse,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use tokio::sync::Notify;
+    use tonic::transport::server::TcpIncoming;
+    use tonic::transport::Server;
+    use tonic::{Request, Response, Status};
+
+    /// A worker service whose first lease grants one job more than asked, as a buggy or
+    /// hostile cluster might, and which records what the worker asks and reports.
+    #[derive(Default)]
+    struct OverGranting {
+        asked: Mutex<Vec<u32>>,
+        completed: Mutex<Vec<u64>>,
+        all_completed: Notify,
+    }
+
+    const GRANTED: u64 = 3;
+
+    #[tonic::async_trait]
+    impl WorkerService for OverGranting {
+        async fn lease(
+            &self,
+            request: Request<LeaseRequest>,
+        ) -> Result<Response<LeaseResponse>, Status> {
+            let max = request.into_inner().max;
+            let first = {
+                let mut asked = self.asked.lock().unwrap();
+                asked.push(max);
+                asked.len() == 1
+            };
+            let jobs = if first {
+                (1..=u64::from(max) + 1)
+                    .map(|id| LeasedJob {
+                        job_id: id,
+                        lease_id: 100 + id,
+                        lease_until_ms: 30_000,
+                        attempt: 1,
+                        tenant: "acme".to_owned(),
+                        job_type: "email".to_owned(),
+                        payload: Vec::new(),
+                        correlation_id: None,
+                        ttl_ms: 30_000,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Response::new(LeaseResponse { jobs, held: 0 }))
+        }
+
+        async fn heartbeat(
+            &self,
+            _request: Request<HeartbeatRequest>,
+        ) -> Result<Response<HeartbeatResponse>, Status> {
+            Ok(Response::new(HeartbeatResponse {
+                lease_until_ms: 30_000,
+                canceled: false,
+            }))
+        }
+
+        async fn complete(
+            &self,
+            request: Request<CompleteRequest>,
+        ) -> Result<Response<CompleteResponse>, Status> {
+            let request = request.into_inner();
+            assert!(
+                matches!(
+                    request.outcome,
+                    Some(complete_request::Outcome::Succeeded(_))
+                ),
+                "job {} was not run to success: {:?}",
+                request.job_id,
+                request.outcome
+            );
+            let mut completed = self.completed.lock().unwrap();
+            completed.push(request.job_id);
+            if completed.len() as u64 == GRANTED {
+                self.all_completed.notify_one();
+            }
+            Ok(Response::new(CompleteResponse {
+                job_id: request.job_id,
+                status: crate::proto::JobStatus::Succeeded as i32,
+            }))
+        }
+
+        async fn complete_batch(
+            &self,
+            _request: Request<CompleteBatchRequest>,
+        ) -> Result<Response<CompleteBatchResponse>, Status> {
+            Err(Status::unimplemented(
+                "the worker runtime completes one by one",
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_granted_beyond_free_slots_still_run_within_concurrency() {
+        let service = Arc::new(OverGranting::default());
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = incoming.local_addr().unwrap();
+        let server = tokio::spawn(
+            Server::builder()
+                .add_service(WorkerServiceServer::from_arc(service.clone()))
+                .serve_with_incoming(incoming),
+        );
+        let client = Client::with_config(ClientConfig::new([addr.to_string()])).unwrap();
+        let config = WorkerConfig {
+            concurrency: 2,
+            lease_batch: 2,
+            idle_poll: Duration::from_millis(10),
+            ..WorkerConfig::new("test-worker")
+        };
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (in_handler, most) = (running.clone(), peak.clone());
+        let worker = Worker::new(client, config).handle("email", move |_ctx| {
+            let (running, peak) = (in_handler.clone(), most.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Outcome::success()
+            }
+        });
+        let watched = service.clone();
+        let shutdown = async move {
+            // Bounded, so a job that is never run fails the test instead of hanging it.
+            let _ = tokio::time::timeout(Duration::from_secs(10), watched.all_completed.notified())
+                .await;
+        };
+        worker.run(shutdown).await.unwrap();
+        server.abort();
+
+        let mut completed = service.completed.lock().unwrap().clone();
+        completed.sort_unstable();
+        assert_eq!(completed, (1..=GRANTED).collect::<Vec<_>>());
+        assert!(
+            peak.load(Ordering::SeqCst) <= 2,
+            "more jobs ran at once than the concurrency"
+        );
+        let asked = service.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked.first(),
+            Some(&2),
+            "the first lease asks for every free slot"
+        );
+        assert!(asked.iter().all(|&max| (1..=2).contains(&max)));
     }
 }

@@ -3,12 +3,11 @@
 //! quorum (synced to disk on each) and applied. A few batches may be in flight at once, so
 //! a new batch gathers while the previous one replicates.
 
-use crate::server::Clock;
+use crate::clock::LogClock;
 use crate::status;
 use rota_raft::{Batch, RaftNode, Write};
 use rota_state_machine::Response;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -40,7 +39,6 @@ struct Pending {
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Pending>,
-    clock: Clock,
 }
 
 impl Committer {
@@ -48,16 +46,11 @@ impl Committer {
     pub fn start(
         raft: Arc<RaftNode>,
         settings: CommitSettings,
-        clock: Clock,
+        clock: LogClock,
     ) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(settings.max_batch.max(1) * 4);
-        let task = tokio::spawn(run(raft, settings, clock.clone(), incoming));
-        (Self { queue, clock }, task)
-    }
-
-    /// The time the next batch would carry, before the never-backwards clamp.
-    pub fn clock_ms(&self) -> u64 {
-        (self.clock)()
+        let task = tokio::spawn(run(raft, settings, clock, incoming));
+        (Self { queue }, task)
     }
 
     /// Proposes `write` in the next batch and waits for its response.
@@ -83,21 +76,13 @@ impl Committer {
     }
 }
 
-/// This machine's clock, in ms since the Unix epoch.
-pub(crate) fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 async fn run(
     raft: Arc<RaftNode>,
     settings: CommitSettings,
-    clock: Clock,
+    clock: LogClock,
     mut incoming: mpsc::Receiver<Pending>,
 ) {
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-    let mut last_ms = 0;
     while let Some(first) = incoming.recv().await {
         // Waiting for a free slot first lets the batch grow while earlier ones replicate.
         let Ok(slot) = in_flight.clone().acquire_owned().await else {
@@ -110,10 +95,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        // Log time never goes backwards, even if this leader's clock is behind the last one's.
-        let applied_ms = raft.read_local(|applied| applied.state.now_ms());
-        let now_ms = clock().max(last_ms).max(applied_ms);
-        last_ms = now_ms;
+        let now_ms = clock.stamp();
         let (writes, answers): (Vec<Write>, Vec<_>) =
             pending.into_iter().map(|p| (p.write, p.answer)).unzip();
         let raft = raft.clone();

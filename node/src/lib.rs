@@ -1,18 +1,16 @@
-//! The rota node and the `rota` command line: the gRPC server that fronts the replicated
-//! scheduler (forwarding to the leader, group commit, ticks), its configuration, and the
-//! client subcommands operators use.
+//! The rota server: the gRPC services that front the replicated scheduler (forwarding to
+//! the leader, group commit, the tick loop, health), as a library. The `rota` binary
+//! (`cli/`) and the simulations start it through `RunningNode`.
 
 mod api;
-mod bench;
-pub mod cli;
+mod clock;
 mod commit;
-pub mod config;
 mod convert;
 mod server;
 mod status;
+mod tick;
 
+pub use clock::{system_clock, Clock};
 pub use commit::CommitSettings;
 pub use convert::Limits;
-pub use server::{
-    system_clock, Clock, NodeSettings, NodeStorage, RunningNode, DEFAULT_MAX_PAYLOAD_BYTES,
-};
+pub use server::{NodeSettings, RunningNode, DEFAULT_MAX_PAYLOAD_BYTES};

@@ -1,7 +1,8 @@
 //! A running rota node: storage, Raft, the group committer, the tick loop and one gRPC
 //! server that carries the public services, the Raft transport and the health service.
 
-use crate::api::{Admin, Api, Jobs, Workers};
+use crate::api::{Admin, Api, ApiSettings, Jobs, Workers};
+use crate::clock::{system_clock, Clock, LogClock};
 use crate::commit::{CommitSettings, Committer};
 use crate::convert::Limits;
 use rota_client::proto::admin_service_server::AdminServiceServer;
@@ -9,13 +10,12 @@ use rota_client::proto::job_service_server::JobServiceServer;
 use rota_client::proto::worker_service_server::WorkerServiceServer;
 use rota_client::MAX_MESSAGE_BYTES;
 use rota_raft::{
-    default_raft_config, ClusterError, Dial, GrpcNetwork, MemLogStore, NodeConfig, NodeId,
-    RaftNode, RotaNode, SnapshotPolicy, StateStore, Storage, Write,
+    default_raft_config, ClusterError, Dial, GrpcNetwork, NodeConfig, NodeId, RaftConfig, RaftNode,
+    RotaNode, Storage,
 };
-use rota_state_machine::Command;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,46 +23,30 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::Stream;
-use tonic::transport::server::Connected;
-
-/// Where a node's clock comes from: milliseconds since the Unix epoch.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The machine's clock.
-pub fn system_clock() -> Clock {
-    Arc::new(crate::commit::wall_ms)
-}
-
-/// Where a node keeps its log and snapshots.
-#[derive(Clone)]
-pub enum NodeStorage {
-    /// RocksDB and snapshot files under the data directory.
-    Disk,
-    /// In memory, for simulations: keep the stores to restart the node with what it had.
-    Memory { log: MemLogStore, state: StateStore },
-}
+use tonic::transport::server::{Connected, Router};
 
 /// Everything a node needs to start.
 #[derive(Clone)]
 pub struct NodeSettings {
+    /// This node's id, unique in the cluster.
     pub id: NodeId,
     /// Where the gRPC server listens; port 0 picks a free one.
     pub listen: SocketAddr,
     /// The address peers and clients are told; defaults to the bound listen address.
     pub advertise: Option<String>,
-    pub data_dir: PathBuf,
     /// The other founding members, by id; used by `rota cluster init` without arguments.
     pub peers: BTreeMap<NodeId, String>,
+    /// What this node accepts beyond the scheduler's own checks.
     pub limits: Limits,
     /// How often the leader proposes a tick so that log time moves when nothing else does.
     pub tick_interval: Duration,
+    /// How client writes share log entries.
     pub commit: CommitSettings,
-    /// Raft heartbeat and election timing, in milliseconds.
-    pub heartbeat_ms: u64,
-    pub election_timeout_ms: (u64, u64),
-    /// A snapshot is built after this many log entries since the last one.
-    pub snapshot_every: u64,
-    pub storage: NodeStorage,
+    /// openraft's settings: heartbeat, election timeout, snapshot policy (see
+    /// `rota_raft::default_raft_config` for the defaults and why).
+    pub raft: RaftConfig,
+    /// Where the log and snapshots live: a data directory, or memory for simulations.
+    pub storage: Storage,
     /// How this node reaches its peers and the leader; `None` dials TCP.
     pub dial: Option<Dial>,
     /// The clock the leader stamps log time from.
@@ -72,27 +56,28 @@ pub struct NodeSettings {
 impl NodeSettings {
     /// Defaults for node `id` on `listen` with data under `data_dir`.
     pub fn new(id: NodeId, listen: SocketAddr, data_dir: PathBuf) -> Self {
-        let raft = default_raft_config();
         Self {
             id,
             listen,
             advertise: None,
-            data_dir,
             peers: BTreeMap::new(),
             limits: Limits {
                 max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             },
             tick_interval: Duration::from_millis(250),
             commit: CommitSettings::default(),
-            heartbeat_ms: raft.heartbeat_interval,
-            election_timeout_ms: (raft.election_timeout_min, raft.election_timeout_max),
-            snapshot_every: match raft.snapshot_policy {
-                SnapshotPolicy::LogsSinceLast(n) => n,
-                _ => 10_000,
-            },
-            storage: NodeStorage::Disk,
+            raft: default_raft_config(),
+            storage: Storage::Disk(data_dir),
             dial: None,
             clock: system_clock(),
+        }
+    }
+
+    /// The data directory, when the node keeps its data on disk.
+    pub fn data_dir(&self) -> Option<&Path> {
+        match &self.storage {
+            Storage::Disk(dir) => Some(dir),
+            Storage::Memory { .. } => None,
         }
     }
 }
@@ -106,14 +91,10 @@ impl std::fmt::Debug for NodeSettings {
             .field("id", &self.id)
             .field("listen", &self.listen)
             .field("advertise", &self.advertise)
-            .field("data_dir", &self.data_dir)
+            .field("data_dir", &self.data_dir())
             .field("peers", &self.peers)
             .field("limits", &self.limits)
             .field("tick_interval", &self.tick_interval)
-            .field(
-                "in_memory",
-                &matches!(self.storage, NodeStorage::Memory { .. }),
-            )
             .finish_non_exhaustive()
     }
 }
@@ -152,76 +133,34 @@ impl RunningNode {
             .advertise
             .clone()
             .unwrap_or_else(|| bound.to_string());
-        let advertise_addr: SocketAddr = advertise.parse().unwrap_or(bound);
-        let mut raft_config = default_raft_config();
-        raft_config.heartbeat_interval = settings.heartbeat_ms;
-        raft_config.election_timeout_min = settings.election_timeout_ms.0;
-        raft_config.election_timeout_max = settings.election_timeout_ms.1;
-        raft_config.snapshot_policy = SnapshotPolicy::LogsSinceLast(settings.snapshot_every);
-        let storage = match settings.storage.clone() {
-            NodeStorage::Disk => {
-                std::fs::create_dir_all(&settings.data_dir)?;
-                Storage::Disk(settings.data_dir.clone())
-            }
-            NodeStorage::Memory { log, state } => Storage::Memory { log, state },
-        };
-        let config = NodeConfig {
-            id: settings.id,
-            listen: bound,
-            storage,
-            raft: raft_config,
-        };
-        let network = match &settings.dial {
-            Some(dial) => GrpcNetwork::with_dial(dial.clone()),
-            None => GrpcNetwork::default(),
-        };
-        let raft = RaftNode::open_with_network(config, advertise_addr, network).await?;
-        let raft = Arc::new(raft);
+        let raft = Arc::new(open_raft(&settings, bound, &advertise).await?);
+        let clock = LogClock::new(settings.clock.clone(), raft.clone());
         let (committer, committer_task) =
-            Committer::start(raft.clone(), settings.commit, settings.clock.clone());
+            Committer::start(raft.clone(), settings.commit, clock.clone());
         let mut peers = settings.peers.clone();
-        peers.insert(settings.id, advertise.clone());
+        peers.insert(settings.id, advertise);
         let api = Api::new(
             raft.clone(),
-            committer.clone(),
-            settings.limits.clone(),
-            peers,
-            settings.dial.clone(),
+            ApiSettings {
+                committer: committer.clone(),
+                clock: clock.clone(),
+                limits: settings.limits.clone(),
+                peers,
+                dial: settings.dial.clone(),
+            },
         );
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<JobServiceServer<Jobs>>().await;
-        health.set_serving::<WorkerServiceServer<Workers>>().await;
-        health.set_serving::<AdminServiceServer<Admin>>().await;
-
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(raft.transport())
-            .add_service(
-                JobServiceServer::new(Jobs(api.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
-                WorkerServiceServer::new(Workers(api.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
-                AdminServiceServer::new(Admin(api))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+        let server = services(&raft, api)
+            .await
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
         let server = tokio::spawn(server);
-        let ticker = tokio::spawn(tick(
+        let ticker = tokio::spawn(crate::tick::run(
             raft.clone(),
             committer,
             settings.tick_interval,
-            settings.clock.clone(),
+            clock,
         ));
         Ok(Self {
             addr: bound,
@@ -266,28 +205,57 @@ impl RunningNode {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
         self.server.abort();
         self.committer.abort();
-        let stopped = self.raft.raft().shutdown().await;
-        stopped.map_err(|e| ClusterError::Raft(e.to_string()))
+        self.raft.raft().shutdown().await?;
+        Ok(())
     }
 }
 
-/// While this node leads, checks every `every` whether anything waits on time (a lease to
-/// expire, a backoff to end, a schedule to fire) that has come, and if so proposes a tick.
-/// An idle cluster's log stays still.
-async fn tick(raft: Arc<RaftNode>, committer: Committer, every: Duration, clock: Clock) {
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        if !raft.is_leader() {
-            continue;
-        }
-        let due = raft.read_local(|applied| applied.state.next_due_ms());
-        if due.is_none_or(|due| due > clock()) {
-            continue;
-        }
-        if let Err(e) = committer.submit(Write::Command(Command::Tick)).await {
-            tracing::debug!(error = %e, "tick not committed");
-        }
+/// Opens the node's storage (creating its data directory) and starts openraft; peers are
+/// told `advertise`.
+async fn open_raft(
+    settings: &NodeSettings,
+    bound: SocketAddr,
+    advertise: &str,
+) -> Result<RaftNode, ClusterError> {
+    let advertise_addr: SocketAddr = advertise.parse().unwrap_or(bound);
+    if let Some(dir) = settings.data_dir() {
+        std::fs::create_dir_all(dir)?;
     }
+    let config = NodeConfig {
+        id: settings.id,
+        listen: bound,
+        storage: settings.storage.clone(),
+        raft: settings.raft.clone(),
+    };
+    let network = match &settings.dial {
+        Some(dial) => GrpcNetwork::with_dial(dial.clone()),
+        None => GrpcNetwork::default(),
+    };
+    RaftNode::open_with_network(config, advertise_addr, network).await
+}
+
+/// Everything the node's one port serves: health, the Raft transport, the public services.
+async fn services(raft: &RaftNode, api: Arc<Api>) -> Router {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<JobServiceServer<Jobs>>().await;
+    health.set_serving::<WorkerServiceServer<Workers>>().await;
+    health.set_serving::<AdminServiceServer<Admin>>().await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(raft.transport())
+        .add_service(
+            JobServiceServer::new(Jobs(api.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            WorkerServiceServer::new(Workers(api.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AdminServiceServer::new(Admin(api))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
 }

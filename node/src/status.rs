@@ -63,17 +63,69 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
 
 /// A cluster-level failure: most mean "ask again, maybe elsewhere".
 pub fn cluster(error: &ClusterError) -> Status {
+    use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
     match error {
         ClusterError::NotLeader { leader } => {
             not_leader(leader.as_ref().map(|(_, node)| node.addr.as_str()))
         }
-        ClusterError::Timeout(_) | ClusterError::Raft(_) => {
+        ClusterError::Fatal(Fatal::Stopped) | ClusterError::Shutdown(_) => with_kind(
+            Code::Unavailable,
+            "shutting_down",
+            format!("{error}; the write may or may not have been applied"),
+        ),
+        ClusterError::Write(e)
+            if matches!(
+                **e,
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(_))
+            ) =>
+        {
+            with_kind(Code::FailedPrecondition, "membership", error.to_string())
+        }
+        ClusterError::Initialize(e)
+            if matches!(**e, RaftError::APIError(InitializeError::NotAllowed(_))) =>
+        {
+            already_initialized()
+        }
+        ClusterError::Initialize(_) => {
+            with_kind(Code::InvalidArgument, "invalid_input", error.to_string())
+        }
+        ClusterError::Timeout(_) | ClusterError::Write(_) | ClusterError::Read(_) => {
             with_kind(Code::Unavailable, "unavailable", error.to_string())
         }
-        ClusterError::Storage(_) | ClusterError::Io(_) | ClusterError::Config(_) => {
-            with_kind(Code::Internal, "internal", error.to_string())
-        }
+        ClusterError::Fatal(_)
+        | ClusterError::Storage(_)
+        | ClusterError::Io(_)
+        | ClusterError::Config(_) => with_kind(Code::Internal, "internal", error.to_string()),
     }
+}
+
+/// This node already belongs to a founded cluster.
+pub fn already_initialized() -> Status {
+    with_kind(
+        Code::FailedPrecondition,
+        "already_initialized",
+        "this node already belongs to an initialized cluster",
+    )
+}
+
+/// What a follower answers when the leader it forwarded to did not answer: the leader's
+/// own errors (they carry a kind) pass through as they are; a transport failure (the
+/// leader just died, or cannot be reached) becomes `unavailable`, and since the leader may
+/// have committed the write before it went, the message says so. Retrying with the same
+/// session is safe: a write already applied is answered once.
+pub fn forwarded(leader: &str, status: Status) -> Status {
+    if status.metadata().contains_key(ERROR_KIND_KEY) {
+        return status;
+    }
+    with_kind(
+        Code::Unavailable,
+        "unavailable",
+        format!(
+            "the leader at {leader} did not answer ({}: {}); the request may or may not have been applied, retry it with the same session",
+            status.code(),
+            status.message()
+        ),
+    )
 }
 
 /// This node can't serve the request because it doesn't lead; names the leader if known.
@@ -87,6 +139,11 @@ pub fn not_leader(leader: Option<&str>) -> Status {
         status.metadata_mut().insert(LEADER_KEY, value);
     }
     status
+}
+
+/// A failure inside this node that the caller can do nothing about but report.
+pub fn internal(message: impl Into<String>) -> Status {
+    with_kind(Code::Internal, "internal", message)
 }
 
 /// The state machine answered a command with a reply of another command: a bug, reported

@@ -12,7 +12,12 @@ use tonic::Code;
 const MAX_PAYLOAD: usize = 1_000;
 
 async fn dev_node(dir: &std::path::Path) -> RunningNode {
+    dev_node_with_clock(dir, rota_node::system_clock()).await
+}
+
+async fn dev_node_with_clock(dir: &std::path::Path, clock: rota_node::Clock) -> RunningNode {
     let mut settings = common::settings(dir);
+    settings.clock = clock;
     settings.limits = Limits {
         max_payload_bytes: MAX_PAYLOAD,
     };
@@ -25,6 +30,31 @@ fn client(node: &RunningNode) -> Client {
         ..ClientConfig::new([node.addr().to_string()])
     })
     .expect("client")
+}
+
+/// Waits until `job`'s timed-out attempt has been recorded and its retry scheduled: an
+/// event the tick loop brings about, polled for rather than slept on.
+async fn wait_for_retry(client: &Client, job: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = client
+            .get_job(pb::GetJobRequest {
+                job_id: job,
+                read: None,
+            })
+            .await
+            .expect("get job")
+            .job
+            .expect("job body");
+        if let Some(retry_at) = shown.retry_at_ms {
+            return retry_at;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired lease was never noticed: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn spec(payload: Vec<u8>) -> pb::JobSpec {
@@ -86,7 +116,8 @@ fn assert_rejected(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_clearly_and_change_nothing() {
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let node = dev_node(dir.path()).await;
+    let clock = common::ManualClock::at(1_700_000_000_000);
+    let node = dev_node_with_clock(dir.path(), clock.clock()).await;
     let client = client(&node);
     let job = enqueue(&client, b"hello".to_vec())
         .await
@@ -160,8 +191,8 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         "refused requests changed the state"
     );
 
-    // A stale fencing token: the lease expires, the job is leased again, and the first
-    // worker's completion is refused.
+    // A stale fencing token: the lease expires (the clock moves past its TTL), the job is
+    // leased again, and the first worker's completion is refused.
     let lease = |worker: &str| pb::LeaseRequest {
         session: None,
         worker: worker.to_owned(),
@@ -174,7 +205,10 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         first.iter().map(|j| j.job_id).collect::<Vec<_>>(),
         vec![job]
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    clock.advance(800);
+    // The tick loop sees the lease expire and schedules the retry; then the backoff passes.
+    let retry_at = wait_for_retry(&client, job).await;
+    clock.advance_to(retry_at);
     let second = client.lease(lease("fast")).await.expect("lease").jobs;
     assert_eq!(second.len(), 1, "the expired job is leased again");
     assert!(

@@ -5,6 +5,7 @@
 // openraft's `StorageError` is large, and it is what openraft's storage traits return; our
 // helpers return it too rather than box it only to unbox it at every trait method.
 #![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 mod log_store;
 mod network;
@@ -12,7 +13,8 @@ mod node;
 mod state_store;
 mod types;
 
-/// Generated gRPC types of the Raft transport.
+/// Generated gRPC types of the Raft transport (documented in `proto/rota/raft/v1/`).
+#[allow(missing_docs)]
 pub mod proto {
     tonic::include_proto!("rota.raft.v1");
 }
@@ -21,7 +23,11 @@ pub use log_store::{open_db, MemLogStore, RocksLogStore};
 pub use network::{
     nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
 };
-pub use node::{default_raft_config, ClusterError, NodeConfig, RaftNode, Storage};
+pub use node::{
+    default_raft_config, ClusterError, InitializeError, NodeConfig, RaftNode, ReadError, Storage,
+    WriteError,
+};
+pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
 pub use state_store::{Applied, StateStore};
 pub use types::{

@@ -6,7 +6,7 @@ use crate::network::{GrpcNetwork, RaftService};
 use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::state_store::{Applied, StateStore};
 use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::{Config, RaftMetrics, ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,49 +18,84 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// Why a cluster operation failed.
+/// A write through openraft that failed, as openraft reports it.
+pub type WriteError = RaftError<NodeId, ClientWriteError<NodeId, RotaNode>>;
+/// A cluster founding that failed, as openraft reports it.
+pub type InitializeError = RaftError<NodeId, openraft::error::InitializeError<NodeId, RotaNode>>;
+/// A leadership check for a linearizable read that failed, as openraft reports it.
+pub type ReadError = RaftError<NodeId, CheckIsLeaderError<NodeId, RotaNode>>;
+
+/// Why a cluster operation failed. openraft's own errors are kept whole, so a caller can
+/// tell a stopped node from a lost quorum or a refused membership change.
 #[derive(Debug, Error)]
 pub enum ClusterError {
+    /// RocksDB refused an operation on the log.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
+    /// The data directory or a socket failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The openraft settings are inconsistent (e.g. election timeout below the heartbeat).
     #[error("raft config: {0}")]
     Config(#[from] openraft::ConfigError),
+    /// This node does not lead; the leader, if known, is named.
     #[error("this node is not the leader; the leader is {leader:?}")]
-    NotLeader { leader: Option<(NodeId, RotaNode)> },
-    #[error("raft: {0}")]
-    Raft(String),
+    NotLeader {
+        /// The leader's id and address, if this node knows them.
+        leader: Option<(NodeId, RotaNode)>,
+    },
+    /// openraft has stopped on this node (shut down, a storage failure, or a panic).
+    #[error("raft stopped: {0}")]
+    Fatal(#[from] Fatal<NodeId>),
+    /// A write or membership change failed for a reason other than leadership.
+    #[error("raft write: {0}")]
+    Write(Box<WriteError>),
+    /// Founding the cluster failed (already founded, or this node is not in the members).
+    #[error("raft initialize: {0}")]
+    Initialize(Box<InitializeError>),
+    /// Leadership could not be confirmed for a linearizable read.
+    #[error("raft read: {0}")]
+    Read(Box<ReadError>),
+    /// openraft's core task failed while stopping.
+    #[error("raft stopped badly: {0}")]
+    Shutdown(#[from] tokio::task::JoinError),
+    /// A wait ran out of time; names what was awaited.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
 }
 
-impl From<openraft::error::Fatal<NodeId>> for ClusterError {
-    fn from(e: openraft::error::Fatal<NodeId>) -> Self {
-        ClusterError::Raft(e.to_string())
-    }
-}
-
-impl<E: std::fmt::Display> From<RaftError<NodeId, E>> for ClusterError {
-    fn from(e: RaftError<NodeId, E>) -> Self {
-        ClusterError::Raft(e.to_string())
+impl From<InitializeError> for ClusterError {
+    fn from(e: InitializeError) -> Self {
+        match e {
+            RaftError::Fatal(fatal) => ClusterError::Fatal(fatal),
+            other => ClusterError::Initialize(Box::new(other)),
+        }
     }
 }
 
 /// Where a node keeps its log and snapshots.
+#[derive(Clone)]
 pub enum Storage {
     /// RocksDB under `dir/raft-log`, snapshots under `dir/snapshots`.
     Disk(PathBuf),
     /// In memory; keep the stores to "restart" the node with what it had.
-    Memory { log: MemLogStore, state: StateStore },
+    Memory {
+        /// The log, shared with whoever keeps it across a simulated restart.
+        log: MemLogStore,
+        /// The state machine and its last snapshot.
+        state: StateStore,
+    },
 }
 
 /// How to start a node.
 pub struct NodeConfig {
+    /// This node's id, unique in the cluster.
     pub id: NodeId,
     /// Address to listen on for peers; port 0 picks a free one. `open` ignores it.
     pub listen: SocketAddr,
+    /// Where the log and snapshots live.
     pub storage: Storage,
+    /// openraft's timing and snapshot policy (`default_raft_config` and why).
     pub raft: Config,
 }
 
@@ -228,12 +263,13 @@ impl RaftNode {
         read: impl FnOnce(&Applied) -> R,
     ) -> Result<R, ClusterError> {
         self.raft.ensure_linearizable().await.map_err(|e| match e {
-            RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
                 ClusterError::NotLeader {
                     leader: f.leader_id.zip(f.leader_node),
                 }
             }
-            other => ClusterError::Raft(other.to_string()),
+            RaftError::Fatal(fatal) => ClusterError::Fatal(fatal),
+            other => ClusterError::Read(Box::new(other)),
         })?;
         Ok(read(&self.state.read()))
     }
@@ -268,7 +304,7 @@ impl RaftNode {
                     return Ok(leader);
                 }
                 if metrics.changed().await.is_err() {
-                    return Err(ClusterError::Raft("node stopped".to_owned()));
+                    return Err(ClusterError::Fatal(Fatal::Stopped));
                 }
             }
         });
@@ -294,11 +330,7 @@ impl RaftNode {
     pub async fn snapshot_now(&self, timeout: Duration) -> Result<LogId, ClusterError> {
         let applied = self.read_local(|a| a.last_applied);
         let target = applied.map(|id| id.index);
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        self.raft.trigger().snapshot().await?;
         self.raft
             .wait(Some(timeout))
             .metrics(
@@ -317,16 +349,12 @@ impl RaftNode {
             .trigger()
             .purge_log(index)
             .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))
+            .map_err(ClusterError::from)
     }
 
     /// Stops openraft and the server; storage is closed when the last handle drops.
     pub async fn shutdown(mut self) -> Result<(), ClusterError> {
-        let stopped = self
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()));
+        let stopped = self.raft.shutdown().await.map_err(ClusterError::from);
         if let Some((stop, server)) = self.server.take() {
             let _ = stop.send(());
             let _ = server.await;
@@ -335,12 +363,13 @@ impl RaftNode {
     }
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, RotaNode>>) -> ClusterError {
+fn write_error(e: WriteError) -> ClusterError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
             leader: f.leader_id.zip(f.leader_node),
         },
-        other => ClusterError::Raft(other.to_string()),
+        RaftError::Fatal(fatal) => ClusterError::Fatal(fatal),
+        other => ClusterError::Write(Box::new(other)),
     }
 }
 

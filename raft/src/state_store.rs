@@ -11,14 +11,18 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, 
 use rota_state_machine::State;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+#[cfg(feature = "simulation")]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// The scheduler state with the Raft bookkeeping applied alongside it.
 #[derive(Debug, Default)]
 pub struct Applied {
+    /// The scheduler's state.
     pub state: State,
+    /// The last log entry applied, if any.
     pub last_applied: Option<LogId>,
+    /// The membership as of the last membership entry applied.
     pub membership: StoredMembership<NodeId, RotaNode>,
 }
 
@@ -147,6 +151,7 @@ pub struct StateStore {
     applied: Arc<RwLock<Applied>>,
     snapshots: Arc<SnapshotStore>,
     /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
+    #[cfg(feature = "simulation")]
     fencing_disabled: Arc<AtomicBool>,
 }
 
@@ -162,13 +167,14 @@ impl StateStore {
         Self {
             applied: Arc::default(),
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
+            #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         }
     }
 
     /// Fault injection for simulations: every entry is applied with fencing off, so the
     /// simulation can show its checker catching a zombie worker. Survives `restarted`.
-    #[doc(hidden)]
+    #[cfg(feature = "simulation")]
     pub fn disable_fencing_for_simulation(&self) {
         self.fencing_disabled.store(true, Ordering::SeqCst);
     }
@@ -181,8 +187,11 @@ impl StateStore {
             SnapshotStore::Memory(_) => SnapshotStore::Memory(Mutex::new(self.snapshots.load()?)),
         };
         let restarted = Self::start(snapshots)?;
-        let disabled = self.fencing_disabled.load(Ordering::SeqCst);
-        restarted.fencing_disabled.store(disabled, Ordering::SeqCst);
+        #[cfg(feature = "simulation")]
+        {
+            let disabled = self.fencing_disabled.load(Ordering::SeqCst);
+            restarted.fencing_disabled.store(disabled, Ordering::SeqCst);
+        }
         Ok(restarted)
     }
 
@@ -201,6 +210,7 @@ impl StateStore {
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             snapshots: Arc::new(snapshots),
+            #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         })
     }
@@ -219,6 +229,12 @@ impl StateStore {
             StorageIOError::write_state_machine(&io_error("state lock poisoned")).into()
         })
     }
+}
+
+/// The index last applied, for the invariant checker's message.
+#[cfg(feature = "check-invariants")]
+fn entry_index(applied: &Applied) -> u64 {
+    applied.last_applied.map_or(0, |id| id.index)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
@@ -275,10 +291,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I::IntoIter: openraft::OptionalSend,
     {
         let mut applied = self.write_lock()?;
-        let fencing_disabled = self.fencing_disabled.load(Ordering::SeqCst);
-        applied
-            .state
-            .set_fencing_disabled_for_simulation(fencing_disabled);
+        #[cfg(feature = "simulation")]
+        {
+            let disabled = self.fencing_disabled.load(Ordering::SeqCst);
+            applied.state.set_fencing_disabled_for_simulation(disabled);
+        }
         let mut replies = Vec::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
@@ -308,6 +325,13 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             };
             replies.push(reply);
+            #[cfg(feature = "check-invariants")]
+            if let Err(broken) = applied.state.check_invariants() {
+                panic!(
+                    "state invariant broken after applying log index {}: {broken}",
+                    entry_index(&applied)
+                );
+            }
         }
         Ok(replies)
     }

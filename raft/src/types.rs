@@ -24,7 +24,9 @@ impl fmt::Display for RotaNode {
 /// its session, which the state machine answers once however often it is retried.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Write {
+    /// A command without a session: the node's own (a tick), or a client's that gave none.
     Command(Command),
+    /// A client's command under its session (client id and sequence).
     Request(ClientRequest),
 }
 
@@ -46,6 +48,7 @@ impl From<ClientRequest> for Write {
 pub struct Batch {
     /// The leader's wall clock when it proposed the batch, clamped to never go backwards.
     pub now_ms: u64,
+    /// The client writes, applied in order.
     pub writes: Vec<Write>,
 }
 
@@ -62,6 +65,7 @@ impl Batch {
 /// The responses to a batch's commands, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchReply {
+    /// One response per write, in the batch's order.
     pub responses: Vec<Response>,
 }
 

@@ -7,6 +7,8 @@ use crate::seed::SplitMix;
 pub const HEAL_MS: u64 = 25_000;
 /// When faults may begin.
 const FIRST_FAULT_MS: u64 = 4_000;
+/// Message latency on a healthy link: up to this many ms (what a slowed network heals to).
+pub const BASE_LATENCY_MS: u64 = 5;
 
 /// The kind of trouble a seed brings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -136,7 +138,7 @@ pub fn schedule(kind: FaultKind, nodes: usize, rng: &mut SplitMix) -> Vec<(u64, 
         ],
         FaultKind::SlowNetwork => vec![
             (start, Action::Latency(rng.range(50, 200))),
-            (end, Action::Latency(crate::sim::BASE_LATENCY_MS)),
+            (end, Action::Latency(BASE_LATENCY_MS)),
         ],
         FaultKind::CrashRestart => vec![
             (start, Action::Crash(Target::Node(node))),

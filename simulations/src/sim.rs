@@ -1,24 +1,23 @@
 //! One simulated run: the cluster, the workload, the nemesis, and the verdict.
 
 use crate::check::{check, Final, Violation};
-use crate::faults::{self, Action, FaultKind, Target, HEAL_MS};
+use crate::faults::{self, Action, FaultKind, Target, BASE_LATENCY_MS, HEAL_MS};
 use crate::history::{Event, History};
 use crate::net;
 use crate::seed::SplitMix;
 use crate::workload;
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig};
-use rota_node::{NodeSettings, NodeStorage, RunningNode};
-use rota_raft::{MemLogStore, NodeId, RotaNode, StateStore};
+use rota_node::{NodeSettings, RunningNode};
+use rota_raft::{MemLogStore, NodeId, RotaNode, StateStore, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use turmoil::Sim;
 
-/// Message latency on a healthy link: up to this many ms.
-pub const BASE_LATENCY_MS: u64 = 5;
 const PORT: u16 = 7000;
 /// Log time at the simulation's start (2027-01-15).
 const EPOCH_MS: u64 = 1_800_000_000_000;
@@ -95,6 +94,14 @@ fn clock() -> rota_node::Clock {
     Arc::new(|| EPOCH_MS + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64)
 }
 
+/// What the hosts and clients of one run share with the loop that drives it.
+struct Cluster {
+    names: Vec<String>,
+    addrs: Vec<String>,
+    registry: Arc<Mutex<BTreeMap<u64, Metrics>>>,
+    history: History,
+}
+
 /// Runs `seed`; `Err` when the simulation itself failed (a host errored, or the run did not
 /// finish within its simulated deadline).
 pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
@@ -107,24 +114,50 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
         .max_message_latency(Duration::from_millis(BASE_LATENCY_MS))
         .build();
     let names: Vec<String> = (1..=options.nodes).map(|i| format!("n{i}")).collect();
-    let addrs: Vec<String> = names.iter().map(|n| format!("{n}:{PORT}")).collect();
-    let registry: Arc<Mutex<BTreeMap<u64, Metrics>>> = Arc::default();
-    let history = History::default();
+    let cluster = Cluster {
+        addrs: names.iter().map(|n| format!("{n}:{PORT}")).collect(),
+        names,
+        registry: Arc::default(),
+        history: History::default(),
+    };
+    add_nodes(&mut sim, &cluster, options, &mut rng);
+    let result = add_clients(&mut sim, &cluster, options, &mut rng);
+    let plan = faults::schedule(options.fault, options.nodes, &mut rng);
+    drive(&mut sim, &cluster, &plan).map_err(|e| format!("seed {seed}: {e}"))?;
+    let end = result
+        .lock()
+        .ok()
+        .and_then(|mut slot| slot.take())
+        .ok_or_else(|| format!("seed {seed}: the checker never reported"))?;
+    let records = cluster.history.records();
+    Ok(Outcome {
+        seed,
+        options: options.clone(),
+        history_digest: cluster.history.digest(),
+        violations: check(&records, &end),
+        events: records.len(),
+        jobs: end.jobs.len(),
+        sim_ms: sim.elapsed().as_millis() as u64,
+    })
+}
 
-    for (i, name) in names.iter().enumerate() {
+/// One host per node, each restartable with what its disk would have kept.
+fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut SplitMix) {
+    for (i, name) in cluster.names.iter().enumerate() {
         let id = i as u64 + 1;
         let log = MemLogStore::default();
         let state = StateStore::in_memory();
         if !options.fencing {
             state.disable_fencing_for_simulation();
         }
-        let peers: BTreeMap<u64, String> = addrs
+        let peers: BTreeMap<u64, String> = cluster
+            .addrs
             .iter()
             .enumerate()
             .map(|(j, a)| (j as u64 + 1, a.clone()))
             .collect();
-        let advertise = addrs[i].clone();
-        let registry = registry.clone();
+        let advertise = cluster.addrs[i].clone();
+        let registry = cluster.registry.clone();
         // Distinct fixed election timeouts per node: openraft draws them at random, which
         // a seed can't replay; fixed and distinct, elections still converge.
         let election = 500 + 170 * i as u64 + rng.range(0, 60);
@@ -144,10 +177,11 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
                 let mut settings = NodeSettings::new(id, bound, std::path::PathBuf::new());
                 settings.advertise = Some(advertise);
                 settings.peers = peers;
-                settings.storage = NodeStorage::Memory { log, state };
+                settings.storage = Storage::Memory { log, state };
                 settings.dial = Some(net::dial());
                 settings.clock = clock();
-                settings.election_timeout_ms = (election, election + 1);
+                settings.raft.election_timeout_min = election;
+                settings.raft.election_timeout_max = election + 1;
                 let node =
                     RunningNode::start_with_incoming(settings, bound, net::incoming(listener))
                         .await?;
@@ -159,13 +193,22 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
             }
         });
     }
+}
 
+/// The producer, the workers (one a zombie) and the checker; the checker's verdict lands
+/// in the slot returned.
+fn add_clients(
+    sim: &mut Sim<'_>,
+    cluster: &Cluster,
+    options: &Options,
+    rng: &mut SplitMix,
+) -> Arc<Mutex<Option<Final>>> {
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicBool::new(false));
     let result: Arc<Mutex<Option<Final>>> = Arc::default();
-
     {
-        let (addrs, history, produced) = (addrs.clone(), history.clone(), produced.clone());
+        let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
+        let produced = produced.clone();
         let jobs = options.jobs;
         let producer_rng = SplitMix::new(rng.next_u64());
         sim.client("producer", async move {
@@ -193,61 +236,43 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
     }
     let workers = [("w0", false), ("w1", false), ("zombie", true)];
     for (name, zombie) in workers {
-        let (addrs, history, stop) = (addrs.clone(), history.clone(), stop.clone());
+        let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
+        let stop = stop.clone();
         sim.client(name, async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             workload::work(name.to_owned(), client(name, &addrs), history, stop, zombie).await;
             Ok(())
         });
     }
-    {
-        let (addrs, stop, produced, result) = (
-            addrs.clone(),
-            stop.clone(),
-            produced.clone(),
-            result.clone(),
-        );
-        sim.client("checker", async move {
-            let end = finish(&addrs, &stop, &produced).await;
-            if let Ok(mut slot) = result.lock() {
-                *slot = Some(end);
-            }
-            Ok(())
-        });
-    }
+    let (addrs, slot) = (cluster.addrs.clone(), result.clone());
+    sim.client("checker", async move {
+        let end = finish(&addrs, &stop, &produced).await;
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(end);
+        }
+        Ok(())
+    });
+    result
+}
 
-    let plan = faults::schedule(options.fault, options.nodes, &mut rng);
+/// Steps the simulation to its end, injecting each fault of `plan` when its time comes.
+fn drive(sim: &mut Sim<'_>, cluster: &Cluster, plan: &[(u64, Action)]) -> Result<(), String> {
     let mut next = 0;
     let mut crashed = BTreeSet::new();
     loop {
         let now = sim.elapsed().as_millis() as u64;
         while next < plan.len() && plan[next].0 <= now {
             let action = &plan[next].1;
-            let what = apply(&mut sim, action, &names, &registry, &mut crashed);
-            history.record_at(now, Event::Fault(what));
+            let what = apply(sim, action, &cluster.names, &cluster.registry, &mut crashed);
+            cluster.history.record_at(now, Event::Fault(what));
             next += 1;
         }
         match sim.step() {
-            Ok(true) => break,
+            Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(e) => return Err(format!("seed {seed}: the simulation failed: {e}")),
+            Err(e) => return Err(format!("the simulation failed: {e}")),
         }
     }
-    let end = result
-        .lock()
-        .ok()
-        .and_then(|mut slot| slot.take())
-        .ok_or_else(|| format!("seed {seed}: the checker never reported"))?;
-    let records = history.records();
-    Ok(Outcome {
-        seed,
-        options: options.clone(),
-        history_digest: history.digest(),
-        violations: check(&records, &end),
-        events: records.len(),
-        jobs: end.jobs.len(),
-        sim_ms: sim.elapsed().as_millis() as u64,
-    })
 }
 
 /// The node that leads by the highest term any running node reports.
@@ -265,7 +290,7 @@ fn leader(registry: &Mutex<BTreeMap<u64, Metrics>>, crashed: &BTreeSet<usize>) -
 }
 
 fn apply(
-    sim: &mut turmoil::Sim<'_>,
+    sim: &mut Sim<'_>,
     action: &Action,
     names: &[String],
     registry: &Mutex<BTreeMap<u64, Metrics>>,

@@ -3,10 +3,10 @@
 //! answered exactly as its single command would be; a refused item changes nothing and does
 //! not stop the others.
 
-use crate::command::{CompleteItem, Reply};
+use crate::command::{CompleteItem, Reply, Response};
 use crate::error::SchedulerError;
 use crate::job::JobSpec;
-use crate::ledger::{At, Response, State};
+use crate::ledger::{At, State};
 
 /// Most items in one batch command.
 pub const MAX_BATCH: usize = 1_000;

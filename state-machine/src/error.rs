@@ -8,56 +8,110 @@ use thiserror::Error;
 /// A command the scheduler refused, with enough detail for a clear message to the caller.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum SchedulerError {
+    /// A field of the command is out of its bounds or malformed.
     #[error("invalid {field}: {message}")]
-    InvalidInput { field: String, message: String },
+    InvalidInput {
+        /// The offending field, as the wire names it (`payload`, `retry.max_attempts`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
+    /// No job has this id (a dependency's id included).
     #[error("{0} not found")]
     JobNotFound(JobId),
 
+    /// The fencing token presented is not the job's live lease: it expired, or the job
+    /// finished or was leased again. The worker's result does not count.
     #[error("{presented} is not the live lease of {job_id} (stale or unknown fencing token)")]
-    StaleLease { job_id: JobId, presented: LeaseId },
+    StaleLease {
+        /// The job the worker reported on.
+        job_id: JobId,
+        /// The fencing token it presented.
+        presented: LeaseId,
+    },
 
+    /// The job was canceled while this lease was live; the worker should stop.
     #[error("{job_id} was canceled while leased; its result is not accepted")]
-    JobCanceled { job_id: JobId },
+    JobCanceled {
+        /// The canceled job.
+        job_id: JobId,
+    },
 
+    /// The job's status does not allow the action (canceling a finished job, say).
     #[error("{job_id} is {status:?} and cannot be {action}")]
     WrongState {
+        /// The job acted on.
         job_id: JobId,
+        /// Its status, which forbids the action.
         status: Status,
+        /// The refused action, as a past participle (`canceled`, `replayed`).
         action: String,
     },
 
+    /// A new job would depend on a job that can never succeed.
     #[error("dependency {dependency} of the new job is {status:?} and will never succeed")]
-    DependencyFailed { dependency: JobId, status: Status },
+    DependencyFailed {
+        /// The dead-lettered or canceled dependency.
+        dependency: JobId,
+        /// Its status.
+        status: Status,
+    },
 
+    /// A plan's steps depend on each other in a circle, so none of them could ever start.
     #[error("plan has a dependency cycle through steps {steps:?}")]
-    PlanCycle { steps: Vec<String> },
+    PlanCycle {
+        /// The keys of the steps on or behind the cycle.
+        steps: Vec<String>,
+    },
 
+    /// A plan step depends on a key no step of the plan has.
     #[error("plan step {step:?} depends on unknown step {missing:?}")]
-    UnknownPlanStep { step: String, missing: String },
+    UnknownPlanStep {
+        /// The step with the dangling dependency.
+        step: String,
+        /// The key it names.
+        missing: String,
+    },
 
+    /// Two steps of a plan share a key.
     #[error("plan step key {0:?} is used twice")]
     DuplicatePlanStep(String),
 
+    /// A backfill mark lacks its reason or its ticket, which audits need both of.
     #[error("a backfill must carry both a reason and a ticket")]
     BackfillNeedsReasonAndTicket,
 
+    /// A schedule of this name already exists.
     #[error("schedule {0} already exists")]
     ScheduleExists(ScheduleId),
 
+    /// No schedule has this name.
     #[error("schedule {0} not found")]
     ScheduleNotFound(ScheduleId),
 
+    /// A schedule's cron expression does not parse or never fires.
     #[error("invalid cron expression {expression:?}: {message}")]
-    InvalidCron { expression: String, message: String },
+    InvalidCron {
+        /// The expression as given.
+        expression: String,
+        /// Why it was refused.
+        message: String,
+    },
 
+    /// A request older than its client's latest: only the latest answer is kept, so this
+    /// one can be neither answered again nor applied.
     #[error("request {seq} of client {client} is older than its latest request {latest}; its answer is gone")]
     StaleRequest {
+        /// The client id of the session.
         client: String,
+        /// The sequence the request carried.
         seq: u64,
+        /// The client's latest applied sequence.
         latest: u64,
     },
 
+    /// A reset named a job type whose circuit breaker is not open.
     #[error("no circuit breaker is open for job type {0}")]
     BreakerNotOpen(String),
 }

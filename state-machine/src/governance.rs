@@ -12,8 +12,11 @@ pub const TOKEN: u64 = 3_600_000;
 /// Who changed a governance setting, why, and under which ticket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
+    /// Who made the change: the principal or operator name.
     pub actor: String,
+    /// Why, in the actor's words; required.
     pub reason: String,
+    /// The change or incident ticket that authorises it, if any.
     pub ticket: Option<String>,
 }
 
@@ -31,7 +34,9 @@ impl Stamp {
 /// What a governance setting applies to: a tenant, a job type, or the pair.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Scope {
+    /// The tenant covered; `None` covers every tenant.
     pub tenant: Option<TenantId>,
+    /// The job type covered; `None` covers every job type.
     pub job_type: Option<JobType>,
 }
 
@@ -90,10 +95,13 @@ impl std::fmt::Display for Scope {
 /// A token bucket over log time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenBucket {
+    /// Tokens added per hour of log time.
     pub max_per_hour: u32,
+    /// Most tokens the bucket holds, so most leases granted at once after a quiet spell.
     pub burst: u32,
     /// Tokens held, in units of 1/`TOKEN`.
     pub units: u64,
+    /// Log time `units` was last brought up to date.
     pub updated_ms: u64,
 }
 
@@ -165,6 +173,7 @@ pub const BREAKER_BUCKETS: u64 = 10;
 /// A job type's circuit breaker: its settings, recent outcomes and open incident.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breaker {
+    /// When it trips.
     pub config: BreakerConfig,
     /// Outcome counts per bucket start: (succeeded, failed).
     pub buckets: BTreeMap<u64, (u32, u32)>,
@@ -210,68 +219,109 @@ impl Breaker {
 /// A tripped breaker's record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
+    /// The incident's id, assigned in the order breakers trip.
     pub id: IncidentId,
+    /// The job type whose breaker tripped.
     pub job_type: JobType,
+    /// Log time of the trip.
     pub opened_ms: u64,
+    /// Log index of the command whose outcome tripped it.
     pub opened_index: u64,
     /// Failure rate that tripped it, in percent.
     pub failure_rate_percent: u8,
-    /// Set once an operator reset the breaker.
+    /// Set once an operator reset or removed the breaker: the log time, and who and why.
     pub resolved: Option<(u64, Stamp)>,
 }
 
 /// A governance change, as the history records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GovernanceChange {
+    /// A quota was set, or removed when it has neither limit.
     QuotaSet {
+        /// The tenant, or tenant and job type, it binds.
         scope: Scope,
+        /// Most jobs leased at once.
         max_active: Option<u32>,
+        /// Most leases per hour.
         max_per_hour: Option<u32>,
+        /// The rate's burst, as asked (`None`: `max_per_hour`).
         burst: Option<u32>,
     },
+    /// A concurrency cap was set or lifted.
     Throttled {
+        /// The scope capped.
         scope: Scope,
+        /// The cap; `None` lifted it.
         max_concurrent: Option<u32>,
     },
+    /// A scope's jobs stopped being leased.
     SourcePaused {
+        /// The scope paused.
         scope: Scope,
     },
+    /// A paused scope's jobs are leased again.
     SourceResumed {
+        /// The scope resumed.
         scope: Scope,
     },
+    /// A circuit breaker was set, changed or removed.
     BreakerConfigured {
+        /// The job type it watches.
         job_type: JobType,
+        /// Its new settings; `None` removed it.
         config: Option<BreakerConfig>,
     },
+    /// A breaker tripped by itself: its job type is no longer leased.
     BreakerTripped {
+        /// The job type paused.
         job_type: JobType,
+        /// The incident opened for it.
         incident: IncidentId,
     },
+    /// An operator closed a tripped breaker.
     BreakerReset {
+        /// The job type leased again.
         job_type: JobType,
     },
+    /// Maintenance mode was switched.
     Maintenance {
+        /// On (no new leases anywhere) or off.
         enabled: bool,
     },
+    /// A recurring schedule was added.
     ScheduleCreated {
+        /// Its name.
         schedule: crate::ids::ScheduleId,
     },
+    /// A schedule was paused or resumed.
     SchedulePaused {
+        /// Its name.
         schedule: crate::ids::ScheduleId,
+        /// True when paused, false when resumed.
         paused: bool,
     },
+    /// A schedule was removed.
     ScheduleDeleted {
+        /// Its name.
         schedule: crate::ids::ScheduleId,
     },
+    /// An operator canceled a job.
     JobCanceled {
+        /// The canceled job.
         job: crate::ids::JobId,
     },
+    /// An operator replayed a job.
     JobReplayed {
+        /// The original job.
         job: crate::ids::JobId,
+        /// The new job that replays it.
         replay: crate::ids::JobId,
     },
+    /// A producer submitted a backfill.
     Backfill {
+        /// The jobs the backfill created.
         jobs: Vec<crate::ids::JobId>,
+        /// The ticket that authorises it.
         ticket: String,
     },
 }
@@ -279,9 +329,12 @@ pub enum GovernanceChange {
 /// One entry in the cluster-wide governance history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GovernanceEvent {
+    /// Log index of the command that made the change.
     pub log_index: u64,
+    /// Log time of the change.
     pub at_ms: u64,
     /// `None` for changes the cluster made itself (a breaker tripping).
     pub stamp: Option<Stamp>,
+    /// What changed.
     pub change: GovernanceChange,
 }

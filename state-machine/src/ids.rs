@@ -67,6 +67,10 @@ numeric_id!(
     IncidentId, "incident-"
 );
 
+/// A client's self-chosen id, unique in the cluster (a UUID, say): the key of its write
+/// session, which carries one write at a time.
+pub type ClientId = String;
+
 name_id!(
     /// The tenant a job belongs to; the unit of fairness and quotas.
     TenantId

@@ -138,18 +138,39 @@ pub enum JobState {
         not_before_ms: u64,
     },
     /// Eligible for leasing since `eligible_ms`.
-    Ready { eligible_ms: u64 },
+    Ready {
+        /// Log time it became eligible; earlier-eligible jobs of equal priority go first.
+        eligible_ms: u64,
+    },
     /// Held by a worker.
-    Leased { lease: Lease },
+    Leased {
+        /// The live lease: holder, fencing token, expiry.
+        lease: Lease,
+    },
     /// Finished well.
-    Succeeded { at_ms: u64 },
+    Succeeded {
+        /// Log time of the successful completion.
+        at_ms: u64,
+    },
     /// An attempt failed; the next becomes ready at `retry_at_ms`.
-    Failed { retry_at_ms: u64, error: String },
+    Failed {
+        /// Log time the backoff ends and the job is ready again.
+        retry_at_ms: u64,
+        /// The failed attempt's error.
+        error: String,
+    },
     /// Quarantined: attempts exhausted or a non-retryable failure.
-    DeadLettered { at_ms: u64, error: String },
+    DeadLettered {
+        /// Log time it was dead-lettered.
+        at_ms: u64,
+        /// The last attempt's error.
+        error: String,
+    },
     /// Canceled by an operator, a worker or a failed dependency.
     Canceled {
+        /// Log time of the cancellation.
         at_ms: u64,
+        /// Who canceled it and why, or which dependency failed.
         reason: String,
         /// The lease that was live when the job was canceled, so its worker learns of it.
         revoked_lease: Option<LeaseId>,
@@ -174,12 +195,19 @@ impl JobState {
 /// A job state's name, for filters, indexes and counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Status {
+    /// Waiting for dependencies or a not-before time.
     Pending,
+    /// Waiting for a worker.
     Ready,
+    /// Held by a worker.
     Leased,
+    /// Finished well; terminal.
     Succeeded,
+    /// An attempt failed; a retry follows after a backoff.
     Failed,
+    /// Attempts exhausted or a non-retryable failure; terminal until replayed.
     DeadLettered,
+    /// Canceled; terminal.
     Canceled,
 }
 
@@ -225,15 +253,20 @@ impl Status {
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttemptOutcome {
+    /// The worker reported success.
     Succeeded,
+    /// The worker reported a failure.
     Failed {
+        /// Whether the worker thought another attempt could succeed.
         retryable: bool,
+        /// The worker's error text, clipped to `MAX_TEXT_LEN` bytes.
         error: String,
     },
     /// The lease expired without a completion.
     TimedOut,
     /// The worker gave the job up, or an operator canceled it while leased.
     Canceled {
+        /// The worker's or the operator's reason.
         reason: String,
     },
 }
@@ -243,10 +276,15 @@ pub enum AttemptOutcome {
 pub struct Attempt {
     /// 1 for the first attempt.
     pub number: u32,
+    /// The worker that held the lease.
     pub worker: WorkerId,
+    /// The lease's fencing token.
     pub lease_id: LeaseId,
+    /// Log time the lease was granted.
     pub started_ms: u64,
+    /// Log time the attempt ended; `None` while it runs.
     pub ended_ms: Option<u64>,
+    /// How it ended; `None` while it runs.
     pub outcome: Option<AttemptOutcome>,
     /// Artifacts the attempt reported writing.
     pub outputs: Vec<Artifact>,
@@ -255,27 +293,44 @@ pub struct Attempt {
 /// What happened to a job, in the order it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobEventKind {
+    /// The job entered the ledger.
     Enqueued,
+    /// The job became eligible for leasing.
     Ready,
+    /// A worker leased the job.
     Leased {
+        /// The lease's fencing token.
         lease_id: LeaseId,
+        /// The worker holding it.
         worker: WorkerId,
     },
+    /// An attempt ended, by completion, expiry or cancellation.
     AttemptEnded {
+        /// The attempt's number.
         attempt: u32,
+        /// How it ended.
         outcome: AttemptOutcome,
     },
+    /// A failed attempt will be retried.
     RetryScheduled {
+        /// Log time the job becomes ready again.
         retry_at_ms: u64,
     },
+    /// The job finished well.
     Succeeded,
+    /// The job was quarantined.
     DeadLettered {
+        /// The last attempt's error.
         error: String,
     },
+    /// The job was canceled.
     Canceled {
+        /// Who canceled it and why, or which dependency failed.
         reason: String,
     },
+    /// An operator replayed the job as a new one.
     Replayed {
+        /// The job that replays it.
         new_job: JobId,
     },
 }
@@ -285,7 +340,9 @@ pub enum JobEventKind {
 pub struct JobEvent {
     /// The Raft log index of the command that caused it.
     pub log_index: u64,
+    /// Log time of that command.
     pub at_ms: u64,
+    /// What happened.
     pub kind: JobEventKind,
 }
 
@@ -303,14 +360,21 @@ pub struct Origin {
 /// A job in the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
+    /// The job's id, assigned in enqueue order.
     pub id: JobId,
+    /// What the producer asked for.
     pub spec: JobSpec,
     /// sha256 of the payload.
     pub payload_digest: [u8; 32],
+    /// Log time of the enqueue.
     pub created_ms: u64,
+    /// The plan, replay or schedule it came from, if any.
     pub origin: Origin,
+    /// Where it stands now.
     pub state: JobState,
+    /// Every attempt so far, oldest first.
     pub attempts: Vec<Attempt>,
+    /// Everything that happened to it, in log order.
     pub history: Vec<JobEvent>,
 }
 

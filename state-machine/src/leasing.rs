@@ -1,11 +1,11 @@
 //! Leases and their ends: the scheduling pick, heartbeats, completions, expiry, retries.
 
-use crate::command::{Completion, Grant, LeaseHold, Reply};
+use crate::command::{Completion, Grant, LeaseHold, Reply, Response};
 use crate::error::SchedulerError;
 use crate::governance::{GovernanceChange, Incident, Scope};
 use crate::ids::{IncidentId, JobId, JobType, LeaseId, TenantId, WorkerId};
 use crate::job::{Artifact, Attempt, AttemptOutcome, JobEventKind, JobState, Lease, RetryPolicy};
-use crate::ledger::{record, At, ReadyKey, Response, State};
+use crate::ledger::{record, At, ReadyKey, State};
 use crate::submit::{check_name, check_text, check_ttl, MAX_TEXT_LEN};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -198,29 +198,26 @@ impl State {
                 bucket.take(at.now_ms);
             }
         }
-        let (ttl, attempt, grant_payload, correlation_id) =
-            match self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) {
-                Some(job) => {
-                    let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
-                    let number = job.attempts.len() as u32 + 1;
-                    job.attempts.push(Attempt {
-                        number,
-                        worker: worker.clone(),
-                        lease_id,
-                        started_ms: at.now_ms,
-                        ended_ms: None,
-                        outcome: None,
-                        outputs: Vec::new(),
-                    });
-                    (
-                        ttl,
-                        number,
-                        job.spec.payload.clone(),
-                        job.spec.correlation_id.clone(),
-                    )
-                }
-                None => (0, 0, Vec::new(), None),
-            };
+        // `pick` found the job in the ready index, which the ledger's jobs derive.
+        let job = self
+            .ledger
+            .jobs
+            .get_mut(&job_id)
+            .map(Arc::make_mut)
+            .expect("a job in the ready index is in the ledger");
+        let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
+        let attempt = job.attempts.len() as u32 + 1;
+        job.attempts.push(Attempt {
+            number: attempt,
+            worker: worker.clone(),
+            lease_id,
+            started_ms: at.now_ms,
+            ended_ms: None,
+            outcome: None,
+            outputs: Vec::new(),
+        });
+        let payload = job.spec.payload.clone();
+        let correlation_id = job.spec.correlation_id.clone();
         let lease = Lease {
             id: lease_id,
             worker: worker.clone(),
@@ -240,7 +237,7 @@ impl State {
             attempt,
             tenant: tenant.clone(),
             job_type: job_type.clone(),
-            payload: grant_payload,
+            payload,
             correlation_id,
         }
     }
@@ -257,7 +254,7 @@ impl State {
         let job = self.job_or_err(job_id)?;
         match &job.state {
             JobState::Leased { lease } if lease.id == lease_id => Ok(lease.clone()),
-            JobState::Leased { lease } if self.fencing_disabled => Ok(lease.clone()),
+            JobState::Leased { lease } if self.fencing_disabled() => Ok(lease.clone()),
             JobState::Canceled {
                 revoked_lease: Some(revoked),
                 ..
@@ -282,11 +279,15 @@ impl State {
         };
         lease.until_ms = at.now_ms + lease.ttl_ms;
         let lease_until_ms = lease.until_ms;
-        if let Some(job) = self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) {
-            self.idx.remove(job);
-            job.state = JobState::Leased { lease };
-            self.idx.add(job);
-        }
+        let job = self
+            .ledger
+            .jobs
+            .get_mut(&job_id)
+            .map(Arc::make_mut)
+            .expect("live_lease found the job");
+        self.idx.remove(job);
+        job.state = JobState::Leased { lease };
+        self.idx.add(job);
         Ok(Reply::HeartbeatAck {
             lease_until_ms,
             canceled: false,
@@ -335,13 +336,19 @@ impl State {
     }
 
     /// A lease ran out without a completion: a timed-out attempt, retried like a failure.
+    /// `job_id` comes from the lease-expiry index, so the job is in the ledger and leased;
+    /// were it not, returning would leave the index entry in place and `advance_time` would
+    /// loop on it forever.
     pub(crate) fn expire_lease(&mut self, job_id: JobId, at: At) {
-        let Some(job) = self.ledger.jobs.get(&job_id) else {
-            return;
-        };
-        let Some(lease) = job.lease().cloned() else {
-            return;
-        };
+        let job = self
+            .ledger
+            .jobs
+            .get(&job_id)
+            .expect("a job in the lease-expiry index is in the ledger");
+        let lease = job
+            .lease()
+            .cloned()
+            .expect("a job in the lease-expiry index is leased");
         let job_type = job.spec.job_type.clone();
         self.end_attempt(job_id, AttemptOutcome::TimedOut, Vec::new(), at);
         self.record_outcome(&job_type, true, at);
@@ -352,7 +359,7 @@ impl State {
         self.after_failed_attempt(job_id, true, error, at);
     }
 
-    /// Closes the open attempt of a job.
+    /// Closes the open attempt of a leased job (its lease is its one open attempt).
     pub(crate) fn end_attempt(
         &mut self,
         job_id: JobId,
@@ -360,12 +367,16 @@ impl State {
         outputs: Vec<Artifact>,
         at: At,
     ) {
-        let Some(job) = self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) else {
-            return;
-        };
-        let Some(attempt) = job.attempts.last_mut() else {
-            return;
-        };
+        let job = self
+            .ledger
+            .jobs
+            .get_mut(&job_id)
+            .map(Arc::make_mut)
+            .expect("end_attempt is called only for a leased job in the ledger");
+        let attempt = job
+            .attempts
+            .last_mut()
+            .expect("a leased job has the attempt its lease opened");
         attempt.ended_ms = Some(at.now_ms);
         attempt.outcome = Some(outcome.clone());
         attempt.outputs = outputs;
@@ -383,9 +394,11 @@ impl State {
     /// Retries with backoff while attempts remain and the failure is retryable;
     /// dead-letters (and cancels dependents) otherwise.
     fn after_failed_attempt(&mut self, job_id: JobId, retryable: bool, error: String, at: At) {
-        let Some(job) = self.ledger.jobs.get(&job_id) else {
-            return;
-        };
+        let job = self
+            .ledger
+            .jobs
+            .get(&job_id)
+            .expect("an attempt ended for a job in the ledger");
         let made = job.attempts.len() as u32;
         if retryable && made < job.spec.retry.max_attempts {
             let retry_at_ms = at.now_ms + backoff_ms(job_id, made, &job.spec.retry);

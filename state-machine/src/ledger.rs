@@ -1,11 +1,10 @@
 //! The scheduler's state: the persisted ledger, the indexes derived from it, and `apply`.
 
-use crate::command::{Command, Reply};
-use crate::error::SchedulerError;
+use crate::command::{Command, Reply, Response};
 use crate::governance::{
     Breaker, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
 };
-use crate::ids::{IncidentId, JobId, JobType, PlanId, ScheduleId, TenantId};
+use crate::ids::{ClientId, IncidentId, JobId, JobType, PlanId, ScheduleId, TenantId};
 use crate::job::{Job, JobEvent, JobEventKind, JobState, Status};
 use crate::plan::Plan;
 use crate::schedule::Schedule;
@@ -13,8 +12,17 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// What `apply` answers: a reply, or the reason the command was rejected (and changed nothing).
-pub type Response = Result<Reply, SchedulerError>;
+/// A client's latest request and its answer, kept so that a retry is answered once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The sequence number of the client's latest applied request.
+    pub seq: u64,
+    /// What that request was answered; a retry gets it again.
+    pub response: Response,
+    /// Log time of the client's latest applied request; the session is forgotten
+    /// `SESSION_TTL_MS` after it.
+    pub last_seen_ms: u64,
+}
 
 /// Everything that is replicated and snapshotted. Indexes are not here: they are rebuilt.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +50,7 @@ pub(crate) struct Ledger {
     /// The tenant served last, where the next lease's round-robin starts after.
     pub fair_cursor: Option<TenantId>,
     /// Each client's latest request and answer, so retries are answered once.
-    pub sessions: BTreeMap<crate::session::ClientId, crate::session::Session>,
+    pub sessions: BTreeMap<ClientId, Session>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -70,7 +78,7 @@ pub(crate) struct Indexes {
     pub depth: BTreeMap<(TenantId, JobType), [u32; 7]>,
     pub schedule_due: BTreeSet<(u64, ScheduleId)>,
     /// Sessions by the log time they were last used, oldest first.
-    pub session_expiry: BTreeSet<(u64, crate::session::ClientId)>,
+    pub session_expiry: BTreeSet<(u64, ClientId)>,
 }
 
 impl Indexes {
@@ -115,7 +123,9 @@ impl Indexes {
         if add {
             depth[status as usize] += 1;
         } else {
-            depth[status as usize] = depth[status as usize].saturating_sub(1);
+            depth[status as usize] = depth[status as usize]
+                .checked_sub(1)
+                .expect("a job is removed from the depth count it was added to");
             if depth.iter().all(|&n| n == 0) {
                 self.depth
                     .remove(&(spec.tenant.clone(), spec.job_type.clone()));
@@ -156,7 +166,9 @@ impl Indexes {
                     if add {
                         *count += 1;
                     } else {
-                        *count = count.saturating_sub(1);
+                        *count = count.checked_sub(1).expect(
+                            "a leased job is removed from the active count it was added to",
+                        );
                     }
                     if *count == 0 {
                         self.active.remove(&scope);
@@ -208,7 +220,8 @@ pub struct State {
     pub(crate) idx: Indexes,
     /// Fault injection for simulations only: when set, a heartbeat or completion is taken
     /// for the job's live lease whatever token it presents. Never set in a real node; not
-    /// part of snapshots or the digest.
+    /// part of snapshots or the digest. Exists only with the `simulation` feature.
+    #[cfg(feature = "simulation")]
     pub(crate) fencing_disabled: bool,
 }
 
@@ -219,10 +232,20 @@ impl State {
     }
 
     /// Turns fencing off (or back on): a simulation's switch for showing that its checker
-    /// catches zombie workers. A production node never calls this.
-    #[doc(hidden)]
+    /// catches zombie workers. Compiled only with the `simulation` feature, which only the
+    /// simulations turn on.
+    #[cfg(feature = "simulation")]
     pub fn set_fencing_disabled_for_simulation(&mut self, disabled: bool) {
         self.fencing_disabled = disabled;
+    }
+
+    /// Whether a stale fencing token is taken for the live lease: never, outside a
+    /// simulation that switched fencing off.
+    pub(crate) fn fencing_disabled(&self) -> bool {
+        #[cfg(feature = "simulation")]
+        return self.fencing_disabled;
+        #[cfg(not(feature = "simulation"))]
+        false
     }
 
     /// Applies one command at log time `now_ms` (clamped so time never goes backwards) from
@@ -337,10 +360,15 @@ impl State {
     }
 
     /// Moves a job to a new state, keeping every index in step, and records the event.
+    /// Every caller found the job in the ledger or in an index derived from it, so a
+    /// missing job is a bug in the scheduler, never a client's doing.
     pub(crate) fn set_state(&mut self, id: JobId, state: JobState, at: At, event: JobEventKind) {
-        let Some(job) = self.ledger.jobs.get_mut(&id).map(Arc::make_mut) else {
-            return;
-        };
+        let job = self
+            .ledger
+            .jobs
+            .get_mut(&id)
+            .map(Arc::make_mut)
+            .expect("set_state is called only for a job in the ledger");
         self.idx.remove(job);
         job.state = state;
         self.idx.add(job);

@@ -5,6 +5,8 @@
 //! a hash of (job, attempt), and every decision iterates ordered maps. Replicas that apply
 //! the same log reach equal states and equal `digest`s.
 
+#![warn(missing_docs)]
+
 mod batch;
 mod command;
 mod error;
@@ -23,22 +25,24 @@ mod snapshot;
 mod submit;
 
 pub use batch::MAX_BATCH;
-pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply};
+pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply, Response};
 pub use error::SchedulerError;
 pub use governance::{
     Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
     TokenBucket,
 };
-pub use ids::{IncidentId, JobId, JobType, LeaseId, PlanId, ScheduleId, TenantId, WorkerId};
+pub use ids::{
+    ClientId, IncidentId, JobId, JobType, LeaseId, PlanId, ScheduleId, TenantId, WorkerId,
+};
 pub use job::{
     Artifact, Attempt, AttemptOutcome, Backfill, Job, JobEvent, JobEventKind, JobSpec, JobState,
     Lease, Origin, RetryPolicy, Status, DEFAULT_LEASE_TTL_MS, DEFAULT_PRIORITY, REPLAY_PRIORITY,
 };
 pub use leasing::{backoff_ms, MAX_LEASE_BATCH};
-pub use ledger::{Response, State};
+pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
 pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
-pub use session::{ClientId, ClientRequest, Session, SESSION_TTL_MS};
+pub use session::{ClientRequest, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};
 pub use submit::{MAX_NAME_LEN, MAX_PAYLOAD_BYTES};

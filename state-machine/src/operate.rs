@@ -1,13 +1,13 @@
 //! Operator commands: quotas, throttles, pauses, breakers, maintenance and schedules.
 
-use crate::command::Reply;
+use crate::command::{Reply, Response};
 use crate::error::SchedulerError;
 use crate::governance::{
     Breaker, BreakerConfig, GovernanceChange, Quota, Scope, Stamp, TokenBucket,
 };
 use crate::ids::{JobType, ScheduleId, TenantId};
 use crate::job::{JobSpec, Origin};
-use crate::ledger::{At, Response, State};
+use crate::ledger::{At, State};
 use crate::schedule::{Cadence, CatchUp, Schedule};
 use crate::submit::{check_name, check_spec, check_stamp};
 use std::collections::BTreeMap;
@@ -296,10 +296,14 @@ impl State {
     }
 
     /// Enqueues the schedule's due firing, if any, under its firing key, and moves it on.
+    /// `id` comes from the due-schedule index, so the schedule exists; were it missing,
+    /// returning would leave the index entry in place and `advance_time` would loop on it.
     pub(crate) fn fire_schedule(&mut self, id: &ScheduleId, at: At) {
-        let Some(schedule) = self.ledger.schedules.get(id) else {
-            return;
-        };
+        let schedule = self
+            .ledger
+            .schedules
+            .get(id)
+            .expect("a schedule in the due index is in the ledger");
         let (fire, next) = schedule.due(at.now_ms);
         let firing = fire.map(|fire_ms| {
             let mut spec = schedule.template.clone();
@@ -319,9 +323,11 @@ impl State {
                 self.create_job(spec, origin, at);
             }
         }
-        let Some(schedule) = self.ledger.schedules.get_mut(id) else {
-            return;
-        };
+        let schedule = self
+            .ledger
+            .schedules
+            .get_mut(id)
+            .expect("enqueueing a firing removes no schedule");
         self.idx.remove_schedule(schedule);
         if fire.is_some() {
             schedule.last_fired_ms = fire;

@@ -10,10 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A submitted plan: its steps' keys and the jobs they became.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The plan's id, assigned in submission order.
     pub id: PlanId,
+    /// Log time of the submission.
     pub created_ms: u64,
     /// Step key to job, in submission order.
     pub steps: Vec<(String, JobId)>,
+    /// Set when the whole plan was submitted as a backfill.
     pub backfill: Option<Backfill>,
 }
 

@@ -16,8 +16,11 @@ pub const MAX_PAGE: usize = 1_000;
 /// Which jobs a listing returns. Every field narrows; `None` means any.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFilter {
+    /// Only jobs in this status.
     pub status: Option<Status>,
+    /// Only this tenant's jobs.
     pub tenant: Option<TenantId>,
+    /// Only jobs of this type.
     pub job_type: Option<JobType>,
     /// Created at or after this log time.
     pub since_ms: Option<u64>,
@@ -41,6 +44,7 @@ impl JobFilter {
 /// One page of a listing, in job id order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobPage<'a> {
+    /// The page's jobs, at most the limit asked for.
     pub jobs: Vec<&'a Job>,
     /// Pass as `after` for the next page; `None` on the last page.
     pub next_after: Option<JobId>,
@@ -49,10 +53,15 @@ pub struct JobPage<'a> {
 /// Jobs of one (tenant, job type) by status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueDepth {
+    /// The tenant counted.
     pub tenant: TenantId,
+    /// The job type counted.
     pub job_type: JobType,
+    /// Waiting for dependencies or a not-before time.
     pub pending: u32,
+    /// Waiting for a worker.
     pub ready: u32,
+    /// Held by a worker now.
     pub leased: u32,
     /// Failed and waiting out a backoff.
     pub retrying: u32,
@@ -61,14 +70,18 @@ pub struct QueueDepth {
 /// A plan with its derived status and its steps' states.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanView<'a> {
+    /// The plan as submitted.
     pub plan: &'a Plan,
+    /// Its run status, derived from its steps.
     pub status: PlanStatus,
+    /// Each step's key, its job and the job's status, in submission order.
     pub steps: Vec<(&'a str, JobId, Status)>,
 }
 
 /// What a job read and what each of its attempts wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lineage<'a> {
+    /// The artifacts the job declared it reads.
     pub inputs: &'a [Artifact],
     /// (attempt number, outputs) for attempts that reported any.
     pub outputs: Vec<(u32, &'a [Artifact])>,

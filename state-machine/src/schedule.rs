@@ -17,9 +17,15 @@ pub const ON_TIME_GRACE_MS: u64 = 60_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cadence {
     /// A cron expression in UTC: five fields, or six with seconds first (`@hourly` works too).
-    Cron { expression: String },
+    Cron {
+        /// The expression, e.g. `*/5 * * * *`.
+        expression: String,
+    },
     /// Every `interval_ms`, counted from the schedule's creation.
-    Every { interval_ms: u64 },
+    Every {
+        /// The period, at least 1000.
+        interval_ms: u64,
+    },
 }
 
 /// What a schedule does about firings missed while the cluster was down.
@@ -34,16 +40,23 @@ pub enum CatchUp {
 /// A recurring job template.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
+    /// The schedule's operator-chosen name.
     pub id: ScheduleId,
+    /// The job each firing enqueues, under the firing's own idempotency key.
     pub template: JobSpec,
+    /// When it fires.
     pub cadence: Cadence,
+    /// What it does about firings missed while the cluster was down.
     pub catch_up: CatchUp,
     /// Interval schedules count from here.
     pub anchor_ms: u64,
+    /// A paused schedule does not fire; firings due meanwhile are not made up.
     pub paused: bool,
     /// The next fire time; `None` when the cadence has no future firing.
     pub next_fire_ms: Option<u64>,
+    /// The fire time of the latest firing, if it ever fired.
     pub last_fired_ms: Option<u64>,
+    /// Who created it, why, and under which ticket.
     pub created_by: Stamp,
 }
 

@@ -3,13 +3,11 @@
 //! each client's latest answer. A retry gets that answer again instead of a second effect
 //! (a second batch of leases, say).
 
-use crate::command::Command;
+use crate::command::{Command, Response};
 use crate::error::SchedulerError;
-use crate::ledger::{Response, State};
+use crate::ids::ClientId;
+use crate::ledger::{Session, State};
 use serde::{Deserialize, Serialize};
-
-/// A client's self-chosen id, unique per client process (a UUID, say).
-pub type ClientId = String;
 
 /// A session forgotten after this much log time without a request; a client that retries
 /// after that long may see its write applied twice.
@@ -18,18 +16,12 @@ pub const SESSION_TTL_MS: u64 = 24 * 3_600_000;
 /// A command with the client session it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRequest {
+    /// The client whose session the request belongs to.
     pub client: ClientId,
     /// Strictly increasing per client; a retry reuses the sequence of the request it retries.
     pub seq: u64,
+    /// The write itself.
     pub command: Command,
-}
-
-/// A client's latest request and its answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    pub seq: u64,
-    pub response: Response,
-    pub last_seen_ms: u64,
 }
 
 impl State {
@@ -46,17 +38,8 @@ impl State {
             seq,
             command,
         } = request;
-        if let Some(session) = self.ledger.sessions.get(&client) {
-            if seq == session.seq {
-                return session.response.clone();
-            }
-            if seq < session.seq {
-                return Err(SchedulerError::StaleRequest {
-                    client,
-                    seq,
-                    latest: session.seq,
-                });
-            }
+        if self.has_answered(&client, seq) {
+            return self.answer_again(client, seq);
         }
         let response = self.apply(command, now_ms, log_index);
         let last_seen_ms = self.ledger.now_ms;
@@ -75,6 +58,28 @@ impl State {
         };
         self.ledger.sessions.insert(client, session);
         response
+    }
+
+    /// Whether request `seq` of `client` was already answered: it is the client's latest
+    /// applied request (a retry) or older (stale). `apply_request` answers such a request
+    /// from the session alone and never applies it again.
+    pub fn has_answered(&self, client: &str, seq: u64) -> bool {
+        self.session(client).is_some_and(|latest| seq <= latest.seq)
+    }
+
+    /// The answer to a request `has_answered` holds for, read from its session.
+    fn answer_again(&self, client: ClientId, seq: u64) -> Response {
+        let latest = self
+            .session(&client)
+            .expect("has_answered holds only for a client with a session");
+        if seq == latest.seq {
+            return latest.response.clone();
+        }
+        Err(SchedulerError::StaleRequest {
+            client,
+            seq,
+            latest: latest.seq,
+        })
     }
 
     /// A client's session, if the ledger still remembers it.

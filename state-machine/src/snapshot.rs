@@ -10,10 +10,13 @@ pub const SNAPSHOT_VERSION: u8 = 1;
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
 pub enum SnapshotError {
+    /// No bytes at all, not even the version byte.
     #[error("snapshot is empty")]
     Empty,
+    /// Written by a build with another snapshot format; this build cannot read it.
     #[error("snapshot format version {0} is not supported (this build reads {SNAPSHOT_VERSION})")]
     UnsupportedVersion(u8),
+    /// The bytes do not decode as a ledger (or the ledger could not be encoded).
     #[error("snapshot is corrupt: {0}")]
     Corrupt(#[from] postcard::Error),
 }
@@ -80,6 +83,7 @@ impl State {
         Ok(State {
             ledger,
             idx,
+            #[cfg(feature = "simulation")]
             fencing_disabled: false,
         })
     }

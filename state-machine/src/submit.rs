@@ -1,14 +1,14 @@
 //! Getting work in and out of the ledger: enqueue, plans, cancel, replay, and the
 //! dependency bookkeeping they share.
 
-use crate::command::{PlanStep, Reply};
+use crate::command::{PlanStep, Reply, Response};
 use crate::error::SchedulerError;
 use crate::governance::{GovernanceChange, Stamp};
 use crate::ids::{JobId, PlanId, TenantId};
 use crate::job::{
     AttemptOutcome, Backfill, Job, JobEventKind, JobSpec, JobState, Origin, Status, REPLAY_PRIORITY,
 };
-use crate::ledger::{record, At, Response, State};
+use crate::ledger::{record, At, State};
 use crate::plan::{topological_order, Plan};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -293,9 +293,13 @@ impl State {
             ..Origin::default()
         };
         let new_job = self.create_job(spec, origin, at);
-        if let Some(original) = self.ledger.jobs.get_mut(&job_id).map(Arc::make_mut) {
-            record(original, at, JobEventKind::Replayed { new_job });
-        }
+        let original = self
+            .ledger
+            .jobs
+            .get_mut(&job_id)
+            .map(Arc::make_mut)
+            .expect("job_or_err found the replayed job");
+        record(original, at, JobEventKind::Replayed { new_job });
         self.govern(
             Some(stamp),
             GovernanceChange::JobReplayed {
@@ -436,9 +440,12 @@ impl State {
 
     /// Changes a pending job's unmet set without a history event: that is bookkeeping.
     fn replace_pending(&mut self, id: JobId, unmet: BTreeSet<JobId>, not_before_ms: u64) {
-        let Some(job) = self.ledger.jobs.get_mut(&id).map(Arc::make_mut) else {
-            return;
-        };
+        let job = self
+            .ledger
+            .jobs
+            .get_mut(&id)
+            .map(Arc::make_mut)
+            .expect("replace_pending is called only for a pending job in the ledger");
         self.idx.remove(job);
         job.state = JobState::Pending {
             unmet,
@@ -471,7 +478,9 @@ impl State {
             .ledger
             .jobs
             .get(&root)
-            .map_or("gone", |j| j.status().as_str());
+            .expect("cancel_dependents is called only for a job in the ledger")
+            .status()
+            .as_str();
         let cause = format!("{root} is {status}");
         let mut work = vec![root];
         while let Some(dep) = work.pop() {

@@ -83,6 +83,24 @@ fn older_sequence_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn a_sequence_is_answered_once_it_or_a_later_one_was_applied() {
+    let mut c = Cluster::new();
+    c.enqueue(spec("acme", "t"));
+    assert!(!c.state.has_answered("client-a", 1), "an unknown client");
+    c.apply_request(request(5, lease(1))).unwrap();
+    assert!(c.state.has_answered("client-a", 5), "its latest: a retry");
+    assert!(c.state.has_answered("client-a", 4), "an older one: stale");
+    assert!(
+        !c.state.has_answered("client-a", 6),
+        "the next one is new work"
+    );
+    assert!(
+        !c.state.has_answered("client-b", 5),
+        "sessions are per client"
+    );
+}
+
+#[test]
 fn failed_requests_are_remembered_too() {
     let mut c = Cluster::new();
     let bad = Command::Heartbeat {

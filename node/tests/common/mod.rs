@@ -1,14 +1,10 @@
-//! Helpers for the node's tests: `rota agent` child processes on 127.0.0.1 and waiting on
-//! the cluster's view of itself.
+//! Helpers for the node's tests: one-node clusters in the test's own process.
 #![allow(dead_code)]
 
-use rota_node::{NodeSettings, RunningNode};
+use rota_node::{Clock, NodeSettings, RunningNode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    rota_benches::cluster::free_port().expect("a free port on 127.0.0.1")
-}
 
 /// Starts `settings` as a one-node cluster and waits until it leads itself.
 pub async fn one_node(settings: NodeSettings) -> RunningNode {
@@ -24,4 +20,32 @@ pub async fn one_node(settings: NodeSettings) -> RunningNode {
 /// Default settings for node 1 on a free loopback port with data in `dir`.
 pub fn settings(dir: &std::path::Path) -> NodeSettings {
     NodeSettings::new(1, "127.0.0.1:0".parse().expect("addr"), dir.to_owned())
+}
+
+/// A clock the test moves by hand, so that a lease expires when the test says so rather
+/// than after a sleep.
+#[derive(Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock standing at `ms` since the Unix epoch.
+    pub fn at(ms: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(ms)))
+    }
+
+    /// The clock a node reads.
+    pub fn clock(&self) -> Clock {
+        let now = self.0.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    }
+
+    /// Moves the clock `ms` forward.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward to `ms`, if it is not there yet.
+    pub fn advance_to(&self, ms: u64) {
+        self.0.fetch_max(ms, Ordering::SeqCst);
+    }
 }

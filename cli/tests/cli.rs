@@ -1,8 +1,6 @@
 //! The `rota` binary as an operator uses it: `rota dev` and the client subcommands, tables
 //! and `--json`, non-zero exits with clear errors, and a graceful stop on SIGTERM.
 
-mod common;
-
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,7 +36,10 @@ fn json(endpoint: &str, args: &[&str]) -> Value {
 #[test]
 fn an_operator_drives_a_dev_node_from_the_command_line() {
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let endpoint = format!("127.0.0.1:{}", common::free_port());
+    let endpoint = format!(
+        "127.0.0.1:{}",
+        rota_benches::cluster::free_port().expect("a free port")
+    );
     let mut dev = Command::new(env!("CARGO_BIN_EXE_rota"))
         .args(["dev", "--listen", &endpoint])
         .env("ROTA_DEV_DIR", dir.path())

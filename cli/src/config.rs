@@ -1,10 +1,9 @@
 //! Node configuration: command-line flags, then `ROTA_*` environment variables, then an
 //! optional TOML file, then defaults, in that order of precedence.
 
-use crate::server::{NodeSettings, DEFAULT_MAX_PAYLOAD_BYTES};
-use crate::Limits;
 use clap::Args;
-use rota_raft::NodeId;
+use rota_node::{Limits, NodeSettings, DEFAULT_MAX_PAYLOAD_BYTES};
+use rota_raft::{NodeId, RaftConfig, SnapshotPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -191,30 +190,12 @@ impl AgentArgs {
         )? {
             settings.tick_interval = Duration::from_millis(ms);
         }
-        if let Some(ms) = positive("heartbeat-ms", self.heartbeat_ms.or(file.heartbeat_ms))? {
-            settings.heartbeat_ms = ms;
-        }
-        if let Some(ms) = positive(
-            "election-timeout-ms",
+        raft_timing(
+            &mut settings.raft,
+            self.heartbeat_ms.or(file.heartbeat_ms),
             self.election_timeout_ms.or(file.election_timeout_ms),
-        )? {
-            settings.election_timeout_ms = (ms, ms * 2);
-        }
-        if settings.election_timeout_ms.0 <= settings.heartbeat_ms {
-            return Err(ConfigError::Invalid(
-                "election-timeout-ms",
-                format!(
-                    "{} ms must be longer than the heartbeat ({} ms)",
-                    settings.election_timeout_ms.0, settings.heartbeat_ms
-                ),
-            ));
-        }
-        if let Some(n) = positive(
-            "snapshot-every",
             self.snapshot_every.or(file.snapshot_every),
-        )? {
-            settings.snapshot_every = n;
-        }
+        )?;
         if let Some(n) = positive(
             "commit-max-batch",
             self.commit_max_batch.or(file.commit_max_batch),
@@ -229,6 +210,36 @@ impl AgentArgs {
         }
         Ok(settings)
     }
+}
+
+/// Heartbeat, election timeout and snapshot policy, each if given; the election timeout
+/// must stay longer than the heartbeat.
+fn raft_timing(
+    raft: &mut RaftConfig,
+    heartbeat_ms: Option<u64>,
+    election_timeout_ms: Option<u64>,
+    snapshot_every: Option<u64>,
+) -> Result<(), ConfigError> {
+    if let Some(ms) = positive("heartbeat-ms", heartbeat_ms)? {
+        raft.heartbeat_interval = ms;
+    }
+    if let Some(ms) = positive("election-timeout-ms", election_timeout_ms)? {
+        raft.election_timeout_min = ms;
+        raft.election_timeout_max = ms * 2;
+    }
+    if raft.election_timeout_min <= raft.heartbeat_interval {
+        return Err(ConfigError::Invalid(
+            "election-timeout-ms",
+            format!(
+                "{} ms must be longer than the heartbeat ({} ms)",
+                raft.election_timeout_min, raft.heartbeat_interval
+            ),
+        ));
+    }
+    if let Some(n) = positive("snapshot-every", snapshot_every)? {
+        raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(n);
+    }
+    Ok(())
 }
 
 /// `rota dev`'s data directory: `$ROTA_DEV_DIR`, else `~/.local/share/rota/dev`.
@@ -276,7 +287,7 @@ mod tests {
         assert_eq!(settings.id, 3);
         assert_eq!(settings.limits.max_payload_bytes, 99);
         assert_eq!(settings.listen, "127.0.0.1:9000".parse().expect("addr"));
-        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(settings.data_dir(), Some(Path::new("/tmp/x")));
     }
 
     #[test]

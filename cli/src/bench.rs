@@ -1,6 +1,6 @@
 //! `rota bench`: the cluster load generator (`rota_benches::load`) from the command line.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use rota_benches::capacity;
 use rota_benches::load::{self, LoadConfig};
@@ -105,9 +105,7 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
     config.data_root = args.data_root;
     if let Some(jobs) = args.capacity {
         config.jobs = jobs;
-        let report = capacity::capacity(config)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let report = capacity::capacity(config).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -115,18 +113,12 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
         }
         return Ok(());
     }
-    let report = load::run(config).await.map_err(anyhow::Error::msg)?;
+    let report = load::run(config).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", load::table(&report));
     }
-    if !report.clean() {
-        bail!(
-            "{} jobs lost and {} duplicated",
-            report.lost,
-            report.duplicated
-        );
-    }
+    report.ensure_clean()?;
     Ok(())
 }

@@ -1,83 +1,10 @@
-//! Between the wire (`rota.v1`) and the scheduler's types. Wire input is checked here for
-//! what only the node knows (its payload limit, field ranges, required messages); the state
-//! machine checks the rest, so a request is judged the same on every node.
+//! From the scheduler's types to the wire's: what every answer and read shows.
 
-use crate::status::invalid;
 use rota_client::proto as pb;
 use rota_state_machine::{
-    Artifact, Attempt, AttemptOutcome, Backfill, Completion, Grant, Job, JobEventKind, JobId,
-    JobSpec, JobState, JobType, LeaseHold, PlanStatus, PlanStep, RetryPolicy, Scope, Stamp, Status,
-    TenantId, DEFAULT_PRIORITY,
+    Artifact, Attempt, AttemptOutcome, Grant, Job, JobEventKind, JobSpec, JobState, LeaseHold,
+    PlanStatus, Scope, Stamp, Status,
 };
-use tonic::Status as GrpcStatus;
-
-/// What a node accepts, beyond what the scheduler checks.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Largest job payload, in bytes.
-    pub max_payload_bytes: usize,
-}
-
-pub fn spec(spec: Option<pb::JobSpec>, limits: &Limits) -> Result<JobSpec, GrpcStatus> {
-    let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
-    if spec.payload.len() > limits.max_payload_bytes {
-        return Err(invalid(
-            "payload",
-            format!(
-                "is {} bytes; this cluster accepts at most {} (max_payload_bytes)",
-                spec.payload.len(),
-                limits.max_payload_bytes
-            ),
-        ));
-    }
-    let priority = match spec.priority {
-        None => DEFAULT_PRIORITY,
-        Some(p) => u16::try_from(p).map_err(|_| invalid("priority", "must be at most 65535"))?,
-    };
-    let mut out = JobSpec::new(spec.tenant, spec.job_type, spec.payload);
-    if let Some(project) = spec.project {
-        out.project = project;
-    }
-    out.priority = priority;
-    out.idempotency_key = spec.idempotency_key;
-    out.depends_on = spec.depends_on.into_iter().map(JobId).collect();
-    out.not_before_ms = spec.not_before_ms;
-    if let Some(retry) = spec.retry {
-        out.retry = RetryPolicy {
-            max_attempts: retry.max_attempts,
-            base_backoff_ms: retry.base_backoff_ms,
-            max_backoff_ms: retry.max_backoff_ms,
-        };
-    }
-    if let Some(ttl) = spec.lease_ttl_ms {
-        out.lease_ttl_ms = ttl;
-    }
-    out.correlation_id = spec.correlation_id;
-    out.inputs = spec.inputs.into_iter().map(artifact).collect();
-    out.backfill = spec.backfill.map(backfill);
-    Ok(out)
-}
-
-pub fn plan_steps(steps: Vec<pb::PlanStep>, limits: &Limits) -> Result<Vec<PlanStep>, GrpcStatus> {
-    steps
-        .into_iter()
-        .map(|step| {
-            Ok(PlanStep {
-                key: step.key,
-                spec: spec(step.spec, limits)?,
-                depends_on: step.depends_on,
-            })
-        })
-        .collect()
-}
-
-pub fn artifact(a: pb::Artifact) -> Artifact {
-    Artifact {
-        name: a.name,
-        uri: a.uri,
-        digest: a.digest,
-    }
-}
 
 fn artifact_out(a: &Artifact) -> pb::Artifact {
     pb::Artifact {
@@ -87,22 +14,7 @@ fn artifact_out(a: &Artifact) -> pb::Artifact {
     }
 }
 
-pub fn backfill(b: pb::Backfill) -> Backfill {
-    Backfill {
-        reason: b.reason,
-        ticket: b.ticket,
-    }
-}
-
-pub fn stamp(stamp: Option<pb::Stamp>) -> Result<Stamp, GrpcStatus> {
-    let stamp = stamp.ok_or_else(|| invalid("stamp", "is required (actor and reason)"))?;
-    Ok(Stamp {
-        actor: stamp.actor,
-        reason: stamp.reason,
-        ticket: stamp.ticket,
-    })
-}
-
+/// A governance stamp as the wire shows it.
 pub fn stamp_out(stamp: &Stamp) -> pb::Stamp {
     pb::Stamp {
         actor: stamp.actor.clone(),
@@ -111,18 +23,7 @@ pub fn stamp_out(stamp: &Stamp) -> pb::Stamp {
     }
 }
 
-pub fn scope(scope: Option<pb::Scope>) -> Result<Scope, GrpcStatus> {
-    let scope =
-        scope.ok_or_else(|| invalid("scope", "is required (a tenant, a job type or both)"))?;
-    if scope.tenant.is_none() && scope.job_type.is_none() {
-        return Err(invalid("scope", "needs a tenant, a job type or both"));
-    }
-    Ok(Scope {
-        tenant: scope.tenant.map(TenantId),
-        job_type: scope.job_type.map(JobType),
-    })
-}
-
+/// A governance scope as the wire shows it.
 pub fn scope_out(scope: &Scope) -> pb::Scope {
     pb::Scope {
         tenant: scope.tenant.as_ref().map(|t| t.0.clone()),
@@ -130,59 +31,7 @@ pub fn scope_out(scope: &Scope) -> pb::Scope {
     }
 }
 
-/// A batch item's outcome, as the single call's.
-pub fn item_outcome(
-    outcome: Option<pb::complete_item::Outcome>,
-) -> Option<pb::complete_request::Outcome> {
-    use pb::complete_item::Outcome as Item;
-    use pb::complete_request::Outcome;
-    outcome.map(|o| match o {
-        Item::Succeeded(s) => Outcome::Succeeded(s),
-        Item::Failed(f) => Outcome::Failed(f),
-        Item::GaveUp(g) => Outcome::GaveUp(g),
-    })
-}
-
-pub fn completion(
-    outcome: Option<pb::complete_request::Outcome>,
-) -> Result<Completion, GrpcStatus> {
-    use pb::complete_request::Outcome;
-    match outcome {
-        None => Err(invalid(
-            "outcome",
-            "is required (succeeded, failed or gave_up)",
-        )),
-        Some(Outcome::Succeeded(s)) => Ok(Completion::Succeeded {
-            outputs: s.outputs.into_iter().map(artifact).collect(),
-        }),
-        Some(Outcome::Failed(f)) => Ok(Completion::Failed {
-            retryable: f.retryable,
-            error: f.error,
-        }),
-        Some(Outcome::GaveUp(g)) => Ok(Completion::Canceled { reason: g.reason }),
-    }
-}
-
-pub fn status_filter(status: i32) -> Result<Option<Status>, GrpcStatus> {
-    match pb::JobStatus::try_from(status) {
-        Ok(pb::JobStatus::Unspecified) => Ok(None),
-        Ok(s) => Ok(Some(status_in(s))),
-        Err(_) => Err(invalid("status", format!("{status} is not a job status"))),
-    }
-}
-
-fn status_in(status: pb::JobStatus) -> Status {
-    match status {
-        pb::JobStatus::Unspecified | pb::JobStatus::Pending => Status::Pending,
-        pb::JobStatus::Ready => Status::Ready,
-        pb::JobStatus::Leased => Status::Leased,
-        pb::JobStatus::Succeeded => Status::Succeeded,
-        pb::JobStatus::Failed => Status::Failed,
-        pb::JobStatus::DeadLettered => Status::DeadLettered,
-        pb::JobStatus::Canceled => Status::Canceled,
-    }
-}
-
+/// A job status as the wire names it.
 pub fn status_out(status: Status) -> pb::JobStatus {
     match status {
         Status::Pending => pb::JobStatus::Pending,
@@ -195,6 +44,7 @@ pub fn status_out(status: Status) -> pb::JobStatus {
     }
 }
 
+/// A plan's run status as the wire names it.
 pub fn plan_status_out(status: PlanStatus) -> pb::PlanStatus {
     match status {
         PlanStatus::Pending => pb::PlanStatus::Pending,
@@ -205,6 +55,7 @@ pub fn plan_status_out(status: PlanStatus) -> pb::PlanStatus {
     }
 }
 
+/// A granted lease as the worker receives it.
 pub fn grant_out(grant: Grant) -> pb::LeasedJob {
     pb::LeasedJob {
         job_id: grant.job_id.0,
@@ -219,6 +70,7 @@ pub fn grant_out(grant: Grant) -> pb::LeasedJob {
     }
 }
 
+/// Why a lease granted nothing, if the cluster holds leases back.
 pub fn hold_out(held: Option<LeaseHold>) -> pb::LeaseHold {
     match held {
         None => pb::LeaseHold::None,

@@ -1,0 +1,164 @@
+//! The leader killer of the cycle phase, and what each kill cost: how long until another
+//! node led, and the longest time no completion was acknowledged.
+
+use super::report::Failover;
+use super::tally::Tally;
+use super::LoadConfig;
+use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, Agent};
+use crate::BenchError;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One leader kill: when (µs since the epoch) and how long until another node led.
+pub(super) struct Kill {
+    pub(super) at_us: u64,
+    pub(super) elected_ms: f64,
+}
+
+/// SIGKILLs the leader every `kill_every` while the cycle runs and restarts it a second
+/// later; before the next kill, waits until the restarted node has caught up, so each kill
+/// hits a healthy cluster. Returns when each kill happened (µs since the epoch).
+pub(super) async fn kill_leaders(
+    config: LoadConfig,
+    addrs: Vec<String>,
+    agents: Arc<Mutex<Vec<Agent>>>,
+    tally: Arc<Tally>,
+    target: u64,
+) -> Result<Vec<Kill>, BenchError> {
+    let mut kills = Vec::new();
+    let mut healthy_since = Instant::now();
+    for _ in 0..config.kill_leader {
+        let next = healthy_since + config.kill_every.saturating_sub(Duration::from_secs(1));
+        tokio::time::sleep_until(next.into()).await;
+        if tally.completed.load(Ordering::Relaxed) >= target {
+            break;
+        }
+        let leader = wait_for_agreed_leader(&addrs, addrs.len(), Duration::from_secs(30)).await?;
+        let killed_at = kill(&agents, leader, &tally)?;
+        let killed = Instant::now();
+        let elected = new_leader(&addrs, leader, Duration::from_secs(30)).await?;
+        kills.push(Kill {
+            at_us: killed_at,
+            elected_ms: elected.duration_since(killed).as_secs_f64() * 1_000.0,
+        });
+        tokio::time::sleep_until((killed + Duration::from_secs(1)).into()).await;
+        restart_killed(&agents)?;
+        caught_up(&addrs, Duration::from_secs(60)).await?;
+        healthy_since = Instant::now();
+    }
+    Ok(kills)
+}
+
+/// SIGKILLs the agent `leader`; returns when (µs since the epoch).
+fn kill(agents: &Mutex<Vec<Agent>>, leader: u64, tally: &Tally) -> Result<u64, BenchError> {
+    let mut agents = agents.lock().map_err(|_| BenchError::AgentsLockPoisoned)?;
+    let victim = agents
+        .iter_mut()
+        .find(|a| a.id == leader)
+        .ok_or(BenchError::UnknownLeader(leader))?;
+    victim.kill();
+    Ok(tally.now_us())
+}
+
+/// Starts every agent that is not running, with the data it had.
+fn restart_killed(agents: &Mutex<Vec<Agent>>) -> Result<(), BenchError> {
+    let mut agents = agents.lock().map_err(|_| BenchError::AgentsLockPoisoned)?;
+    for agent in agents.iter_mut().filter(|a| !a.is_running()) {
+        agent.start().map_err(|source| BenchError::RestartAgent {
+            node: agent.id,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Polls until a node other than `old` says it leads; returns when.
+async fn new_leader(addrs: &[String], old: u64, within: Duration) -> Result<Instant, BenchError> {
+    let every = Duration::from_millis(10);
+    poll(addrs, false, every, within, "new leader", |seen| {
+        seen.iter()
+            .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
+            .then(Instant::now)
+    })
+    .await
+}
+
+/// Waits until one node leads and every node has applied what the leader had applied then.
+async fn caught_up(addrs: &[String], within: Duration) -> Result<(), BenchError> {
+    let every = Duration::from_millis(50);
+    let leader_index = poll(addrs, false, every, within, "leader", |seen| {
+        seen.iter()
+            .find(|s| s.leader_id == Some(s.node_id))
+            .and_then(|s| s.applied_index)
+    })
+    .await?;
+    caught_up_to(addrs, leader_index, within).await
+}
+
+/// For each kill, the longest window without a completion between the kill and
+/// `window` after it.
+pub(super) fn failover(kills: &[Kill], completions_us: &[u64], window: Duration) -> Failover {
+    let window_us = window.as_micros() as u64;
+    let mut stalls: Vec<f64> = kills
+        .iter()
+        .map(|k| longest_stall_us(k.at_us, completions_us, window_us) as f64 / 1_000.0)
+        .collect();
+    let per_kill = stalls.clone();
+    stalls.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if stalls.is_empty() {
+            0.0
+        } else {
+            stalls[((stalls.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    Failover {
+        kills: kills.len() as u32,
+        elected_ms: kills.iter().map(|k| k.elected_ms).collect(),
+        stall_ms: per_kill,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
+}
+
+/// The longest gap between completions (sorted, µs) from the kill at `kill` to `window_us`
+/// after it.
+fn longest_stall_us(kill: u64, completions_us: &[u64], window_us: u64) -> u64 {
+    let end = kill + window_us;
+    let from = completions_us.partition_point(|&t| t < kill);
+    let to = completions_us.partition_point(|&t| t <= end);
+    let mut last = kill;
+    let mut longest = 0;
+    for &t in &completions_us[from..to] {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    if to == completions_us.len() {
+        // The run ended inside the window: the tail is not a stall.
+        longest
+    } else {
+        longest.max(end - last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_takes_the_longest_quiet_window_after_each_kill() {
+        // Completions every 10 ms, a 700 ms hole after the kill at 1,000 ms.
+        let mut times: Vec<u64> = (0..100).map(|i| i * 10_000).collect();
+        times.extend((0..300).map(|i| 1_700_000 + i * 10_000));
+        let kill = Kill {
+            at_us: 1_000_000,
+            elected_ms: 400.0,
+        };
+        let f = failover(&[kill], &times, Duration::from_secs(2));
+        assert_eq!(f.kills, 1);
+        assert!((f.stall_ms[0] - 700.0).abs() < 0.01, "{:?}", f.stall_ms);
+        assert_eq!(f.max_ms, f.stall_ms[0]);
+    }
+}

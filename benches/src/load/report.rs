@@ -1,0 +1,220 @@
+//! What a run reports: the figures of each phase, the failovers, what the audit found; as
+//! serde for `--json` and as a table for a terminal.
+
+use super::LoadConfig;
+use crate::BenchError;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Quantiles of one histogram, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Quantiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Quantiles {
+    /// The quantiles of a histogram of microseconds.
+    pub(super) fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1_000.0;
+        Self {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// One phase's figures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Phase {
+    pub jobs: u64,
+    pub seconds: f64,
+    pub jobs_per_sec: f64,
+    /// Enqueue send to completion acknowledged (cycle phase only).
+    pub latency: Option<Quantiles>,
+    /// Lease calls, empty ones included (a node answers those without a log entry).
+    pub lease: Option<Quantiles>,
+    /// Lease calls that granted jobs.
+    pub lease_granted: Option<Quantiles>,
+    /// Enqueue calls.
+    pub enqueue_call: Option<Quantiles>,
+}
+
+impl Phase {
+    /// A phase that moved `jobs` jobs in `seconds`, with no call figures yet.
+    pub(super) fn timed(jobs: u64, seconds: f64) -> Self {
+        Self {
+            jobs,
+            seconds,
+            jobs_per_sec: jobs as f64 / seconds,
+            ..Self::default()
+        }
+    }
+}
+
+/// The leader kills and how long completions stood still after each.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Failover {
+    pub kills: u32,
+    /// Per kill: until another node said it leads (polled every 10 ms).
+    pub elected_ms: Vec<f64>,
+    /// Per kill: the longest window without a completion, from the kill to `kill_every`
+    /// after it.
+    pub stall_ms: Vec<f64>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// What a run measured and what it found wrong.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub nodes: usize,
+    pub jobs: u64,
+    pub producers: usize,
+    pub workers: usize,
+    pub enqueue_batch: usize,
+    pub lease_batch: u32,
+    pub payload_bytes: usize,
+    pub rate: Option<u64>,
+    pub enqueue: Option<Phase>,
+    pub cycle: Phase,
+    pub drain: Option<Phase>,
+    pub failover: Option<Failover>,
+    /// Jobs whose enqueue was never acknowledged, or that did not end succeeded.
+    pub lost: u64,
+    /// Jobs enqueued twice, or completed successfully more than once.
+    pub duplicated: u64,
+    /// Calls that failed for good and item refusals, with a few examples.
+    pub errors: u64,
+    pub error_examples: Vec<String>,
+    /// Raft terms that began during the run: one per leader kill, more if a busy leader was
+    /// voted out.
+    pub elections: u64,
+    /// Resident memory of each started agent at the end, in MiB.
+    pub rss_mib: Vec<f64>,
+}
+
+impl Report {
+    /// A report of `config`'s settings on `nodes` nodes, with no figures yet.
+    pub(super) fn settings(config: &LoadConfig, nodes: usize) -> Self {
+        Self {
+            nodes,
+            jobs: config.jobs,
+            producers: config.producers,
+            workers: config.workers,
+            enqueue_batch: config.enqueue_batch,
+            lease_batch: config.lease_batch,
+            payload_bytes: config.payload_bytes,
+            rate: config.rate,
+            ..Self::default()
+        }
+    }
+
+    /// True when nothing was lost or duplicated.
+    pub fn clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0
+    }
+
+    /// `BenchError::Unclean` when something was lost or duplicated.
+    pub fn ensure_clean(&self) -> Result<(), BenchError> {
+        if self.clean() {
+            return Ok(());
+        }
+        Err(BenchError::Unclean {
+            lost: self.lost,
+            duplicated: self.duplicated,
+        })
+    }
+}
+
+/// The report as a table for a terminal.
+pub fn table(report: &Report) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(["figure", "value"]);
+    t.add_row(["setup".to_owned(), setup(report)]);
+    if let Some(e) = &report.enqueue {
+        t.add_row(["enqueue alone".to_owned(), throughput(e)]);
+    }
+    let c = &report.cycle;
+    t.add_row(["job cycle, end to end".to_owned(), throughput(c)]);
+    t.add_row(["enqueue → completed".to_owned(), quantiles(&c.latency)]);
+    t.add_row(["lease call (all)".to_owned(), quantiles(&c.lease)]);
+    t.add_row([
+        "lease call (granting)".to_owned(),
+        quantiles(&c.lease_granted),
+    ]);
+    t.add_row(["enqueue call".to_owned(), quantiles(&c.enqueue_call)]);
+    if let Some(d) = &report.drain {
+        t.add_row(["lease + complete alone".to_owned(), throughput(d)]);
+    }
+    if let Some(f) = &report.failover {
+        t.add_row([
+            "failover stall".to_owned(),
+            format!(
+                "{} kills · p50 {:.0} · p99 {:.0} · max {:.0} ms",
+                f.kills, f.p50_ms, f.p99_ms, f.max_ms
+            ),
+        ]);
+    }
+    t.add_row([
+        "lost · duplicated".to_owned(),
+        format!("{} · {}", report.lost, report.duplicated),
+    ]);
+    t.add_row(["errors".to_owned(), report.errors.to_string()]);
+    t.add_row(["elections".to_owned(), report.elections.to_string()]);
+    if !report.rss_mib.is_empty() {
+        t.add_row(["resident memory".to_owned(), mib(&report.rss_mib)]);
+    }
+    let mut out = t.to_string();
+    for e in &report.error_examples {
+        out.push_str(&format!("\n  error: {e}"));
+    }
+    out
+}
+
+/// The setup row: what ran, on how many nodes.
+fn setup(report: &Report) -> String {
+    format!(
+        "{} nodes · {} jobs/phase · {} producers × {} per call · {} workers × {} per lease · {} B payloads{}",
+        report.nodes,
+        report.jobs,
+        report.producers,
+        report.enqueue_batch,
+        report.workers,
+        report.lease_batch,
+        report.payload_bytes,
+        report.rate.map_or(String::new(), |r| format!(" · rate {r}/s")),
+    )
+}
+
+/// A phase's rate and duration.
+fn throughput(phase: &Phase) -> String {
+    format!("{:.0} jobs/s ({:.2} s)", phase.jobs_per_sec, phase.seconds)
+}
+
+/// Quantiles in ms, or "-" when the phase did not measure them.
+fn quantiles(q: &Option<Quantiles>) -> String {
+    q.as_ref().map_or("-".to_owned(), |q| {
+        format!(
+            "p50 {:.2} · p99 {:.2} · p99.9 {:.2} · max {:.2} ms",
+            q.p50_ms, q.p99_ms, q.p999_ms, q.max_ms
+        )
+    })
+}
+
+/// Memory figures in MiB, one per node.
+fn mib(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|m| format!("{m:.0} MiB"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}

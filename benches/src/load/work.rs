@@ -1,0 +1,209 @@
+//! Workers: lease batches of one job type, complete each batch in one call, and record
+//! every acknowledged success (with its latency in the timed phase).
+
+use super::client_for;
+use super::tally::{histogram, read_payload, Tally};
+use super::LoadConfig;
+use crate::BenchError;
+use hdrhistogram::Histogram;
+use rota_client::proto as pb;
+use rota_client::{Client, ClientError};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// What one worker saw.
+pub(super) struct WorkerTally {
+    pub(super) latency: Histogram<u64>,
+    pub(super) lease: Histogram<u64>,
+    /// Lease calls that granted at least one job (they went through the log).
+    pub(super) lease_granted: Histogram<u64>,
+    /// When each timed completion was acknowledged (µs since the epoch); sorted once joined.
+    pub(super) completions_us: Vec<u64>,
+}
+
+impl WorkerTally {
+    fn new() -> Self {
+        Self {
+            latency: histogram(),
+            lease: histogram(),
+            lease_granted: histogram(),
+            completions_us: Vec::new(),
+        }
+    }
+}
+
+/// Starts `config.workers` workers on `job_type` until `target` jobs are completed.
+pub(super) fn spawn_workers(
+    config: &LoadConfig,
+    endpoints: &[String],
+    job_type: &str,
+    target: u64,
+    timed: bool,
+    tally: &Arc<Tally>,
+) -> Result<JoinSet<WorkerTally>, BenchError> {
+    let mut workers = JoinSet::new();
+    for i in 0..config.workers {
+        let worker = Worker {
+            client: client_for(endpoints, i)?,
+            name: format!("bench-w{i}"),
+            job_type: job_type.to_owned(),
+            max: config.lease_batch,
+            target,
+            timed,
+            tally: tally.clone(),
+        };
+        workers.spawn(worker.run());
+    }
+    Ok(workers)
+}
+
+/// Waits for every worker; returns what they saw together.
+pub(super) async fn join_workers(
+    mut workers: JoinSet<WorkerTally>,
+) -> Result<WorkerTally, BenchError> {
+    let mut all = WorkerTally::new();
+    while let Some(done) = workers.join_next().await {
+        let one = done.map_err(|source| BenchError::Task {
+            task: "worker",
+            source,
+        })?;
+        all.latency.add(&one.latency)?;
+        all.lease.add(&one.lease)?;
+        all.lease_granted.add(&one.lease_granted)?;
+        all.completions_us.extend(one.completions_us);
+    }
+    all.completions_us.sort_unstable();
+    Ok(all)
+}
+
+/// One worker on one job type.
+struct Worker {
+    client: Client,
+    name: String,
+    job_type: String,
+    /// Most jobs per lease call.
+    max: u32,
+    /// Jobs the phase needs completed, by all workers together.
+    target: u64,
+    /// Whether to measure latencies and completion times (the cycle phase).
+    timed: bool,
+    tally: Arc<Tally>,
+}
+
+impl Worker {
+    /// Leases and completes until the phase's `target` jobs are done (or the run gives up).
+    async fn run(self) -> WorkerTally {
+        let mut mine = WorkerTally::new();
+        let mut idle = Duration::from_millis(1);
+        while self.tally.completed.load(Ordering::Relaxed) < self.target
+            && Instant::now() < self.tally.give_up_at
+        {
+            let jobs = match self.lease(&mut mine).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    self.tally.error(format!("{} lease: {e}", self.name));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                tokio::time::sleep(idle).await;
+                idle = (idle * 2).min(Duration::from_millis(20));
+                continue;
+            }
+            idle = Duration::from_millis(1);
+            self.complete(&jobs, &mut mine).await;
+        }
+        mine
+    }
+
+    /// One lease call, its latency recorded; the jobs it granted.
+    async fn lease(&self, mine: &mut WorkerTally) -> Result<Vec<pb::LeasedJob>, ClientError> {
+        let t0 = Instant::now();
+        let leased = self
+            .client
+            .lease(pb::LeaseRequest {
+                session: None,
+                worker: self.name.clone(),
+                job_types: vec![self.job_type.clone()],
+                max: self.max,
+                ttl_ms: Some(30_000),
+            })
+            .await;
+        let took_us = (t0.elapsed().as_micros() as u64).max(1);
+        let _ = mine.lease.record(took_us);
+        let jobs = leased?.jobs;
+        if !jobs.is_empty() {
+            let _ = mine.lease_granted.record(took_us);
+        }
+        Ok(jobs)
+    }
+
+    /// Completes `jobs` as succeeded in one call and records what it answered.
+    async fn complete(&self, jobs: &[pb::LeasedJob], mine: &mut WorkerTally) {
+        let items = jobs
+            .iter()
+            .map(|job| pb::CompleteItem {
+                job_id: job.job_id,
+                lease_id: job.lease_id,
+                outcome: Some(pb::complete_item::Outcome::Succeeded(pb::Succeeded {
+                    outputs: vec![],
+                })),
+            })
+            .collect();
+        let completed = self
+            .client
+            .complete_batch(pb::CompleteBatchRequest {
+                session: None,
+                items,
+            })
+            .await;
+        match completed {
+            Ok(response) => record_completions(&self.tally, mine, jobs, response, self.timed),
+            // The leases run out and the jobs are leased again; the ledger check tells.
+            Err(e) => self.tally.error(format!(
+                "{} complete of {} jobs: {e}",
+                self.name,
+                jobs.len()
+            )),
+        }
+    }
+}
+
+/// Counts each acknowledged success against its sequence number; in the timed phase, also
+/// its latency since the enqueue was sent and when it was acknowledged.
+fn record_completions(
+    tally: &Tally,
+    mine: &mut WorkerTally,
+    jobs: &[pb::LeasedJob],
+    response: pb::CompleteBatchResponse,
+    timed: bool,
+) {
+    use pb::complete_result::Result as R;
+    let now_us = tally.now_us();
+    for (job, result) in jobs.iter().zip(response.results) {
+        match result.result {
+            Some(R::Completed(c)) if c.status == pb::JobStatus::Succeeded as i32 => {
+                let Some((seq, sent_us)) = read_payload(&job.payload) else {
+                    tally.error(format!("job {} has a payload that is not ours", job.job_id));
+                    continue;
+                };
+                if let Some(count) = tally.succeeded.get(seq as usize) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                tally.completed.fetch_add(1, Ordering::Relaxed);
+                if timed {
+                    let _ = mine.latency.record(now_us.saturating_sub(sent_us).max(1));
+                    mine.completions_us.push(now_us);
+                }
+            }
+            Some(R::Completed(c)) => {
+                tally.error(format!("job {} completed as {}", job.job_id, c.status))
+            }
+            Some(R::Error(e)) => tally.error(format!("job {}: {}", job.job_id, e.message)),
+            None => tally.error(format!("job {}: an empty result", job.job_id)),
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The command line's shape: every subcommand and flag, as clap parses them.
+
+use crate::bench::BenchArgs;
+use crate::config::{self, AgentArgs};
+use clap::{Args, Parser, Subcommand};
+use rota_client::proto as pb;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// rota: a Raft-replicated job orchestrator.
+#[derive(Parser, Debug)]
+#[command(
+    name = "rota",
+    version,
+    about = "rota: a Raft-replicated job orchestrator",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Options every client subcommand takes.
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Nodes to talk to, comma-separated; any one is enough.
+    #[arg(long, global = true, env = "ROTA_ENDPOINTS", value_delimiter = ',', default_value = config::DEFAULT_LISTEN)]
+    pub endpoints: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Read from the answering node's replica without asking the leader (may lag).
+    #[arg(long, global = true)]
+    pub stale: bool,
+    /// How long to keep retrying while no node answers, in seconds.
+    #[arg(long, global = true, env = "ROTA_WAIT_SECS", default_value_t = 10)]
+    pub wait_secs: u64,
+    /// Who you are, recorded with governance changes [default: $USER].
+    #[arg(long, global = true, env = "ROTA_ACTOR")]
+    pub actor: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Runs a one-node cluster with its data in ~/.local/share/rota/dev. No setup needed.
+    Dev(DevArgs),
+    /// Runs a cluster node.
+    Agent(AgentArgs),
+    /// Cluster membership and health.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Jobs: submit, list, show, cancel, replay.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Plans: DAGs of jobs.
+    #[command(subcommand)]
+    Plan(PlanCmd),
+    /// The dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCmd),
+    /// Per-tenant quotas.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+    /// Caps how many jobs of a tenant and/or job type run at once.
+    Throttle(ThrottleArgs),
+    /// Pauses and resumes a source (tenant and/or job type).
+    #[command(subcommand)]
+    Source(SourceCmd),
+    /// Maintenance mode: no new leases anywhere.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
+    /// Circuit breakers.
+    #[command(subcommand)]
+    Breaker(BreakerCmd),
+    /// Shows quotas, throttles, pauses, incidents, maintenance and queue depths.
+    Governance,
+    /// The load generator: runs jobs through a local 3-node cluster and reports throughput,
+    /// latency, failover and any job lost or duplicated.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Data directory [default: $ROTA_DEV_DIR or ~/.local/share/rota/dev].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Founds the cluster from the node's --peers (or the given members). Run once.
+    Init {
+        /// Members as ID=HOST:PORT; default: the node's own --peers.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Shows each endpoint's view: role, leader, term, indexes, state digest.
+    Status,
+    /// Adds a node (it catches up as a learner, then votes).
+    Add { id: u64, addr: String },
+    /// Removes a voter.
+    Remove { id: u64 },
+}
+
+/// A job's description on the command line.
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long = "type")]
+    pub job_type: String,
+    /// The payload as text.
+    #[arg(long, conflicts_with = "payload_file")]
+    pub payload: Option<String>,
+    /// Read the payload from a file.
+    #[arg(long)]
+    pub payload_file: Option<PathBuf>,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    #[arg(long)]
+    pub priority: Option<u32>,
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Jobs that must succeed first.
+    #[arg(long, value_delimiter = ',')]
+    pub depends_on: Vec<u64>,
+    #[arg(long)]
+    pub lease_ttl_ms: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Enqueues a job.
+    Submit(SubmitArgs),
+    /// Lists jobs, newest ids last.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Start after this job id (a previous page's last).
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Shows a job with its attempts and history.
+    Show { id: u64 },
+    /// Cancels a job.
+    Cancel {
+        id: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Runs a job's spec again as a new job.
+    Replay {
+        id: u64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCmd {
+    /// Submits a plan from a JSON or YAML file.
+    Submit { file: PathBuf },
+    /// Shows a plan's status and steps.
+    Show { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCmd {
+    /// Lists dead-lettered jobs, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        after: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCmd {
+    /// Sets a quota for a tenant, or a tenant's job type.
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        #[arg(long)]
+        max_active: Option<u32>,
+        #[arg(long)]
+        max_per_hour: Option<u32>,
+        #[arg(long)]
+        burst: Option<u32>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+}
+
+/// A tenant, a job type, or both.
+#[derive(Args, Debug)]
+pub struct ScopeArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ThrottleArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Most jobs leased at once; leave out with --lift.
+    #[arg(long, required_unless_present = "lift")]
+    pub max_concurrent: Option<u32>,
+    /// Removes the cap.
+    #[arg(long)]
+    pub lift: bool,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SourceCmd {
+    Pause {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(long)]
+        reason: String,
+    },
+    Resume {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MaintenanceCmd {
+    On {
+        #[arg(long)]
+        reason: String,
+    },
+    Off {
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BreakerCmd {
+    /// Sets a job type's circuit breaker: trip when failures reach a share of a window.
+    Set {
+        job_type: String,
+        /// Trip at this failure rate, in percent (1-100).
+        #[arg(long)]
+        threshold_percent: u32,
+        /// The sliding window, in milliseconds of log time.
+        #[arg(long, default_value_t = 60_000)]
+        window_ms: u64,
+        /// No trip on fewer attempts than this in the window.
+        #[arg(long, default_value_t = 20)]
+        min_attempts: u32,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Removes a job type's circuit breaker.
+    Remove {
+        job_type: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Closes a tripped breaker and resolves its incident.
+    Reset {
+        job_type: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+impl Global {
+    /// Who made a governance change and why: the actor is `--actor`, else `$USER`.
+    pub fn stamp(&self, reason: String, ticket: Option<String>) -> pb::Stamp {
+        let actor = self
+            .actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "cli".to_owned());
+        pb::Stamp {
+            actor,
+            reason,
+            ticket,
+        }
+    }
+
+    /// The read options `--stale` asks for.
+    pub fn read_options(&self) -> Option<pb::ReadOptions> {
+        Some(pb::ReadOptions { stale: self.stale })
+    }
+}

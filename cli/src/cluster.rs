@@ -1,0 +1,60 @@
+//! `rota cluster`: founding the cluster, its members, and each node's view of it.
+
+use crate::args::{ClusterCmd, Global};
+use crate::config;
+use crate::output::Output;
+use anyhow::{bail, Result};
+use rota_client::proto as pb;
+use rota_client::{Client, ClientConfig};
+
+/// `rota cluster init|status|add|remove`.
+pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
+    match cmd {
+        ClusterCmd::Init { members } => {
+            let members = config::parse_peers(&members)?
+                .into_iter()
+                .map(|(id, addr)| pb::Member {
+                    id,
+                    addr,
+                    voter: true,
+                })
+                .collect();
+            let status = client
+                .init_cluster(pb::InitClusterRequest { members })
+                .await?;
+            out.cluster(&[status]);
+        }
+        ClusterCmd::Status => out.cluster(&statuses(&global.endpoints).await?),
+        ClusterCmd::Add { id, addr } => {
+            let status = client.add_node(pb::AddNodeRequest { id, addr }).await?;
+            out.cluster(&[status]);
+        }
+        ClusterCmd::Remove { id } => {
+            let status = client.remove_node(pb::RemoveNodeRequest { id }).await?;
+            out.cluster(&[status]);
+        }
+    }
+    Ok(())
+}
+
+/// Asks every endpoint for its own view; those that do not answer are named on stderr.
+async fn statuses(endpoints: &[String]) -> Result<Vec<pb::ClusterStatusResponse>> {
+    let mut statuses = Vec::new();
+    for endpoint in endpoints {
+        let one = Client::with_config(ClientConfig {
+            retry_for: std::time::Duration::from_secs(2),
+            ..ClientConfig::new([endpoint.clone()])
+        })?;
+        match one
+            .cluster_status(pb::ClusterStatusRequest { digest: true })
+            .await
+        {
+            Ok(status) => statuses.push(status),
+            Err(e) => eprintln!("{endpoint}: {e}"),
+        }
+    }
+    if statuses.is_empty() {
+        bail!("no endpoint answered");
+    }
+    Ok(statuses)
+}

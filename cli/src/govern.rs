@@ -1,0 +1,191 @@
+//! Operators' governance commands: quotas, throttles, paused sources, maintenance mode,
+//! circuit breakers, and the view of all of them (`rota governance`).
+
+use crate::args::{
+    BreakerCmd, Global, MaintenanceCmd, QuotaCmd, ScopeArgs, SourceCmd, ThrottleArgs,
+};
+use crate::output::Output;
+use anyhow::{bail, Result};
+use rota_client::proto as pb;
+use rota_client::Client;
+
+/// `rota quota set`.
+pub async fn quota(cmd: QuotaCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
+    let QuotaCmd::Set {
+        tenant,
+        job_type,
+        max_active,
+        max_per_hour,
+        burst,
+        reason,
+        ticket,
+    } = cmd;
+    client
+        .set_quota(pb::SetQuotaRequest {
+            session: None,
+            tenant,
+            job_type,
+            max_active,
+            max_per_hour,
+            burst,
+            stamp: Some(global.stamp(reason, ticket)),
+        })
+        .await?;
+    out.done("quota set");
+    Ok(())
+}
+
+/// `rota throttle`: sets or lifts a concurrency cap.
+pub async fn throttle(
+    args: ThrottleArgs,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    let max_concurrent = if args.lift { None } else { args.max_concurrent };
+    client
+        .throttle(pb::ThrottleRequest {
+            session: None,
+            scope: Some(scope(args.scope)?),
+            max_concurrent,
+            stamp: Some(global.stamp(args.reason, None)),
+        })
+        .await?;
+    out.done(if max_concurrent.is_some() {
+        "throttle set"
+    } else {
+        "throttle lifted"
+    });
+    Ok(())
+}
+
+/// `rota source pause|resume`.
+pub async fn source(cmd: SourceCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
+    match cmd {
+        SourceCmd::Pause { scope: s, reason } => {
+            let request = pb::SourceRequest {
+                session: None,
+                scope: Some(scope(s)?),
+                stamp: Some(global.stamp(reason, None)),
+            };
+            client.pause_source(request).await?;
+            out.done("source paused");
+        }
+        SourceCmd::Resume { scope: s, reason } => {
+            let request = pb::SourceRequest {
+                session: None,
+                scope: Some(scope(s)?),
+                stamp: Some(global.stamp(reason, None)),
+            };
+            client.resume_source(request).await?;
+            out.done("source resumed");
+        }
+    }
+    Ok(())
+}
+
+/// `rota maintenance on|off`.
+pub async fn maintenance(
+    cmd: MaintenanceCmd,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    let (enabled, reason) = match cmd {
+        MaintenanceCmd::On { reason } => (true, reason),
+        MaintenanceCmd::Off { reason } => (false, reason),
+    };
+    client
+        .set_maintenance(pb::SetMaintenanceRequest {
+            session: None,
+            enabled,
+            stamp: Some(global.stamp(reason, None)),
+        })
+        .await?;
+    out.done(if enabled {
+        "maintenance mode on: no new leases"
+    } else {
+        "maintenance mode off"
+    });
+    Ok(())
+}
+
+/// `rota breaker set|remove|reset`.
+pub async fn breaker(
+    cmd: BreakerCmd,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    match cmd {
+        BreakerCmd::Set {
+            job_type,
+            threshold_percent,
+            window_ms,
+            min_attempts,
+            reason,
+        } => {
+            let config = pb::BreakerConfig {
+                failure_threshold_percent: threshold_percent,
+                window_ms,
+                min_attempts,
+            };
+            configure_breaker(client, global, job_type, Some(config), reason).await?;
+            out.done("breaker set");
+        }
+        BreakerCmd::Remove { job_type, reason } => {
+            configure_breaker(client, global, job_type, None, reason).await?;
+            out.done("breaker removed");
+        }
+        BreakerCmd::Reset { job_type, reason } => {
+            client
+                .reset_breaker(pb::ResetBreakerRequest {
+                    session: None,
+                    job_type,
+                    stamp: Some(global.stamp(reason, None)),
+                })
+                .await?;
+            out.done("breaker reset");
+        }
+    }
+    Ok(())
+}
+
+async fn configure_breaker(
+    client: &Client,
+    global: &Global,
+    job_type: String,
+    config: Option<pb::BreakerConfig>,
+    reason: String,
+) -> Result<()> {
+    client
+        .configure_breaker(pb::ConfigureBreakerRequest {
+            session: None,
+            job_type,
+            config,
+            stamp: Some(global.stamp(reason, None)),
+        })
+        .await?;
+    Ok(())
+}
+
+/// `rota governance`: everything in force, and the queues.
+pub async fn show(global: &Global, client: &Client, out: &Output) -> Result<()> {
+    let view = client
+        .get_governance(pb::GetGovernanceRequest {
+            read: global.read_options(),
+        })
+        .await?;
+    out.governance(&view);
+    Ok(())
+}
+
+fn scope(args: ScopeArgs) -> Result<pb::Scope> {
+    if args.tenant.is_none() && args.job_type.is_none() {
+        bail!("give --tenant, --type, or both");
+    }
+    Ok(pb::Scope {
+        tenant: args.tenant,
+        job_type: args.job_type,
+    })
+}

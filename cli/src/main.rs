@@ -1,0 +1,68 @@
+//! `rota`: runs a node (`rota dev`, `rota agent`), talks to a cluster (every other
+//! subcommand), or loads one (`rota bench`). Tables for people, `--json` for scripts, a
+//! clear message and exit code 1 on any error.
+
+mod args;
+mod bench;
+mod cluster;
+mod config;
+mod govern;
+mod jobs;
+mod output;
+mod serve;
+
+use anyhow::Result;
+use args::{Cli, Cmd, Global};
+use clap::Parser;
+use output::Output;
+use rota_client::{Client, ClientConfig};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the parsed command line.
+async fn run(cli: Cli) -> Result<()> {
+    let global = cli.global;
+    let client = || client(&global);
+    let out = Output { json: global.json };
+    match cli.command {
+        Cmd::Dev(args) => serve::dev(args).await,
+        Cmd::Agent(args) => serve::agent(args).await,
+        Cmd::Bench(args) => bench::bench(args, &global.endpoints, global.json).await,
+        Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,
+        Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
+        Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
+        Cmd::Dlq(cmd) => jobs::dlq(cmd, &global, &client()?, &out).await,
+        Cmd::Quota(cmd) => govern::quota(cmd, &global, &client()?, &out).await,
+        Cmd::Throttle(args) => govern::throttle(args, &global, &client()?, &out).await,
+        Cmd::Source(cmd) => govern::source(cmd, &global, &client()?, &out).await,
+        Cmd::Maintenance(cmd) => govern::maintenance(cmd, &global, &client()?, &out).await,
+        Cmd::Breaker(cmd) => govern::breaker(cmd, &global, &client()?, &out).await,
+        Cmd::Governance => govern::show(&global, &client()?, &out).await,
+    }
+}
+
+/// A client of the endpoints `--endpoints` names, retrying for `--wait-secs`.
+fn client(global: &Global) -> Result<Client> {
+    Ok(Client::with_config(ClientConfig {
+        retry_for: std::time::Duration::from_secs(global.wait_secs),
+        ..ClientConfig::new(global.endpoints.clone())
+    })?)
+}

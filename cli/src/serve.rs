@@ -1,0 +1,60 @@
+//! The commands that run a node: `rota dev` (a one-node cluster, no setup) and `rota agent`
+//! (a cluster member), each serving until SIGTERM or Ctrl-C.
+
+use crate::args::DevArgs;
+use crate::config::{self, AgentArgs};
+use anyhow::{Context, Result};
+use rota_node::{NodeSettings, RunningNode};
+
+/// `rota dev`: founds a one-node cluster on first start and serves it.
+pub async fn dev(args: DevArgs) -> Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(config::default_dev_dir);
+    let settings = NodeSettings::new(1, args.listen, data_dir.clone());
+    let node = RunningNode::start(settings)
+        .await
+        .with_context(|| format!("starting the dev node with data in {}", data_dir.display()))?;
+    let created = node.initialize_alone().await?;
+    println!("rota dev: listening on {} (gRPC)", node.addr());
+    println!(
+        "rota dev: data in {}{}",
+        data_dir.display(),
+        if created { " (new)" } else { "" }
+    );
+    println!("rota dev: auth is OFF; this is a one-node cluster for development");
+    println!(
+        "rota dev: try `rota job submit --tenant acme --type email --payload hi`; Ctrl-C stops"
+    );
+    serve_until_signal(node).await
+}
+
+/// `rota agent`: one member of a cluster, configured by flags, environment and file.
+pub async fn agent(args: AgentArgs) -> Result<()> {
+    let settings = args.resolve()?;
+    let data_dir = settings
+        .data_dir()
+        .map_or_else(|| "memory".to_owned(), |dir| dir.display().to_string());
+    let id = settings.id;
+    let node = RunningNode::start(settings)
+        .await
+        .with_context(|| format!("starting node {id} with data in {data_dir}"))?;
+    println!(
+        "rota agent {id}: listening on {} (gRPC), data in {data_dir}",
+        node.addr(),
+    );
+    println!("rota agent {id}: auth is OFF");
+    serve_until_signal(node).await
+}
+
+/// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+async fn serve_until_signal(node: RunningNode) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    println!("rota: shutting down");
+    node.shutdown().await?;
+    println!("rota: stopped");
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `JobService`: the producer's calls (enqueue, plans, cancel, replay) and the job reads.
+
+use super::{forward_unless_here, forwarded, page_limit, stale, Api, Route};
+use crate::convert;
+use crate::status;
+use rota_client::job_service;
+use rota_client::proto as pb;
+use rota_client::proto::job_service_server::JobService;
+use rota_state_machine::{JobFilter, JobId, JobPage, JobType, PlanId, SchedulerError, TenantId};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The producer's service.
+pub struct Jobs(pub Arc<Api>);
+
+fn job_page(page: JobPage<'_>, summary: bool) -> pb::ListJobsResponse {
+    pb::ListJobsResponse {
+        jobs: page
+            .jobs
+            .iter()
+            .map(|j| convert::job_out(j, summary))
+            .collect(),
+        next_after: page.next_after.map(|id| id.0),
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for Jobs {
+    async fn enqueue(
+        &self,
+        request: Request<pb::EnqueueRequest>,
+    ) -> Result<Response<pb::EnqueueResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, enqueue);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn enqueue_batch(
+        &self,
+        request: Request<pb::EnqueueBatchRequest>,
+    ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, enqueue_batch);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn submit_plan(
+        &self,
+        request: Request<pb::SubmitPlanRequest>,
+    ) -> Result<Response<pb::SubmitPlanResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, submit_plan);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> Result<Response<pb::GetPlanResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, get_plan);
+        let id = PlanId(request.get_ref().plan_id);
+        let plan = self
+            .0
+            .read(is_stale, |state| {
+                state.plan(id).map(|view| pb::GetPlanResponse {
+                    plan_id: view.plan.id.0,
+                    status: convert::plan_status_out(view.status) as i32,
+                    created_ms: view.plan.created_ms,
+                    steps: view
+                        .steps
+                        .iter()
+                        .map(|(key, job, status)| pb::PlanStepState {
+                            key: (*key).to_owned(),
+                            job_id: job.0,
+                            status: convert::status_out(*status) as i32,
+                        })
+                        .collect(),
+                })
+            })
+            .await?;
+        plan.map(Response::new).ok_or_else(|| {
+            status::with_kind(
+                tonic::Code::NotFound,
+                "plan_not_found",
+                format!("{id} not found"),
+            )
+        })
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, get_job);
+        let id = JobId(request.get_ref().job_id);
+        let job = self
+            .0
+            .read(is_stale, |state| {
+                state.job(id).map(|j| convert::job_out(j, false))
+            })
+            .await?;
+        match job {
+            Some(job) => Ok(Response::new(pb::GetJobResponse { job: Some(job) })),
+            None => Err(status::scheduler(&SchedulerError::JobNotFound(id))),
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, list_jobs);
+        let request = request.into_inner();
+        let filter = JobFilter {
+            status: convert::status_filter(request.status)?,
+            tenant: request.tenant.map(TenantId),
+            job_type: request.job_type.map(JobType),
+            since_ms: request.since_ms,
+            until_ms: request.until_ms,
+        };
+        let limit = page_limit(request.limit);
+        let after = request.after.map(JobId);
+        let page = self
+            .0
+            .read(is_stale, |state| {
+                job_page(state.list_jobs(&filter, after, limit), request.summary)
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, cancel_job);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn replay_job(
+        &self,
+        request: Request<pb::ReplayJobRequest>,
+    ) -> Result<Response<pb::ReplayJobResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, replay_job);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, list_dead_letters);
+        let request = request.into_inner();
+        let limit = page_limit(request.limit);
+        let after = request.after.map(JobId);
+        let page = self
+            .0
+            .read(is_stale, |state| {
+                job_page(state.dead_letters(after, limit), false)
+            })
+            .await?;
+        Ok(Response::new(page))
+    }
+}

@@ -1,0 +1,214 @@
+//! The public gRPC services, one file each (`jobs`, `workers`, `admin`), and what they
+//! share. Every node answers every call: writes and linearizable reads that reach a
+//! follower are forwarded to the leader and its answer returned as is; stale reads and
+//! cluster status are served from the local replica.
+
+mod admin;
+mod jobs;
+mod workers;
+
+pub use admin::Admin;
+pub use jobs::Jobs;
+pub use workers::Workers;
+
+use crate::clock::LogClock;
+use crate::commit::Committer;
+use crate::convert::{Limits, WireWrite};
+use crate::status;
+use rota_client::proto as pb;
+use rota_client::FORWARDED_KEY;
+use rota_raft::{Dial, NodeId, RaftNode, Write};
+use rota_state_machine::{ClientRequest, Command, Reply, State, MAX_PAGE};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Longest a forwarded call may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client id may be.
+const MAX_CLIENT_ID_LEN: usize = 256;
+/// A page's size when the request gives none.
+const DEFAULT_PAGE: usize = 100;
+
+/// What the services share: the Raft node, the group committer, log time, limits, and
+/// connections to whichever node leads.
+pub struct Api {
+    raft: Arc<RaftNode>,
+    committer: Committer,
+    clock: LogClock,
+    limits: Limits,
+    /// This node with its configured peers: the default founding membership.
+    peers: BTreeMap<NodeId, String>,
+    dial: Option<Dial>,
+    leaders: Mutex<HashMap<String, Channel>>,
+    /// Sessions with a lease on its way through this node, and how many.
+    leases: workers::LeasesInFlight,
+}
+
+/// What `Api::new` needs beyond the Raft node.
+pub struct ApiSettings {
+    /// The way into the log.
+    pub committer: Committer,
+    /// Log time, for the lease fast path.
+    pub clock: LogClock,
+    /// What this node accepts beyond the scheduler's own checks.
+    pub limits: Limits,
+    /// This node with its configured peers.
+    pub peers: BTreeMap<NodeId, String>,
+    /// How to reach the leader; `None` dials TCP.
+    pub dial: Option<Dial>,
+}
+
+/// Where a request is served.
+enum Route {
+    Here,
+    /// At the leader, reached over this channel at this address.
+    Leader(Channel, String),
+}
+
+impl Api {
+    /// The services' shared state for `raft`.
+    pub fn new(raft: Arc<RaftNode>, settings: ApiSettings) -> Arc<Self> {
+        Arc::new(Self {
+            raft,
+            committer: settings.committer,
+            clock: settings.clock,
+            limits: settings.limits,
+            peers: settings.peers,
+            dial: settings.dial,
+            leaders: Mutex::new(HashMap::new()),
+            leases: Arc::default(),
+        })
+    }
+
+    /// Serves here when `stale` or this node leads; otherwise the leader's channel.
+    fn route<T>(&self, request: &Request<T>, stale: bool) -> Result<Route, Status> {
+        if stale {
+            return Ok(Route::Here);
+        }
+        let (leader, addr) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let leader = metrics.current_leader;
+            let addr = leader.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|node| node.addr.clone())
+            });
+            (leader, addr)
+        };
+        match (leader, addr) {
+            (Some(id), _) if id == self.raft.id() => Ok(Route::Here),
+            (Some(_), Some(addr)) if request.metadata().get(FORWARDED_KEY).is_none() => {
+                Ok(Route::Leader(self.channel(&addr)?, addr))
+            }
+            (_, addr) => Err(status::not_leader(addr.as_deref())),
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut leaders = self
+            .leaders
+            .lock()
+            .map_err(|_| status::internal("leader connection cache poisoned"))?;
+        if let Some(channel) = leaders.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = match &self.dial {
+            Some(dial) => {
+                dial(addr).map_err(|e| status::internal(format!("leader address {addr:?}: {e}")))?
+            }
+            None => Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| status::internal(format!("leader address {addr:?}: {e}")))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        };
+        leaders.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Converts a write request, proposes it under its session and converts the reply: the
+    /// one write path every write call takes once it is at the leader.
+    async fn serve_write<W: WireWrite>(&self, request: W) -> Result<Response<W::Answer>, Status> {
+        let (session, command) = request.command(&self.limits)?;
+        let reply = self.write(session, command).await?;
+        W::answer(reply).map(Response::new)
+    }
+
+    /// Proposes `command` under the request's session, if it has one.
+    async fn write(&self, session: Option<pb::Session>, command: Command) -> Result<Reply, Status> {
+        let write = match session {
+            Some(session) if !session.client_id.is_empty() => {
+                if session.client_id.len() > MAX_CLIENT_ID_LEN {
+                    return Err(status::invalid(
+                        "session.client_id",
+                        format!("is longer than {MAX_CLIENT_ID_LEN} bytes"),
+                    ));
+                }
+                Write::Request(ClientRequest {
+                    client: session.client_id,
+                    seq: session.seq,
+                    command,
+                })
+            }
+            _ => Write::Command(command),
+        };
+        self.committer
+            .submit(write)
+            .await?
+            .map_err(|e| status::scheduler(&e))
+    }
+
+    /// Reads the state, linearizably unless `stale`.
+    async fn read<R>(&self, stale: bool, read: impl FnOnce(&State) -> R) -> Result<R, Status> {
+        if stale {
+            return Ok(self.raft.read_local(|applied| read(&applied.state)));
+        }
+        self.raft
+            .read_linearizable(|applied| read(&applied.state))
+            .await
+            .map_err(|e| status::cluster(&e))
+    }
+}
+
+/// Marks a request as forwarded and bounds its time at the leader.
+fn forwarded<T>(request: Request<T>) -> Request<T> {
+    let mut out = Request::new(request.into_inner());
+    out.metadata_mut()
+        .insert(FORWARDED_KEY, MetadataValue::from_static("1"));
+    out.set_timeout(FORWARD_TIMEOUT);
+    out
+}
+
+/// Serves the call at the leader if this node does not lead. A leader that does not answer
+/// (it just died) gets the status `status::forwarded` gives, with its `unavailable` kind.
+macro_rules! forward_unless_here {
+    ($api:expr, $request:ident, $stale:expr, $stub:ident, $method:ident) => {
+        if let Route::Leader(channel, addr) = $api.route(&$request, $stale)? {
+            return $stub(channel)
+                .$method(forwarded($request))
+                .await
+                .map_err(|e| status::forwarded(&addr, e));
+        }
+    };
+}
+use forward_unless_here;
+
+/// Whether a read asks for the local replica's view.
+fn stale(read: &Option<pb::ReadOptions>) -> bool {
+    read.as_ref().is_some_and(|r| r.stale)
+}
+
+/// A request's page size: the default when it gives none, never past `MAX_PAGE`.
+fn page_limit(limit: u32) -> usize {
+    match limit {
+        0 => DEFAULT_PAGE,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}

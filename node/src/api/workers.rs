@@ -1,0 +1,139 @@
+//! `WorkerService`: lease, heartbeat, complete. A lease that would grant nothing is
+//! answered without a log entry (the fast path below); everything else is a write.
+
+use super::{forward_unless_here, forwarded, Api, Route};
+use crate::convert::WireWrite;
+use crate::status;
+use rota_client::proto as pb;
+use rota_client::proto::worker_service_server::WorkerService;
+use rota_client::worker_service;
+use rota_state_machine::Command;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tonic::{Request, Response, Status};
+
+/// Sessions with a lease on its way through this node, and how many.
+pub(super) type LeasesInFlight = Arc<Mutex<HashMap<String, usize>>>;
+
+/// The worker's service.
+pub struct Workers(pub Arc<Api>);
+
+/// A lease counted in `Api::leases` until dropped.
+struct LeaseInFlight {
+    leases: LeasesInFlight,
+    client: String,
+    /// Another lease of the same session was already on its way: this is a retry.
+    retried: bool,
+}
+
+impl LeaseInFlight {
+    /// Counts a lease of `client`'s session as on its way until the guard is dropped.
+    fn start(leases: &LeasesInFlight, client: &str) -> Result<Self, Status> {
+        let mut table = leases
+            .lock()
+            .map_err(|_| status::internal("lease table poisoned"))?;
+        let n = table.entry(client.to_owned()).or_insert(0);
+        *n += 1;
+        Ok(Self {
+            leases: leases.clone(),
+            client: client.to_owned(),
+            retried: *n > 1,
+        })
+    }
+}
+
+impl Drop for LeaseInFlight {
+    fn drop(&mut self) {
+        if let Ok(mut leases) = self.leases.lock() {
+            if let Some(n) = leases.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    leases.remove(&self.client);
+                }
+            }
+        }
+    }
+}
+
+impl Api {
+    /// Whether a lease must go through the log. A new lease that would grant nothing is
+    /// answered here, without a log entry: idle workers polling would otherwise fill the
+    /// log and queue ahead of real work. An empty answer to a new request changes nothing
+    /// and costs the worker one poll. A retry (its session's sequence already applied, or
+    /// its first try still on its way through this node) goes through the log, so it gets
+    /// its first answer.
+    fn lease_may_grant(
+        &self,
+        session: Option<&pb::Session>,
+        in_flight: Option<&LeaseInFlight>,
+        command: &Command,
+    ) -> bool {
+        let Command::Lease {
+            worker,
+            job_types,
+            max,
+            ttl_ms,
+        } = command
+        else {
+            return true;
+        };
+        if in_flight.is_some_and(|f| f.retried) {
+            return true;
+        }
+        self.clock.read(|state, now_ms| {
+            session.is_some_and(|s| state.has_answered(&s.client_id, s.seq))
+                || state.lease_may_grant(worker, job_types, *max, *ttl_ms, now_ms)
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Workers {
+    async fn lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        forward_unless_here!(self.0, request, false, worker_service, lease);
+        let (session, command) = request.into_inner().command(&self.0.limits)?;
+        let session = session.filter(|s| !s.client_id.is_empty());
+        let in_flight = match &session {
+            Some(s) => Some(LeaseInFlight::start(&self.0.leases, &s.client_id)?),
+            None => None,
+        };
+        if !self
+            .0
+            .lease_may_grant(session.as_ref(), in_flight.as_ref(), &command)
+        {
+            return Ok(Response::new(pb::LeaseResponse {
+                jobs: Vec::new(),
+                held: pb::LeaseHold::None as i32,
+            }));
+        }
+        let reply = self.0.write(session, command).await?;
+        pb::LeaseRequest::answer(reply).map(Response::new)
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        forward_unless_here!(self.0, request, false, worker_service, heartbeat);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn complete(
+        &self,
+        request: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        forward_unless_here!(self.0, request, false, worker_service, complete);
+        self.0.serve_write(request.into_inner()).await
+    }
+
+    async fn complete_batch(
+        &self,
+        request: Request<pb::CompleteBatchRequest>,
+    ) -> Result<Response<pb::CompleteBatchResponse>, Status> {
+        forward_unless_here!(self.0, request, false, worker_service, complete_batch);
+        self.0.serve_write(request.into_inner()).await
+    }
+}

@@ -1,0 +1,176 @@
+//! Between the wire (`rota.v1`) and the scheduler's types. Wire input is checked here for
+//! what only the node knows (its payload limit, field ranges, required messages); the state
+//! machine checks the rest, so a request is judged the same on every node. This file reads
+//! the wire's values; `requests` turns whole write requests into commands, `out` turns the
+//! scheduler's answers into the wire's.
+
+mod out;
+mod requests;
+
+pub use out::{job_out, plan_status_out, scope_out, stamp_out, status_out};
+pub use requests::{SourceChange, WireWrite};
+
+use crate::status::invalid;
+use rota_client::proto as pb;
+use rota_state_machine::{
+    Artifact, Backfill, Completion, JobId, JobSpec, JobType, PlanStep, RetryPolicy, Scope, Stamp,
+    Status, TenantId, DEFAULT_PRIORITY,
+};
+use tonic::Status as GrpcStatus;
+
+/// What a node accepts, beyond what the scheduler checks.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest job payload, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+/// A job spec from the wire, checked against the node's limits.
+pub fn spec(spec: Option<pb::JobSpec>, limits: &Limits) -> Result<JobSpec, GrpcStatus> {
+    let spec = spec.ok_or_else(|| invalid("spec", "is required"))?;
+    if spec.payload.len() > limits.max_payload_bytes {
+        return Err(invalid(
+            "payload",
+            format!(
+                "is {} bytes; this cluster accepts at most {} (max_payload_bytes)",
+                spec.payload.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    let priority = match spec.priority {
+        None => DEFAULT_PRIORITY,
+        Some(p) => u16::try_from(p).map_err(|_| invalid("priority", "must be at most 65535"))?,
+    };
+    let mut out = JobSpec::new(spec.tenant, spec.job_type, spec.payload);
+    if let Some(project) = spec.project {
+        out.project = project;
+    }
+    out.priority = priority;
+    out.idempotency_key = spec.idempotency_key;
+    out.depends_on = spec.depends_on.into_iter().map(JobId).collect();
+    out.not_before_ms = spec.not_before_ms;
+    if let Some(retry) = spec.retry {
+        out.retry = RetryPolicy {
+            max_attempts: retry.max_attempts,
+            base_backoff_ms: retry.base_backoff_ms,
+            max_backoff_ms: retry.max_backoff_ms,
+        };
+    }
+    if let Some(ttl) = spec.lease_ttl_ms {
+        out.lease_ttl_ms = ttl;
+    }
+    out.correlation_id = spec.correlation_id;
+    out.inputs = spec.inputs.into_iter().map(artifact).collect();
+    out.backfill = spec.backfill.map(backfill);
+    Ok(out)
+}
+
+/// A plan's steps from the wire, each spec checked as `spec` checks one.
+pub fn plan_steps(steps: Vec<pb::PlanStep>, limits: &Limits) -> Result<Vec<PlanStep>, GrpcStatus> {
+    steps
+        .into_iter()
+        .map(|step| {
+            Ok(PlanStep {
+                key: step.key,
+                spec: spec(step.spec, limits)?,
+                depends_on: step.depends_on,
+            })
+        })
+        .collect()
+}
+
+/// A named artifact (lineage input or output).
+pub fn artifact(a: pb::Artifact) -> Artifact {
+    Artifact {
+        name: a.name,
+        uri: a.uri,
+        digest: a.digest,
+    }
+}
+
+/// A backfill's reason and ticket.
+pub fn backfill(b: pb::Backfill) -> Backfill {
+    Backfill {
+        reason: b.reason,
+        ticket: b.ticket,
+    }
+}
+
+/// Who asks for a governance change and why; required.
+pub fn stamp(stamp: Option<pb::Stamp>) -> Result<Stamp, GrpcStatus> {
+    let stamp = stamp.ok_or_else(|| invalid("stamp", "is required (actor and reason)"))?;
+    Ok(Stamp {
+        actor: stamp.actor,
+        reason: stamp.reason,
+        ticket: stamp.ticket,
+    })
+}
+
+/// A governance scope: a tenant, a job type, or both, never neither.
+pub fn scope(scope: Option<pb::Scope>) -> Result<Scope, GrpcStatus> {
+    let scope =
+        scope.ok_or_else(|| invalid("scope", "is required (a tenant, a job type or both)"))?;
+    if scope.tenant.is_none() && scope.job_type.is_none() {
+        return Err(invalid("scope", "needs a tenant, a job type or both"));
+    }
+    Ok(Scope {
+        tenant: scope.tenant.map(TenantId),
+        job_type: scope.job_type.map(JobType),
+    })
+}
+
+/// A batch item's outcome, as the single call's.
+pub fn item_outcome(
+    outcome: Option<pb::complete_item::Outcome>,
+) -> Option<pb::complete_request::Outcome> {
+    use pb::complete_item::Outcome as Item;
+    use pb::complete_request::Outcome;
+    outcome.map(|o| match o {
+        Item::Succeeded(s) => Outcome::Succeeded(s),
+        Item::Failed(f) => Outcome::Failed(f),
+        Item::GaveUp(g) => Outcome::GaveUp(g),
+    })
+}
+
+/// A worker's reported outcome; one is required.
+pub fn completion(
+    outcome: Option<pb::complete_request::Outcome>,
+) -> Result<Completion, GrpcStatus> {
+    use pb::complete_request::Outcome;
+    match outcome {
+        None => Err(invalid(
+            "outcome",
+            "is required (succeeded, failed or gave_up)",
+        )),
+        Some(Outcome::Succeeded(s)) => Ok(Completion::Succeeded {
+            outputs: s.outputs.into_iter().map(artifact).collect(),
+        }),
+        Some(Outcome::Failed(f)) => Ok(Completion::Failed {
+            retryable: f.retryable,
+            error: f.error,
+        }),
+        Some(Outcome::GaveUp(g)) => Ok(Completion::Canceled { reason: g.reason }),
+    }
+}
+
+/// A list filter's status: `UNSPECIFIED` means any.
+pub fn status_filter(status: i32) -> Result<Option<Status>, GrpcStatus> {
+    match pb::JobStatus::try_from(status) {
+        Ok(pb::JobStatus::Unspecified) => Ok(None),
+        Ok(s) => Ok(Some(status_in(s))),
+        Err(_) => Err(invalid("status", format!("{status} is not a job status"))),
+    }
+}
+
+fn status_in(status: pb::JobStatus) -> Status {
+    match status {
+        pb::JobStatus::Unspecified | pb::JobStatus::Pending => Status::Pending,
+        pb::JobStatus::Ready => Status::Ready,
+        pb::JobStatus::Leased => Status::Leased,
+        pb::JobStatus::Succeeded => Status::Succeeded,
+        pb::JobStatus::Failed => Status::Failed,
+        pb::JobStatus::DeadLettered => Status::DeadLettered,
+        pb::JobStatus::Canceled => Status::Canceled,
+    }
+}
