@@ -205,23 +205,7 @@ impl Worker {
             let permits = take_free_permits(first, &slots, concurrency, self.config.lease_batch);
             let asked = permits.len();
             // Not raced against shutdown: a lease that commits must reach its handler.
-            let leased = self
-                .client
-                .lease(LeaseRequest {
-                    session: None,
-                    worker: self.config.worker_id.clone(),
-                    job_types: job_types.clone(),
-                    max: asked as u32,
-                    ttl_ms: self.config.ttl_ms,
-                })
-                .await;
-            let jobs = match leased {
-                Ok(answer) => answer.jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease failed; trying again");
-                    Vec::new()
-                }
-            };
+            let jobs = self.lease(&job_types, asked).await;
             if jobs.is_empty() {
                 drop(permits);
                 tokio::select! {
@@ -255,6 +239,28 @@ impl Worker {
             while running.join_next().await.is_some() {}
         }
         Ok(())
+    }
+
+    /// Asks for up to `max` jobs of `job_types`; a failed call is logged and counts as
+    /// an empty answer (the loop polls again).
+    async fn lease(&self, job_types: &[String], max: usize) -> Vec<LeasedJob> {
+        let leased = self
+            .client
+            .lease(LeaseRequest {
+                session: None,
+                worker: self.config.worker_id.clone(),
+                job_types: job_types.to_vec(),
+                max: max as u32,
+                ttl_ms: self.config.ttl_ms,
+            })
+            .await;
+        match leased {
+            Ok(answer) => answer.jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease failed; trying again");
+                Vec::new()
+            }
+        }
     }
 }
 

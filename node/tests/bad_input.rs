@@ -32,20 +32,24 @@ fn client(node: &RunningNode) -> Client {
     .expect("client")
 }
 
+async fn get_job(client: &Client, job: u64) -> pb::Job {
+    client
+        .get_job(pb::GetJobRequest {
+            job_id: job,
+            read: None,
+        })
+        .await
+        .expect("get job")
+        .job
+        .expect("job body")
+}
+
 /// Waits until `job`'s timed-out attempt has been recorded and its retry scheduled: an
 /// event the tick loop brings about, polled for rather than slept on.
 async fn wait_for_retry(client: &Client, job: u64) -> u64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let shown = client
-            .get_job(pb::GetJobRequest {
-                job_id: job,
-                read: None,
-            })
-            .await
-            .expect("get job")
-            .job
-            .expect("job body");
+        let shown = get_job(client, job).await;
         if let Some(retry_at) = shown.retry_at_ms {
             return retry_at;
         }
@@ -231,15 +235,7 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         "stale_lease",
         "fencing token",
     );
-    let shown = client
-        .get_job(pb::GetJobRequest {
-            job_id: job,
-            read: None,
-        })
-        .await
-        .expect("job")
-        .job
-        .expect("job body");
+    let shown = get_job(&client, job).await;
     assert_eq!(
         shown.status,
         pb::JobStatus::Leased as i32,

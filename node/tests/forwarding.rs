@@ -22,6 +22,14 @@ async fn node(id: u64, dir: &std::path::Path, election_ms: u64) -> RunningNode {
     RunningNode::start(settings).await.expect("node starts")
 }
 
+/// The `rota-error` kind a status carries, if any.
+fn kind(status: &tonic::Status) -> Option<&str> {
+    status
+        .metadata()
+        .get(ERROR_KIND_KEY)
+        .and_then(|v| v.to_str().ok())
+}
+
 fn enqueue_request(n: u8) -> pb::EnqueueRequest {
     pb::EnqueueRequest {
         session: None,
@@ -78,11 +86,7 @@ async fn a_follower_whose_leader_is_gone_answers_unavailable_with_a_kind() {
         .enqueue(enqueue_request(2))
         .await
         .expect_err("the leader is gone");
-    let kind = refused
-        .metadata()
-        .get(ERROR_KIND_KEY)
-        .and_then(|v| v.to_str().ok());
-    assert_eq!(kind, Some("unavailable"), "{refused:?}");
+    assert_eq!(kind(&refused), Some("unavailable"), "{refused:?}");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(
         refused
@@ -98,11 +102,7 @@ async fn a_follower_whose_leader_is_gone_answers_unavailable_with_a_kind() {
         })
         .await
         .expect_err("a linearizable read needs the leader too");
-    let kind = read
-        .metadata()
-        .get(ERROR_KIND_KEY)
-        .and_then(|v| v.to_str().ok());
-    assert_eq!(kind, Some("unavailable"), "{read:?}");
+    assert_eq!(kind(&read), Some("unavailable"), "{read:?}");
 
     follower.shutdown().await.expect("follower stops");
     third.shutdown().await.expect("third stops");
