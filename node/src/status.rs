@@ -63,7 +63,9 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
 
 /// A cluster-level failure: most mean "ask again, maybe elsewhere".
 pub fn cluster(error: &ClusterError) -> Status {
-    use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
+    use openraft::error::{
+        ChangeMembershipError, ClientWriteError, Fatal, InitializeError, RaftError,
+    };
     match error {
         ClusterError::NotLeader { leader } => {
             not_leader(leader.as_ref().map(|(_, node)| node.addr.as_str()))
@@ -73,10 +75,15 @@ pub fn cluster(error: &ClusterError) -> Status {
             "shutting_down",
             format!("{error}; the write may or may not have been applied"),
         ),
+        // Another membership change still in progress is worth retrying (`unavailable`,
+        // below); an empty voter set or an unknown learner is not.
         ClusterError::Write(e)
             if matches!(
                 **e,
-                RaftError::APIError(ClientWriteError::ChangeMembershipError(_))
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::EmptyMembership(_)
+                        | ChangeMembershipError::LearnerNotFound(_)
+                ))
             ) =>
         {
             with_kind(Code::FailedPrecondition, "membership", error.to_string())
