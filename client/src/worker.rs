@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::Interval;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -217,16 +216,20 @@ impl Worker {
                 tracing::error!(
                     asked,
                     granted = jobs.len(),
-                    "the cluster granted more jobs than asked; the extra ones wait for a free slot"
+                    "the cluster granted more jobs than asked; giving the extra ones back"
                 );
             }
-            for (job, slot) in assign_slots(jobs, permits, &slots) {
+            let mut permits = permits.into_iter();
+            for job in jobs {
                 let run = RunningJob {
                     client: self.client.clone(),
                     handler: self.handlers.get(&job.job_type).cloned(),
                     abandon: abandon.clone(),
                 };
-                running.spawn(run.run(job, slot));
+                match permits.next() {
+                    Some(slot) => running.spawn(run.run(job, slot)),
+                    None => running.spawn(run.give_back(job)),
+                };
             }
         }
         signal.abort();
@@ -283,37 +286,6 @@ fn take_free_permits(
     permits
 }
 
-/// A granted job's claim on one of the worker's slots.
-enum Slot {
-    /// A slot taken before the lease asked for the job: the job runs at once.
-    Held(OwnedSemaphorePermit),
-    /// The cluster granted the job beyond what was asked, which it should never do. The job
-    /// is not dropped (its lease would be burnt: the job stuck until the lease expires, then
-    /// charged a timed-out attempt) nor given back as a failure (that too costs an
-    /// attempt and a backoff): it waits for the next free slot with its lease kept alive
-    /// by heartbeats, so it is only delayed by the jobs ahead of it.
-    Awaited(Arc<Semaphore>),
-}
-
-/// Pairs every granted job with a slot: the permits taken for the lease first, then, for
-/// any job beyond them, a wait for the next free slot. No job is left out.
-fn assign_slots(
-    jobs: Vec<LeasedJob>,
-    permits: Vec<OwnedSemaphorePermit>,
-    slots: &Arc<Semaphore>,
-) -> Vec<(LeasedJob, Slot)> {
-    let mut permits = permits.into_iter();
-    jobs.into_iter()
-        .map(|job| {
-            let slot = match permits.next() {
-                Some(permit) => Slot::Held(permit),
-                None => Slot::Awaited(slots.clone()),
-            };
-            (job, slot)
-        })
-        .collect()
-}
-
 /// One leased job on its way through its handler.
 struct RunningJob {
     client: Client,
@@ -323,7 +295,8 @@ struct RunningJob {
 }
 
 impl RunningJob {
-    async fn run(self, job: LeasedJob, slot: Slot) {
+    /// Runs the handler while `slot`, one of the worker's slots, is held.
+    async fn run(self, job: LeasedJob, slot: OwnedSemaphorePermit) {
         let Some(handler) = self.handler.clone() else {
             let error = format!("this worker has no handler for job type {:?}", job.job_type);
             self.complete(&job, Outcome::fatal(error)).await;
@@ -334,13 +307,7 @@ impl RunningJob {
         let every = Duration::from_millis((job.ttl_ms / 3).max(50));
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // Held until the job is reported: the slot is what bounds the jobs run at once.
-        let _slot = match slot {
-            Slot::Held(permit) => permit,
-            Slot::Awaited(slots) => match self.wait_for_slot(&job, slots, &mut beat).await {
-                Some(permit) => permit,
-                None => return,
-            },
-        };
+        let _slot = slot;
         let canceled = CancellationToken::new();
         let context = JobContext {
             job: job.clone(),
@@ -374,37 +341,13 @@ impl RunningJob {
         }
     }
 
-    /// Keeps the job's lease alive until a slot is free, and takes it. `None` when the job
-    /// is gone meanwhile: canceled, its lease lost, or given back because the worker shut
-    /// down before a slot freed up.
-    async fn wait_for_slot(
-        &self,
-        job: &LeasedJob,
-        slots: Arc<Semaphore>,
-        beat: &mut Interval,
-    ) -> Option<OwnedSemaphorePermit> {
-        // Made once, so the job keeps its place in the semaphore's queue across heartbeats.
-        let acquire = slots.acquire_owned();
-        tokio::pin!(acquire);
-        loop {
-            tokio::select! {
-                permit = &mut acquire => {
-                    if let Ok(permit) = permit {
-                        return Some(permit);
-                    }
-                    break;
-                }
-                _ = beat.tick() => {
-                    if !self.heartbeat(job).await {
-                        return None;
-                    }
-                }
-                _ = self.abandon.cancelled() => break,
-            }
-        }
-        let outcome = Outcome::retry("the worker shut down before the job started");
-        self.complete(job, outcome).await;
-        None
+    /// A job granted beyond what the lease asked for (the cluster never should): no slot
+    /// is free to run it, and a granted job nobody runs would sit out its lease and then be
+    /// charged a timed-out attempt, so it is given back at once as a retryable failure.
+    async fn give_back(self, job: LeasedJob) {
+        let outcome =
+            Outcome::retry("the worker had no free slot for a job granted beyond its ask");
+        self.complete(&job, outcome).await;
     }
 
     /// Renews the lease; false when the job was canceled or the lease is gone.
@@ -467,7 +410,8 @@ mod tests {
     #[derive(Default)]
     struct OverGranting {
         asked: Mutex<Vec<u32>>,
-        completed: Mutex<Vec<u64>>,
+        /// Each report: the job and whether it succeeded (else a retryable failure).
+        completed: Mutex<Vec<(u64, bool)>>,
         all_completed: Notify,
     }
 
@@ -520,17 +464,13 @@ mod tests {
             request: Request<CompleteRequest>,
         ) -> Result<Response<CompleteResponse>, Status> {
             let request = request.into_inner();
-            assert!(
-                matches!(
-                    request.outcome,
-                    Some(complete_request::Outcome::Succeeded(_))
-                ),
-                "job {} was not run to success: {:?}",
-                request.job_id,
-                request.outcome
-            );
+            let succeeded = match request.outcome {
+                Some(complete_request::Outcome::Succeeded(_)) => true,
+                Some(complete_request::Outcome::Failed(f)) if f.retryable => false,
+                other => panic!("job {}: unexpected outcome {other:?}", request.job_id),
+            };
             let mut completed = self.completed.lock().unwrap();
-            completed.push(request.job_id);
+            completed.push((request.job_id, succeeded));
             if completed.len() as u64 == GRANTED {
                 self.all_completed.notify_one();
             }
@@ -551,7 +491,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_granted_beyond_free_slots_still_run_within_concurrency() {
+    async fn jobs_granted_beyond_free_slots_are_given_back_not_dropped() {
         let service = Arc::new(OverGranting::default());
         let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = incoming.local_addr().unwrap();
@@ -591,7 +531,8 @@ mod tests {
 
         let mut completed = service.completed.lock().unwrap().clone();
         completed.sort_unstable();
-        assert_eq!(completed, (1..=GRANTED).collect::<Vec<_>>());
+        // Two asked, three granted: the two asked for ran; the third went straight back.
+        assert_eq!(completed, vec![(1, true), (2, true), (3, false)]);
         assert!(
             peak.load(Ordering::SeqCst) <= 2,
             "more jobs ran at once than the concurrency"

@@ -59,20 +59,10 @@ impl Committer {
         self.queue
             .send(Pending { write, answer })
             .await
-            .map_err(|_| {
-                status::with_kind(
-                    tonic::Code::Unavailable,
-                    "shutting_down",
-                    "the node is shutting down",
-                )
-            })?;
-        answered.await.map_err(|_| {
-            status::with_kind(
-                tonic::Code::Unavailable,
-                "shutting_down",
-                "the node stopped before the write was answered; it may or may not have been applied",
-            )
-        })?
+            .map_err(|_| status::shutting_down("the node is shutting down"))?;
+        answered
+            .await
+            .map_err(|_| status::shutting_down("the node stopped before the write was answered"))?
     }
 }
 

@@ -61,49 +61,53 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
     }
 }
 
-/// A cluster-level failure: most mean "ask again, maybe elsewhere".
+/// A cluster-level failure: most mean "ask again, maybe elsewhere". A node whose Raft has
+/// stopped on an error answers `unavailable` too, so its clients move to another node.
 pub fn cluster(error: &ClusterError) -> Status {
-    use openraft::error::{
-        ChangeMembershipError, ClientWriteError, Fatal, InitializeError, RaftError,
-    };
     match error {
         ClusterError::NotLeader { leader } => {
             not_leader(leader.as_ref().map(|(_, node)| node.addr.as_str()))
         }
-        ClusterError::Fatal(Fatal::Stopped) | ClusterError::Shutdown(_) => with_kind(
-            Code::Unavailable,
-            "shutting_down",
-            format!("{error}; the write may or may not have been applied"),
-        ),
-        // Another membership change still in progress is worth retrying (`unavailable`,
-        // below); an empty voter set or an unknown learner is not.
-        ClusterError::Write(e)
-            if matches!(
-                **e,
-                RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                    ChangeMembershipError::EmptyMembership(_)
-                        | ChangeMembershipError::LearnerNotFound(_)
-                ))
-            ) =>
-        {
-            with_kind(Code::FailedPrecondition, "membership", error.to_string())
+        e if e.is_stopping() => shutting_down(&e.to_string()),
+        e if e.is_refused_membership() => {
+            with_kind(Code::FailedPrecondition, "membership", e.to_string())
         }
-        ClusterError::Initialize(e)
-            if matches!(**e, RaftError::APIError(InitializeError::NotAllowed(_))) =>
-        {
-            already_initialized()
-        }
-        ClusterError::Initialize(_) => {
-            with_kind(Code::InvalidArgument, "invalid_input", error.to_string())
-        }
-        ClusterError::Timeout(_) | ClusterError::Write(_) | ClusterError::Read(_) => {
+        e if e.is_already_initialized() => already_initialized(),
+        ClusterError::Initialize(_) => invalid("members", error),
+        ClusterError::Fatal(_)
+        | ClusterError::Timeout(_)
+        | ClusterError::Write(_)
+        | ClusterError::Read(_)
+        | ClusterError::Shutdown(_) => {
             with_kind(Code::Unavailable, "unavailable", error.to_string())
         }
-        ClusterError::Fatal(_)
-        | ClusterError::Storage(_)
-        | ClusterError::Io(_)
-        | ClusterError::Config(_) => with_kind(Code::Internal, "internal", error.to_string()),
+        ClusterError::Storage(_) | ClusterError::Io(_) | ClusterError::Config(_) => {
+            internal(error.to_string())
+        }
     }
+}
+
+/// The node is stopping: the call may or may not have taken effect; ask another node.
+pub fn shutting_down(what: &str) -> Status {
+    with_kind(
+        Code::Unavailable,
+        "shutting_down",
+        format!("{what}; a write may or may not have been applied: retry it with the same session on another node"),
+    )
+}
+
+/// No plan has this id.
+pub fn plan_not_found(id: impl std::fmt::Display) -> Status {
+    with_kind(Code::NotFound, "plan_not_found", format!("{id} not found"))
+}
+
+/// `RemoveNode` of an id that is not a voter.
+pub fn node_not_found(id: u64) -> Status {
+    with_kind(
+        Code::NotFound,
+        "node_not_found",
+        format!("node {id} is not a voter of this cluster"),
+    )
 }
 
 /// This node already belongs to a founded cluster.
@@ -115,20 +119,26 @@ pub fn already_initialized() -> Status {
     )
 }
 
-/// What a follower answers when the leader it forwarded to did not answer: the leader's
-/// own errors (they carry a kind) pass through as they are; a transport failure (the
-/// leader just died, or cannot be reached) becomes `unavailable`, and since the leader may
-/// have committed the write before it went, the message says so. Retrying with the same
-/// session is safe: a write already applied is answered once.
+/// What a follower answers when a forwarded call fails. The leader's own answers pass
+/// through as they are: its errors carry their kind, and what the gRPC layer refused at the
+/// leader (a message over the size limit, say) is the same refusal the leader would give
+/// directly. A transport failure (the leader just died, or cannot be reached) becomes
+/// `unavailable`; since the leader may have committed a write before it went, the message
+/// says so. Retrying with the same session is safe: a write already applied is answered
+/// once.
 pub fn forwarded(leader: &str, status: Status) -> Status {
-    if status.metadata().contains_key(ERROR_KIND_KEY) {
+    let transport = matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    );
+    if status.metadata().contains_key(ERROR_KIND_KEY) || !transport {
         return status;
     }
     with_kind(
         Code::Unavailable,
         "unavailable",
         format!(
-            "the leader at {leader} did not answer ({}: {}); the request may or may not have been applied, retry it with the same session",
+            "the leader at {leader} did not answer ({}: {}); a write may or may not have been applied, retry it with the same session",
             status.code(),
             status.message()
         ),

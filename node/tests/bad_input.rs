@@ -448,3 +448,33 @@ async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
     assert_eq!(first.status, pb::JobStatus::Leased as i32);
     node.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_client_id_is_refused_even_when_there_is_nothing_to_lease() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let node = dev_node(dir.path()).await;
+    // The raw stub: rota's own client sets the session itself.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr()))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut workers = rota_client::worker_service(channel);
+    // Nothing is ready, so an accepted lease would be answered empty without the log.
+    let lease = workers
+        .lease(pb::LeaseRequest {
+            session: Some(pb::Session {
+                client_id: "w".repeat(257),
+                seq: 1,
+            }),
+            worker: "w1".to_owned(),
+            job_types: vec!["email".to_owned()],
+            max: 1,
+            ttl_ms: None,
+        })
+        .await;
+    let refused = lease.expect_err("an over-long client id is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("client_id"), "{refused:?}");
+    node.shutdown().await.expect("shutdown");
+}

@@ -6,7 +6,9 @@ use crate::network::{GrpcNetwork, RaftService};
 use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::state_store::{Applied, StateStore};
 use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, RaftError,
+};
 use openraft::{Config, RaftMetrics, ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -62,6 +64,43 @@ pub enum ClusterError {
     /// A wait ran out of time; names what was awaited.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+}
+
+impl ClusterError {
+    /// openraft on this node is stopping or has stopped: ask another node.
+    pub fn is_stopping(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Fatal(Fatal::Stopped) | ClusterError::Shutdown(_)
+        )
+    }
+
+    /// A membership change the cluster refuses as asked (no voter would be left, or the
+    /// node is not a learner); retrying the same change cannot help. Another change still
+    /// in progress is not this: that one passes.
+    pub fn is_refused_membership(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Write(e) if matches!(
+                **e,
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::EmptyMembership(_)
+                        | ChangeMembershipError::LearnerNotFound(_)
+                ))
+            )
+        )
+    }
+
+    /// Founding a cluster on a node that already belongs to one.
+    pub fn is_already_initialized(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Initialize(e) if matches!(
+                **e,
+                RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))
+            )
+        )
+    }
 }
 
 impl From<InitializeError> for ClusterError {

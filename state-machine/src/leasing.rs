@@ -401,7 +401,10 @@ impl State {
             .expect("an attempt ended for a job in the ledger");
         let made = job.attempts.len() as u32;
         if retryable && made < job.spec.retry.max_attempts {
-            let retry_at_ms = at.now_ms + backoff_ms(job_id, made, &job.spec.retry);
+            // Saturating: `max_backoff_ms` is the client's, and may be near u64::MAX.
+            let retry_at_ms = at
+                .now_ms
+                .saturating_add(backoff_ms(job_id, made, &job.spec.retry));
             let state = JobState::Failed { retry_at_ms, error };
             self.set_state(
                 job_id,

@@ -471,3 +471,31 @@ fn lease_may_grant_is_false_only_when_a_valid_lease_would_grant_nothing() {
     .expect("maintenance on");
     assert!(may(&c, &email, 10));
 }
+
+#[test]
+fn a_backoff_as_long_as_time_itself_does_not_overflow_log_time() {
+    let mut cluster = Cluster::new();
+    // Log time far along, so that any backoff of half of u64::MAX or more passes its end.
+    cluster.advance(u64::MAX - (1 << 62) - cluster.now_ms);
+    let mut spec = spec("acme", "email");
+    // A client may ask for any backoff up to u64::MAX; the retry time saturates.
+    spec.retry = RetryPolicy {
+        max_attempts: 3,
+        base_backoff_ms: u64::MAX,
+        max_backoff_ms: u64::MAX,
+    };
+    let job = cluster.enqueue(spec);
+    let grants = cluster.lease("w1", &["email"], 1);
+    let failed = Completion::Failed {
+        retryable: true,
+        error: "try again".to_owned(),
+    };
+    cluster
+        .complete(&grants[0], failed)
+        .expect("the failure is recorded");
+    let shown = cluster.state.job(job).expect("the job");
+    match &shown.state {
+        JobState::Failed { retry_at_ms, .. } => assert!(*retry_at_ms > cluster.now_ms),
+        other => panic!("expected a scheduled retry, got {other:?}"),
+    }
+}

@@ -192,11 +192,7 @@ impl AdminService for Admin {
         let id = request.into_inner().id;
         let mut voters = self.voters();
         if !voters.remove(&id) {
-            return Err(status::with_kind(
-                tonic::Code::NotFound,
-                "node_not_found",
-                format!("node {id} is not a voter of this cluster"),
-            ));
+            return Err(status::node_not_found(id));
         }
         if voters.is_empty() {
             return Err(status::invalid("id", "cannot remove the last voter"));

@@ -76,13 +76,8 @@ impl JobService for Jobs {
                 })
             })
             .await?;
-        plan.map(Response::new).ok_or_else(|| {
-            status::with_kind(
-                tonic::Code::NotFound,
-                "plan_not_found",
-                format!("{id} not found"),
-            )
-        })
+        plan.map(Response::new)
+            .ok_or_else(|| status::plan_not_found(id))
     }
 
     async fn get_job(

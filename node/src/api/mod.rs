@@ -143,20 +143,13 @@ impl Api {
 
     /// Proposes `command` under the request's session, if it has one.
     async fn write(&self, session: Option<pb::Session>, command: Command) -> Result<Reply, Status> {
+        check_session(session.as_ref())?;
         let write = match session {
-            Some(session) if !session.client_id.is_empty() => {
-                if session.client_id.len() > MAX_CLIENT_ID_LEN {
-                    return Err(status::invalid(
-                        "session.client_id",
-                        format!("is longer than {MAX_CLIENT_ID_LEN} bytes"),
-                    ));
-                }
-                Write::Request(ClientRequest {
-                    client: session.client_id,
-                    seq: session.seq,
-                    command,
-                })
-            }
+            Some(session) if !session.client_id.is_empty() => Write::Request(ClientRequest {
+                client: session.client_id,
+                seq: session.seq,
+                command,
+            }),
             _ => Write::Command(command),
         };
         self.committer
@@ -199,6 +192,17 @@ macro_rules! forward_unless_here {
     };
 }
 use forward_unless_here;
+
+/// A session's client id over its limit is refused before anything else looks at it.
+fn check_session(session: Option<&pb::Session>) -> Result<(), Status> {
+    match session {
+        Some(s) if s.client_id.len() > MAX_CLIENT_ID_LEN => Err(status::invalid(
+            "session.client_id",
+            format!("is longer than {MAX_CLIENT_ID_LEN} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Whether a read asks for the local replica's view.
 fn stale(read: &Option<pb::ReadOptions>) -> bool {

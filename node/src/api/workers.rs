@@ -1,7 +1,7 @@
 //! `WorkerService`: lease, heartbeat, complete. A lease that would grant nothing is
 //! answered without a log entry (the fast path below); everything else is a write.
 
-use super::{forward_unless_here, forwarded, Api, Route};
+use super::{check_session, forward_unless_here, forwarded, Api, Route};
 use crate::convert::WireWrite;
 use crate::status;
 use rota_client::proto as pb;
@@ -68,6 +68,7 @@ impl Api {
         in_flight: Option<&LeaseInFlight>,
         command: &Command,
     ) -> bool {
+        // Only a lease has a way around the log.
         let Command::Lease {
             worker,
             job_types,
@@ -95,6 +96,7 @@ impl WorkerService for Workers {
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, lease);
         let (session, command) = request.into_inner().command(&self.0.limits)?;
+        check_session(session.as_ref())?;
         let session = session.filter(|s| !s.client_id.is_empty());
         let in_flight = match &session {
             Some(s) => Some(LeaseInFlight::start(&self.0.leases, &s.client_id)?),
