@@ -85,6 +85,16 @@ async fn enqueue(client: &Client, payload: Vec<u8>) -> Result<pb::EnqueueRespons
         .await
 }
 
+/// The node's applied index: unchanged across requests means none of them reached the log
+/// (the callers leave nothing due on the clock, so no tick moves it meanwhile).
+async fn applied_index(client: &Client) -> Option<u64> {
+    client
+        .cluster_status(pb::ClusterStatusRequest { digest: false })
+        .await
+        .expect("status")
+        .applied_index
+}
+
 /// Every job with its attempts and history, and the governance settings: equal before and
 /// after means a refused request changed nothing (log time moves on; that is not a change).
 async fn fingerprint(client: &Client) -> (Vec<pb::Job>, pb::GetGovernanceResponse) {
@@ -154,6 +164,9 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         })
         .await;
     assert_rejected(cancel, Code::NotFound, "job_not_found", "not found");
+    // What is invalid whatever the ledger holds is refused before the log; the cancel
+    // above needed the ledger to be judged.
+    let applied = applied_index(&client).await;
 
     // A plan with a cycle.
     let step = |key: &str, deps: &[&str]| pb::PlanStep {
@@ -193,6 +206,11 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         fingerprint(&client).await,
         before,
         "refused requests changed the state"
+    );
+    assert_eq!(
+        applied_index(&client).await,
+        applied,
+        "an invalid request reached the log"
     );
 
     // A stale fencing token: the lease expires (the clock moves past its TTL), the job is
@@ -345,6 +363,7 @@ async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
     // Malformed requests change nothing: an oversized payload (the node's own limit) and
     // an empty batch are refused whole.
     let before = fingerprint(&client).await;
+    let applied = applied_index(&client).await;
     let oversized = client
         .enqueue_batch(pb::EnqueueBatchRequest {
             session: None,
@@ -364,14 +383,35 @@ async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
         .expect_err("empty batch");
     assert_eq!(empty.code(), Code::InvalidArgument);
     assert_eq!(fingerprint(&client).await.0, before.0);
-
-    // A job the scheduler refuses gets its error in its place; the others are added.
+    // So is a job the scheduler would refuse whatever the ledger holds (no tenant).
     let mut nameless = spec(vec![2]);
     nameless.tenant = String::new();
+    let malformed = client
+        .enqueue_batch(pb::EnqueueBatchRequest {
+            session: None,
+            specs: vec![spec(vec![1]), nameless],
+        })
+        .await
+        .expect_err("a nameless job");
+    assert_eq!(malformed.kind(), Some("invalid_input"));
+    assert!(
+        malformed.to_string().contains("specs[1].tenant"),
+        "{malformed}"
+    );
+    assert_eq!(
+        applied_index(&client).await,
+        applied,
+        "nothing was proposed"
+    );
+
+    // A job the ledger refuses (it depends on a job that does not exist) gets its error in
+    // its place; the others are added.
+    let mut orphan = spec(vec![2]);
+    orphan.depends_on = vec![999_999];
     let added = client
         .enqueue_batch(pb::EnqueueBatchRequest {
             session: None,
-            specs: vec![spec(vec![1]), nameless, spec(vec![3])],
+            specs: vec![spec(vec![1]), orphan, spec(vec![3])],
         })
         .await
         .expect("batch enqueue")
@@ -382,7 +422,7 @@ async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
         "{added:?}"
     );
     match &added[1].result {
-        Some(Added::Error(e)) => assert_eq!(e.kind, "invalid_input", "{e:?}"),
+        Some(Added::Error(e)) => assert_eq!(e.kind, "job_not_found", "{e:?}"),
         other => panic!("expected an item error, got {other:?}"),
     }
     assert!(

@@ -11,7 +11,7 @@ use crate::ledger::{At, State};
 /// Most items in one batch command.
 pub const MAX_BATCH: usize = 1_000;
 
-fn check_len(field: &str, len: usize) -> Result<(), SchedulerError> {
+pub(crate) fn check_len(field: &str, len: usize) -> Result<(), SchedulerError> {
     if len == 0 || len > MAX_BATCH {
         return Err(SchedulerError::invalid(
             field,

@@ -117,6 +117,17 @@ pub enum SchedulerError {
 }
 
 impl SchedulerError {
+    /// The same refusal, its field named as part of a batch's item (`specs[3].payload`).
+    pub(crate) fn in_item(self, item: &str) -> Self {
+        match self {
+            SchedulerError::InvalidInput { field, message } => SchedulerError::InvalidInput {
+                field: format!("{item}.{field}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         SchedulerError::InvalidInput {
             field: field.to_owned(),

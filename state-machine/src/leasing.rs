@@ -33,7 +33,7 @@ impl State {
         ttl_ms: Option<u64>,
         at: At,
     ) -> Response {
-        self.check_lease(&worker, &job_types, max, ttl_ms)?;
+        check_lease(&worker, &job_types, max, ttl_ms)?;
         if self.ledger.maintenance.is_some() {
             return Ok(Reply::Leased {
                 grants: Vec::new(),
@@ -43,36 +43,6 @@ impl State {
         let types: BTreeSet<JobType> = job_types.into_iter().collect();
         let grants = self.pick(&worker, &types, max as usize, ttl_ms, at);
         Ok(Reply::Leased { grants, held: None })
-    }
-
-    /// What makes a `Lease` request invalid, before any job is looked at.
-    pub(crate) fn check_lease(
-        &self,
-        worker: &WorkerId,
-        job_types: &[JobType],
-        max: u32,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), SchedulerError> {
-        check_name("worker", worker.as_str())?;
-        if job_types.is_empty() || job_types.len() > MAX_LEASE_JOB_TYPES {
-            return Err(SchedulerError::invalid(
-                "job_types",
-                format!("name between 1 and {MAX_LEASE_JOB_TYPES} job types"),
-            ));
-        }
-        for job_type in job_types {
-            check_name("job_types", job_type.as_str())?;
-        }
-        if max == 0 || max > MAX_LEASE_BATCH {
-            return Err(SchedulerError::invalid(
-                "max",
-                format!("must be between 1 and {MAX_LEASE_BATCH}"),
-            ));
-        }
-        if let Some(ttl) = ttl_ms {
-            check_ttl("ttl_ms", ttl)?;
-        }
-        Ok(())
     }
 
     /// Round-robin over tenants with ready work, starting after the tenant served last:
@@ -472,7 +442,7 @@ pub fn backoff_ms(job_id: JobId, attempt: u32, policy: &RetryPolicy) -> u64 {
     fixed + u64::from_be_bytes(first) % (spread + 1)
 }
 
-fn check_outputs(outputs: &[Artifact]) -> Result<(), SchedulerError> {
+pub(crate) fn check_outputs(outputs: &[Artifact]) -> Result<(), SchedulerError> {
     if outputs.len() > MAX_OUTPUTS {
         return Err(SchedulerError::invalid(
             "outputs",
@@ -497,4 +467,33 @@ fn clip(mut error: String) -> String {
         error.truncate(end);
     }
     error
+}
+
+/// What makes a `Lease` request invalid, before any job is looked at.
+pub(crate) fn check_lease(
+    worker: &WorkerId,
+    job_types: &[JobType],
+    max: u32,
+    ttl_ms: Option<u64>,
+) -> Result<(), SchedulerError> {
+    check_name("worker", worker.as_str())?;
+    if job_types.is_empty() || job_types.len() > MAX_LEASE_JOB_TYPES {
+        return Err(SchedulerError::invalid(
+            "job_types",
+            format!("name between 1 and {MAX_LEASE_JOB_TYPES} job types"),
+        ));
+    }
+    for job_type in job_types {
+        check_name("job_types", job_type.as_str())?;
+    }
+    if max == 0 || max > MAX_LEASE_BATCH {
+        return Err(SchedulerError::invalid(
+            "max",
+            format!("must be between 1 and {MAX_LEASE_BATCH}"),
+        ));
+    }
+    if let Some(ttl) = ttl_ms {
+        check_ttl("ttl_ms", ttl)?;
+    }
+    Ok(())
 }

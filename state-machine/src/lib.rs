@@ -23,6 +23,7 @@ mod schedule;
 mod session;
 mod snapshot;
 mod submit;
+mod validate;
 
 pub use batch::MAX_BATCH;
 pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply, Response};

@@ -12,7 +12,52 @@ use crate::schedule::{Cadence, CatchUp, Schedule};
 use crate::submit::{check_name, check_spec, check_stamp};
 use std::collections::BTreeMap;
 
-fn check_scope(scope: &Scope) -> Result<(), SchedulerError> {
+/// A quota's rate: at least one an hour (pausing is how to stop a source), a burst only
+/// with a rate, and at least one.
+pub(crate) fn check_rate(
+    max_per_hour: Option<u32>,
+    burst: Option<u32>,
+) -> Result<(), SchedulerError> {
+    if max_per_hour == Some(0) {
+        return Err(SchedulerError::invalid(
+            "max_per_hour",
+            "must be at least 1 (pause the source to stop it)",
+        ));
+    }
+    if burst.is_some() && max_per_hour.is_none() {
+        return Err(SchedulerError::invalid("burst", "needs max_per_hour"));
+    }
+    if burst == Some(0) {
+        return Err(SchedulerError::invalid("burst", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// A breaker's settings: a threshold in percent, a window of a second or more, at least
+/// one attempt before it may trip.
+pub(crate) fn check_breaker(c: &BreakerConfig) -> Result<(), SchedulerError> {
+    if !(1..=100).contains(&c.failure_threshold_percent) {
+        return Err(SchedulerError::invalid(
+            "failure_threshold_percent",
+            "must be between 1 and 100",
+        ));
+    }
+    if c.window_ms < 1_000 {
+        return Err(SchedulerError::invalid(
+            "window_ms",
+            "must be at least 1000",
+        ));
+    }
+    if c.min_attempts == 0 {
+        return Err(SchedulerError::invalid(
+            "min_attempts",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_scope(scope: &Scope) -> Result<(), SchedulerError> {
     if scope.tenant.is_none() && scope.job_type.is_none() {
         return Err(SchedulerError::invalid(
             "scope",
@@ -46,18 +91,7 @@ impl State {
             job_type,
         };
         check_scope(&scope)?;
-        if max_per_hour == Some(0) {
-            return Err(SchedulerError::invalid(
-                "max_per_hour",
-                "must be at least 1 (pause the source to stop it)",
-            ));
-        }
-        if burst.is_some() && max_per_hour.is_none() {
-            return Err(SchedulerError::invalid("burst", "needs max_per_hour"));
-        }
-        if burst == Some(0) {
-            return Err(SchedulerError::invalid("burst", "must be at least 1"));
-        }
+        check_rate(max_per_hour, burst)?;
         let rate = max_per_hour.map(|per_hour| {
             let burst = burst.unwrap_or(per_hour);
             match self.ledger.quotas.get(&scope).and_then(|q| q.rate.clone()) {
@@ -137,24 +171,7 @@ impl State {
         check_stamp(&stamp)?;
         check_name("job_type", job_type.as_str())?;
         if let Some(c) = &config {
-            if !(1..=100).contains(&c.failure_threshold_percent) {
-                return Err(SchedulerError::invalid(
-                    "failure_threshold_percent",
-                    "must be between 1 and 100",
-                ));
-            }
-            if c.window_ms < 1_000 {
-                return Err(SchedulerError::invalid(
-                    "window_ms",
-                    "must be at least 1000",
-                ));
-            }
-            if c.min_attempts == 0 {
-                return Err(SchedulerError::invalid(
-                    "min_attempts",
-                    "must be at least 1",
-                ));
-            }
+            check_breaker(c)?;
         }
         match config.clone() {
             Some(config) => {

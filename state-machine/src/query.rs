@@ -121,7 +121,7 @@ impl State {
         ttl_ms: Option<u64>,
         now_ms: u64,
     ) -> bool {
-        if self.check_lease(worker, job_types, max, ttl_ms).is_err()
+        if crate::leasing::check_lease(worker, job_types, max, ttl_ms).is_err()
             || self.ledger.maintenance.is_some()
             || self.next_due_ms().is_some_and(|due| due <= now_ms)
         {

@@ -140,6 +140,52 @@ pub(crate) fn check_ttl(field: &str, ttl_ms: u64) -> Result<(), SchedulerError> 
     Ok(())
 }
 
+/// A plan's backfill, size and step graph (no cycle, no unknown or doubled key); its
+/// steps in an order where every step follows what it depends on.
+fn check_plan_shape(
+    steps: &[PlanStep],
+    backfill: &Option<Backfill>,
+) -> Result<Vec<usize>, SchedulerError> {
+    check_backfill(backfill)?;
+    if steps.len() > MAX_PLAN_STEPS {
+        return Err(SchedulerError::invalid(
+            "steps",
+            format!("a plan has at most {MAX_PLAN_STEPS} steps"),
+        ));
+    }
+    topological_order(steps)
+}
+
+/// Two steps of one plan may not share an idempotency key (of one tenant).
+fn check_key_unique_in_plan<'a>(
+    step: &'a PlanStep,
+    keys_in_plan: &mut BTreeSet<(&'a TenantId, &'a String)>,
+) -> Result<(), SchedulerError> {
+    match &step.spec.idempotency_key {
+        Some(key) if !keys_in_plan.insert((&step.spec.tenant, key)) => {
+            Err(SchedulerError::invalid(
+                "idempotency_key",
+                format!("{key:?} is used by two steps of the plan"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Everything about a plan that does not depend on the ledger.
+pub(crate) fn check_plan(
+    steps: &[PlanStep],
+    backfill: &Option<Backfill>,
+) -> Result<(), SchedulerError> {
+    check_plan_shape(steps, backfill)?;
+    let mut keys_in_plan = BTreeSet::new();
+    for step in steps {
+        check_spec(&step.spec)?;
+        check_key_unique_in_plan(step, &mut keys_in_plan)?;
+    }
+    Ok(())
+}
+
 impl State {
     pub(crate) fn enqueue(&mut self, spec: JobSpec, at: At) -> Response {
         check_spec(&spec)?;
@@ -167,26 +213,12 @@ impl State {
         backfill: Option<Backfill>,
         at: At,
     ) -> Response {
-        check_backfill(&backfill)?;
-        if steps.len() > MAX_PLAN_STEPS {
-            return Err(SchedulerError::invalid(
-                "steps",
-                format!("a plan has at most {MAX_PLAN_STEPS} steps"),
-            ));
-        }
-        let order = topological_order(&steps)?;
+        let order = check_plan_shape(&steps, &backfill)?;
         let mut keys_in_plan = BTreeSet::new();
         for step in &steps {
             check_spec(&step.spec)?;
             self.check_dependencies(&step.spec.depends_on)?;
-            if let Some(key) = &step.spec.idempotency_key {
-                if !keys_in_plan.insert((&step.spec.tenant, key)) {
-                    return Err(SchedulerError::invalid(
-                        "idempotency_key",
-                        format!("{key:?} is used by two steps of the plan"),
-                    ));
-                }
-            }
+            check_key_unique_in_plan(step, &mut keys_in_plan)?;
         }
 
         let plan_id = PlanId(self.ledger.next_plan_id);

@@ -577,3 +577,50 @@ fn queue_depth_counts_per_tenant_and_type() {
     );
     assert_eq!((depth[1].tenant.as_str(), depth[1].ready), ("globex", 1));
 }
+
+#[test]
+fn a_command_check_refuses_what_apply_refuses_before_anything_is_applied() {
+    let mut cluster = Cluster::new();
+    let mut blank_tenant = spec("", "email");
+    blank_tenant.tenant = TenantId::new("");
+    let invalid = [
+        Command::Enqueue {
+            spec: blank_tenant.clone(),
+        },
+        Command::EnqueueBatch {
+            specs: vec![spec("acme", "email"), blank_tenant],
+        },
+        Command::Lease {
+            worker: WorkerId::new("w1"),
+            job_types: vec![JobType::new("email")],
+            max: 0,
+            ttl_ms: None,
+        },
+        Command::SetMaintenance {
+            enabled: true,
+            stamp: Stamp::new("ops", " "),
+        },
+    ];
+    for command in invalid {
+        let refused = command.check().expect_err("invalid");
+        assert!(
+            matches!(refused, SchedulerError::InvalidInput { .. }),
+            "{refused:?}"
+        );
+        if let Command::EnqueueBatch { .. } = command {
+            assert!(refused.to_string().contains("specs[1]"), "{refused}");
+            continue;
+        }
+        let applied = cluster.apply(command.clone());
+        assert_eq!(
+            applied,
+            Err(refused),
+            "apply refuses {command:?} the same way"
+        );
+    }
+    assert!(Command::Enqueue {
+        spec: spec("acme", "email")
+    }
+    .check()
+    .is_ok());
+}

@@ -385,10 +385,18 @@ impl Driver {
         let active_before = self.quota_load();
         let jobs_before = self.state.job_count();
         let was_enqueue = matches!(command, Command::Enqueue { .. });
+        // What a node checks before proposing never refuses what apply would accept.
+        let checked = command.check();
         self.index += 1;
         let response = self.state.apply(command, self.now_ms, self.index);
         if let Err(broken) = self.state.check_invariants() {
             return Err(TestCaseError::fail(format!("after {op:?}: {broken}")));
+        }
+        if let Err(refused) = &checked {
+            prop_assert!(
+                response.is_err(),
+                "{op:?}: check refused ({refused}) what apply accepted: {response:?}"
+            );
         }
         match &response {
             Ok(Reply::Leased { grants, .. }) => {

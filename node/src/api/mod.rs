@@ -142,8 +142,11 @@ impl Api {
     }
 
     /// Proposes `command` under the request's session, if it has one.
+    /// What `apply` would refuse whatever the state is refused here, before the log: an
+    /// invalid request never becomes an entry.
     async fn write(&self, session: Option<pb::Session>, command: Command) -> Result<Reply, Status> {
         check_session(session.as_ref())?;
+        command.check().map_err(|e| status::scheduler(&e))?;
         let write = match session {
             Some(session) if !session.client_id.is_empty() => Write::Request(ClientRequest {
                 client: session.client_id,

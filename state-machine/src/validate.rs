@@ -1,0 +1,106 @@
+//! What makes a command invalid whatever the ledger holds: the checks `apply` runs on a
+//! command's own fields, gathered in one call so that a node can run them before it
+//! proposes (an invalid request never reaches the log). `apply` runs the same functions
+//! again as the second line, so a command judged here is judged the same on every replica.
+//! What depends on the ledger (a job that exists, a live lease, a schedule's next firing)
+//! is left to `apply`.
+
+use crate::batch::check_len;
+use crate::command::{Command, CompleteItem, Completion};
+use crate::error::SchedulerError;
+use crate::leasing::{check_lease, check_outputs};
+use crate::operate::{check_breaker, check_rate, check_scope};
+use crate::submit::{check_name, check_plan, check_spec, check_stamp, check_text};
+
+impl Command {
+    /// Refuses the command if `apply` would refuse it on any state; a batch is refused
+    /// whole, its field naming the item (`specs[3].payload`).
+    pub fn check(&self) -> Result<(), SchedulerError> {
+        match self {
+            Command::Tick | Command::Heartbeat { .. } => Ok(()),
+            Command::Enqueue { spec } => check_spec(spec),
+            Command::EnqueueBatch { specs } => {
+                check_len("jobs", specs.len())?;
+                for (i, spec) in specs.iter().enumerate() {
+                    check_spec(spec).map_err(|e| e.in_item(&format!("specs[{i}]")))?;
+                }
+                Ok(())
+            }
+            Command::SubmitPlan { steps, backfill } => check_plan(steps, backfill),
+            Command::Lease {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+            } => check_lease(worker, job_types, *max, *ttl_ms),
+            Command::Complete { completion, .. } => check_completion(completion),
+            Command::CompleteBatch { items } => {
+                check_len("items", items.len())?;
+                for (i, CompleteItem { completion, .. }) in items.iter().enumerate() {
+                    check_completion(completion).map_err(|e| e.in_item(&format!("items[{i}]")))?;
+                }
+                Ok(())
+            }
+            Command::Cancel { stamp, .. }
+            | Command::Replay { stamp, .. }
+            | Command::SetMaintenance { stamp, .. } => check_stamp(stamp),
+            Command::SetQuota {
+                tenant,
+                job_type,
+                max_per_hour,
+                burst,
+                stamp,
+                ..
+            } => {
+                check_stamp(stamp)?;
+                check_scope(&crate::governance::Scope {
+                    tenant: Some(tenant.clone()),
+                    job_type: job_type.clone(),
+                })?;
+                check_rate(*max_per_hour, *burst)
+            }
+            Command::Throttle { scope, stamp, .. }
+            | Command::PauseSource { scope, stamp }
+            | Command::ResumeSource { scope, stamp } => {
+                check_stamp(stamp)?;
+                check_scope(scope)
+            }
+            Command::ConfigureBreaker {
+                job_type,
+                config,
+                stamp,
+            } => {
+                check_stamp(stamp)?;
+                check_name("job_type", job_type.as_str())?;
+                config.as_ref().map_or(Ok(()), check_breaker)
+            }
+            Command::ResetBreaker { job_type, stamp } => {
+                check_stamp(stamp)?;
+                check_name("job_type", job_type.as_str())
+            }
+            Command::CreateSchedule {
+                id,
+                template,
+                stamp,
+                ..
+            } => {
+                check_stamp(stamp)?;
+                check_name("schedule", id.as_str())?;
+                check_spec(template)
+            }
+            Command::PauseSchedule { stamp, .. } | Command::DeleteSchedule { stamp, .. } => {
+                check_stamp(stamp)
+            }
+        }
+    }
+}
+
+/// A reported outcome's own fields: outputs named and located, a give-up's reason given.
+fn check_completion(completion: &Completion) -> Result<(), SchedulerError> {
+    match completion {
+        Completion::Succeeded { outputs } => check_outputs(outputs),
+        // The error text is clipped to its limit, never refused.
+        Completion::Failed { .. } => Ok(()),
+        Completion::Canceled { reason } => check_text("reason", reason),
+    }
+}
