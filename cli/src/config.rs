@@ -2,7 +2,7 @@
 //! optional TOML file, then defaults, in that order of precedence.
 
 use clap::Args;
-use rota_node::{Limits, NodeSettings, DEFAULT_MAX_PAYLOAD_BYTES};
+use rota_node::{Limits, NodeSettings, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
 use rota_raft::{NodeId, RaftConfig, SnapshotPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -59,6 +59,13 @@ pub struct AgentArgs {
     /// Largest job payload accepted, in bytes [default: 1048576].
     #[arg(long, env = "ROTA_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Largest log entry, in bytes of the requests it carries; a single write over it is
+    /// refused. More than the largest payload [default: 4194304].
+    #[arg(long, env = "ROTA_MAX_ENTRY_BYTES")]
+    pub max_entry_bytes: Option<usize>,
+    /// Largest page of jobs a list answers, in bytes [default: 16777216].
+    #[arg(long, env = "ROTA_MAX_PAGE_BYTES")]
+    pub max_page_bytes: Option<usize>,
     /// How often the leader advances log time when idle, in ms [default: 250].
     #[arg(long, env = "ROTA_TICK_INTERVAL_MS")]
     pub tick_interval_ms: Option<u64>,
@@ -92,6 +99,8 @@ struct FileConfig {
     peers: Option<Vec<String>>,
     data_dir: Option<PathBuf>,
     max_payload_bytes: Option<usize>,
+    max_entry_bytes: Option<usize>,
+    max_page_bytes: Option<usize>,
     tick_interval_ms: Option<u64>,
     heartbeat_ms: Option<u64>,
     election_timeout_ms: Option<u64>,
@@ -179,11 +188,18 @@ impl AgentArgs {
         settings.advertise = advertise;
         settings.peers = peers;
         settings.limits = Limits {
-            max_payload_bytes: self
-                .max_payload_bytes
-                .or(file.max_payload_bytes)
-                .unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
+            max_payload_bytes: positive(
+                "max-payload-bytes",
+                self.max_payload_bytes.or(file.max_payload_bytes),
+            )?
+            .unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
+            max_page_bytes: positive(
+                "max-page-bytes",
+                self.max_page_bytes.or(file.max_page_bytes),
+            )?
+            .unwrap_or(DEFAULT_MAX_PAGE_BYTES),
         };
+        entry_budget(&mut settings, self.max_entry_bytes.or(file.max_entry_bytes))?;
         if let Some(ms) = positive(
             "tick-interval-ms",
             self.tick_interval_ms.or(file.tick_interval_ms),
@@ -210,6 +226,24 @@ impl AgentArgs {
         }
         Ok(settings)
     }
+}
+
+/// The log entry's byte budget, if given: more than the largest payload, so that a job
+/// with one fits.
+fn entry_budget(settings: &mut NodeSettings, bytes: Option<usize>) -> Result<(), ConfigError> {
+    if let Some(n) = positive("max-entry-bytes", bytes)? {
+        settings.commit.max_entry_bytes = n;
+    }
+    if settings.commit.max_entry_bytes <= settings.limits.max_payload_bytes {
+        return Err(ConfigError::Invalid(
+            "max-entry-bytes",
+            format!(
+                "{} must be more than max-payload-bytes ({}): a job with the largest payload must fit in an entry",
+                settings.commit.max_entry_bytes, settings.limits.max_payload_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Heartbeat, election timeout and snapshot policy, each if given; the election timeout

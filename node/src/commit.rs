@@ -19,19 +19,32 @@ pub struct CommitSettings {
     pub max_batch: usize,
     /// Most entries proposed and not yet answered.
     pub max_in_flight: usize,
+    /// Largest entry, in bytes of the requests it carries: an entry closes before it would
+    /// pass this, and a single write over it is refused at the edge. openraft sends each
+    /// AppendEntries within the heartbeat, so an entry must replicate well inside it.
+    pub max_entry_bytes: usize,
 }
+
+/// Default largest log entry: 4 MiB, four of the largest default payloads.
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for CommitSettings {
     fn default() -> Self {
         Self {
             max_batch: 1_024,
             max_in_flight: 4,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
         }
     }
 }
 
+/// The bytes a tick is counted as.
+const TICK_BYTES: usize = 16;
+
 struct Pending {
     write: Write,
+    /// The size of the request it came from, as the wire carried it.
+    bytes: usize,
     answer: oneshot::Sender<Result<Response, Status>>,
 }
 
@@ -39,6 +52,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Pending>,
+    max_entry_bytes: usize,
 }
 
 impl Committer {
@@ -50,20 +64,68 @@ impl Committer {
     ) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(settings.max_batch.max(1) * 4);
         let task = tokio::spawn(run(raft, settings, clock, incoming));
-        (Self { queue }, task)
+        let max_entry_bytes = settings.max_entry_bytes;
+        (
+            Self {
+                queue,
+                max_entry_bytes,
+            },
+            task,
+        )
     }
 
-    /// Proposes `write` in the next batch and waits for its response.
-    pub async fn submit(&self, write: Write) -> Result<Response, Status> {
+    /// Largest write (and entry) this committer takes, in bytes.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
+    }
+
+    /// Proposes a tick in the next batch.
+    pub async fn tick(&self) -> Result<Response, Status> {
+        self.submit(
+            Write::Command(rota_state_machine::Command::Tick),
+            TICK_BYTES,
+        )
+        .await
+    }
+
+    /// Proposes `write`, `bytes` large as its request came, in the next batch and waits for
+    /// its response. The caller has checked `bytes` against `max_entry_bytes`.
+    pub async fn submit(&self, write: Write, bytes: usize) -> Result<Response, Status> {
         let (answer, answered) = oneshot::channel();
         self.queue
-            .send(Pending { write, answer })
+            .send(Pending {
+                write,
+                bytes,
+                answer,
+            })
             .await
             .map_err(|_| status::shutting_down("the node is shutting down"))?;
         answered
             .await
             .map_err(|_| status::shutting_down("the node stopped before the write was answered"))?
     }
+}
+
+/// One entry's writes: `first` and whatever waits behind it, up to `max_batch` writes and
+/// `max_entry_bytes`; a write that would pass the byte budget is handed back for the next.
+fn gather(
+    first: Pending,
+    incoming: &mut mpsc::Receiver<Pending>,
+    settings: &CommitSettings,
+) -> (Vec<Pending>, Option<Pending>) {
+    let mut bytes = first.bytes;
+    let mut pending = vec![first];
+    while pending.len() < settings.max_batch {
+        let Ok(next) = incoming.try_recv() else {
+            break;
+        };
+        if bytes + next.bytes > settings.max_entry_bytes {
+            return (pending, Some(next));
+        }
+        bytes += next.bytes;
+        pending.push(next);
+    }
+    (pending, None)
 }
 
 async fn run(
@@ -73,18 +135,22 @@ async fn run(
     mut incoming: mpsc::Receiver<Pending>,
 ) {
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-    while let Some(first) = incoming.recv().await {
+    // A write that would have pushed the last entry past its byte budget opens the next.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match incoming.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
         // Waiting for a free slot first lets the batch grow while earlier ones replicate.
         let Ok(slot) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let mut pending = vec![first];
-        while pending.len() < settings.max_batch {
-            match incoming.try_recv() {
-                Ok(next) => pending.push(next),
-                Err(_) => break,
-            }
-        }
+        let (pending, over) = gather(first, &mut incoming, &settings);
+        carried = over;
         let now_ms = clock.stamp();
         let (writes, answers): (Vec<Write>, Vec<_>) =
             pending.into_iter().map(|p| (p.write, p.answer)).unzip();

@@ -11,6 +11,6 @@ mod status;
 mod tick;
 
 pub use clock::{system_clock, Clock};
-pub use commit::CommitSettings;
-pub use convert::Limits;
-pub use server::{NodeSettings, RunningNode, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use commit::{CommitSettings, DEFAULT_MAX_ENTRY_BYTES};
+pub use convert::{Limits, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use server::{NodeSettings, RunningNode};

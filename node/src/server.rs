@@ -61,9 +61,7 @@ impl NodeSettings {
             listen,
             advertise: None,
             peers: BTreeMap::new(),
-            limits: Limits {
-                max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-            },
+            limits: Limits::default(),
             tick_interval: Duration::from_millis(250),
             commit: CommitSettings::default(),
             raft: default_raft_config(),
@@ -81,9 +79,6 @@ impl NodeSettings {
         }
     }
 }
-
-/// Default largest payload: 1 MiB. The scheduler's own ceiling is 4 MiB.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 impl std::fmt::Debug for NodeSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -17,6 +17,15 @@ pub fn with_kind(code: Code, kind: &'static str, message: impl Into<String>) -> 
     status
 }
 
+/// A request over one of the node's byte budgets, named so the caller can find the setting.
+pub fn over_budget(limit: &str, message: impl std::fmt::Display) -> Status {
+    with_kind(
+        Code::ResourceExhausted,
+        "over_budget",
+        format!("{message} ({limit})"),
+    )
+}
+
 /// A field the request got wrong.
 pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     with_kind(

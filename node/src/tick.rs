@@ -4,8 +4,7 @@
 
 use crate::clock::LogClock;
 use crate::commit::Committer;
-use rota_raft::{RaftNode, Write};
-use rota_state_machine::Command;
+use rota_raft::RaftNode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ pub async fn run(raft: Arc<RaftNode>, committer: Committer, every: Duration, clo
         if !due {
             continue;
         }
-        if let Err(e) = committer.submit(Write::Command(Command::Tick)).await {
+        if let Err(e) = committer.tick().await {
             tracing::debug!(error = %e, "tick not committed");
         }
     }

@@ -20,6 +20,7 @@ async fn dev_node_with_clock(dir: &std::path::Path, clock: rota_node::Clock) -> 
     settings.clock = clock;
     settings.limits = Limits {
         max_payload_bytes: MAX_PAYLOAD,
+        ..Limits::default()
     };
     common::one_node(settings).await
 }

@@ -52,12 +52,12 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, pause_source);
         let request = request.into_inner();
-        self.0
-            .serve_write(SourceChange {
-                request,
-                pause: true,
-            })
-            .await
+        let bytes = prost::Message::encoded_len(&request);
+        let change = SourceChange {
+            request,
+            pause: true,
+        };
+        self.0.serve_sized(change, bytes).await
     }
 
     async fn resume_source(
@@ -66,12 +66,12 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, resume_source);
         let request = request.into_inner();
-        self.0
-            .serve_write(SourceChange {
-                request,
-                pause: false,
-            })
-            .await
+        let bytes = prost::Message::encoded_len(&request);
+        let change = SourceChange {
+            request,
+            pause: false,
+        };
+        self.0.serve_sized(change, bytes).await
     }
 
     async fn configure_breaker(

@@ -3,6 +3,7 @@
 use super::{forward_unless_here, forwarded, page_limit, stale, Api, Route};
 use crate::convert;
 use crate::status;
+use prost::Message;
 use rota_client::job_service;
 use rota_client::proto as pb;
 use rota_client::proto::job_service_server::JobService;
@@ -13,13 +14,27 @@ use tonic::{Request, Response, Status};
 /// The producer's service.
 pub struct Jobs(pub Arc<Api>);
 
-fn job_page(page: JobPage<'_>, summary: bool) -> pb::ListJobsResponse {
+/// A page as the wire carries it, closed early (naming where the next starts) before it
+/// would pass `max_bytes`; the first job always fits.
+fn job_page(page: JobPage<'_>, summary: bool, max_bytes: usize) -> pb::ListJobsResponse {
+    let mut jobs = Vec::new();
+    let mut bytes = 0;
+    for job in &page.jobs {
+        let out = convert::job_out(job, summary);
+        // The job's own bytes, and its field's tag and length prefix in the page.
+        let len = out.encoded_len() + 16;
+        if !jobs.is_empty() && bytes + len > max_bytes {
+            let last = jobs.last().map(|j: &pb::Job| j.id);
+            return pb::ListJobsResponse {
+                jobs,
+                next_after: last,
+            };
+        }
+        bytes += len;
+        jobs.push(out);
+    }
     pb::ListJobsResponse {
-        jobs: page
-            .jobs
-            .iter()
-            .map(|j| convert::job_out(j, summary))
-            .collect(),
+        jobs,
         next_after: page.next_after.map(|id| id.0),
     }
 }
@@ -115,10 +130,15 @@ impl JobService for Jobs {
         };
         let limit = page_limit(request.limit);
         let after = request.after.map(JobId);
+        let max_bytes = self.0.limits.max_page_bytes;
         let page = self
             .0
             .read(is_stale, |state| {
-                job_page(state.list_jobs(&filter, after, limit), request.summary)
+                job_page(
+                    state.list_jobs(&filter, after, limit),
+                    request.summary,
+                    max_bytes,
+                )
             })
             .await?;
         Ok(Response::new(page))
@@ -149,10 +169,11 @@ impl JobService for Jobs {
         let request = request.into_inner();
         let limit = page_limit(request.limit);
         let after = request.after.map(JobId);
+        let max_bytes = self.0.limits.max_page_bytes;
         let page = self
             .0
             .read(is_stale, |state| {
-                job_page(state.dead_letters(after, limit), false)
+                job_page(state.dead_letters(after, limit), false, max_bytes)
             })
             .await?;
         Ok(Response::new(page))

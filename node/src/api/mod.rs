@@ -135,17 +135,42 @@ impl Api {
 
     /// Converts a write request, proposes it under its session and converts the reply: the
     /// one write path every write call takes once it is at the leader.
-    async fn serve_write<W: WireWrite>(&self, request: W) -> Result<Response<W::Answer>, Status> {
+    async fn serve_write<W: WireWrite + prost::Message>(
+        &self,
+        request: W,
+    ) -> Result<Response<W::Answer>, Status> {
+        let bytes = request.encoded_len();
+        self.serve_sized(request, bytes).await
+    }
+
+    /// As `serve_write`, for a request `bytes` large on the wire.
+    async fn serve_sized<W: WireWrite>(
+        &self,
+        request: W,
+        bytes: usize,
+    ) -> Result<Response<W::Answer>, Status> {
         let (session, command) = request.command(&self.limits)?;
-        let reply = self.write(session, command).await?;
+        let reply = self.write(session, command, bytes).await?;
         W::answer(reply).map(Response::new)
     }
 
     /// Proposes `command` under the request's session, if it has one.
     /// What `apply` would refuse whatever the state is refused here, before the log: an
-    /// invalid request never becomes an entry.
-    async fn write(&self, session: Option<pb::Session>, command: Command) -> Result<Reply, Status> {
+    /// invalid request never becomes an entry, nor does one over an entry's byte budget.
+    async fn write(
+        &self,
+        session: Option<pb::Session>,
+        command: Command,
+        bytes: usize,
+    ) -> Result<Reply, Status> {
         check_session(session.as_ref())?;
+        let max_entry_bytes = self.committer.max_entry_bytes();
+        if bytes > max_entry_bytes {
+            return Err(status::over_budget(
+                "max_entry_bytes",
+                format!("the request is {bytes} bytes; one log entry holds at most {max_entry_bytes}: split it"),
+            ));
+        }
         command.check().map_err(|e| status::scheduler(&e))?;
         let write = match session {
             Some(session) if !session.client_id.is_empty() => Write::Request(ClientRequest {
@@ -156,7 +181,7 @@ impl Api {
             _ => Write::Command(command),
         };
         self.committer
-            .submit(write)
+            .submit(write, bytes)
             .await?
             .map_err(|e| status::scheduler(&e))
     }

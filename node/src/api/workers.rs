@@ -95,7 +95,9 @@ impl WorkerService for Workers {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, lease);
-        let (session, command) = request.into_inner().command(&self.0.limits)?;
+        let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request);
+        let (session, command) = request.command(&self.0.limits)?;
         check_session(session.as_ref())?;
         let session = session.filter(|s| !s.client_id.is_empty());
         let in_flight = match &session {
@@ -111,7 +113,7 @@ impl WorkerService for Workers {
                 held: pb::LeaseHold::None as i32,
             }));
         }
-        let reply = self.0.write(session, command).await?;
+        let reply = self.0.write(session, command, bytes).await?;
         pb::LeaseRequest::answer(reply).map(Response::new)
     }
 

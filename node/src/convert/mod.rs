@@ -18,11 +18,28 @@ use rota_state_machine::{
 };
 use tonic::Status as GrpcStatus;
 
-/// What a node accepts, beyond what the scheduler checks.
+/// What a node accepts and answers, beyond what the scheduler checks.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest job payload, in bytes.
     pub max_payload_bytes: usize,
+    /// Largest page of jobs a list answers, in encoded bytes: a page closes before it
+    /// would pass this (one job always fits) and says where the next starts.
+    pub max_page_bytes: usize,
+}
+
+/// Default largest payload: 1 MiB. The scheduler's own ceiling is 4 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// Default largest page: 16 MiB, a quarter of the gRPC message limit.
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+        }
+    }
 }
 
 /// A job spec from the wire, checked against the node's limits.
