@@ -19,6 +19,12 @@ pub const MAX_LEASE_JOB_TYPES: usize = 64;
 /// Most outputs one completion may report.
 pub const MAX_OUTPUTS: usize = 1_000;
 
+/// Most payload bytes one lease grants: it stops before the next job would pass this (one
+/// job is always granted), so the reply stays well inside gRPC's 64 MiB message limit
+/// however large payloads are. A grant the worker never receives is a lease burnt. A
+/// constant, not a node setting: every replica must pick the same jobs.
+pub const MAX_LEASE_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+
 /// Fencing tokens of one log entry share its index in their high bits, so tokens from a
 /// later entry are always larger, and one entry may grant up to 2^20 before spilling over
 /// (they still increase then).
@@ -57,7 +63,8 @@ impl State {
         ttl_ms: Option<u64>,
         at: At,
     ) -> Vec<Grant> {
-        let mut grants = Vec::new();
+        let mut grants: Vec<Grant> = Vec::new();
+        let mut payload_bytes = 0usize;
         let mut idle = 0usize;
         let mut cursor = self.ledger.fair_cursor.clone();
         while grants.len() < max && idle < self.idx.ready.len() {
@@ -66,6 +73,15 @@ impl State {
             };
             match self.best_candidate(&tenant, types, at.now_ms) {
                 Some((job_type, key)) => {
+                    let bytes = self
+                        .ledger
+                        .jobs
+                        .get(&key.2)
+                        .map_or(0, |j| j.spec.payload.len());
+                    if !grants.is_empty() && payload_bytes + bytes > MAX_LEASE_PAYLOAD_BYTES {
+                        break;
+                    }
+                    payload_bytes += bytes;
                     grants.push(self.grant(&tenant, &job_type, key.2, worker, ttl_ms, at));
                     self.ledger.fair_cursor = Some(tenant.clone());
                     idle = 0;

@@ -39,7 +39,7 @@ pub use job::{
     Artifact, Attempt, AttemptOutcome, Backfill, Job, JobEvent, JobEventKind, JobSpec, JobState,
     Lease, Origin, RetryPolicy, Status, DEFAULT_LEASE_TTL_MS, DEFAULT_PRIORITY, REPLAY_PRIORITY,
 };
-pub use leasing::{backoff_ms, MAX_LEASE_BATCH};
+pub use leasing::{backoff_ms, MAX_LEASE_BATCH, MAX_LEASE_PAYLOAD_BYTES};
 pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};

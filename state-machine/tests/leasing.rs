@@ -499,3 +499,25 @@ fn a_backoff_as_long_as_time_itself_does_not_overflow_log_time() {
         other => panic!("expected a scheduled retry, got {other:?}"),
     }
 }
+
+#[test]
+fn a_lease_stops_granting_before_its_payloads_pass_the_reply_budget() {
+    let mut cluster = Cluster::new();
+    let payload = MAX_PAYLOAD_BYTES;
+    let fit = MAX_LEASE_PAYLOAD_BYTES / payload;
+    for _ in 0..fit + 2 {
+        let mut big = spec("acme", "email");
+        big.payload = vec![9; payload];
+        cluster.enqueue(big);
+    }
+    let first = cluster.lease("w1", &["email"], 1_000);
+    assert_eq!(first.len(), fit, "as many as fit in the budget");
+    let bytes: usize = first.iter().map(|g| g.payload.len()).sum();
+    assert!(bytes <= MAX_LEASE_PAYLOAD_BYTES);
+    let rest = cluster.lease("w1", &["email"], 1_000);
+    assert_eq!(
+        rest.len(),
+        2,
+        "the rest wait for the next lease, still ready"
+    );
+}
