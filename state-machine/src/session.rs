@@ -3,7 +3,7 @@
 //! each client's latest answer. A retry gets that answer again instead of a second effect
 //! (a second batch of leases, say).
 
-use crate::command::{Command, Response};
+use crate::command::{Command, Grant, Reply, Response};
 use crate::error::SchedulerError;
 use crate::ids::ClientId;
 use crate::ledger::{Session, State};
@@ -22,6 +22,25 @@ pub struct ClientRequest {
     pub seq: u64,
     /// The write itself.
     pub command: Command,
+}
+
+/// What a session keeps of an answer: all a retry needs (ids, fencing tokens, outcomes),
+/// not the payloads of a lease's grants, which the ledger holds anyway. Sessions would
+/// otherwise keep every leased payload for a day.
+fn without_payloads(response: &Response) -> Response {
+    match response {
+        Ok(Reply::Leased { grants, held }) => Ok(Reply::Leased {
+            grants: grants
+                .iter()
+                .map(|g| Grant {
+                    payload: Vec::new(),
+                    ..g.clone()
+                })
+                .collect(),
+            held: *held,
+        }),
+        other => other.clone(),
+    }
 }
 
 impl State {
@@ -53,7 +72,7 @@ impl State {
             .insert((last_seen_ms, client.clone()));
         let session = Session {
             seq,
-            response: response.clone(),
+            response: without_payloads(&response),
             last_seen_ms,
         };
         self.ledger.sessions.insert(client, session);
@@ -73,13 +92,27 @@ impl State {
             .session(&client)
             .expect("has_answered holds only for a client with a session");
         if seq == latest.seq {
-            return latest.response.clone();
+            return self.with_payloads(latest.response.clone());
         }
         Err(SchedulerError::StaleRequest {
             client,
             seq,
             latest: latest.seq,
         })
+    }
+
+    /// A remembered answer as it was first given: a lease's grants get their payloads back
+    /// from the ledger, where the jobs (and their unchanging payloads) still are.
+    fn with_payloads(&self, response: Response) -> Response {
+        let Ok(Reply::Leased { mut grants, held }) = response else {
+            return response;
+        };
+        for grant in &mut grants {
+            if let Some(job) = self.ledger.jobs.get(&grant.job_id) {
+                grant.payload = job.spec.payload.clone();
+            }
+        }
+        Ok(Reply::Leased { grants, held })
     }
 
     /// A client's session, if the ledger still remembers it.

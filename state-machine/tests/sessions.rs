@@ -137,3 +137,28 @@ fn idle_sessions_are_forgotten_after_their_ttl() {
     let again = c.apply_request(request(1, lease(1)));
     assert!(matches!(again, Ok(Reply::Leased { ref grants, .. }) if grants.len() == 1));
 }
+
+#[test]
+fn a_session_keeps_no_payloads_yet_a_retried_lease_gets_them_back() {
+    let mut c = Cluster::new();
+    for n in 0..3u8 {
+        let mut job = spec("acme", "t");
+        job.payload = vec![n; 10_000];
+        c.enqueue(job);
+    }
+    let first = c.apply_request(request(1, lease(3)));
+    let Ok(Reply::Leased { grants, .. }) = &first else {
+        panic!("lease failed: {first:?}");
+    };
+    assert!(grants.iter().all(|g| g.payload.len() == 10_000));
+    let kept = &c.state.session("client-a").expect("a session").response;
+    let Ok(Reply::Leased { grants: kept, .. }) = kept else {
+        panic!("the session keeps the lease's answer: {kept:?}");
+    };
+    assert!(
+        kept.iter().all(|g| g.payload.is_empty()),
+        "the session keeps ids and tokens, not payloads"
+    );
+    let retried = c.apply_request(request(1, lease(3)));
+    assert_eq!(retried, first, "the retry is answered as the first try was");
+}
