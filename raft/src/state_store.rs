@@ -1,14 +1,23 @@
 //! The state-machine adapter: applies committed entries to the scheduler, builds and
 //! installs snapshots, and keeps the latest snapshot where a restart finds it.
 //!
-//! A snapshot's bytes are a header (the length of the encoded `SnapshotMeta`, then the
-//! meta) followed by the scheduler's own snapshot. The same bytes are the file on disk and
-//! what followers receive, so an installed snapshot is kept exactly as it arrived.
+//! A snapshot's bytes are a checksum prefix (`ROTASNP2`, then the sha256 of everything
+//! after it), a header (the length of the encoded `SnapshotMeta`, then the meta) and the
+//! scheduler's own snapshot. The same bytes are the file on disk and what followers
+//! receive, so an installed snapshot is kept exactly as it arrived, and the checksum is
+//! verified before any snapshot is used: at start-up, and when one is installed. A file
+//! without the prefix is one an older rota wrote, read as it was.
+//!
+//! Building and installing never write the same file: each writes a temporary file of its
+//! own in the snapshot directory, syncs it and renames it over `current.snapshot`, so the
+//! previous snapshot stays until the new one is durable. Encoding, hashing and syncing run
+//! off the async runtime.
 
 use crate::types::{BatchReply, Entry, LogId, NodeId, RotaNode, StorageError, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
 use rota_state_machine::State;
+use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 #[cfg(feature = "simulation")]
@@ -41,8 +50,40 @@ fn io_error(message: impl Into<String>) -> std::io::Error {
     std::io::Error::other(message.into())
 }
 
-/// Splits snapshot bytes into the meta and the scheduler's part.
+/// What a checksummed snapshot starts with.
+const MAGIC: &[u8; 8] = b"ROTASNP2";
+/// The magic and the sha256 after it.
+const PREFIX_LEN: usize = MAGIC.len() + 32;
+
+/// The checksum prefix of a snapshot made of `parts`.
+fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    [MAGIC.as_slice(), hasher.finalize().as_slice()].concat()
+}
+
+/// The bytes after the checksum prefix, once the checksum holds; a legacy snapshot (no
+/// prefix) as it is.
+fn verified(bytes: &[u8]) -> Result<&[u8], std::io::Error> {
+    let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return Ok(bytes);
+    };
+    let (sum, body) = rest
+        .split_at_checked(32)
+        .ok_or_else(|| io_error("snapshot truncated inside its checksum"))?;
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(io_error(
+            "snapshot checksum does not match: the file is corrupt or truncated",
+        ));
+    }
+    Ok(body)
+}
+
+/// Splits snapshot bytes into the meta and the scheduler's part, after checking them.
 fn parse(bytes: &[u8]) -> Result<(Meta, &[u8]), std::io::Error> {
+    let bytes = verified(bytes)?;
     let (len, rest) = bytes
         .split_at_checked(4)
         .ok_or_else(|| io_error("snapshot shorter than its header"))?;
@@ -56,6 +97,13 @@ fn parse(bytes: &[u8]) -> Result<(Meta, &[u8]), std::io::Error> {
 
 /// Reads the meta from the head of a snapshot file and rewinds it.
 fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error> {
+    let mut magic = [0u8; 8];
+    file.read_exact(&mut magic)?;
+    if magic != *MAGIC {
+        file.seek(SeekFrom::Start(0))?;
+    } else {
+        file.seek(SeekFrom::Start(PREFIX_LEN as u64))?;
+    }
     let mut len = [0u8; 4];
     file.read_exact(&mut len)?;
     let mut meta = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -79,26 +127,34 @@ impl SnapshotStore {
         dir.join("current.snapshot")
     }
 
-    /// Keeps `header` then `state` as the latest snapshot: written beside, synced, renamed
-    /// over. The two parts are written in turn, never copied into one buffer.
-    fn save(&self, header: &[u8], state: &[u8]) -> Result<(), std::io::Error> {
+    /// Keeps `parts`, in order, as the latest snapshot: written to a temporary file of its
+    /// own (a build and an install never share one), synced, renamed over the previous one,
+    /// which stays until then. The parts are written in turn, never copied into one buffer.
+    fn save(&self, parts: &[&[u8]]) -> Result<(), std::io::Error> {
         match self {
             SnapshotStore::Dir(dir) => {
-                let tmp = dir.join("current.snapshot.tmp");
-                let mut file = std::fs::File::create(&tmp)?;
-                file.write_all(header)?;
-                file.write_all(state)?;
-                file.sync_all()?;
-                std::fs::rename(&tmp, Self::current_path(dir))?;
+                let mut file = tempfile::NamedTempFile::new_in(dir)?;
+                for part in parts {
+                    file.write_all(part)?;
+                }
+                file.as_file().sync_all()?;
+                file.persist(Self::current_path(dir)).map_err(|e| e.error)?;
                 std::fs::File::open(dir)?.sync_all()
             }
             SnapshotStore::Memory(slot) => {
                 *slot
                     .lock()
-                    .map_err(|_| io_error("snapshot lock poisoned"))? =
-                    Some([header, state].concat());
+                    .map_err(|_| io_error("snapshot lock poisoned"))? = Some(parts.concat());
                 Ok(())
             }
+        }
+    }
+
+    /// Where the latest snapshot is kept, for messages.
+    fn describe(&self) -> String {
+        match self {
+            SnapshotStore::Dir(dir) => Self::current_path(dir).display().to_string(),
+            SnapshotStore::Memory(_) => "the in-memory snapshot".to_owned(),
         }
     }
 
@@ -196,11 +252,13 @@ impl StateStore {
     }
 
     fn start(snapshots: SnapshotStore) -> Result<Self, std::io::Error> {
-        let applied = match snapshots.load()? {
+        // A snapshot that cannot be used is named with the reason, not just refused.
+        let unusable = |why: String| io_error(format!("{}: {why}", snapshots.describe()));
+        let applied = match snapshots.load().map_err(|e| unusable(e.to_string()))? {
             Some(bytes) => {
-                let (meta, state) = parse(&bytes)?;
+                let (meta, state) = parse(&bytes).map_err(|e| unusable(e.to_string()))?;
                 Applied {
-                    state: State::restore(state).map_err(|e| io_error(e.to_string()))?,
+                    state: State::restore(state).map_err(|e| unusable(e.to_string()))?,
                     last_applied: meta.last_log_id,
                     membership: meta.last_membership,
                 }
@@ -254,15 +312,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             };
             (meta, frozen)
         };
-        let state = frozen
-            .snapshot()
-            .map_err(|e| StorageIOError::read_state_machine(&e))?;
-        drop(frozen);
         let write_err =
             |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
         let header = header(&meta).map_err(write_err)?;
-        self.snapshots.save(&header, &state).map_err(write_err)?;
-        drop(state);
+        // Encoding, hashing and syncing a large state take a while: not on the runtime.
+        let snapshots = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || {
+            let state = frozen.snapshot().map_err(|e| io_error(e.to_string()))?;
+            drop(frozen);
+            let prefix = prefix(&[&header, &state]);
+            snapshots.save(&[&prefix, &header, &state])
+        })
+        .await
+        .map_err(|e| write_err(io_error(e.to_string())))?
+        .map_err(write_err)?;
         let file = self
             .snapshots
             .open()
@@ -376,11 +439,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
-        // Kept exactly as received: the header is what precedes the scheduler's part.
-        let (head, body) = bytes.split_at(bytes.len() - state_bytes.len());
-        self.snapshots
-            .save(head, body)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+        // Kept exactly as received (checksum verified above), synced off the runtime.
+        let snapshots = self.snapshots.clone();
+        let write_err =
+            |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
+        tokio::task::spawn_blocking(move || snapshots.save(&[&bytes]))
+            .await
+            .map_err(|e| write_err(io_error(e.to_string())))?
+            .map_err(|e| write_err(e).into())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

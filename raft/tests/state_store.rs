@@ -91,3 +91,85 @@ impl ReadForTest for StateStore {
         )
     }
 }
+
+/// A store on `dir` with two entries applied and a snapshot of them built.
+async fn snapshotted(dir: &std::path::Path) -> StateStore {
+    let mut store = StateStore::open_dir(dir).expect("open");
+    store
+        .apply([entry(1, vec![enqueue(0)]), entry(2, vec![enqueue(1)])])
+        .await
+        .expect("apply");
+    store
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    store
+}
+
+#[tokio::test]
+async fn a_corrupt_or_truncated_snapshot_file_is_detected_and_named() {
+    for damage in ["flip a byte", "truncate"] {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        snapshotted(dir.path()).await;
+        let path = dir.path().join("current.snapshot");
+        let mut bytes = std::fs::read(&path).expect("the snapshot file");
+        match damage {
+            "flip a byte" => {
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0xff;
+            }
+            _ => bytes.truncate(bytes.len() / 2),
+        }
+        std::fs::write(&path, &bytes).expect("damage it");
+        let refused = StateStore::open_dir(dir.path()).expect_err(damage);
+        let message = refused.to_string();
+        assert!(message.contains("current.snapshot"), "{damage}: {message}");
+        assert!(message.contains("checksum"), "{damage}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn building_and_installing_at_once_leave_a_valid_snapshot() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut store = snapshotted(dir.path()).await;
+    // What a leader would send: another store's snapshot, further along.
+    let mut leader = StateStore::in_memory();
+    leader
+        .apply((1..=5).map(|i| entry(i, vec![enqueue(i)])))
+        .await
+        .expect("apply");
+    let sent = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("leader snapshot");
+    let mut bytes = Vec::new();
+    let mut data = sent.snapshot;
+    tokio::io::AsyncReadExt::read_to_end(&mut data, &mut bytes)
+        .await
+        .expect("the leader's snapshot");
+
+    // The build and the install each write on a blocking thread of their own, together.
+    for round in 0..20 {
+        let mut builder = store.get_snapshot_builder().await;
+        let mut installer = store.clone();
+        let meta = sent.meta.clone();
+        let mut scratch = installer.begin_receiving_snapshot().await.expect("scratch");
+        tokio::io::AsyncWriteExt::write_all(&mut scratch, &bytes)
+            .await
+            .expect("receive");
+        let (built, installed) = tokio::join!(
+            builder.build_snapshot(),
+            installer.install_snapshot(&meta, scratch)
+        );
+        built.expect("build");
+        installed.expect("install");
+        let reopened = StateStore::open_dir(dir.path())
+            .unwrap_or_else(|e| panic!("round {round}: the snapshot on disk is unusable: {e}"));
+        let (applied, _, _) = reopened.read_local_for_test();
+        assert!(applied.is_some(), "round {round}");
+    }
+}
