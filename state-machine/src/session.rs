@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 /// after that long may see its write applied twice.
 pub const SESSION_TTL_MS: u64 = 24 * 3_600_000;
 
+/// Most sessions the ledger keeps. A new client past it pushes out the session idle the
+/// longest, whose client then meets a retry applied as new (as after `SESSION_TTL_MS`).
+/// A session holds ids and tokens, not payloads: 100,000 of them stay a few tens of MiB.
+pub const MAX_SESSIONS: usize = 100_000;
+
 /// A command with the client session it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRequest {
@@ -76,6 +81,7 @@ impl State {
             last_seen_ms,
         };
         self.ledger.sessions.insert(client, session);
+        self.forget_sessions_over(MAX_SESSIONS);
         response
     }
 
@@ -118,6 +124,18 @@ impl State {
     /// A client's session, if the ledger still remembers it.
     pub fn session(&self, client: &str) -> Option<&Session> {
         self.ledger.sessions.get(client)
+    }
+
+    /// Forgets the sessions idle the longest until at most `max` remain.
+    fn forget_sessions_over(&mut self, max: usize) {
+        while self.ledger.sessions.len() > max {
+            let (_, client) = self
+                .idx
+                .session_expiry
+                .pop_first()
+                .expect("every session is in the expiry index");
+            self.ledger.sessions.remove(&client);
+        }
     }
 
     /// Forgets sessions idle for longer than `SESSION_TTL_MS` of log time.

@@ -162,3 +162,27 @@ fn a_session_keeps_no_payloads_yet_a_retried_lease_gets_them_back() {
     let retried = c.apply_request(request(1, lease(3)));
     assert_eq!(retried, first, "the retry is answered as the first try was");
 }
+
+#[test]
+fn past_the_session_limit_the_longest_idle_session_is_forgotten() {
+    let mut state = State::new();
+    let mut index = 0;
+    let mut now_ms = 1_000_000;
+    for n in 0..=MAX_SESSIONS {
+        index += 1;
+        now_ms += 1;
+        let request = ClientRequest {
+            client: format!("client-{n}").into(),
+            seq: 1,
+            command: Command::Tick,
+        };
+        state.apply_request(request, now_ms, index).expect("a tick");
+    }
+    state.check_invariants().expect("invariants hold");
+    assert!(
+        state.session("client-0").is_none(),
+        "the longest idle went first"
+    );
+    assert!(state.session("client-1").is_some());
+    assert!(state.session(&format!("client-{MAX_SESSIONS}")).is_some());
+}
