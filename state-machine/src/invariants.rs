@@ -12,7 +12,13 @@ impl State {
         self.check_indexes()?;
         let ledger = &self.ledger;
         let mut live_leases = BTreeSet::new();
+        let mut created_ms = 0;
         for (id, job) in &ledger.jobs {
+            // Listings turn a time window into an id range on this.
+            if job.created_ms < created_ms {
+                return Err(format!("{id} was created before the job ahead of it"));
+            }
+            created_ms = job.created_ms;
             if job.id != *id || id.0 >= ledger.next_job_id {
                 return Err(format!(
                     "{id} is filed under the wrong id or beyond the id counter"
@@ -78,9 +84,12 @@ impl State {
     fn check_indexes(&self) -> Result<(), String> {
         let rebuilt = Indexes::rebuild(&self.ledger);
         let idx = &self.idx;
-        let checks: [(&str, bool); 10] = [
+        let checks: [(&str, bool); 13] = [
             ("ready", idx.ready == rebuilt.ready),
             ("by_status", idx.by_status == rebuilt.by_status),
+            ("status_counts", idx.status_counts == rebuilt.status_counts),
+            ("by_tenant", idx.by_tenant == rebuilt.by_tenant),
+            ("by_type", idx.by_type == rebuilt.by_type),
             ("idempotency", idx.idempotency == rebuilt.idempotency),
             ("dependents", idx.dependents == rebuilt.dependents),
             ("timers", idx.timers == rebuilt.timers),

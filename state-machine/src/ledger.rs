@@ -66,6 +66,11 @@ pub(crate) fn ready_key(priority: u16, eligible_ms: u64, id: JobId) -> ReadyKey 
 pub(crate) struct Indexes {
     pub ready: BTreeMap<TenantId, BTreeMap<JobType, BTreeSet<ReadyKey>>>,
     pub by_status: BTreeSet<(Status, JobId)>,
+    /// Jobs per status, indexed by `Status as usize`: kept, so counting is free.
+    pub status_counts: [u64; 7],
+    /// Jobs by tenant and by job type, for lists that filter on them.
+    pub by_tenant: BTreeSet<(TenantId, JobId)>,
+    pub by_type: BTreeSet<(JobType, JobId)>,
     pub idempotency: BTreeMap<(TenantId, String), JobId>,
     /// Dependency to the pending jobs still waiting on it.
     pub dependents: BTreeMap<JobId, BTreeSet<JobId>>,
@@ -85,10 +90,7 @@ impl Indexes {
     pub(crate) fn rebuild(ledger: &Ledger) -> Indexes {
         let mut idx = Indexes::default();
         for job in ledger.jobs.values() {
-            if let Some(key) = &job.spec.idempotency_key {
-                idx.idempotency
-                    .insert((job.spec.tenant.clone(), key.clone()), job.id);
-            }
+            idx.add_created(job);
             idx.add(job);
         }
         for schedule in ledger.schedules.values() {
@@ -99,6 +101,17 @@ impl Indexes {
                 .insert((session.last_seen_ms, client.clone()));
         }
         idx
+    }
+
+    /// Adds the entries a job has for its whole life: its idempotency key, tenant and type.
+    pub(crate) fn add_created(&mut self, job: &Job) {
+        let spec = &job.spec;
+        if let Some(key) = &spec.idempotency_key {
+            self.idempotency
+                .insert((spec.tenant.clone(), key.clone()), job.id);
+        }
+        self.by_tenant.insert((spec.tenant.clone(), job.id));
+        self.by_type.insert((spec.job_type.clone(), job.id));
     }
 
     /// Adds the entries of `job` in its current state.
@@ -116,6 +129,13 @@ impl Indexes {
         let spec = &job.spec;
         let status = job.status();
         toggle(&mut self.by_status, (status, id), add);
+        let count = &mut self.status_counts[status as usize];
+        *count = match add {
+            true => *count + 1,
+            false => count
+                .checked_sub(1)
+                .expect("a job is removed from the status count it was added to"),
+        };
         let depth = self
             .depth
             .entry((spec.tenant.clone(), spec.job_type.clone()))

@@ -7,7 +7,6 @@ use crate::ledger::State;
 use crate::plan::{Plan, PlanStatus};
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
-use std::ops::Bound;
 use std::sync::Arc;
 
 /// Most jobs one page returns.
@@ -142,28 +141,33 @@ impl State {
     /// Jobs matching `filter` with ids after `after`, at most `limit` (capped at `MAX_PAGE`).
     pub fn list_jobs(&self, filter: &JobFilter, after: Option<JobId>, limit: usize) -> JobPage<'_> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let candidates: Box<dyn Iterator<Item = &Job>> = match filter.status {
-            Some(status) => {
-                let from = match after {
-                    Some(id) => Bound::Excluded((status, id)),
-                    None => Bound::Included((status, JobId(0))),
-                };
-                Box::new(
-                    self.idx
-                        .by_status
-                        .range((from, Bound::Included((status, JobId(u64::MAX)))))
-                        .filter_map(|(_, id)| self.ledger.jobs.get(id).map(Arc::as_ref)),
-                )
-            }
-            None => Box::new(
-                self.ledger
-                    .jobs
-                    .range((start, Bound::Unbounded))
-                    .map(|(_, job)| job.as_ref()),
+        let (low, high) = self.id_window(filter, after);
+        // The most selective index the filter allows; no scan of the ledger beyond it.
+        let ids: Box<dyn Iterator<Item = JobId>> = match (&filter.status, &filter.tenant) {
+            (Some(status), _) => Box::new(
+                self.idx
+                    .by_status
+                    .range((*status, low)..(*status, high))
+                    .map(|(_, id)| *id),
             ),
+            (None, Some(tenant)) => Box::new(
+                self.idx
+                    .by_tenant
+                    .range((tenant.clone(), low)..(tenant.clone(), high))
+                    .map(|(_, id)| *id),
+            ),
+            (None, None) => match &filter.job_type {
+                Some(job_type) => Box::new(
+                    self.idx
+                        .by_type
+                        .range((job_type.clone(), low)..(job_type.clone(), high))
+                        .map(|(_, id)| *id),
+                ),
+                None => Box::new(self.ledger.jobs.range(low..high).map(|(id, _)| *id)),
+            },
         };
-        let mut jobs: Vec<&Job> = candidates
+        let mut jobs: Vec<&Job> = ids
+            .filter_map(|id| self.ledger.jobs.get(&id).map(Arc::as_ref))
             .filter(|j| filter.matches(j))
             .take(limit + 1)
             .collect();
@@ -174,6 +178,33 @@ impl State {
             None
         };
         JobPage { jobs, next_after }
+    }
+
+    /// The ids a listing may return, `low` included and `high` not: after `after`, and
+    /// inside the filter's time window. Jobs are created in id order and log time never
+    /// goes back, so creation times grow with ids and a window is an id range.
+    fn id_window(&self, filter: &JobFilter, after: Option<JobId>) -> (JobId, JobId) {
+        let after = after.map_or(0, |a| a.0.saturating_add(1));
+        let since = filter
+            .since_ms
+            .map_or(0, |ms| self.first_id_created_at_or_after(ms));
+        let until = filter
+            .until_ms
+            .map_or(u64::MAX, |ms| self.first_id_created_at_or_after(ms));
+        (JobId(after.max(since)), JobId(until.max(after.max(since))))
+    }
+
+    /// The smallest id whose job was created at or after `ms` (binary search over ids).
+    fn first_id_created_at_or_after(&self, ms: u64) -> u64 {
+        let (mut low, mut high) = (0, self.ledger.next_job_id);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.ledger.jobs.range(JobId(mid)..).next() {
+                Some((id, job)) if job.created_ms < ms => low = id.0 + 1,
+                _ => high = mid,
+            }
+        }
+        low
     }
 
     /// The dead-letter queue, oldest first.
@@ -204,11 +235,7 @@ impl State {
 
     /// Jobs per status across the ledger.
     pub fn status_counts(&self) -> [(Status, usize); 7] {
-        Status::ALL.map(|s| {
-            let low = (s, JobId(0));
-            let high = (s, JobId(u64::MAX));
-            (s, self.idx.by_status.range(low..=high).count())
-        })
+        Status::ALL.map(|s| (s, self.idx.status_counts[s as usize] as usize))
     }
 
     /// A plan, its derived status and its steps.

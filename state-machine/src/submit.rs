@@ -417,11 +417,7 @@ impl State {
         if job.status() == Status::Ready {
             record(&mut job, at, JobEventKind::Ready);
         }
-        if let Some(key) = &job.spec.idempotency_key {
-            self.idx
-                .idempotency
-                .insert((job.spec.tenant.clone(), key.clone()), id);
-        }
+        self.idx.add_created(&job);
         self.idx.add(&job);
         self.ledger.jobs.insert(id, Arc::new(job));
         id

@@ -624,3 +624,80 @@ fn a_command_check_refuses_what_apply_refuses_before_anything_is_applied() {
     .check()
     .is_ok());
 }
+
+#[test]
+fn listings_by_tenant_type_status_and_window_match_a_full_scan() {
+    let mut c = Cluster::new();
+    let tenants = ["acme", "globex", "initech"];
+    let types = ["email", "etl"];
+    for n in 0..60usize {
+        c.enqueue(spec(tenants[n % 3], types[n % 2]));
+        if n % 7 == 0 {
+            c.advance(1_000);
+        }
+    }
+    let grants = c.lease("w1", &["etl"], 10);
+    for grant in grants.iter().take(4) {
+        c.succeed(grant);
+    }
+    let start = c.now_ms - 9_000;
+    let end = c.now_ms - 2_000;
+    let filters = [
+        JobFilter {
+            tenant: Some(TenantId::new("globex")),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            job_type: Some(JobType::new("etl")),
+            since_ms: Some(start),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            tenant: Some(TenantId::new("acme")),
+            job_type: Some(JobType::new("email")),
+            until_ms: Some(end),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            status: Some(Status::Succeeded),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            since_ms: Some(start),
+            until_ms: Some(end),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            since_ms: Some(end),
+            until_ms: Some(start),
+            ..JobFilter::default()
+        },
+    ];
+    for filter in &filters {
+        let expected: Vec<JobId> = (0..60)
+            .map(JobId)
+            .filter(|id| {
+                let job = c.state.job(*id).expect("job");
+                filter.status.is_none_or(|s| job.status() == s)
+                    && filter.tenant.as_ref().is_none_or(|t| &job.spec.tenant == t)
+                    && filter
+                        .job_type
+                        .as_ref()
+                        .is_none_or(|t| &job.spec.job_type == t)
+                    && filter.since_ms.is_none_or(|s| job.created_ms >= s)
+                    && filter.until_ms.is_none_or(|u| job.created_ms < u)
+            })
+            .collect();
+        let mut listed = Vec::new();
+        let mut after = None;
+        loop {
+            let page = c.state.list_jobs(filter, after, 4);
+            listed.extend(page.jobs.iter().map(|j| j.id));
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, expected, "{filter:?}");
+    }
+}

@@ -172,7 +172,7 @@ fn past_the_session_limit_the_longest_idle_session_is_forgotten() {
         index += 1;
         now_ms += 1;
         let request = ClientRequest {
-            client: format!("client-{n}").into(),
+            client: format!("client-{n}"),
             seq: 1,
             command: Command::Tick,
         };
