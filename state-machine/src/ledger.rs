@@ -68,9 +68,10 @@ pub(crate) struct Indexes {
     pub by_status: BTreeSet<(Status, JobId)>,
     /// Jobs per status, indexed by `Status as usize`: kept, so counting is free.
     pub status_counts: [u64; 7],
-    /// Jobs by tenant and by job type, for lists that filter on them.
-    pub by_tenant: BTreeSet<(TenantId, JobId)>,
-    pub by_type: BTreeSet<(JobType, JobId)>,
+    /// Jobs by tenant and by job type, for lists that filter on them: one name per tenant
+    /// or type, not per job (a million jobs of few tenants cost ids, not strings).
+    pub by_tenant: BTreeMap<TenantId, BTreeSet<JobId>>,
+    pub by_type: BTreeMap<JobType, BTreeSet<JobId>>,
     pub idempotency: BTreeMap<(TenantId, String), JobId>,
     /// Dependency to the pending jobs still waiting on it.
     pub dependents: BTreeMap<JobId, BTreeSet<JobId>>,
@@ -84,6 +85,18 @@ pub(crate) struct Indexes {
     pub schedule_due: BTreeSet<(u64, ScheduleId)>,
     /// Sessions by the log time they were last used, oldest first.
     pub session_expiry: BTreeSet<(u64, ClientId)>,
+}
+
+/// Files `id` under `name`, cloning the name only the first time it is seen.
+fn file_under<K: Ord + Clone>(index: &mut BTreeMap<K, BTreeSet<JobId>>, name: &K, id: JobId) {
+    match index.get_mut(name) {
+        Some(ids) => {
+            ids.insert(id);
+        }
+        None => {
+            index.insert(name.clone(), BTreeSet::from([id]));
+        }
+    }
 }
 
 impl Indexes {
@@ -110,8 +123,8 @@ impl Indexes {
             self.idempotency
                 .insert((spec.tenant.clone(), key.clone()), job.id);
         }
-        self.by_tenant.insert((spec.tenant.clone(), job.id));
-        self.by_type.insert((spec.job_type.clone(), job.id));
+        file_under(&mut self.by_tenant, &spec.tenant, job.id);
+        file_under(&mut self.by_type, &spec.job_type, job.id);
     }
 
     /// Adds the entries of `job` in its current state.

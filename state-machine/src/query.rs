@@ -7,6 +7,7 @@ use crate::ledger::State;
 use crate::plan::{Plan, PlanStatus};
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Most jobs one page returns.
@@ -25,6 +26,18 @@ pub struct JobFilter {
     pub since_ms: Option<u64>,
     /// Created before this log time.
     pub until_ms: Option<u64>,
+}
+
+/// The ids of a name's index entry from `low` up to `high`; none for a name never seen.
+fn within(
+    ids: Option<&BTreeSet<JobId>>,
+    low: JobId,
+    high: JobId,
+) -> Box<dyn Iterator<Item = JobId> + '_> {
+    match ids {
+        Some(ids) => Box::new(ids.range(low..high).copied()),
+        None => Box::new(std::iter::empty()),
+    }
 }
 
 impl JobFilter {
@@ -150,19 +163,9 @@ impl State {
                     .range((*status, low)..(*status, high))
                     .map(|(_, id)| *id),
             ),
-            (None, Some(tenant)) => Box::new(
-                self.idx
-                    .by_tenant
-                    .range((tenant.clone(), low)..(tenant.clone(), high))
-                    .map(|(_, id)| *id),
-            ),
+            (None, Some(tenant)) => within(self.idx.by_tenant.get(tenant), low, high),
             (None, None) => match &filter.job_type {
-                Some(job_type) => Box::new(
-                    self.idx
-                        .by_type
-                        .range((job_type.clone(), low)..(job_type.clone(), high))
-                        .map(|(_, id)| *id),
-                ),
+                Some(job_type) => within(self.idx.by_type.get(job_type), low, high),
                 None => Box::new(self.ledger.jobs.range(low..high).map(|(id, _)| *id)),
             },
         };
