@@ -6,7 +6,9 @@ use crate::governance::{GovernanceChange, Incident, Scope};
 use crate::ids::{IncidentId, JobId, JobType, LeaseId, TenantId, WorkerId};
 use crate::job::{Artifact, Attempt, AttemptOutcome, JobEventKind, JobState, Lease, RetryPolicy};
 use crate::ledger::{record, At, ReadyKey, State};
-use crate::submit::{check_name, check_text, check_ttl, MAX_TEXT_LEN};
+use crate::submit::{
+    check_artifact, check_name, check_text, check_ttl, MAX_ARTIFACTS, MAX_TEXT_LEN,
+};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -16,8 +18,6 @@ use std::sync::Arc;
 pub const MAX_LEASE_BATCH: u32 = 1_000;
 /// Most job types one `Lease` may name.
 pub const MAX_LEASE_JOB_TYPES: usize = 64;
-/// Most outputs one completion may report.
-pub const MAX_OUTPUTS: usize = 1_000;
 
 /// Most payload bytes one lease grants: it stops before the next job would pass this (one
 /// job is always granted), so the reply stays well inside gRPC's 64 MiB message limit
@@ -459,15 +459,14 @@ pub fn backoff_ms(job_id: JobId, attempt: u32, policy: &RetryPolicy) -> u64 {
 }
 
 pub(crate) fn check_outputs(outputs: &[Artifact]) -> Result<(), SchedulerError> {
-    if outputs.len() > MAX_OUTPUTS {
+    if outputs.len() > MAX_ARTIFACTS {
         return Err(SchedulerError::invalid(
             "outputs",
-            format!("at most {MAX_OUTPUTS} per completion"),
+            format!("at most {MAX_ARTIFACTS} per completion"),
         ));
     }
     for output in outputs {
-        check_text("outputs.name", &output.name)?;
-        check_text("outputs.uri", &output.uri)?;
+        check_artifact("outputs", output)?;
     }
     Ok(())
 }

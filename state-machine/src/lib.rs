@@ -46,4 +46,4 @@ pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
 pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};
-pub use submit::{MAX_NAME_LEN, MAX_PAYLOAD_BYTES};
+pub use submit::{MAX_ARTIFACTS, MAX_NAME_LEN, MAX_PAYLOAD_BYTES};

@@ -6,7 +6,8 @@ use crate::error::SchedulerError;
 use crate::governance::{GovernanceChange, Stamp};
 use crate::ids::{JobId, PlanId, TenantId};
 use crate::job::{
-    AttemptOutcome, Backfill, Job, JobEventKind, JobSpec, JobState, Origin, Status, REPLAY_PRIORITY,
+    Artifact, AttemptOutcome, Backfill, Job, JobEventKind, JobSpec, JobState, Origin, Status,
+    REPLAY_PRIORITY,
 };
 use crate::ledger::{record, At, State};
 use crate::plan::{topological_order, Plan};
@@ -26,6 +27,8 @@ pub const MAX_DEPENDENCIES: usize = 1_000;
 pub const MAX_TEXT_LEN: usize = 4_096;
 /// Shortest and longest lease time-to-live.
 pub const LEASE_TTL_RANGE_MS: (u64, u64) = (100, 24 * 3_600_000);
+/// Most artifacts a job declares as inputs, or a completion reports as outputs.
+pub const MAX_ARTIFACTS: usize = 1_000;
 /// Most attempts a retry policy may allow.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1_000;
 
@@ -66,6 +69,16 @@ pub(crate) fn check_stamp(stamp: &Stamp) -> Result<(), SchedulerError> {
     check_text("reason", &stamp.reason)?;
     match &stamp.ticket {
         Some(ticket) => check_text("ticket", ticket),
+        None => Ok(()),
+    }
+}
+
+/// An artifact's name, location and (if given) digest, each free text within its limit.
+pub(crate) fn check_artifact(field: &str, artifact: &Artifact) -> Result<(), SchedulerError> {
+    check_text(&format!("{field}.name"), &artifact.name)?;
+    check_text(&format!("{field}.uri"), &artifact.uri)?;
+    match &artifact.digest {
+        Some(digest) => check_text(&format!("{field}.digest"), digest),
         None => Ok(()),
     }
 }
@@ -122,9 +135,14 @@ pub(crate) fn check_spec(spec: &JobSpec) -> Result<(), SchedulerError> {
         ));
     }
     check_ttl("lease_ttl_ms", spec.lease_ttl_ms)?;
+    if spec.inputs.len() > MAX_ARTIFACTS {
+        return Err(SchedulerError::invalid(
+            "inputs",
+            format!("at most {MAX_ARTIFACTS} per job"),
+        ));
+    }
     for input in &spec.inputs {
-        check_text("inputs.name", &input.name)?;
-        check_text("inputs.uri", &input.uri)?;
+        check_artifact("inputs", input)?;
     }
     check_backfill(&spec.backfill)
 }

@@ -701,3 +701,40 @@ fn listings_by_tenant_type_status_and_window_match_a_full_scan() {
         assert_eq!(listed, expected, "{filter:?}");
     }
 }
+
+#[test]
+fn plan_keys_artifact_lists_and_digests_are_bounded() {
+    let mut c = Cluster::new();
+    let long_key = Command::SubmitPlan {
+        steps: vec![step(&"k".repeat(MAX_NAME_LEN + 1), &[])],
+        backfill: None,
+    };
+    let mut many_inputs = spec("acme", "etl");
+    many_inputs.inputs = (0..=MAX_ARTIFACTS)
+        .map(|n| Artifact {
+            name: format!("in-{n}"),
+            uri: "s3://b/k".to_owned(),
+            digest: None,
+        })
+        .collect();
+    let mut long_digest = spec("acme", "etl");
+    long_digest.inputs = vec![Artifact {
+        name: "in".to_owned(),
+        uri: "s3://b/k".to_owned(),
+        digest: Some("d".repeat(5_000)),
+    }];
+    let refused = [
+        (long_key, "steps.key"),
+        (Command::Enqueue { spec: many_inputs }, "inputs"),
+        (Command::Enqueue { spec: long_digest }, "inputs.digest"),
+    ];
+    for (command, field) in refused {
+        let error = command.check().expect_err(field);
+        assert!(error.to_string().contains(field), "{error}");
+        assert_eq!(
+            c.apply(command),
+            Err(error),
+            "apply refuses it the same way"
+        );
+    }
+}
