@@ -171,6 +171,20 @@ fn check_plan_shape(
             format!("a plan has at most {MAX_PLAN_STEPS} steps"),
         ));
     }
+    for step in steps {
+        if step.key.len() > MAX_NAME_LEN {
+            return Err(SchedulerError::invalid(
+                "steps.key",
+                format!("is longer than {MAX_NAME_LEN} bytes"),
+            ));
+        }
+        if step.depends_on.len() > MAX_DEPENDENCIES {
+            return Err(SchedulerError::invalid(
+                "steps.depends_on",
+                format!("a step depends on at most {MAX_DEPENDENCIES} steps"),
+            ));
+        }
+    }
     topological_order(steps)
 }
 
