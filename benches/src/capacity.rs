@@ -2,7 +2,9 @@
 //! long a whole cluster takes to come back after every node is SIGKILLed at once.
 
 use crate::cluster::{caught_up_to, settled, Agent};
-use crate::load::{client_for, now_nanos, produce_all, rss_mib, start_cluster, LoadConfig, Tally};
+use crate::load::{
+    client_for, now_nanos, produce_all, rss_mib, start_cluster, LoadConfig, Pace, Tally,
+};
 use crate::BenchError;
 use rota_client::proto as pb;
 use serde::Serialize;
@@ -45,7 +47,15 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> 
     let tally = Arc::new(Tally::new(config.jobs, config.timeout));
     let job_type = format!("bench-{:x}-hold", now_nanos());
     let started = Instant::now();
-    produce_all(&config, &addrs, &job_type, 0..config.jobs, None, &tally).await?;
+    produce_all(
+        &config,
+        &addrs,
+        &job_type,
+        0..config.jobs,
+        Pace::default(),
+        &tally,
+    )
+    .await?;
     let enqueue_secs = started.elapsed().as_secs_f64();
     let last_job = tally
         .enqueued

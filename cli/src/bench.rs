@@ -41,6 +41,13 @@ pub struct BenchArgs {
     /// Cap on enqueued jobs per second during the cycle, all producers together.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Hold --rate (required) in the cycle for this long instead of enqueuing --jobs, e.g.
+    /// 90s, 30m, 1h30m; samples each node's memory and tells whether it held steady.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "rate", conflicts_with = "capacity")]
+    pub duration: Option<Duration>,
+    /// Time between memory samples of a --duration run, e.g. 10s, 1m [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration, requires = "duration")]
+    pub sample_every: Option<Duration>,
     /// Skip the enqueue-alone and drain phases.
     #[arg(long)]
     pub cycle_only: bool,
@@ -60,7 +67,7 @@ pub struct BenchArgs {
     /// SIGKILL every node and time the restart to serving.
     #[arg(long)]
     pub capacity: Option<u64>,
-    /// Give up after this many seconds [default: 600].
+    /// Give up after this many seconds (after the --duration) [default: 600].
     #[arg(long)]
     pub timeout_secs: Option<u64>,
 }
@@ -91,6 +98,10 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
     );
     if args.rate.is_some() {
         config.rate = args.rate;
+    }
+    config.duration = args.duration;
+    if let Some(every) = args.sample_every {
+        config.sample_every = every;
     }
     if args.cycle_only {
         config.enqueue_phase = false;

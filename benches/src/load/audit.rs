@@ -6,6 +6,7 @@ use super::tally::read_payload;
 use super::{client_for, TENANT};
 use crate::BenchError;
 use rota_client::proto as pb;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 /// What the audit found.
@@ -26,17 +27,19 @@ struct Ledger {
 
 impl Run<'_> {
     /// Reads the ledger back and compares it with the tallies; counts an error for every
-    /// job or sequence number that is off.
-    pub(super) async fn audit(&self) -> Result<Audit, BenchError> {
+    /// job or sequence number that is off. `cycle_sent` are the cycle's sequence numbers
+    /// its producers sent (`Cycle::sent`).
+    pub(super) async fn audit(&self, cycle_sent: &[Range<u64>]) -> Result<Audit, BenchError> {
         let ledger = self.read_ledger().await?;
-        Ok(self.compare(&ledger))
+        Ok(self.compare(&ledger, cycle_sent))
     }
 
-    /// Lists every job of the run's job types.
+    /// Counts every job of the run's job types, a page at a time (a long run's ledger
+    /// would not fit in memory whole).
     async fn read_ledger(&self) -> Result<Ledger, BenchError> {
         let checker = client_for(self.endpoints, 0)?;
         let mut ledger = Ledger {
-            seen: vec![0u8; 2 * self.config.jobs as usize],
+            seen: vec![0u8; self.cycle.end as usize],
             not_succeeded: 0,
         };
         let mut types = vec![self.cycle_type.clone()];
@@ -44,21 +47,25 @@ impl Run<'_> {
             types.push(self.fill_type.clone());
         }
         for job_type in types {
-            let jobs = checker
-                .list_all_jobs(pb::ListJobsRequest {
-                    job_type: Some(job_type),
-                    tenant: Some(TENANT.to_owned()),
-                    limit: 1_000,
-                    summary: true,
-                    ..pb::ListJobsRequest::default()
-                })
-                .await
-                .map_err(|source| BenchError::Call {
-                    call: "reading the ledger back",
-                    source,
+            let mut request = pb::ListJobsRequest {
+                job_type: Some(job_type),
+                tenant: Some(TENANT.to_owned()),
+                limit: 1_000,
+                summary: true,
+                ..pb::ListJobsRequest::default()
+            };
+            loop {
+                let page = checker.list_jobs(request.clone()).await.map_err(|source| {
+                    BenchError::Call {
+                        call: "reading the ledger back",
+                        source,
+                    }
                 })?;
-            for job in jobs {
-                self.count(&mut ledger, &job);
+                for job in &page.jobs {
+                    self.count(&mut ledger, job);
+                }
+                let Some(next) = page.next_after else { break };
+                request.after = Some(next);
             }
         }
         Ok(ledger)
@@ -85,39 +92,82 @@ impl Run<'_> {
         }
     }
 
-    /// Each sequence number of the phases that ran must be in the ledger once, its enqueue
-    /// answered, and its success acknowledged once.
-    fn compare(&self, ledger: &Ledger) -> Audit {
-        let n = self.config.jobs;
-        let phases_run = if self.config.enqueue_phase {
-            0..2 * n
-        } else {
-            n..2 * n
+    /// Each sequence number sent must be in the ledger once, its enqueue answered, and its
+    /// success acknowledged once; one never sent must have left no trace.
+    fn compare(&self, ledger: &Ledger, cycle_sent: &[Range<u64>]) -> Audit {
+        let mut audit = Audit {
+            lost: ledger.not_succeeded,
+            duplicated: self.tally.duplicate_enqueues.load(Ordering::Relaxed),
         };
-        let tally = &self.tally;
-        let seen = &ledger.seen;
-        let mut lost = ledger.not_succeeded;
-        let mut duplicated = tally.duplicate_enqueues.load(Ordering::Relaxed);
-        for seq in phases_run {
-            let i = seq as usize;
-            let successes = tally.succeeded[i].load(Ordering::Relaxed);
-            let enqueued = tally.enqueued[i].load(Ordering::Relaxed);
-            if seen[i] == 0 || enqueued == 0 || successes == 0 {
-                lost += 1;
-            }
-            if seen[i] > 1 || successes > 1 {
-                duplicated += 1;
-            }
-            if seen[i] != 1 || enqueued == 0 || successes != 1 {
-                tally.error(format!(
-                    "sequence {seq}: enqueue {}, {} in the ledger, {successes} successes acknowledged",
-                    enqueued
-                        .checked_sub(1)
-                        .map_or("unanswered".to_owned(), |id| format!("answered job-{id}")),
-                    seen[i]
-                ));
+        for seq in self.fill.clone() {
+            self.compare_sent(seq, ledger, &mut audit);
+        }
+        for seq in self.cycle.clone() {
+            if is_in(cycle_sent, seq) {
+                self.compare_sent(seq, ledger, &mut audit);
+            } else {
+                self.compare_unsent(seq, ledger, &mut audit);
             }
         }
-        Audit { lost, duplicated }
+        audit
+    }
+
+    /// A sequence number a producer sent.
+    fn compare_sent(&self, seq: u64, ledger: &Ledger, audit: &mut Audit) {
+        let tally = &self.tally;
+        let i = seq as usize;
+        let seen = ledger.seen[i];
+        let successes = tally.succeeded[i].load(Ordering::Relaxed);
+        let enqueued = tally.enqueued[i].load(Ordering::Relaxed);
+        if seen == 0 || enqueued == 0 || successes == 0 {
+            audit.lost += 1;
+        }
+        if seen > 1 || successes > 1 {
+            audit.duplicated += 1;
+        }
+        if seen != 1 || enqueued == 0 || successes != 1 {
+            tally.error(format!(
+                "sequence {seq}: enqueue {}, {seen} in the ledger, {successes} successes acknowledged",
+                enqueued
+                    .checked_sub(1)
+                    .map_or("unanswered".to_owned(), |id| format!("answered job-{id}")),
+            ));
+        }
+    }
+
+    /// A sequence number no producer sent (the run ended first): any trace of it is a job
+    /// that should not exist.
+    fn compare_unsent(&self, seq: u64, ledger: &Ledger, audit: &mut Audit) {
+        let tally = &self.tally;
+        let i = seq as usize;
+        let seen = ledger.seen[i];
+        let successes = tally.succeeded[i].load(Ordering::Relaxed);
+        let enqueued = tally.enqueued[i].load(Ordering::Relaxed);
+        if seen == 0 && enqueued == 0 && successes == 0 {
+            return;
+        }
+        audit.duplicated += 1;
+        tally.error(format!(
+            "sequence {seq} was never sent, yet: enqueue mark {enqueued}, {seen} in the ledger, \
+             {successes} successes acknowledged"
+        ));
+    }
+}
+
+/// Whether `seq` lies in one of `ranges` (one per producer, so a handful).
+fn is_in(ranges: &[Range<u64>], seq: u64) -> bool {
+    ranges.iter().any(|r| r.contains(&seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_ranges_tell_which_sequence_numbers_went_out() {
+        let sent = [20..23, 10..15, 20..20];
+        let inside: Vec<u64> = (0..30).filter(|&s| is_in(&sent, s)).collect();
+        assert_eq!(inside, [10, 11, 12, 13, 14, 20, 21, 22]);
+        assert!(!is_in(&[], 0));
     }
 }

@@ -6,7 +6,6 @@ use super::tally::Tally;
 use super::LoadConfig;
 use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, Agent};
 use crate::BenchError;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,14 +23,13 @@ pub(super) async fn kill_leaders(
     addrs: Vec<String>,
     agents: Arc<Mutex<Vec<Agent>>>,
     tally: Arc<Tally>,
-    target: u64,
 ) -> Result<Vec<Kill>, BenchError> {
     let mut kills = Vec::new();
     let mut healthy_since = Instant::now();
     for _ in 0..config.kill_leader {
         let next = healthy_since + config.kill_every.saturating_sub(Duration::from_secs(1));
         tokio::time::sleep_until(next.into()).await;
-        if tally.completed.load(Ordering::Relaxed) >= target {
+        if tally.phase_done() {
             break;
         }
         let leader = wait_for_agreed_leader(&addrs, addrs.len(), Duration::from_secs(30)).await?;

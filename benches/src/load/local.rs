@@ -63,6 +63,11 @@ pub(crate) fn rss_mib(agents: &[Agent]) -> Vec<f64> {
     agents
         .iter()
         .filter_map(Agent::rss_bytes)
-        .map(|b| b as f64 / (1024.0 * 1024.0))
+        .map(mib)
         .collect()
+}
+
+/// Bytes in MiB.
+pub(super) fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }

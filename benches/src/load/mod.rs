@@ -6,7 +6,9 @@
 //! 1. **enqueue**: producers alone add jobs in batches (nobody leases them yet);
 //! 2. **cycle**: producers and workers together; workers lease in batches and complete each
 //!    job in one batch call. With `kill_leader`, the leader is SIGKILLed every `kill_every`
-//!    and restarted a second later;
+//!    and restarted a second later. With `duration`, the producers hold `rate` for that
+//!    long instead of sending `jobs`, and each node's resident memory is sampled
+//!    (`memory`) to tell whether it holds steady;
 //! 3. **drain**: workers alone lease and complete the jobs of phase 1.
 //!
 //! Every payload carries its job's sequence number and the time its enqueue was sent, so a
@@ -16,6 +18,7 @@
 mod audit;
 mod kill;
 mod local;
+mod memory;
 mod phases;
 mod produce;
 mod report;
@@ -23,7 +26,8 @@ mod tally;
 mod work;
 
 pub(crate) use local::{rss_mib, start_cluster};
-pub(crate) use produce::produce_all;
+pub use memory::{Memory, NodeMemory, RssSample, Verdict};
+pub(crate) use produce::{produce_all, Pace};
 pub use report::{table, Failover, Phase, Quantiles, Report};
 pub(crate) use tally::Tally;
 
@@ -36,6 +40,13 @@ use std::time::Duration;
 
 /// The tenant every bench job is enqueued under.
 const TENANT: &str = "bench";
+
+/// Most sequence numbers one run may tally: about 10 bytes each in the bench process (the
+/// producers' and workers' tallies, the audit's count), all allocated when the run starts.
+pub const MAX_RUN_JOBS: u64 = 100_000_000;
+
+/// Most memory samples one duration run may keep in its report.
+pub const MAX_MEMORY_SAMPLES: u64 = 10_000;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -59,6 +70,10 @@ pub struct LoadConfig {
     pub payload_bytes: usize,
     /// Enqueue at most this many jobs per second in the cycle phase (all producers).
     pub rate: Option<u64>,
+    /// Run the cycle phase for this long at `rate` (which it needs) instead of over `jobs`.
+    pub duration: Option<Duration>,
+    /// Time between memory samples of a `duration` run.
+    pub sample_every: Duration,
     /// Run phase 1 (and so phase 3).
     pub enqueue_phase: bool,
     /// How many times to SIGKILL the leader during the cycle phase (local cluster only).
@@ -84,6 +99,8 @@ impl LoadConfig {
             lease_batch: 256,
             payload_bytes: 100,
             rate: None,
+            duration: None,
+            sample_every: Duration::from_secs(10),
             enqueue_phase: true,
             kill_leader: 0,
             kill_every: Duration::from_secs(3),
@@ -134,7 +151,60 @@ impl LoadConfig {
         if self.rate == Some(0) {
             return Err(BenchError::Settings("rate must be at least 1 job/s"));
         }
+        self.check_duration()?;
+        if self.fill_jobs().saturating_add(self.cycle_jobs()) > MAX_RUN_JOBS {
+            return Err(BenchError::Settings(
+                "a run tallies at most 100,000,000 jobs: lower --jobs, --rate or --duration",
+            ));
+        }
         Ok(())
+    }
+
+    /// A duration run needs a rate to hold and room for at least three memory samples.
+    fn check_duration(&self) -> Result<(), BenchError> {
+        let Some(duration) = self.duration else {
+            return Ok(());
+        };
+        if self.rate.is_none() {
+            return Err(BenchError::Settings(
+                "--duration needs --rate: the jobs per second to hold for that long",
+            ));
+        }
+        if self.sample_every.is_zero() || duration < 2 * self.sample_every {
+            return Err(BenchError::Settings(
+                "--duration must be at least twice --sample-every (three memory samples)",
+            ));
+        }
+        if duration.as_secs_f64() / self.sample_every.as_secs_f64() >= MAX_MEMORY_SAMPLES as f64 {
+            return Err(BenchError::Settings(
+                "a run keeps at most 10,000 memory samples: raise --sample-every",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Jobs of the enqueue phase (and so of the drain phase).
+    pub(crate) fn fill_jobs(&self) -> u64 {
+        if self.enqueue_phase {
+            self.jobs
+        } else {
+            0
+        }
+    }
+
+    /// Jobs the cycle phase enqueues if its producers keep up: `rate` × `duration` for a
+    /// duration run, else `jobs`.
+    pub(crate) fn cycle_jobs(&self) -> u64 {
+        match (self.duration, self.rate) {
+            (Some(duration), Some(rate)) => (rate as f64 * duration.as_secs_f64()).ceil() as u64,
+            _ => self.jobs,
+        }
+    }
+
+    /// How long workers go on and the run waits before giving up: `timeout`, after the
+    /// `duration` of a duration run.
+    pub(crate) fn give_up_after(&self) -> Duration {
+        self.timeout + self.duration.unwrap_or_default()
     }
 }
 
@@ -145,13 +215,13 @@ pub async fn run(config: LoadConfig) -> Result<Report, BenchError> {
     let Local { agents, _dir } = local;
     let agents = Arc::new(Mutex::new(agents));
     let result = tokio::time::timeout(
-        config.timeout + Duration::from_secs(120),
+        config.give_up_after() + Duration::from_secs(120),
         phases::phases(&config, &endpoints, agents.clone()),
     )
     .await;
     let mut report = match result {
         Ok(report) => report?,
-        Err(_) => return Err(BenchError::RunTimeout(config.timeout)),
+        Err(_) => return Err(BenchError::RunTimeout(config.give_up_after())),
     };
     if let Ok(agents) = agents.lock() {
         report.rss_mib = rss_mib(&agents);
@@ -210,10 +280,44 @@ mod tests {
                 endpoints: vec!["127.0.0.1:1".into()],
                 ..base.clone()
             },
+            LoadConfig {
+                duration: Some(Duration::from_secs(60)),
+                rate: None,
+                ..base.clone()
+            },
+            LoadConfig {
+                duration: Some(Duration::from_secs(15)),
+                ..base.clone()
+            },
+            LoadConfig {
+                duration: Some(Duration::from_secs(24 * 3600)),
+                sample_every: Duration::from_secs(1),
+                ..base.clone()
+            },
+            LoadConfig {
+                duration: Some(Duration::from_secs(3600)),
+                rate: Some(100_000),
+                ..base.clone()
+            },
         ];
         for case in cases {
             assert!(case.check().is_err(), "{case:?}");
         }
         assert!(base.check().is_ok());
+    }
+
+    #[test]
+    fn a_duration_run_sizes_its_cycle_by_rate_and_time() {
+        let soak = LoadConfig {
+            duration: Some(Duration::from_secs(20)),
+            rate: Some(500),
+            sample_every: Duration::from_secs(2),
+            enqueue_phase: false,
+            ..LoadConfig::new(PathBuf::from("rota"))
+        };
+        assert!(soak.check().is_ok());
+        assert_eq!(soak.fill_jobs(), 0);
+        assert_eq!(soak.cycle_jobs(), 10_000);
+        assert_eq!(soak.give_up_after(), Duration::from_secs(620));
     }
 }

@@ -1,28 +1,45 @@
-//! One run's steps in order: enqueue alone, the cycle (with the leader killer), drain
-//! alone, then the audit of the ledger.
+//! One run's steps in order: enqueue alone, the cycle (with the leader killer and, for a
+//! duration run, the memory sampler), drain alone, then the audit of the ledger.
 
 use super::kill::{failover, kill_leaders};
-use super::produce::produce_all;
+use super::memory::{self, Memory};
+use super::produce::{produce_all, Pace};
 use super::report::{Failover, Phase, Quantiles, Report};
 use super::tally::Tally;
-use super::work::{join_workers, spawn_workers};
+use super::work::{join_workers, spawn_workers, Measure};
 use super::{now_nanos, LoadConfig};
 use crate::cluster::{statuses, Agent};
 use crate::BenchError;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::task::JoinHandle;
 
 /// What every step of one run shares.
 pub(super) struct Run<'a> {
     pub(super) config: &'a LoadConfig,
     pub(super) endpoints: &'a [String],
-    /// Sequence numbers `0..jobs` are the enqueue phase's, `jobs..2 * jobs` the cycle's.
+    /// The sequence numbers of the enqueue (and drain) phase; empty when it does not run.
+    pub(super) fill: Range<u64>,
+    /// The sequence numbers the cycle may send, right after `fill`.
+    pub(super) cycle: Range<u64>,
+    /// Per sequence number of `fill` and `cycle`.
     pub(super) tally: Arc<Tally>,
     /// The job type of the enqueue and drain phases, unique to this run.
     pub(super) fill_type: String,
     /// The job type of the cycle phase, unique to this run.
     pub(super) cycle_type: String,
+}
+
+/// What the cycle phase measured, and which of its sequence numbers it sent.
+pub(super) struct Cycle {
+    pub(super) phase: Phase,
+    pub(super) failover: Option<Failover>,
+    pub(super) memory: Option<Memory>,
+    /// Within `Run::cycle`, one range per producer, in order; a duration run stops
+    /// sending at its end even when producers are behind.
+    pub(super) sent: Vec<Range<u64>>,
 }
 
 /// Runs the steps the settings ask for, in order, and fills the report.
@@ -32,10 +49,14 @@ pub(super) async fn phases(
     agents: Arc<Mutex<Vec<Agent>>>,
 ) -> Result<Report, BenchError> {
     let run_id = format!("{:x}", std::process::id() as u64 ^ now_nanos());
+    let fill = 0..config.fill_jobs();
+    let cycle = fill.end..fill.end + config.cycle_jobs();
     let run = Run {
         config,
         endpoints,
-        tally: Arc::new(Tally::new(2 * config.jobs, config.timeout)),
+        tally: Arc::new(Tally::new(cycle.end, config.give_up_after())),
+        fill,
+        cycle,
         fill_type: format!("bench-{run_id}-fill"),
         cycle_type: format!("bench-{run_id}-cycle"),
     };
@@ -44,12 +65,13 @@ pub(super) async fn phases(
     if config.enqueue_phase {
         report.enqueue = Some(run.enqueue().await?);
     }
-    (report.cycle, report.failover) = run.cycle(agents).await?;
+    let cycle = run.cycle(agents).await?;
+    (report.cycle, report.failover, report.memory) = (cycle.phase, cycle.failover, cycle.memory);
     if config.enqueue_phase {
         report.drain = Some(run.drain().await?);
     }
     report.elections = max_term(endpoints).await.saturating_sub(term_before);
-    let audit = run.audit().await?;
+    let audit = run.audit(&cycle.sent).await?;
     report.lost = audit.lost;
     report.duplicated = audit.duplicated;
     report.errors = run.tally.errors.load(Ordering::Relaxed);
@@ -60,90 +82,117 @@ pub(super) async fn phases(
 impl Run<'_> {
     /// Phase 1: producers alone enqueue the fill jobs; nobody leases them yet.
     async fn enqueue(&self) -> Result<Phase, BenchError> {
-        let n = self.config.jobs;
         let started = Instant::now();
-        let calls = produce_all(
+        let produced = produce_all(
             self.config,
             self.endpoints,
             &self.fill_type,
-            0..n,
-            None,
+            self.fill.clone(),
+            Pace::default(),
             &self.tally,
         )
         .await?;
         let seconds = started.elapsed().as_secs_f64();
         Ok(Phase {
-            enqueue_call: Some(Quantiles::of(&calls)),
-            ..Phase::timed(n, seconds)
+            enqueue_call: Some(Quantiles::of(&produced.calls)),
+            ..Phase::timed(self.fill.end - self.fill.start, seconds)
         })
     }
 
-    /// Phase 2: producers (at `rate`), workers and, when asked, the leader killer at once;
-    /// returns the phase and what each kill cost.
-    async fn cycle(
-        &self,
-        agents: Arc<Mutex<Vec<Agent>>>,
-    ) -> Result<(Phase, Option<Failover>), BenchError> {
-        let (config, n) = (self.config, self.config.jobs);
-        self.tally.completed.store(0, Ordering::SeqCst);
+    /// Phase 2: producers (at `rate`, for `duration` when set), workers and, when asked,
+    /// the leader killer and the memory sampler at once.
+    async fn cycle(&self, agents: Arc<Mutex<Vec<Agent>>>) -> Result<Cycle, BenchError> {
+        let config = self.config;
+        let planned = self.cycle.end - self.cycle.start;
+        self.tally.start_phase(planned);
         let started = Instant::now();
+        let measure = if config.kill_leader > 0 {
+            Measure::LatencyAndTimes
+        } else {
+            Measure::Latency
+        };
         let workers = spawn_workers(
             config,
             self.endpoints,
             &self.cycle_type,
-            n,
-            true,
+            measure,
             &self.tally,
         )?;
         let killer = (config.kill_leader > 0).then(|| {
+            let (endpoints, tally) = (self.endpoints.to_vec(), self.tally.clone());
             tokio::spawn(kill_leaders(
                 config.clone(),
-                self.endpoints.to_vec(),
-                agents,
-                self.tally.clone(),
-                n,
+                endpoints,
+                agents.clone(),
+                tally,
             ))
         });
-        let calls = produce_all(
+        let sampler = self.spawn_sampler(&agents)?;
+        let pace = Pace {
+            rate: config.rate,
+            until: config.duration.map(|d| started + d),
+        };
+        let produced = produce_all(
             config,
             self.endpoints,
             &self.cycle_type,
-            n..2 * n,
-            config.rate,
+            self.cycle.clone(),
+            pace,
             &self.tally,
         )
         .await?;
+        let sent = produced.sent_jobs();
+        // Workers stop waiting for jobs the deadline kept from being sent.
+        self.tally
+            .target
+            .fetch_sub(planned - sent, Ordering::SeqCst);
         let done = join_workers(workers).await?;
-        let seconds = started.elapsed().as_secs_f64();
         let phase = Phase {
             latency: Some(Quantiles::of(&done.latency)),
             lease: Some(Quantiles::of(&done.lease)),
             lease_granted: Some(Quantiles::of(&done.lease_granted)),
-            enqueue_call: Some(Quantiles::of(&calls)),
-            ..Phase::timed(n, seconds)
+            enqueue_call: Some(Quantiles::of(&produced.calls)),
+            ..Phase::timed(sent, started.elapsed().as_secs_f64())
         };
-        let Some(killer) = killer else {
-            return Ok((phase, None));
+        let kills = joined(killer, "leader killer").await?;
+        let failover = kills.map(|k| failover(&k, &done.completions_us, config.kill_every));
+        Ok(Cycle {
+            phase,
+            failover,
+            memory: joined(sampler, "memory sampler").await?,
+            sent: produced.sent,
+        })
+    }
+
+    /// The memory sampler of a duration run on agents the bench started; none otherwise.
+    fn spawn_sampler(
+        &self,
+        agents: &Arc<Mutex<Vec<Agent>>>,
+    ) -> Result<Option<Task<Memory>>, BenchError> {
+        let Some(duration) = self.config.duration else {
+            return Ok(None);
         };
-        let kills = killer.await.map_err(|source| BenchError::Task {
-            task: "leader killer",
-            source,
-        })??;
-        let failover = failover(&kills, &done.completions_us, config.kill_every);
-        Ok((phase, Some(failover)))
+        let started_here = agents
+            .lock()
+            .map_err(|_| BenchError::AgentsLockPoisoned)?
+            .len();
+        if started_here == 0 {
+            return Ok(None);
+        }
+        let sample = memory::sample(agents.clone(), self.config.sample_every, duration);
+        Ok(Some(tokio::spawn(sample)))
     }
 
     /// Phase 3: workers alone lease and complete the fill jobs of phase 1.
     async fn drain(&self) -> Result<Phase, BenchError> {
-        let n = self.config.jobs;
-        self.tally.completed.store(0, Ordering::SeqCst);
+        let n = self.fill.end - self.fill.start;
+        self.tally.start_phase(n);
         let started = Instant::now();
         let workers = spawn_workers(
             self.config,
             self.endpoints,
             &self.fill_type,
-            n,
-            false,
+            Measure::Nothing,
             &self.tally,
         )?;
         let done = join_workers(workers).await?;
@@ -153,6 +202,20 @@ impl Run<'_> {
             ..Phase::timed(n, seconds)
         })
     }
+}
+
+/// A task that ends with a result or a `BenchError`.
+type Task<T> = JoinHandle<Result<T, BenchError>>;
+
+/// The result of `task`, if there is one; `name` names it if it panicked.
+async fn joined<T>(task: Option<Task<T>>, name: &'static str) -> Result<Option<T>, BenchError> {
+    let Some(task) = task else {
+        return Ok(None);
+    };
+    let result = task
+        .await
+        .map_err(|source| BenchError::Task { task: name, source })?;
+    result.map(Some)
 }
 
 /// The highest term any node reports.

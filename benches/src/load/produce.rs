@@ -1,5 +1,5 @@
-//! Producers: enqueue a range of sequence numbers in batches, at most at a given rate, and
-//! record which job each enqueue answered.
+//! Producers: enqueue a range of sequence numbers in batches, at most at a given rate and
+//! until a given time, and record which job each enqueue answered.
 
 use super::tally::{histogram, payload, Tally};
 use super::{client_for, LoadConfig, TENANT};
@@ -13,38 +13,75 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-/// Enqueues `seqs` from `config.producers` producers; returns the enqueue call latencies.
+/// How fast producers send, and until when.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Pace {
+    /// At most this many jobs per second, all producers together.
+    pub(crate) rate: Option<u64>,
+    /// No batch is sent at or after this time, even if sequence numbers are left.
+    pub(crate) until: Option<Instant>,
+}
+
+/// What the producers sent.
+pub(crate) struct Produced {
+    /// Enqueue call latencies.
+    pub(crate) calls: Histogram<u64>,
+    /// The sequence numbers sent (answered or not), one range per producer, in order; the
+    /// rest of `seqs` was never sent because `Pace::until` came first.
+    pub(crate) sent: Vec<Range<u64>>,
+}
+
+impl Produced {
+    /// How many sequence numbers were sent.
+    pub(crate) fn sent_jobs(&self) -> u64 {
+        self.sent.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
+/// Enqueues `seqs` from `config.producers` producers at `pace`.
 pub(crate) async fn produce_all(
     config: &LoadConfig,
     endpoints: &[String],
     job_type: &str,
     seqs: Range<u64>,
-    rate: Option<u64>,
+    pace: Pace,
     tally: &Arc<Tally>,
-) -> Result<Histogram<u64>, BenchError> {
+) -> Result<Produced, BenchError> {
     let mut producers = JoinSet::new();
     let p = config.producers as u64;
     let span = seqs.end - seqs.start;
+    let batch = config.enqueue_batch as u64;
     for i in 0..p {
+        // Producers take turns at a rate, so batches go out evenly, not p at a time.
+        let turn = pace.rate.map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64((i * batch) as f64 / r as f64)
+        });
         let producer = Producer {
             client: client_for(endpoints, i as usize)?,
             job_type: job_type.to_owned(),
             seqs: seqs.start + span * i / p..seqs.start + span * (i + 1) / p,
-            batch: config.enqueue_batch as u64,
+            batch,
             payload_bytes: config.payload_bytes,
-            rate: rate.map(|r| r as f64 / p as f64),
+            rate: pace.rate.map(|r| r as f64 / p as f64),
+            turn,
+            until: pace.until,
             tally: tally.clone(),
         };
         producers.spawn(producer.run());
     }
-    let mut all = histogram();
+    let mut all = Produced {
+        calls: histogram(),
+        sent: Vec::new(),
+    };
     while let Some(done) = producers.join_next().await {
-        let calls = done.map_err(|source| BenchError::Task {
+        let (calls, sent) = done.map_err(|source| BenchError::Task {
             task: "producer",
             source,
         })?;
-        all.add(&calls)?;
+        all.calls.add(&calls)?;
+        all.sent.push(sent);
     }
+    all.sent.sort_unstable_by_key(|r| r.start);
     Ok(all)
 }
 
@@ -58,29 +95,43 @@ struct Producer {
     payload_bytes: usize,
     /// This producer's share of the rate, in jobs per second.
     rate: Option<f64>,
+    /// When its first batch is due, after the producer started.
+    turn: Duration,
+    /// Sends no batch from this time on.
+    until: Option<Instant>,
     tally: Arc<Tally>,
 }
 
 impl Producer {
-    /// Enqueues every batch, waiting when ahead of the rate; returns the call latencies.
-    async fn run(self) -> Histogram<u64> {
+    /// Enqueues every batch, waiting when ahead of the rate, until its share is sent or
+    /// `until` comes; returns the call latencies and the sequence numbers sent.
+    async fn run(self) -> (Histogram<u64>, Range<u64>) {
         let mut calls = histogram();
         let started = Instant::now();
-        let mut sent = 0u64;
         let mut start = self.seqs.start;
         while start < self.seqs.end {
-            let end = (start + self.batch).min(self.seqs.end);
-            if let Some(rate) = self.rate {
-                let due = Duration::from_secs_f64(sent as f64 / rate);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
+            let due = started + self.due(start - self.seqs.start);
+            if self
+                .until
+                .is_some_and(|until| due.max(Instant::now()) >= until)
+            {
+                break;
             }
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let end = (start + self.batch).min(self.seqs.end);
             self.enqueue(start..end, &mut calls).await;
-            sent += end - start;
             start = end;
         }
-        calls
+        (calls, self.seqs.start..start)
+    }
+
+    /// When, after the producer started, the batch after `sent` jobs is due at its rate.
+    fn due(&self, sent: u64) -> Duration {
+        self.rate.map_or(Duration::ZERO, |rate| {
+            self.turn + Duration::from_secs_f64(sent as f64 / rate)
+        })
     }
 
     /// Enqueues `seqs` in one call, its latency into `calls` and its answer into the tally.

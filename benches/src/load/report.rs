@@ -1,6 +1,7 @@
 //! What a run reports: the figures of each phase, the failovers, what the audit found; as
 //! serde for `--json` and as a table for a terminal.
 
+use super::memory::{Memory, Verdict, STEADY_WITHIN_PCT};
 use super::LoadConfig;
 use crate::BenchError;
 use hdrhistogram::Histogram;
@@ -76,6 +77,7 @@ pub struct Failover {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub nodes: usize,
+    /// Jobs per phase (`--jobs`); a duration run's cycle sends `cycle.jobs` instead.
     pub jobs: u64,
     pub producers: usize,
     pub workers: usize,
@@ -83,6 +85,8 @@ pub struct Report {
     pub lease_batch: u32,
     pub payload_bytes: usize,
     pub rate: Option<u64>,
+    /// How long the cycle held `rate`, for a duration run.
+    pub duration_secs: Option<f64>,
     pub enqueue: Option<Phase>,
     pub cycle: Phase,
     pub drain: Option<Phase>,
@@ -99,6 +103,8 @@ pub struct Report {
     pub elections: u64,
     /// Resident memory of each started agent at the end, in MiB.
     pub rss_mib: Vec<f64>,
+    /// Resident memory over a duration run on started agents, and whether it held.
+    pub memory: Option<Memory>,
 }
 
 impl Report {
@@ -113,6 +119,7 @@ impl Report {
             lease_batch: config.lease_batch,
             payload_bytes: config.payload_bytes,
             rate: config.rate,
+            duration_secs: config.duration.map(|d| d.as_secs_f64()),
             ..Self::default()
         }
     }
@@ -173,6 +180,11 @@ pub fn table(report: &Report) -> String {
     if !report.rss_mib.is_empty() {
         t.add_row(["resident memory".to_owned(), mib(&report.rss_mib)]);
     }
+    if let Some(memory) = &report.memory {
+        for row in memory_rows(memory) {
+            t.add_row(row);
+        }
+    }
     let mut out = t.to_string();
     for e in &report.error_examples {
         out.push_str(&format!("\n  error: {e}"));
@@ -182,17 +194,60 @@ pub fn table(report: &Report) -> String {
 
 /// The setup row: what ran, on how many nodes.
 fn setup(report: &Report) -> String {
-    format!(
-        "{} nodes · {} jobs/phase · {} producers × {} per call · {} workers × {} per lease · {} B payloads{}",
-        report.nodes,
-        report.jobs,
-        report.producers,
-        report.enqueue_batch,
-        report.workers,
-        report.lease_batch,
-        report.payload_bytes,
-        report.rate.map_or(String::new(), |r| format!(" · rate {r}/s")),
-    )
+    let mut parts = vec![format!("{} nodes", report.nodes)];
+    match report.duration_secs {
+        None => parts.push(format!("{} jobs/phase", report.jobs)),
+        Some(_) if report.enqueue.is_some() => {
+            parts.push(format!("{} jobs to enqueue and drain", report.jobs))
+        }
+        Some(_) => {}
+    }
+    parts.extend([
+        format!(
+            "{} producers × {} per call",
+            report.producers, report.enqueue_batch
+        ),
+        format!(
+            "{} workers × {} per lease",
+            report.workers, report.lease_batch
+        ),
+        format!("{} B payloads", report.payload_bytes),
+    ]);
+    match (report.rate, report.duration_secs) {
+        (Some(rate), Some(secs)) => parts.push(format!("rate {rate}/s for {secs:.0} s")),
+        (Some(rate), None) => parts.push(format!("rate {rate}/s")),
+        (None, _) => {}
+    }
+    parts.join(" · ")
+}
+
+/// The memory rows of a duration run: the sampling, each node's figures, the verdict.
+fn memory_rows(memory: &Memory) -> Vec<[String; 2]> {
+    let mut rows = vec![[
+        "memory samples".to_owned(),
+        format!(
+            "{} every {:.0} s",
+            memory.samples.len(),
+            memory.sample_every_secs
+        ),
+    ]];
+    for n in &memory.per_node {
+        rows.push([
+            format!("memory node {}", n.node),
+            format!(
+                "first third {:.1} MiB · last two thirds {:.1}–{:.1} MiB · {:+.1}%",
+                n.first_third_mib, n.min_mib, n.max_mib, n.deviation_pct
+            ),
+        ]);
+    }
+    let within = STEADY_WITHIN_PCT;
+    let verdict = match memory.verdict {
+        Some(Verdict::Steady) => format!("steady: every node within ±{within:.0}%"),
+        Some(Verdict::Growing) => format!("growing: a node left ±{within:.0}%"),
+        None => "-: a node has no sample in the first third or after it".to_owned(),
+    };
+    rows.push(["memory verdict".to_owned(), verdict]);
+    rows
 }
 
 /// A phase's rate and duration.

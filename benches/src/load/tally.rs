@@ -15,6 +15,9 @@ pub(crate) struct Tally {
     pub(super) succeeded: Vec<AtomicU8>,
     /// Jobs completed in the current phase.
     pub(super) completed: AtomicU64,
+    /// Jobs the current phase needs completed; lowered when producers stop at a deadline
+    /// before sending them all.
+    pub(super) target: AtomicU64,
     /// Workers stop here even if jobs are missing; the ledger check then reports them.
     pub(super) give_up_at: Instant,
     pub(super) duplicate_enqueues: AtomicU64,
@@ -23,6 +26,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
+    /// Tallies for sequence numbers `0..total`; workers give up after `timeout`.
     pub(crate) fn new(total: u64, timeout: Duration) -> Self {
         Self {
             epoch: Instant::now(),
@@ -30,10 +34,22 @@ impl Tally {
             enqueued: (0..total).map(|_| AtomicU64::new(0)).collect(),
             succeeded: (0..total).map(|_| AtomicU8::new(0)).collect(),
             completed: AtomicU64::new(0),
+            target: AtomicU64::new(0),
             duplicate_enqueues: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             error_examples: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Starts a phase that needs `target` jobs completed.
+    pub(super) fn start_phase(&self, target: u64) {
+        self.completed.store(0, Ordering::SeqCst);
+        self.target.store(target, Ordering::SeqCst);
+    }
+
+    /// Whether the current phase has all the completions it needs.
+    pub(super) fn phase_done(&self) -> bool {
+        self.completed.load(Ordering::Relaxed) >= self.target.load(Ordering::Relaxed)
     }
 
     /// Microseconds since the run began; the clock payloads carry.

@@ -19,7 +19,8 @@ pub(super) struct WorkerTally {
     pub(super) lease: Histogram<u64>,
     /// Lease calls that granted at least one job (they went through the log).
     pub(super) lease_granted: Histogram<u64>,
-    /// When each timed completion was acknowledged (µs since the epoch); sorted once joined.
+    /// When each completion was acknowledged (µs since the epoch), under
+    /// `Measure::LatencyAndTimes` only; sorted once joined.
     pub(super) completions_us: Vec<u64>,
 }
 
@@ -34,13 +35,24 @@ impl WorkerTally {
     }
 }
 
-/// Starts `config.workers` workers on `job_type` until `target` jobs are completed.
+/// What a worker measures of each job it completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Measure {
+    /// Nothing (the drain phase).
+    Nothing,
+    /// Each job's latency since its enqueue was sent.
+    Latency,
+    /// The latency, and when each completion was acknowledged (8 bytes a job, kept for the
+    /// failover figures).
+    LatencyAndTimes,
+}
+
+/// Starts `config.workers` workers on `job_type` until the tally's phase is done.
 pub(super) fn spawn_workers(
     config: &LoadConfig,
     endpoints: &[String],
     job_type: &str,
-    target: u64,
-    timed: bool,
+    measure: Measure,
     tally: &Arc<Tally>,
 ) -> Result<JoinSet<WorkerTally>, BenchError> {
     let mut workers = JoinSet::new();
@@ -50,8 +62,7 @@ pub(super) fn spawn_workers(
             name: format!("bench-w{i}"),
             job_type: job_type.to_owned(),
             max: config.lease_batch,
-            target,
-            timed,
+            measure,
             tally: tally.clone(),
         };
         workers.spawn(worker.run());
@@ -85,21 +96,16 @@ struct Worker {
     job_type: String,
     /// Most jobs per lease call.
     max: u32,
-    /// Jobs the phase needs completed, by all workers together.
-    target: u64,
-    /// Whether to measure latencies and completion times (the cycle phase).
-    timed: bool,
+    measure: Measure,
     tally: Arc<Tally>,
 }
 
 impl Worker {
-    /// Leases and completes until the phase's `target` jobs are done (or the run gives up).
+    /// Leases and completes until the phase's target is done (or the run gives up).
     async fn run(self) -> WorkerTally {
         let mut mine = WorkerTally::new();
         let mut idle = Duration::from_millis(1);
-        while self.tally.completed.load(Ordering::Relaxed) < self.target
-            && Instant::now() < self.tally.give_up_at
-        {
+        while !self.tally.phase_done() && Instant::now() < self.tally.give_up_at {
             let jobs = match self.lease(&mut mine).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -161,7 +167,7 @@ impl Worker {
             })
             .await;
         match completed {
-            Ok(response) => record_completions(&self.tally, mine, jobs, response, self.timed),
+            Ok(response) => record_completions(&self.tally, mine, jobs, response, self.measure),
             // The leases run out and the jobs are leased again; the ledger check tells.
             Err(e) => self.tally.error(format!(
                 "{} complete of {} jobs: {e}",
@@ -172,14 +178,13 @@ impl Worker {
     }
 }
 
-/// Counts each acknowledged success against its sequence number; in the timed phase, also
-/// its latency since the enqueue was sent and when it was acknowledged.
+/// Counts each acknowledged success against its sequence number, and measures it as asked.
 fn record_completions(
     tally: &Tally,
     mine: &mut WorkerTally,
     jobs: &[pb::LeasedJob],
     response: pb::CompleteBatchResponse,
-    timed: bool,
+    measure: Measure,
 ) {
     use pb::complete_result::Result as R;
     let now_us = tally.now_us();
@@ -194,8 +199,10 @@ fn record_completions(
                     count.fetch_add(1, Ordering::Relaxed);
                 }
                 tally.completed.fetch_add(1, Ordering::Relaxed);
-                if timed {
+                if measure != Measure::Nothing {
                     let _ = mine.latency.record(now_us.saturating_sub(sent_us).max(1));
+                }
+                if measure == Measure::LatencyAndTimes {
                     mine.completions_us.push(now_us);
                 }
             }
