@@ -16,6 +16,18 @@ use tonic::{Request, Response, Status};
 pub struct Admin(pub Arc<Api>);
 
 impl Admin {
+    /// Pauses or resumes a source: one request message, two calls.
+    async fn change_source(
+        &self,
+        request: pb::SourceRequest,
+        pause: bool,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let bytes = prost::Message::encoded_len(&request);
+        self.0
+            .serve_sized(SourceChange { request, pause }, bytes)
+            .await
+    }
+
     fn voters(&self) -> BTreeSet<NodeId> {
         self.0
             .raft
@@ -51,13 +63,7 @@ impl AdminService for Admin {
         request: Request<pb::SourceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, pause_source);
-        let request = request.into_inner();
-        let bytes = prost::Message::encoded_len(&request);
-        let change = SourceChange {
-            request,
-            pause: true,
-        };
-        self.0.serve_sized(change, bytes).await
+        self.change_source(request.into_inner(), true).await
     }
 
     async fn resume_source(
@@ -65,13 +71,7 @@ impl AdminService for Admin {
         request: Request<pb::SourceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, resume_source);
-        let request = request.into_inner();
-        let bytes = prost::Message::encoded_len(&request);
-        let change = SourceChange {
-            request,
-            pause: false,
-        };
-        self.0.serve_sized(change, bytes).await
+        self.change_source(request.into_inner(), false).await
     }
 
     async fn configure_breaker(
