@@ -72,6 +72,7 @@ fn job_json(job: &pb::Job) -> Value {
         "retry_at_ms": job.retry_at_ms,
         "finished_ms": job.finished_ms,
         "error": job.error,
+        "attempt_count": job.attempt_count,
         "attempts": job.attempts.iter().map(|a| json!({
             "number": a.number, "worker": a.worker, "lease_id": a.lease_id,
             "started_ms": a.started_ms, "ended_ms": a.ended_ms,
@@ -119,7 +120,7 @@ impl Output {
                     status_name(job.status).to_owned(),
                     spec.tenant,
                     spec.job_type,
-                    job.attempts.len().to_string(),
+                    job.attempt_count.to_string(),
                     job.error.clone().unwrap_or_default(),
                 ]);
             }

@@ -261,6 +261,16 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         "the stale completion changed nothing"
     );
     assert_eq!(shown.lease_id, Some(second[0].lease_id));
+    // A summary leaves the attempts out but still counts them.
+    let summary = client
+        .list_jobs(pb::ListJobsRequest {
+            summary: true,
+            ..pb::ListJobsRequest::default()
+        })
+        .await
+        .expect("list");
+    assert!(summary.jobs[0].attempts.is_empty());
+    assert_eq!(summary.jobs[0].attempt_count, 2);
 
     node.shutdown().await.expect("shutdown");
 }

@@ -158,6 +158,7 @@ pub fn job_out(job: &Job, summary: bool) -> pb::Job {
         plan_step: job.origin.plan.as_ref().map(|(_, key)| key.clone()),
         replay_of: job.origin.replay_of.map(|id| id.0),
         schedule_id: job.origin.schedule.as_ref().map(|(id, _)| id.0.clone()),
+        attempt_count: job.attempts.len() as u32,
         ..pb::Job::default()
     };
     match &job.state {
