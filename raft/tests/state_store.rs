@@ -50,12 +50,7 @@ async fn restart_resumes_from_the_latest_snapshot_only() {
             .apply([entry(1, vec![enqueue(0)]), entry(2, vec![enqueue(1)])])
             .await
             .expect("apply");
-        let snapshot = store
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("snapshot");
+        let snapshot = build(&mut store).await;
         store
             .apply([entry(3, vec![enqueue(2)])])
             .await
@@ -92,6 +87,16 @@ impl ReadForTest for StateStore {
     }
 }
 
+/// Builds a snapshot of what `store` has applied.
+async fn build(store: &mut StateStore) -> openraft::storage::Snapshot<rota_raft::TypeConfig> {
+    store
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot")
+}
+
 /// A store on `dir` with two entries applied and a snapshot of them built.
 async fn snapshotted(dir: &std::path::Path) -> StateStore {
     let mut store = StateStore::open_dir(dir).expect("open");
@@ -99,12 +104,7 @@ async fn snapshotted(dir: &std::path::Path) -> StateStore {
         .apply([entry(1, vec![enqueue(0)]), entry(2, vec![enqueue(1)])])
         .await
         .expect("apply");
-    store
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("snapshot");
+    build(&mut store).await;
     store
 }
 
@@ -140,12 +140,7 @@ async fn building_and_installing_at_once_leave_a_valid_snapshot() {
         .apply((1..=5).map(|i| entry(i, vec![enqueue(i)])))
         .await
         .expect("apply");
-    let sent = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .expect("leader snapshot");
+    let sent = build(&mut leader).await;
     let mut bytes = Vec::new();
     let mut data = sent.snapshot;
     tokio::io::AsyncReadExt::read_to_end(&mut data, &mut bytes)
