@@ -203,6 +203,14 @@ pub enum Command {
         /// Who deletes it and why.
         stamp: Stamp,
     },
+    /// Sets the retention windows: how long finished work stays in memory and in the
+    /// archive. (New variants go last: the log's encoding numbers them in order.)
+    SetRetention {
+        /// The new windows, all of them.
+        retention: crate::retention::Retention,
+        /// Who changes them and why.
+        stamp: Stamp,
+    },
 }
 
 /// One completion of a `CompleteBatch`.

@@ -114,6 +114,13 @@ pub enum SchedulerError {
     /// A reset named a job type whose circuit breaker is not open.
     #[error("no circuit breaker is open for job type {0}")]
     BreakerNotOpen(String),
+
+    /// The job finished and passed its retention window: it is in the archive, where it
+    /// can be read but no longer changed (new variants go last: sessions keep answers).
+    #[error(
+        "{0} is archived (finished and past its retention window): it can be read, not changed"
+    )]
+    Archived(JobId),
 }
 
 impl SchedulerError {

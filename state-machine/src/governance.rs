@@ -324,6 +324,11 @@ pub enum GovernanceChange {
         /// The ticket that authorises it.
         ticket: String,
     },
+    /// The retention windows changed (new variants go last: the log numbers them).
+    RetentionSet {
+        /// The windows now in force.
+        retention: crate::retention::Retention,
+    },
 }
 
 /// One entry in the cluster-wide governance history.

@@ -1,7 +1,8 @@
 //! The scheduler's invariants, stated once and checked by tests, property tests and
 //! simulations after every step.
 
-use crate::ids::LeaseId;
+use crate::archive::ArchiveKind;
+use crate::ids::{IncidentId, JobId, LeaseId, PlanId};
 use crate::job::{JobState, Status};
 use crate::ledger::{Indexes, State};
 use std::collections::BTreeSet;
@@ -84,7 +85,7 @@ impl State {
     fn check_indexes(&self) -> Result<(), String> {
         let rebuilt = Indexes::rebuild(&self.ledger);
         let idx = &self.idx;
-        let checks: [(&str, bool); 13] = [
+        let checks: [(&str, bool); 16] = [
             ("ready", idx.ready == rebuilt.ready),
             ("by_status", idx.by_status == rebuilt.by_status),
             ("status_counts", idx.status_counts == rebuilt.status_counts),
@@ -101,12 +102,45 @@ impl State {
                 "session_expiry",
                 idx.session_expiry == rebuilt.session_expiry,
             ),
+            ("finished", idx.finished == rebuilt.finished),
+            (
+                "archive_expiry",
+                idx.archive_expiry == rebuilt.archive_expiry,
+            ),
+            ("archived_keys", idx.archived_keys == rebuilt.archived_keys),
         ];
         if let Some((name, _)) = checks.iter().find(|(_, ok)| !ok) {
             return Err(format!("index {name} disagrees with the job table"));
         }
         if idx.by_status.len() != self.ledger.jobs.len() {
             return Err("a job is missing from the status index, or is there twice".to_owned());
+        }
+        self.check_archive()
+    }
+
+    /// The book adds up, and nothing is both in memory and in the archive.
+    fn check_archive(&self) -> Result<(), String> {
+        let retained = &self.ledger.retained;
+        let bytes: u64 = retained.book.values().map(|e| e.bytes).sum();
+        if bytes != retained.archive_bytes {
+            return Err(format!(
+                "the archive's size {} is not the sum of its records, {bytes}",
+                retained.archive_bytes
+            ));
+        }
+        for (key, entry) in &retained.book {
+            let in_memory = match key.kind {
+                ArchiveKind::Job => self.ledger.jobs.contains_key(&JobId(key.id)),
+                ArchiveKind::Plan => self.ledger.plans.contains_key(&PlanId(key.id)),
+                ArchiveKind::Incident => self.ledger.incidents.contains_key(&IncidentId(key.id)),
+                ArchiveKind::Governance => key.id >= retained.governance_archived,
+            };
+            if in_memory {
+                return Err(format!("{key:?} is both in memory and in the archive"));
+            }
+            if (key.kind == ArchiveKind::Job) != entry.status.is_some() {
+                return Err(format!("{key:?}: a status is kept for jobs, and only jobs"));
+            }
         }
         Ok(())
     }

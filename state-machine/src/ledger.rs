@@ -1,5 +1,6 @@
 //! The scheduler's state: the persisted ledger, the indexes derived from it, and `apply`.
 
+use crate::archive::{ended_ms, ArchiveKey, ArchiveOp, BookEntry, Retained};
 use crate::command::{Command, Reply, Response};
 use crate::governance::{
     Breaker, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
@@ -51,6 +52,10 @@ pub(crate) struct Ledger {
     pub fair_cursor: Option<TenantId>,
     /// Each client's latest request and answer, so retries are answered once.
     pub sessions: BTreeMap<ClientId, Session>,
+    /// Retention windows and the archive's book. Encoded after the ledger in a snapshot
+    /// (so a snapshot written before retention existed still reads), not inside it.
+    #[serde(skip)]
+    pub retained: Retained,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -85,6 +90,12 @@ pub(crate) struct Indexes {
     pub schedule_due: BTreeSet<(u64, ScheduleId)>,
     /// Sessions by the log time they were last used, oldest first.
     pub session_expiry: BTreeSet<(u64, ClientId)>,
+    /// Terminal jobs by status and the log time they ended: eviction's queue.
+    pub finished: BTreeSet<(Status, u64, JobId)>,
+    /// Archived records by the log time they were archived: the archive's expiry queue.
+    pub archive_expiry: BTreeSet<(u64, ArchiveKey)>,
+    /// Idempotency keys of archived jobs, which still deduplicate.
+    pub archived_keys: BTreeMap<(TenantId, String), JobId>,
 }
 
 /// Files `id` under `name`, cloning the name only the first time it is seen.
@@ -95,6 +106,16 @@ fn file_under<K: Ord + Clone>(index: &mut BTreeMap<K, BTreeSet<JobId>>, name: &K
         }
         None => {
             index.insert(name.clone(), BTreeSet::from([id]));
+        }
+    }
+}
+
+/// Takes `id` out from under `name`, and the name with it once nothing is filed there.
+fn unfile<K: Ord>(index: &mut BTreeMap<K, BTreeSet<JobId>>, name: &K, id: JobId) {
+    if let Some(ids) = index.get_mut(name) {
+        ids.remove(&id);
+        if ids.is_empty() {
+            index.remove(name);
         }
     }
 }
@@ -113,7 +134,40 @@ impl Indexes {
             idx.session_expiry
                 .insert((session.last_seen_ms, client.clone()));
         }
+        for (key, entry) in &ledger.retained.book {
+            idx.add_archived(*key, entry);
+        }
         idx
+    }
+
+    pub(crate) fn add_archived(&mut self, key: ArchiveKey, entry: &BookEntry) {
+        self.archive_expiry.insert((entry.archived_ms, key));
+        if let Some(idempotency) = &entry.idempotency {
+            self.archived_keys
+                .insert(idempotency.clone(), JobId(key.id));
+        }
+    }
+
+    pub(crate) fn remove_archived(&mut self, key: ArchiveKey, entry: &BookEntry) {
+        self.archive_expiry.remove(&(entry.archived_ms, key));
+        if let Some(idempotency) = &entry.idempotency {
+            if self.archived_keys.get(idempotency) == Some(&JobId(key.id)) {
+                self.archived_keys.remove(idempotency);
+            }
+        }
+    }
+
+    /// Removes what `add_created` added, when the job leaves memory.
+    pub(crate) fn remove_created(&mut self, job: &Job) {
+        let spec = &job.spec;
+        if let Some(key) = &spec.idempotency_key {
+            let named = (spec.tenant.clone(), key.clone());
+            if self.idempotency.get(&named) == Some(&job.id) {
+                self.idempotency.remove(&named);
+            }
+        }
+        unfile(&mut self.by_tenant, &spec.tenant, job.id);
+        unfile(&mut self.by_type, &spec.job_type, job.id);
     }
 
     /// Adds the entries a job has for its whole life: its idempotency key, tenant and type.
@@ -142,6 +196,9 @@ impl Indexes {
         let spec = &job.spec;
         let status = job.status();
         toggle(&mut self.by_status, (status, id), add);
+        if let Some(ended) = ended_ms(&job.state) {
+            toggle(&mut self.finished, (status, ended, id), add);
+        }
         let count = &mut self.status_counts[status as usize];
         *count = match add {
             true => *count + 1,
@@ -256,6 +313,8 @@ pub struct State {
     /// part of snapshots or the digest. Exists only with the `simulation` feature.
     #[cfg(feature = "simulation")]
     pub(crate) fencing_disabled: bool,
+    /// What the store must still do to the archive; drained by `take_archive_ops`.
+    pub(crate) archive_ops: Vec<ArchiveOp>,
 }
 
 impl State {
@@ -342,6 +401,7 @@ impl State {
                 self.pause_schedule(id, paused, stamp, at)
             }
             Command::DeleteSchedule { id, stamp } => self.delete_schedule(id, stamp, at),
+            Command::SetRetention { retention, stamp } => self.set_retention(retention, stamp, at),
         }
     }
 
@@ -367,6 +427,7 @@ impl State {
             self.fire_schedule(&id, at);
         }
         self.expire_sessions(at.now_ms);
+        self.retire(at);
     }
 
     /// A pending job's not-before time or a failed job's backoff has passed.

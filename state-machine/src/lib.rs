@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod archive;
 mod batch;
 mod command;
 mod error;
@@ -19,12 +20,17 @@ mod ledger;
 mod operate;
 mod plan;
 mod query;
+mod retention;
 mod schedule;
 mod session;
 mod snapshot;
 mod submit;
 mod validate;
 
+pub use archive::{
+    record_hash, ArchiveKey, ArchiveKind, ArchiveOp, ArchiveStats, Archived, ArchivedItem,
+    BookEntry, SWEEP_EVERY_MS,
+};
 pub use batch::MAX_BATCH;
 pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply, Response};
 pub use error::SchedulerError;
@@ -43,6 +49,7 @@ pub use leasing::{backoff_ms, MAX_LEASE_BATCH, MAX_LEASE_PAYLOAD_BYTES};
 pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
+pub use retention::{Retention, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};

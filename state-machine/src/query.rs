@@ -1,5 +1,6 @@
 //! Read-only views of the state: what the APIs and the CLI show.
 
+use crate::archive::ArchiveKey;
 use crate::governance::{GovernanceEvent, Incident, Quota, Scope, Stamp};
 use crate::ids::{JobId, JobType, PlanId, TenantId, WorkerId};
 use crate::job::{Artifact, Job, Status};
@@ -241,15 +242,21 @@ impl State {
         Status::ALL.map(|s| (s, self.idx.status_counts[s as usize] as usize))
     }
 
-    /// A plan, its derived status and its steps.
+    /// A job's status, whether it is in memory or in the archive.
+    pub fn job_status(&self, id: JobId) -> Option<Status> {
+        match self.ledger.jobs.get(&id) {
+            Some(job) => Some(job.status()),
+            None => self.archived(ArchiveKey::job(id))?.status,
+        }
+    }
+
+    /// A plan, its derived status and its steps (a step's job may be archived).
     pub fn plan(&self, id: PlanId) -> Option<PlanView<'_>> {
         let plan = self.ledger.plans.get(&id)?;
         let steps: Vec<(&str, JobId, Status)> = plan
             .steps
             .iter()
-            .filter_map(|(key, job)| {
-                Some((key.as_str(), *job, self.ledger.jobs.get(job)?.status()))
-            })
+            .filter_map(|(key, job)| Some((key.as_str(), *job, self.job_status(*job)?)))
             .collect();
         let status = PlanStatus::derive(steps.iter().map(|s| s.2));
         Some(PlanView {

@@ -1,11 +1,13 @@
 //! Snapshots as compact binary (postcard), restore, and the state digest replicas compare.
 
+use crate::archive::{ArchiveKey, BookEntry, Retained};
 use crate::ledger::{Indexes, Ledger, State};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// The snapshot format's version, its first byte.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// The snapshot format's version, its first byte. Version 2 adds the retention windows
+/// and the archive's book after the ledger; version 1 (no retention yet) still reads.
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
@@ -23,14 +25,17 @@ pub enum SnapshotError {
 
 fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
     Ok(postcard::to_extend(
-        &(SNAPSHOT_VERSION, ledger),
+        &(SNAPSHOT_VERSION, ledger, &ledger.retained),
         Vec::new(),
     )?)
 }
 
 fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError> {
     // A u8 is one raw byte in postcard, so this starts with the version byte.
-    Ok(postcard::to_io(&(SNAPSHOT_VERSION, ledger), out)?)
+    Ok(postcard::to_io(
+        &(SNAPSHOT_VERSION, ledger, &ledger.retained),
+        out,
+    )?)
 }
 
 fn digest(ledger: &Ledger) -> Result<String, SnapshotError> {
@@ -54,6 +59,12 @@ impl Frozen {
     pub fn digest(&self) -> Result<String, SnapshotError> {
         digest(&self.0)
     }
+
+    /// Every record the archive held at the moment of freezing, in key order: what a
+    /// snapshot must carry besides the ledger.
+    pub fn archive_book(&self) -> impl Iterator<Item = (ArchiveKey, &BookEntry)> + '_ {
+        self.0.retained.book.iter().map(|(k, e)| (*k, e))
+    }
 }
 
 impl State {
@@ -75,16 +86,22 @@ impl State {
     /// Rebuilds a state from `snapshot` bytes.
     pub fn restore(bytes: &[u8]) -> Result<State, SnapshotError> {
         let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion(version));
-        }
-        let ledger: Ledger = postcard::from_bytes(body)?;
+        let ledger = match version {
+            1 => postcard::from_bytes(body)?,
+            SNAPSHOT_VERSION => {
+                let (mut ledger, retained): (Ledger, Retained) = postcard::from_bytes(body)?;
+                ledger.retained = retained;
+                ledger
+            }
+            _ => return Err(SnapshotError::UnsupportedVersion(version)),
+        };
         let idx = Indexes::rebuild(&ledger);
         Ok(State {
             ledger,
             idx,
             #[cfg(feature = "simulation")]
             fencing_disabled: false,
+            archive_ops: Vec::new(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Getting work in and out of the ledger: enqueue, plans, cancel, replay, and the
 //! dependency bookkeeping they share.
 
+use crate::archive::ArchiveKey;
 use crate::command::{PlanStep, Reply, Response};
 use crate::error::SchedulerError;
 use crate::governance::{GovernanceChange, Stamp};
@@ -380,7 +381,10 @@ impl State {
             .jobs
             .get(&job_id)
             .map(Arc::as_ref)
-            .ok_or(SchedulerError::JobNotFound(job_id))
+            .ok_or_else(|| match self.archived(ArchiveKey::job(job_id)) {
+                Some(_) => SchedulerError::Archived(job_id),
+                None => SchedulerError::JobNotFound(job_id),
+            })
     }
 
     pub(crate) fn idempotent_match(
@@ -388,17 +392,23 @@ impl State {
         tenant: &TenantId,
         key: &Option<String>,
     ) -> Option<JobId> {
-        let key = key.as_ref()?;
+        let named = (tenant.clone(), key.as_ref()?.clone());
         self.idx
             .idempotency
-            .get(&(tenant.clone(), key.clone()))
+            .get(&named)
+            .or_else(|| self.idx.archived_keys.get(&named))
             .copied()
     }
 
-    /// Every dependency must exist and still be able to succeed.
+    /// Every dependency must exist (in memory or in the archive) and still be able to
+    /// succeed.
     fn check_dependencies(&self, deps: &[JobId]) -> Result<(), SchedulerError> {
         for &dep in deps {
-            let status = self.job_or_err(dep)?.status();
+            let archived = self.archived(ArchiveKey::job(dep)).and_then(|e| e.status);
+            let status = match archived {
+                Some(status) => status,
+                None => self.job_or_err(dep)?.status(),
+            };
             if matches!(status, Status::DeadLettered | Status::Canceled) {
                 return Err(SchedulerError::DependencyFailed {
                     dependency: dep,

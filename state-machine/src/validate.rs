@@ -10,6 +10,7 @@ use crate::command::{Command, CompleteItem, Completion};
 use crate::error::SchedulerError;
 use crate::leasing::{check_lease, check_outputs};
 use crate::operate::{check_breaker, check_rate, check_scope};
+use crate::retention::check_retention;
 use crate::submit::{check_name, check_plan, check_spec, check_stamp, check_text};
 
 impl Command {
@@ -90,6 +91,10 @@ impl Command {
             }
             Command::PauseSchedule { stamp, .. } | Command::DeleteSchedule { stamp, .. } => {
                 check_stamp(stamp)
+            }
+            Command::SetRetention { retention, stamp } => {
+                check_stamp(stamp)?;
+                check_retention(retention)
             }
         }
     }
