@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 #![warn(missing_docs)]
 
+mod archive;
 mod log_store;
 mod network;
 mod node;
@@ -19,6 +20,7 @@ pub mod proto {
     tonic::include_proto!("rota.raft.v1");
 }
 
+pub use archive::Archive;
 pub use log_store::{open_db, MemLogStore, RocksLogStore};
 pub use network::{
     nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
@@ -29,7 +31,7 @@ pub use node::{
 };
 pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
-pub use state_store::{Applied, StateStore};
+pub use state_store::{Applied, ArchiveReadError, StateStore};
 pub use types::{
     Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,
 };

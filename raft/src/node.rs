@@ -115,7 +115,8 @@ impl From<InitializeError> for ClusterError {
 /// Where a node keeps its log and snapshots.
 #[derive(Clone)]
 pub enum Storage {
-    /// RocksDB under `dir/raft-log`, snapshots under `dir/snapshots`.
+    /// RocksDB under `dir/raft-log`, snapshots under `dir/snapshots`, the archive
+    /// (RocksDB) under `dir/archive`.
     Disk(PathBuf),
     /// In memory; keep the stores to "restart" the node with what it had.
     Memory {
@@ -216,7 +217,7 @@ impl RaftNode {
         let (raft, state) = match config.storage {
             Storage::Disk(dir) => {
                 let log = RocksLogStore::new(open_db(&dir.join("raft-log"))?);
-                let state = StateStore::open_dir(&dir.join("snapshots"))?;
+                let state = StateStore::open(&dir.join("snapshots"), &dir.join("archive"))?;
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state)
             }

@@ -1,22 +1,26 @@
 //! The state-machine adapter: applies committed entries to the scheduler, builds and
 //! installs snapshots, and keeps the latest snapshot where a restart finds it.
 //!
-//! A snapshot's bytes are a checksum prefix (`ROTASNP2`, then the sha256 of everything
-//! after it), a header (the length of the encoded `SnapshotMeta`, then the meta) and the
-//! scheduler's own snapshot. The same bytes are the file on disk and what followers
-//! receive, so an installed snapshot is kept exactly as it arrived, and the checksum is
-//! verified before any snapshot is used: at start-up, and when one is installed. A file
-//! without the prefix is one an older rota wrote, read as it was.
+//! A snapshot's bytes are a checksum prefix (`ROTASNP3`, then the sha256 of everything
+//! after it), a header (the length of the encoded `SnapshotMeta`, then the meta), the
+//! scheduler's own snapshot (its length, then its bytes) and the archive's records (each a
+//! 9-byte key, a length and the record), exactly those the scheduler's book lists. The
+//! same bytes are the file on disk and what followers receive, so an installed snapshot is
+//! kept exactly as it arrived, and the checksum is verified before any snapshot is used:
+//! at start-up, and when one is installed; each record is checked against the book's hash
+//! too. Start-up and installation rewrite the archive from the snapshot's records. Files
+//! an older rota wrote (`ROTASNP2`: no archive; no prefix at all) read as they were.
 //!
 //! Building and installing never write the same file: each writes a temporary file of its
 //! own in the snapshot directory, syncs it and renames it over `current.snapshot`, so the
 //! previous snapshot stays until the new one is durable. Encoding, hashing and syncing run
 //! off the async runtime.
 
+use crate::archive::Archive;
 use crate::types::{BatchReply, Entry, LogId, NodeId, RotaNode, StorageError, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
-use rota_state_machine::State;
+use rota_state_machine::{record_hash, ArchiveKey, ArchiveKind, Archived, State};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +37,72 @@ pub struct Applied {
     pub last_applied: Option<LogId>,
     /// The membership as of the last membership entry applied.
     pub membership: StoredMembership<NodeId, RotaNode>,
+    /// The records the scheduler archived; `state`'s book says which count.
+    pub archive: Archive,
+}
+
+/// An archived record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveReadError {
+    /// The disk failed.
+    #[error("archive: {0}")]
+    Io(#[from] std::io::Error),
+    /// The book lists the record but the archive lacks it, or holds other bytes.
+    #[error("archive record {0:?} is missing or does not match its book")]
+    Damaged(ArchiveKey),
+    /// The record's bytes do not decode.
+    #[error("archive record {key:?} does not decode: {error}")]
+    Undecodable {
+        /// The record.
+        key: ArchiveKey,
+        /// Why.
+        error: postcard::Error,
+    },
+}
+
+impl Applied {
+    /// The archived record under `key`, if the book lists it; checked against the book's
+    /// hash before it is decoded.
+    pub fn archived(&self, key: ArchiveKey) -> Result<Option<Archived>, ArchiveReadError> {
+        let Some(entry) = self.state.archived(key) else {
+            return Ok(None);
+        };
+        let record = self
+            .archive
+            .get(key)?
+            .filter(|record| record_hash(record) == entry.hash)
+            .ok_or(ArchiveReadError::Damaged(key))?;
+        Archived::decode(&record)
+            .map(Some)
+            .map_err(|error| ArchiveReadError::Undecodable { key, error })
+    }
+
+    /// Archived records of `kind` from id `from` on, in id order, that the book lists,
+    /// until `visit` says stop.
+    pub fn scan_archived(
+        &self,
+        kind: ArchiveKind,
+        from: u64,
+        mut visit: impl FnMut(Archived) -> bool,
+    ) -> Result<(), ArchiveReadError> {
+        let mut failure = None;
+        self.archive.scan(kind, from, |key, record| {
+            let listed = self.state.archived(key).map(|e| e.hash);
+            if listed != Some(record_hash(record)) {
+                // Not (or no longer) in the book: an eviction the disk has not caught up
+                // with, or a record deleted after a pin; never answered.
+                return true;
+            }
+            match Archived::decode(record) {
+                Ok(archived) => visit(archived),
+                Err(error) => {
+                    failure = Some(ArchiveReadError::Undecodable { key, error });
+                    false
+                }
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
 }
 
 /// Where the latest snapshot lives.
@@ -50,25 +120,23 @@ fn io_error(message: impl Into<String>) -> std::io::Error {
     std::io::Error::other(message.into())
 }
 
-/// What a checksummed snapshot starts with.
-const MAGIC: &[u8; 8] = b"ROTASNP2";
+/// What a checksummed snapshot with the archive starts with.
+const MAGIC: &[u8; 8] = b"ROTASNP3";
+/// What a checksummed snapshot from before the archive starts with.
+const MAGIC_V2: &[u8; 8] = b"ROTASNP2";
 /// The magic and the sha256 after it.
 const PREFIX_LEN: usize = MAGIC.len() + 32;
 
-/// The checksum prefix of a snapshot made of `parts`.
-fn prefix(parts: &[&[u8]]) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part);
-    }
-    [MAGIC.as_slice(), hasher.finalize().as_slice()].concat()
-}
-
-/// The bytes after the checksum prefix, once the checksum holds; a legacy snapshot (no
-/// prefix) as it is.
-fn verified(bytes: &[u8]) -> Result<&[u8], std::io::Error> {
-    let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
-        return Ok(bytes);
+/// The bytes after the checksum prefix, once the checksum holds, and whether they carry
+/// the archive; a legacy snapshot (no prefix) as it is.
+fn verified(bytes: &[u8]) -> Result<(&[u8], bool), std::io::Error> {
+    let (rest, with_archive) = match (
+        bytes.strip_prefix(MAGIC.as_slice()),
+        bytes.strip_prefix(MAGIC_V2.as_slice()),
+    ) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => return Ok((bytes, false)),
     };
     let (sum, body) = rest
         .split_at_checked(32)
@@ -78,28 +146,132 @@ fn verified(bytes: &[u8]) -> Result<&[u8], std::io::Error> {
             "snapshot checksum does not match: the file is corrupt or truncated",
         ));
     }
-    Ok(body)
+    Ok((body, with_archive))
 }
 
-/// Splits snapshot bytes into the meta and the scheduler's part, after checking them.
-fn parse(bytes: &[u8]) -> Result<(Meta, &[u8]), std::io::Error> {
-    let bytes = verified(bytes)?;
-    let (len, rest) = bytes
-        .split_at_checked(4)
-        .ok_or_else(|| io_error("snapshot shorter than its header"))?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let (meta, state) = rest
-        .split_at_checked(len)
-        .ok_or_else(|| io_error("snapshot header longer than the snapshot"))?;
+/// A snapshot's parts, checked against its checksum.
+struct Parsed<'a> {
+    meta: Meta,
+    state: &'a [u8],
+    /// The archive's records, encoded as `write_record` writes them.
+    records: &'a [u8],
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], std::io::Error> {
+    let (head, rest) = bytes
+        .split_at_checked(n)
+        .ok_or_else(|| io_error(format!("snapshot truncated inside {what}")))?;
+    *bytes = rest;
+    Ok(head)
+}
+
+fn take_u32(bytes: &mut &[u8], what: &str) -> Result<usize, std::io::Error> {
+    let raw = take(bytes, 4, what)?;
+    Ok(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+}
+
+/// Splits snapshot bytes into the meta, the scheduler's part and the archive's records,
+/// after checking the checksum.
+fn parse(bytes: &[u8]) -> Result<Parsed<'_>, std::io::Error> {
+    let (mut bytes, with_archive) = verified(bytes)?;
+    let len = take_u32(&mut bytes, "its header")?;
+    let meta = take(&mut bytes, len, "its header")?;
     let meta = postcard::from_bytes(meta).map_err(|e| io_error(format!("snapshot meta: {e}")))?;
-    Ok((meta, state))
+    if !with_archive {
+        return Ok(Parsed {
+            meta,
+            state: bytes,
+            records: &[],
+        });
+    }
+    let len = take(&mut bytes, 8, "the scheduler's length")?;
+    let len = u64::from_be_bytes(len.try_into().map_err(|_| io_error("unreachable"))?);
+    let len = usize::try_from(len).map_err(|_| io_error("scheduler part too large"))?;
+    let state = take(&mut bytes, len, "the scheduler's part")?;
+    Ok(Parsed {
+        meta,
+        state,
+        records: bytes,
+    })
+}
+
+/// The archive's records in snapshot bytes, in order.
+fn records(
+    mut bytes: &[u8],
+) -> impl Iterator<Item = Result<(ArchiveKey, &[u8]), std::io::Error>> + '_ {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let mut next = || {
+            let key = take(&mut bytes, ArchiveKey::LEN, "an archive key")?;
+            let key = ArchiveKey::from_bytes(key)
+                .ok_or_else(|| io_error("snapshot holds an archive key of no known kind"))?;
+            let len = take_u32(&mut bytes, "an archive record's length")?;
+            Ok((key, take(&mut bytes, len, "an archive record")?))
+        };
+        Some(next())
+    })
+}
+
+/// Checks that a snapshot's records are exactly those its scheduler's book lists, each
+/// with the hash the book has for it.
+fn check_records(state: &State, bytes: &[u8]) -> Result<(), std::io::Error> {
+    let mut count = 0u64;
+    for record in records(bytes) {
+        let (key, record) = record?;
+        let entry = state.archived(key).ok_or_else(|| {
+            io_error(format!(
+                "snapshot holds {key:?}, which its book does not list"
+            ))
+        })?;
+        if record_hash(record) != entry.hash {
+            return Err(io_error(format!(
+                "snapshot's archive record {key:?} does not match its book's hash"
+            )));
+        }
+        count += 1;
+    }
+    let listed = state.archive_stats().records;
+    if count != listed {
+        return Err(io_error(format!(
+            "snapshot holds {count} archive records; its book lists {listed}"
+        )));
+    }
+    Ok(())
+}
+
+/// Appends one archive record as `records` reads it.
+fn write_record(
+    out: &mut (impl Write + ?Sized),
+    key: ArchiveKey,
+    record: &[u8],
+) -> std::io::Result<()> {
+    let len = u32::try_from(record.len()).map_err(|_| io_error("archive record too large"))?;
+    out.write_all(&key.to_bytes())?;
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(record)
+}
+
+/// The scheduler and the archive as of a snapshot's bytes: the state restored, the records
+/// checked against its book, and the archive rewritten with them.
+fn load(parsed: &Parsed<'_>) -> Result<State, std::io::Error> {
+    let state = State::restore(parsed.state).map_err(|e| io_error(e.to_string()))?;
+    check_records(&state, parsed.records)?;
+    Ok(state)
+}
+
+fn owned_records(
+    bytes: &[u8],
+) -> impl Iterator<Item = Result<(ArchiveKey, Vec<u8>), std::io::Error>> + '_ {
+    records(bytes).map(|r| r.map(|(key, record)| (key, record.to_vec())))
 }
 
 /// Reads the meta from the head of a snapshot file and rewinds it.
 fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error> {
     let mut magic = [0u8; 8];
     file.read_exact(&mut magic)?;
-    if magic != *MAGIC {
+    if magic != *MAGIC && magic != *MAGIC_V2 {
         file.seek(SeekFrom::Start(0))?;
     } else {
         file.seek(SeekFrom::Start(PREFIX_LEN as u64))?;
@@ -146,6 +318,41 @@ impl SnapshotStore {
                     .lock()
                     .map_err(|_| io_error("snapshot lock poisoned"))? = Some(parts.concat());
                 Ok(())
+            }
+        }
+    }
+
+    /// Keeps what `body` writes, behind the checksum prefix, as the latest snapshot: as
+    /// `save`, but streamed, the checksum computed on the way and written last.
+    fn save_with(
+        &self,
+        body: impl FnOnce(&mut dyn Write) -> Result<(), std::io::Error>,
+    ) -> Result<(), std::io::Error> {
+        match self {
+            SnapshotStore::Dir(dir) => {
+                let mut file = tempfile::NamedTempFile::new_in(dir)?;
+                file.write_all(MAGIC)?;
+                file.write_all(&[0u8; 32])?;
+                {
+                    let mut out = HashingWriter {
+                        inner: std::io::BufWriter::new(file.as_file_mut()),
+                        hasher: Sha256::new(),
+                    };
+                    body(&mut out)?;
+                    let sum = out.hasher.finalize();
+                    let inner = out.inner.into_inner().map_err(|e| e.into_error())?;
+                    inner.seek(SeekFrom::Start(MAGIC.len() as u64))?;
+                    inner.write_all(&sum)?;
+                    inner.sync_all()?;
+                }
+                file.persist(Self::current_path(dir)).map_err(|e| e.error)?;
+                std::fs::File::open(dir)?.sync_all()
+            }
+            SnapshotStore::Memory(_) => {
+                let mut bytes = Vec::new();
+                body(&mut bytes)?;
+                let sum = Sha256::digest(&bytes);
+                self.save(&[MAGIC, sum.as_slice(), &bytes])
             }
         }
     }
@@ -201,28 +408,60 @@ impl SnapshotStore {
     }
 }
 
+/// Writes through to `inner`, hashing what passes.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The state machine openraft drives. Cloning shares the same state.
 #[derive(Clone, Debug)]
 pub struct StateStore {
     applied: Arc<RwLock<Applied>>,
     snapshots: Arc<SnapshotStore>,
+    archive: Archive,
     /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
     #[cfg(feature = "simulation")]
     fencing_disabled: Arc<AtomicBool>,
 }
 
 impl StateStore {
-    /// A state machine whose snapshots live in `dir`; it starts from the latest one there.
+    /// A state machine whose snapshots live in `dir` and its archive in `dir/archive`; it
+    /// starts from the latest snapshot there.
     pub fn open_dir(dir: &Path) -> Result<Self, std::io::Error> {
-        std::fs::create_dir_all(dir)?;
-        Self::start(SnapshotStore::Dir(dir.to_path_buf()))
+        Self::open(dir, &dir.join("archive"))
     }
 
-    /// A state machine whose snapshots stay in memory.
+    /// A state machine whose snapshots live in `snapshots` and its archive (RocksDB) in
+    /// `archive`; it starts from the latest snapshot, and rewrites the archive from it.
+    pub fn open(snapshots: &Path, archive: &Path) -> Result<Self, std::io::Error> {
+        std::fs::create_dir_all(snapshots)?;
+        let archive = Archive::open_dir(archive)?;
+        Self::start(SnapshotStore::Dir(snapshots.to_path_buf()), archive)
+    }
+
+    /// A state machine whose snapshots and archive stay in memory.
     pub fn in_memory() -> Self {
+        let archive = Archive::in_memory();
         Self {
-            applied: Arc::default(),
+            applied: Arc::new(RwLock::new(Applied {
+                archive: archive.clone(),
+                ..Applied::default()
+            })),
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
+            archive,
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         }
@@ -236,13 +475,17 @@ impl StateStore {
     }
 
     /// The same store as `self` would be after a restart: the state rebuilt from the latest
-    /// snapshot only (what a simulated node keeps across a crash).
+    /// snapshot only (what a simulated node keeps across a crash), the archive rewritten
+    /// from it (an in-memory archive starts empty first, as memory would).
     pub fn restarted(&self) -> Result<Self, std::io::Error> {
-        let snapshots = match &*self.snapshots {
-            SnapshotStore::Dir(dir) => SnapshotStore::Dir(dir.clone()),
-            SnapshotStore::Memory(_) => SnapshotStore::Memory(Mutex::new(self.snapshots.load()?)),
+        let (snapshots, archive) = match &*self.snapshots {
+            SnapshotStore::Dir(dir) => (SnapshotStore::Dir(dir.clone()), self.archive.clone()),
+            SnapshotStore::Memory(_) => (
+                SnapshotStore::Memory(Mutex::new(self.snapshots.load()?)),
+                Archive::in_memory(),
+            ),
         };
-        let restarted = Self::start(snapshots)?;
+        let restarted = Self::start(snapshots, archive)?;
         #[cfg(feature = "simulation")]
         {
             let disabled = self.fencing_disabled.load(Ordering::SeqCst);
@@ -251,23 +494,33 @@ impl StateStore {
         Ok(restarted)
     }
 
-    fn start(snapshots: SnapshotStore) -> Result<Self, std::io::Error> {
+    fn start(snapshots: SnapshotStore, archive: Archive) -> Result<Self, std::io::Error> {
         // A snapshot that cannot be used is named with the reason, not just refused.
         let unusable = |why: String| io_error(format!("{}: {why}", snapshots.describe()));
         let applied = match snapshots.load().map_err(|e| unusable(e.to_string()))? {
             Some(bytes) => {
-                let (meta, state) = parse(&bytes).map_err(|e| unusable(e.to_string()))?;
+                let parsed = parse(&bytes).map_err(|e| unusable(e.to_string()))?;
+                let state = load(&parsed).map_err(|e| unusable(e.to_string()))?;
+                archive.replace_all_at_start(owned_records(parsed.records))?;
                 Applied {
-                    state: State::restore(state).map_err(|e| unusable(e.to_string()))?,
-                    last_applied: meta.last_log_id,
-                    membership: meta.last_membership,
+                    state,
+                    last_applied: parsed.meta.last_log_id,
+                    membership: parsed.meta.last_membership,
+                    archive: archive.clone(),
                 }
             }
-            None => Applied::default(),
+            None => {
+                archive.replace_all_at_start(std::iter::empty())?;
+                Applied {
+                    archive: archive.clone(),
+                    ..Applied::default()
+                }
+            }
         };
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             snapshots: Arc::new(snapshots),
+            archive,
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         })
@@ -297,7 +550,9 @@ fn entry_index(applied: &Applied) -> u64 {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // Only the freeze happens under the lock; apply goes on while the copy is encoded.
+        // The pin keeps the frozen book's records on disk while apply goes on; only the
+        // freeze happens under the lock.
+        let pin = self.archive.pin().await;
         let (meta, frozen) = {
             let applied = self.read();
             let frozen = applied.state.freeze();
@@ -317,11 +572,28 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         let header = header(&meta).map_err(write_err)?;
         // Encoding, hashing and syncing a large state take a while: not on the runtime.
         let snapshots = self.snapshots.clone();
+        let archive = self.archive.clone();
         tokio::task::spawn_blocking(move || {
             let state = frozen.snapshot().map_err(|e| io_error(e.to_string()))?;
-            drop(frozen);
-            let prefix = prefix(&[&header, &state]);
-            snapshots.save(&[&prefix, &header, &state])
+            snapshots.save_with(|out| {
+                out.write_all(&header)?;
+                out.write_all(&(state.len() as u64).to_be_bytes())?;
+                out.write_all(&state)?;
+                for (key, entry) in frozen.archive_book() {
+                    let record = archive
+                        .get(key)?
+                        .filter(|record| record_hash(record) == entry.hash)
+                        .ok_or_else(|| {
+                            io_error(format!(
+                                "archive lacks record {key:?} of the book being snapshotted, or holds other bytes"
+                            ))
+                        })?;
+                    write_record(out, key, &record)?;
+                }
+                Ok(())
+            })?;
+            drop(pin);
+            Ok::<_, std::io::Error>(())
         })
         .await
         .map_err(|e| write_err(io_error(e.to_string())))?
@@ -388,6 +660,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             };
             replies.push(reply);
+            let ops = applied.state.take_archive_ops();
+            applied
+                .archive
+                .apply(ops)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
             #[cfg(feature = "check-invariants")]
             if let Err(broken) = applied.state.check_invariants() {
                 panic!(
@@ -428,17 +705,23 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         .await
         .map_err(|e| read_err(io_error(e.to_string())))?
         .map_err(read_err)?;
-        let (received_meta, state_bytes) = parse(&bytes).map_err(read_err)?;
-        if received_meta.last_log_id != meta.last_log_id {
+        let parsed = parse(&bytes).map_err(read_err)?;
+        if parsed.meta.last_log_id != meta.last_log_id {
             return Err(read_err(io_error("snapshot meta does not match its data")).into());
         }
-        let state = State::restore(state_bytes).map_err(|e| read_err(io_error(e.to_string())))?;
+        let state = load(&parsed).map_err(read_err)?;
+        // No build reads the archive while it is rewritten; the state is swapped after.
+        let rewrite = self.archive.rewrite().await;
+        self.archive
+            .replace_all(&rewrite, owned_records(parsed.records))
+            .map_err(read_err)?;
         {
             let mut applied = self.write_lock()?;
             applied.state = state;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
+        drop(rewrite);
         // Kept exactly as received (checksum verified above), synced off the runtime.
         let snapshots = self.snapshots.clone();
         let write_err =

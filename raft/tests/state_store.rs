@@ -3,7 +3,11 @@
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 use rota_raft::{Batch, Entry, LogId, StateStore};
-use rota_state_machine::{Command, JobSpec, Reply};
+use rota_state_machine::JobSpec;
+use rota_state_machine::{
+    ArchiveKey, ArchivedItem, Command, Completion, JobId, JobType, Reply, Retention, Stamp,
+    WorkerId,
+};
 
 fn entry(index: u64, commands: Vec<Command>) -> Entry {
     Entry {
@@ -162,9 +166,126 @@ async fn building_and_installing_at_once_leave_a_valid_snapshot() {
         );
         built.expect("build");
         installed.expect("install");
-        let reopened = StateStore::open_dir(dir.path())
+        let reopened = store
+            .restarted()
             .unwrap_or_else(|e| panic!("round {round}: the snapshot on disk is unusable: {e}"));
         let (applied, _, _) = reopened.read_local_for_test();
         assert!(applied.is_some(), "round {round}");
     }
+}
+
+fn at(index: u64, now_ms: u64, commands: Vec<Command>) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Batch::new(now_ms, commands)),
+    }
+}
+
+/// Sets short windows, runs job 0 to success at log time 1,001..1,004 and moves log time
+/// `later_ms` on, so the job is archived.
+async fn archive_one_job(store: &mut StateStore, later_ms: u64) {
+    let retention = Retention {
+        succeeded_ms: 1_000,
+        ..Retention::default()
+    };
+    let set = Command::SetRetention {
+        retention,
+        stamp: Stamp::new("ops", "short windows for the test"),
+    };
+    let lease = Command::Lease {
+        worker: WorkerId::new("w"),
+        job_types: vec![JobType::new("email")],
+        max: 1,
+        ttl_ms: None,
+    };
+    let replies = store
+        .apply([
+            at(1, 1_001, vec![set]),
+            at(2, 1_002, vec![enqueue(0)]),
+            at(3, 1_003, vec![lease]),
+        ])
+        .await
+        .expect("apply");
+    let Ok(Reply::Leased { grants, .. }) = &replies[2].responses[0] else {
+        panic!("lease refused: {replies:?}");
+    };
+    let complete = Command::Complete {
+        job_id: JobId(0),
+        lease_id: grants[0].lease_id,
+        completion: Completion::Succeeded { outputs: vec![] },
+    };
+    store
+        .apply([
+            at(4, 1_004, vec![complete]),
+            at(5, 1_004 + later_ms, vec![Command::Tick]),
+        ])
+        .await
+        .expect("apply");
+}
+
+fn archived_job(store: &StateStore) -> Option<JobId> {
+    let applied = store.read();
+    let archived = applied
+        .archived(ArchiveKey::job(JobId(0)))
+        .expect("the archive reads");
+    archived.map(|a| match a.item {
+        ArchivedItem::Job(job) => job.id,
+        other => panic!("job 0's record holds {other:?}"),
+    })
+}
+
+#[tokio::test]
+async fn the_archive_is_carried_by_snapshots_to_a_restart_and_an_install() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut store = StateStore::open_dir(dir.path()).expect("open");
+    archive_one_job(&mut store, 5_000).await;
+    assert!(store.read().state.job(JobId(0)).is_none(), "left memory");
+    assert_eq!(archived_job(&store), Some(JobId(0)));
+    let sent = build(&mut store).await;
+    drop(store);
+
+    let restarted = StateStore::open_dir(dir.path()).expect("reopen");
+    assert_eq!(archived_job(&restarted), Some(JobId(0)), "after a restart");
+
+    let mut bytes = Vec::new();
+    let mut data = sent.snapshot;
+    tokio::io::AsyncReadExt::read_to_end(&mut data, &mut bytes)
+        .await
+        .expect("the snapshot");
+    let mut follower = StateStore::in_memory();
+    assert_eq!(archived_job(&follower), None);
+    let mut scratch = follower.begin_receiving_snapshot().await.expect("scratch");
+    tokio::io::AsyncWriteExt::write_all(&mut scratch, &bytes)
+        .await
+        .expect("receive");
+    follower
+        .install_snapshot(&sent.meta, scratch)
+        .await
+        .expect("install");
+    assert_eq!(archived_job(&follower), Some(JobId(0)), "after an install");
+    assert_eq!(
+        follower.read_local_for_test().1,
+        restarted.read_local_for_test().1
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_whose_archive_disagrees_with_its_book_is_refused() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut store = StateStore::open_dir(dir.path()).expect("open");
+    archive_one_job(&mut store, 5_000).await;
+    build(&mut store).await;
+    drop(store);
+    // Damage the record and fix the checksum up, as a buggy writer would.
+    let path = dir.path().join("current.snapshot");
+    let mut bytes = std::fs::read(&path).expect("the snapshot file");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let sum = <sha2::Sha256 as sha2::Digest>::digest(&bytes[40..]);
+    bytes[8..40].copy_from_slice(&sum);
+    std::fs::write(&path, &bytes).expect("damage it");
+    let refused = StateStore::open_dir(dir.path()).expect_err("refused");
+    let message = refused.to_string();
+    assert!(message.contains("current.snapshot"), "{message}");
+    assert!(message.contains("book"), "{message}");
 }
