@@ -75,7 +75,14 @@ pub enum Cmd {
     #[command(subcommand)]
     Breaker(BreakerCmd),
     /// Shows quotas, throttles, pauses, incidents, maintenance and queue depths.
-    Governance,
+    Governance {
+        /// Also list resolved incidents from the archive.
+        #[arg(long)]
+        archived: bool,
+    },
+    /// How long finished work stays in memory, then in the archive.
+    #[command(subcommand)]
+    Retention(RetentionCmd),
     /// The load generator: runs jobs through a local 3-node cluster and reports throughput,
     /// latency, failover and any job lost or duplicated.
     Bench(BenchArgs),
@@ -150,8 +157,11 @@ pub enum JobCmd {
         /// Start after this job id (a previous page's last).
         #[arg(long)]
         after: Option<u64>,
+        /// List archived jobs (finished and past their retention window) instead.
+        #[arg(long)]
+        archived: bool,
     },
-    /// Shows a job with its attempts and history.
+    /// Shows a job with its attempts and history, from memory or the archive.
     Show { id: u64 },
     /// Cancels a job.
     Cancel {
@@ -243,6 +253,34 @@ pub enum SourceCmd {
         scope: ScopeArgs,
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    /// Shows the windows in force and the archive's size.
+    Show,
+    /// Changes windows (durations such as 30m, 1h, 7d); those left out keep their value.
+    Set {
+        /// How long a succeeded job stays in memory.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        succeeded: Option<std::time::Duration>,
+        /// How long a canceled job stays in memory.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        canceled: Option<std::time::Duration>,
+        /// How long a dead-lettered job stays in memory (where it can be replayed).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        dead_lettered: Option<std::time::Duration>,
+        /// How long resolved incidents and governance events stay in memory.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        history: Option<std::time::Duration>,
+        /// How long anything stays in the archive before it is gone for good.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        archive: Option<std::time::Duration>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
     },
 }
 

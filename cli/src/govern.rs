@@ -2,7 +2,7 @@
 //! circuit breakers, and the view of all of them (`rota governance`).
 
 use crate::args::{
-    BreakerCmd, Global, MaintenanceCmd, QuotaCmd, ScopeArgs, SourceCmd, ThrottleArgs,
+    BreakerCmd, Global, MaintenanceCmd, QuotaCmd, RetentionCmd, ScopeArgs, SourceCmd, ThrottleArgs,
 };
 use crate::output::Output;
 use anyhow::{bail, Result};
@@ -170,13 +170,59 @@ async fn configure_breaker(
 }
 
 /// `rota governance`: everything in force, and the queues.
-pub async fn show(global: &Global, client: &Client, out: &Output) -> Result<()> {
+pub async fn show(archived: bool, global: &Global, client: &Client, out: &Output) -> Result<()> {
     let view = client
         .get_governance(pb::GetGovernanceRequest {
             read: global.read_options(),
+            archived_incidents: archived,
         })
         .await?;
     out.governance(&view);
+    Ok(())
+}
+
+/// `rota retention show|set`.
+pub async fn retention(
+    cmd: RetentionCmd,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    match cmd {
+        RetentionCmd::Show => {
+            let status = client
+                .cluster_status(pb::ClusterStatusRequest { digest: false })
+                .await?;
+            out.retention(&status);
+        }
+        RetentionCmd::Set {
+            succeeded,
+            canceled,
+            dead_lettered,
+            history,
+            archive,
+            reason,
+            ticket,
+        } => {
+            let ms = |d: Option<std::time::Duration>| {
+                d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            };
+            client
+                .set_retention(pb::SetRetentionRequest {
+                    session: None,
+                    retention: Some(pb::Retention {
+                        succeeded_ms: ms(succeeded),
+                        canceled_ms: ms(canceled),
+                        dead_lettered_ms: ms(dead_lettered),
+                        history_ms: ms(history),
+                        archive_ms: ms(archive),
+                    }),
+                    stamp: Some(global.stamp(reason, ticket)),
+                })
+                .await?;
+            out.done("retention windows set");
+        }
+    }
     Ok(())
 }
 

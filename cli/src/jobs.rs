@@ -19,6 +19,7 @@ pub async fn job(cmd: JobCmd, global: &Global, client: &Client, out: &Output) ->
             job_type,
             limit,
             after,
+            archived,
         } => {
             let status = match status {
                 None => pb::JobStatus::Unspecified,
@@ -35,6 +36,7 @@ pub async fn job(cmd: JobCmd, global: &Global, client: &Client, out: &Output) ->
                     limit,
                     read: global.read_options(),
                     summary: true,
+                    archived,
                 })
                 .await?;
             out.jobs(&page);

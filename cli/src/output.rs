@@ -73,6 +73,8 @@ fn job_json(job: &pb::Job) -> Value {
         "finished_ms": job.finished_ms,
         "error": job.error,
         "attempt_count": job.attempt_count,
+        "archived": job.archived,
+        "archived_ms": job.archived_ms,
         "attempts": job.attempts.iter().map(|a| json!({
             "number": a.number, "worker": a.worker, "lease_id": a.lease_id,
             "started_ms": a.started_ms, "ended_ms": a.ended_ms,
@@ -83,6 +85,29 @@ fn job_json(job: &pb::Job) -> Value {
             "log_index": e.log_index, "at_ms": e.at_ms, "kind": e.kind, "detail": e.detail,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// A byte count for people: B, KiB, MiB or GiB.
+fn bytes_text(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", units[unit]),
+    }
+}
+
+/// A window of log time for people, as `rota retention set` takes it.
+fn window_text(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "-".to_owned(),
+        |ms| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string(),
+    )
 }
 
 /// Prints answers as tables or JSON.
@@ -148,6 +173,11 @@ impl Output {
             if let Some(error) = &job.error {
                 text.push_str(&format!("error: {error}\n"));
             }
+            if let Some(at) = job.archived_ms {
+                text.push_str(&format!(
+                    "archived at log time {at}: past its retention window, read-only\n"
+                ));
+            }
             let mut attempts = table(&[
                 "attempt", "worker", "lease", "started", "ended", "outcome", "error",
             ]);
@@ -187,13 +217,14 @@ impl Output {
             .map(|s| json!({"key": s.key, "job_id": s.job_id, "status": status_name(s.status)}))
             .collect();
         self.show(
-            json!({"plan_id": plan.plan_id, "status": status, "created_ms": plan.created_ms, "steps": steps}),
+            json!({"plan_id": plan.plan_id, "status": status, "created_ms": plan.created_ms, "steps": steps, "archived": plan.archived}),
             || {
                 let mut table = table(&["step", "job", "status"]);
                 for s in &plan.steps {
                     table.add_row(vec![s.key.clone(), s.job_id.to_string(), status_name(s.status).to_owned()]);
                 }
-                format!("plan {} is {status}\n{table}", plan.plan_id)
+                let archived = if plan.archived { " (archived)" } else { "" };
+                format!("plan {} is {status}{archived}\n{table}", plan.plan_id)
             },
         );
     }
@@ -210,12 +241,16 @@ impl Output {
                     "state_digest": s.state_digest, "log_time_ms": s.log_time_ms,
                     "members": s.members.iter().map(|m| json!({"id": m.id, "addr": m.addr, "voter": m.voter})).collect::<Vec<_>>(),
                     "jobs": s.jobs.iter().map(|c| json!({"status": status_name(c.status), "count": c.count})).collect::<Vec<_>>(),
+                    "archive": s.archive.map(|a| json!({"records": a.records, "bytes": a.bytes})),
                 })
             })
             .collect();
         self.show(json!({"nodes": values}), || {
-            let mut table = table(&["node", "role", "leader", "term", "log", "applied", "digest"]);
+            let mut table = table(&[
+                "node", "role", "leader", "term", "log", "applied", "archive", "digest",
+            ]);
             for s in statuses {
+                let archive = s.archive.unwrap_or_default();
                 table.add_row(vec![
                     s.node_id.to_string(),
                     s.role.clone(),
@@ -225,6 +260,7 @@ impl Output {
                     s.term.to_string(),
                     s.last_log_index.map(|i| i.to_string()).unwrap_or_default(),
                     s.applied_index.map(|i| i.to_string()).unwrap_or_default(),
+                    format!("{} records, {}", archive.records, bytes_text(archive.bytes)),
                     s.state_digest.chars().take(16).collect(),
                 ]);
             }
@@ -249,6 +285,37 @@ impl Output {
         });
     }
 
+    /// The retention windows in force and the archive's size, as one node sees them.
+    pub fn retention(&self, status: &pb::ClusterStatusResponse) {
+        let r = status.retention.unwrap_or_default();
+        let archive = status.archive.unwrap_or_default();
+        self.show(
+            json!({
+                "succeeded_ms": r.succeeded_ms, "canceled_ms": r.canceled_ms,
+                "dead_lettered_ms": r.dead_lettered_ms, "history_ms": r.history_ms,
+                "archive_ms": r.archive_ms,
+                "archive": {"records": archive.records, "bytes": archive.bytes},
+            }),
+            || {
+                let mut t = table(&["kept", "for"]);
+                for (what, ms) in [
+                    ("succeeded jobs, in memory", r.succeeded_ms),
+                    ("canceled jobs, in memory", r.canceled_ms),
+                    ("dead-lettered jobs, in memory", r.dead_lettered_ms),
+                    ("incidents and governance history, in memory", r.history_ms),
+                    ("anything archived, in the archive", r.archive_ms),
+                ] {
+                    t.add_row(vec![what.to_owned(), window_text(ms)]);
+                }
+                format!(
+                    "{t}\narchive: {} records, {}",
+                    archive.records,
+                    bytes_text(archive.bytes)
+                )
+            },
+        );
+    }
+
     /// Maintenance, queue depths and every governance control in force.
     pub fn governance(&self, view: &pb::GetGovernanceResponse) {
         let quotas: Vec<Value> = view
@@ -269,7 +336,7 @@ impl Output {
         let incidents: Vec<Value> = view
             .incidents
             .iter()
-            .map(|i| json!({"id": i.id, "job_type": i.job_type, "opened_ms": i.opened_ms, "failure_rate_percent": i.failure_rate_percent, "resolved": i.resolved}))
+            .map(|i| json!({"id": i.id, "job_type": i.job_type, "opened_ms": i.opened_ms, "failure_rate_percent": i.failure_rate_percent, "resolved": i.resolved, "archived": i.archived}))
             .collect();
         let queues: Vec<Value> = view
             .queues
@@ -303,7 +370,12 @@ impl Output {
                     g.add_row(vec!["paused".to_owned(), scope_text(&x.scope), x.stamp.as_ref().map(|s| s.reason.clone()).unwrap_or_default(), String::new()]);
                 }
                 for x in &view.incidents {
-                    g.add_row(vec!["incident".to_owned(), x.job_type.clone(), format!("{}% failing", x.failure_rate_percent), if x.resolved { "resolved" } else { "OPEN" }.to_owned()]);
+                    let state = match (x.archived, x.resolved) {
+                        (true, _) => "archived",
+                        (false, true) => "resolved",
+                        (false, false) => "OPEN",
+                    };
+                    g.add_row(vec!["incident".to_owned(), x.job_type.clone(), format!("{}% failing", x.failure_rate_percent), state.to_owned()]);
                 }
                 text.push_str(&format!("{q}\n{g}"));
                 text

@@ -397,6 +397,10 @@ impl Client {
         /// Turns maintenance mode on or off.
         set_maintenance, admin_service, SetMaintenanceRequest, AdminResponse
     );
+    write_rpc!(
+        /// Sets the retention windows; unset ones keep their value.
+        set_retention, admin_service, SetRetentionRequest, AdminResponse
+    );
     read_rpc!(
         /// Quotas, throttles, pauses, incidents, maintenance and queue depths.
         get_governance, admin_service, GetGovernanceRequest, GetGovernanceResponse

@@ -67,7 +67,13 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
         E::InvalidCron { .. } => (Code::InvalidArgument, "invalid_cron"),
         E::StaleRequest { .. } => (Code::FailedPrecondition, "stale_request"),
         E::BreakerNotOpen(_) => (Code::FailedPrecondition, "breaker_not_open"),
+        E::Archived(_) => (Code::FailedPrecondition, "archived"),
     }
+}
+
+/// An archived record that could not be read back: this node's disk, not the request.
+pub fn archive(error: &rota_raft::ArchiveReadError) -> Status {
+    with_kind(Code::Internal, "archive", error.to_string())
 }
 
 /// A cluster-level failure: most mean "ask again, maybe elsewhere". A node whose Raft has

@@ -107,7 +107,10 @@ async fn fingerprint(client: &Client) -> (Vec<pb::Job>, pb::GetGovernanceRespons
         .await
         .expect("list");
     let governance = client
-        .get_governance(pb::GetGovernanceRequest { read: None })
+        .get_governance(pb::GetGovernanceRequest {
+            read: None,
+            archived_incidents: false,
+        })
         .await
         .expect("governance");
     (jobs.jobs, governance)

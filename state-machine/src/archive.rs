@@ -139,7 +139,7 @@ pub struct Archived {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ArchivedItem {
     /// A finished job, whole.
-    Job(Job),
+    Job(Box<Job>),
     /// A plan; its steps' jobs are archived under their own keys.
     Plan(Plan),
     /// A resolved incident.
@@ -249,6 +249,47 @@ impl State {
             }
             self.drop_archived(key);
         }
+    }
+
+    /// The earliest log time at which retention has something to do: a finished job's
+    /// window ends, an archived record's ends, or a sweep is due with something in memory
+    /// it could move.
+    pub(crate) fn next_retire_ms(&self) -> Option<u64> {
+        let retention = &self.ledger.retained.retention;
+        let job = |status: Status, window: u64| {
+            let (s, ended, _) = self.idx.finished.range((status, 0, JobId(0))..).next()?;
+            (*s == status).then(|| ended.saturating_add(window))
+        };
+        let sweep = self.ledger.retained.next_sweep_ms;
+        let history = self
+            .ledger
+            .governance
+            .first()
+            .map(|e| e.at_ms)
+            .into_iter()
+            .chain(
+                self.ledger
+                    .incidents
+                    .values()
+                    .filter_map(|i| i.resolved.as_ref().map(|(t, _)| *t)),
+            )
+            .min()
+            .map(|t| t.saturating_add(retention.history_ms).max(sweep));
+        let plans = (!self.ledger.plans.is_empty()).then_some(sweep);
+        [
+            job(Status::Succeeded, retention.succeeded_ms),
+            job(Status::Canceled, retention.canceled_ms),
+            job(Status::DeadLettered, retention.dead_lettered_ms),
+            self.idx
+                .archive_expiry
+                .first()
+                .map(|(t, _)| t.saturating_add(retention.archive_ms)),
+            history,
+            plans,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn archive_job(&mut self, id: JobId, at: At) {

@@ -42,7 +42,8 @@ fn within(
 }
 
 impl JobFilter {
-    fn matches(&self, job: &Job) -> bool {
+    /// Whether `job` passes every filter set.
+    pub fn matches(&self, job: &Job) -> bool {
         self.status.is_none_or(|s| job.status() == s)
             && self.tenant.as_ref().is_none_or(|t| &job.spec.tenant == t)
             && self
@@ -107,13 +108,15 @@ impl State {
     }
 
     /// The earliest log time at which something happens by itself (a lease expires, a
-    /// backoff or not-before time ends, a schedule fires); `None` when nothing waits on time.
+    /// backoff or not-before time ends, a schedule fires, finished work leaves memory or the
+    /// archive); `None` when nothing waits on time.
     /// The leader ticks only when this has come, so an idle cluster's log stays still.
     pub fn next_due_ms(&self) -> Option<u64> {
         [
             self.idx.lease_expiry.first().map(|(t, _)| *t),
             self.idx.timers.first().map(|(t, _)| *t),
             self.idx.schedule_due.first().map(|(t, _)| *t),
+            self.next_retire_ms(),
         ]
         .into_iter()
         .flatten()

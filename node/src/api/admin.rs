@@ -1,13 +1,13 @@
 //! `AdminService`: governance writes and views, cluster status, founding and membership.
 
 use super::{forward_unless_here, forwarded, stale, Api, Route};
-use crate::convert::{self, SourceChange};
+use crate::convert::{self, RetentionChange, SourceChange};
 use crate::status;
 use rota_client::admin_service;
 use rota_client::proto as pb;
 use rota_client::proto::admin_service_server::AdminService;
 use rota_raft::{Applied, NodeId, RotaNode};
-use rota_state_machine::State;
+use rota_state_machine::{ArchiveKind, ArchivedItem, Incident, State};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -104,8 +104,31 @@ impl AdminService for Admin {
     ) -> Result<Response<pb::GetGovernanceResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, admin_service, get_governance);
-        let view = self.0.read(is_stale, governance_view).await?;
+        let archived = request.get_ref().archived_incidents;
+        let view = self
+            .0
+            .read_applied(is_stale, |applied| {
+                let mut view = governance_view(&applied.state);
+                if archived {
+                    view.incidents.extend(archived_incidents(applied)?);
+                }
+                Ok::<_, Status>(view)
+            })
+            .await??;
         Ok(Response::new(view))
+    }
+
+    async fn set_retention(
+        &self,
+        request: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, set_retention);
+        let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request);
+        let current = self.0.raft.read_local(|a| *a.state.retention());
+        self.0
+            .serve_sized(RetentionChange { request, current }, bytes)
+            .await
     }
 
     async fn cluster_status(
@@ -209,19 +232,26 @@ impl AdminService for Admin {
 /// This node's view of the cluster.
 fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
     let metrics = api.raft.metrics().borrow().clone();
-    let (frozen, counts, log_time_ms) = api.raft.read_local(|applied: &Applied| {
-        let frozen = with_digest.then(|| applied.state.freeze());
-        let counts = applied
-            .state
-            .status_counts()
-            .iter()
-            .map(|(s, n)| pb::StatusCount {
-                status: convert::status_out(*s) as i32,
-                count: *n as u64,
-            })
-            .collect::<Vec<_>>();
-        (frozen, counts, applied.state.now_ms())
-    });
+    let (frozen, counts, log_time_ms, retention, archive) =
+        api.raft.read_local(|applied: &Applied| {
+            let frozen = with_digest.then(|| applied.state.freeze());
+            let counts = applied
+                .state
+                .status_counts()
+                .iter()
+                .map(|(s, n)| pb::StatusCount {
+                    status: convert::status_out(*s) as i32,
+                    count: *n as u64,
+                })
+                .collect::<Vec<_>>();
+            let stats = applied.state.archive_stats();
+            let archive = pb::ArchiveSize {
+                records: stats.records,
+                bytes: stats.bytes,
+            };
+            let retention = convert::retention_out(applied.state.retention());
+            (frozen, counts, applied.state.now_ms(), retention, archive)
+        });
     // Encoded and hashed outside the lock, so a digest never holds up apply.
     let digest = match frozen {
         Some(frozen) => frozen
@@ -254,7 +284,37 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
         members,
         jobs: counts,
         log_time_ms,
+        retention: Some(retention),
+        archive: Some(archive),
     }
+}
+
+/// The most archived incidents one `GetGovernance` lists.
+const MAX_ARCHIVED_INCIDENTS: usize = 1_000;
+
+fn incident_view(i: &Incident, archived: bool) -> pb::IncidentView {
+    pb::IncidentView {
+        id: i.id.0,
+        job_type: i.job_type.0.clone(),
+        opened_ms: i.opened_ms,
+        failure_rate_percent: u32::from(i.failure_rate_percent),
+        resolved: i.resolved.is_some(),
+        archived,
+    }
+}
+
+/// Resolved incidents from the archive, oldest first, at most `MAX_ARCHIVED_INCIDENTS`.
+fn archived_incidents(applied: &Applied) -> Result<Vec<pb::IncidentView>, Status> {
+    let mut out = Vec::new();
+    applied
+        .scan_archived(ArchiveKind::Incident, 0, |archived| {
+            if let ArchivedItem::Incident(incident) = &archived.item {
+                out.push(incident_view(incident, true));
+            }
+            out.len() < MAX_ARCHIVED_INCIDENTS
+        })
+        .map_err(|e| status::archive(&e))?;
+    Ok(out)
 }
 
 fn governance_view(state: &State) -> pb::GetGovernanceResponse {
@@ -286,13 +346,7 @@ fn governance_view(state: &State) -> pb::GetGovernanceResponse {
     let incidents = state
         .incidents(false)
         .into_iter()
-        .map(|i| pb::IncidentView {
-            id: i.id.0,
-            job_type: i.job_type.0.clone(),
-            opened_ms: i.opened_ms,
-            failure_rate_percent: u32::from(i.failure_rate_percent),
-            resolved: i.resolved.is_some(),
-        })
+        .map(|i| incident_view(i, false))
         .collect();
     let queues = state
         .queue_depth()

@@ -7,7 +7,11 @@ use prost::Message;
 use rota_client::job_service;
 use rota_client::proto as pb;
 use rota_client::proto::job_service_server::JobService;
-use rota_state_machine::{JobFilter, JobId, JobPage, JobType, PlanId, SchedulerError, TenantId};
+use rota_raft::Applied;
+use rota_state_machine::{
+    ArchiveKey, ArchiveKind, Archived, ArchivedItem, JobFilter, JobId, JobPage, JobType, PlanId,
+    PlanStatus, SchedulerError, TenantId,
+};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -37,6 +41,119 @@ fn job_page(page: JobPage<'_>, summary: bool, max_bytes: usize) -> pb::ListJobsR
         jobs,
         next_after: page.next_after.map(|id| id.0),
     }
+}
+
+/// The most archived jobs one page of `ListJobs` examines, so a narrow filter over a large
+/// archive answers in bounded time (with `next_after` set, to page on).
+const MAX_ARCHIVED_EXAMINED: usize = 10_000;
+
+/// A job in memory, or else in the archive.
+fn find_job(applied: &Applied, id: JobId) -> Result<Option<pb::Job>, Status> {
+    if let Some(job) = applied.state.job(id) {
+        return Ok(Some(convert::job_out(job, false)));
+    }
+    let archived = applied
+        .archived(ArchiveKey::job(id))
+        .map_err(|e| status::archive(&e))?;
+    Ok(match archived {
+        Some(Archived {
+            archived_ms,
+            item: ArchivedItem::Job(job),
+        }) => Some(convert::archived_job_out(&job, archived_ms, false)),
+        _ => None,
+    })
+}
+
+/// A page of archived jobs: as `job_page`, read from the archive in id order.
+fn archived_page(
+    applied: &Applied,
+    filter: &JobFilter,
+    after: Option<JobId>,
+    limit: usize,
+    summary: bool,
+    max_bytes: usize,
+) -> Result<pb::ListJobsResponse, Status> {
+    let from = after.map_or(0, |id| id.0.saturating_add(1));
+    let mut jobs: Vec<pb::Job> = Vec::new();
+    let (mut bytes, mut examined) = (0, 0);
+    // The last id dealt with (listed or filtered out), and whether any is left after it.
+    let (mut done, mut more) = (None, false);
+    applied
+        .scan_archived(ArchiveKind::Job, from, |archived| {
+            let ArchivedItem::Job(job) = &archived.item else {
+                return true;
+            };
+            if jobs.len() == limit || examined == MAX_ARCHIVED_EXAMINED {
+                more = true;
+                return false;
+            }
+            examined += 1;
+            if filter.matches(job) {
+                let out = convert::archived_job_out(job, archived.archived_ms, summary);
+                let len = out.encoded_len() + 16;
+                if !jobs.is_empty() && bytes + len > max_bytes {
+                    more = true;
+                    return false;
+                }
+                bytes += len;
+                jobs.push(out);
+            }
+            done = Some(job.id.0);
+            true
+        })
+        .map_err(|e| status::archive(&e))?;
+    Ok(pb::ListJobsResponse {
+        jobs,
+        next_after: if more { done } else { None },
+    })
+}
+
+/// A plan in memory, or else in the archive.
+fn find_plan(applied: &Applied, id: PlanId) -> Result<Option<pb::GetPlanResponse>, Status> {
+    let state = &applied.state;
+    let step_out = |key: &str, job: JobId, status| pb::PlanStepState {
+        key: key.to_owned(),
+        job_id: job.0,
+        status: convert::status_out(status) as i32,
+    };
+    if let Some(view) = state.plan(id) {
+        return Ok(Some(pb::GetPlanResponse {
+            plan_id: view.plan.id.0,
+            status: convert::plan_status_out(view.status) as i32,
+            created_ms: view.plan.created_ms,
+            steps: view
+                .steps
+                .iter()
+                .map(|(key, job, status)| step_out(key, *job, *status))
+                .collect(),
+            archived: false,
+        }));
+    }
+    let archived = applied
+        .archived(ArchiveKey::plan(id))
+        .map_err(|e| status::archive(&e))?;
+    let Some(Archived {
+        item: ArchivedItem::Plan(plan),
+        ..
+    }) = archived
+    else {
+        return Ok(None);
+    };
+    let steps: Vec<_> = plan
+        .steps
+        .iter()
+        .filter_map(|(key, job)| Some((key.as_str(), *job, state.job_status(*job)?)))
+        .collect();
+    Ok(Some(pb::GetPlanResponse {
+        plan_id: plan.id.0,
+        status: convert::plan_status_out(PlanStatus::derive(steps.iter().map(|s| s.2))) as i32,
+        created_ms: plan.created_ms,
+        steps: steps
+            .into_iter()
+            .map(|(key, job, status)| step_out(key, job, status))
+            .collect(),
+        archived: true,
+    }))
 }
 
 #[tonic::async_trait]
@@ -74,23 +191,8 @@ impl JobService for Jobs {
         let id = PlanId(request.get_ref().plan_id);
         let plan = self
             .0
-            .read(is_stale, |state| {
-                state.plan(id).map(|view| pb::GetPlanResponse {
-                    plan_id: view.plan.id.0,
-                    status: convert::plan_status_out(view.status) as i32,
-                    created_ms: view.plan.created_ms,
-                    steps: view
-                        .steps
-                        .iter()
-                        .map(|(key, job, status)| pb::PlanStepState {
-                            key: (*key).to_owned(),
-                            job_id: job.0,
-                            status: convert::status_out(*status) as i32,
-                        })
-                        .collect(),
-                })
-            })
-            .await?;
+            .read_applied(is_stale, |applied| find_plan(applied, id))
+            .await??;
         plan.map(Response::new)
             .ok_or_else(|| status::plan_not_found(id))
     }
@@ -104,10 +206,8 @@ impl JobService for Jobs {
         let id = JobId(request.get_ref().job_id);
         let job = self
             .0
-            .read(is_stale, |state| {
-                state.job(id).map(|j| convert::job_out(j, false))
-            })
-            .await?;
+            .read_applied(is_stale, |applied| find_job(applied, id))
+            .await??;
         match job {
             Some(job) => Ok(Response::new(pb::GetJobResponse { job: Some(job) })),
             None => Err(status::scheduler(&SchedulerError::JobNotFound(id))),
@@ -131,16 +231,18 @@ impl JobService for Jobs {
         let limit = page_limit(request.limit);
         let after = request.after.map(JobId);
         let max_bytes = self.0.limits.max_page_bytes;
+        let summary = request.summary;
         let page = self
             .0
-            .read(is_stale, |state| {
-                job_page(
-                    state.list_jobs(&filter, after, limit),
-                    request.summary,
+            .read_applied(is_stale, |applied| match request.archived {
+                true => archived_page(applied, &filter, after, limit, summary, max_bytes),
+                false => Ok(job_page(
+                    applied.state.list_jobs(&filter, after, limit),
+                    summary,
                     max_bytes,
-                )
+                )),
             })
-            .await?;
+            .await??;
         Ok(Response::new(page))
     }
 

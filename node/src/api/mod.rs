@@ -17,7 +17,7 @@ use crate::convert::{Limits, WireWrite};
 use crate::status;
 use rota_client::proto as pb;
 use rota_client::FORWARDED_KEY;
-use rota_raft::{Dial, NodeId, RaftNode, Write};
+use rota_raft::{Applied, Dial, NodeId, RaftNode, Write};
 use rota_state_machine::{ClientRequest, Command, Reply, State, MAX_PAGE};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -188,11 +188,21 @@ impl Api {
 
     /// Reads the state, linearizably unless `stale`.
     async fn read<R>(&self, stale: bool, read: impl FnOnce(&State) -> R) -> Result<R, Status> {
+        self.read_applied(stale, |applied| read(&applied.state))
+            .await
+    }
+
+    /// As `read`, with the archive beside the state.
+    async fn read_applied<R>(
+        &self,
+        stale: bool,
+        read: impl FnOnce(&Applied) -> R,
+    ) -> Result<R, Status> {
         if stale {
-            return Ok(self.raft.read_local(|applied| read(&applied.state)));
+            return Ok(self.raft.read_local(read));
         }
         self.raft
-            .read_linearizable(|applied| read(&applied.state))
+            .read_linearizable(read)
             .await
             .map_err(|e| status::cluster(&e))
     }

@@ -3,7 +3,7 @@
 use rota_client::proto as pb;
 use rota_state_machine::{
     Artifact, Attempt, AttemptOutcome, Grant, Job, JobEventKind, JobSpec, JobState, LeaseHold,
-    PlanStatus, Scope, Stamp, Status,
+    PlanStatus, Retention, Scope, Stamp, Status,
 };
 
 fn artifact_out(a: &Artifact) -> pb::Artifact {
@@ -143,6 +143,26 @@ fn event_out(kind: &JobEventKind) -> (&'static str, String) {
         JobEventKind::DeadLettered { error } => ("dead_lettered", error.clone()),
         JobEventKind::Canceled { reason } => ("canceled", reason.clone()),
         JobEventKind::Replayed { new_job } => ("replayed", format!("as {new_job}")),
+    }
+}
+
+/// Retention windows as the wire shows them, every field set.
+pub fn retention_out(r: &Retention) -> pb::Retention {
+    pb::Retention {
+        succeeded_ms: Some(r.succeeded_ms),
+        canceled_ms: Some(r.canceled_ms),
+        dead_lettered_ms: Some(r.dead_lettered_ms),
+        history_ms: Some(r.history_ms),
+        archive_ms: Some(r.archive_ms),
+    }
+}
+
+/// An archived job as the wire shows it: as `job_out`, marked archived.
+pub fn archived_job_out(job: &Job, archived_ms: u64, summary: bool) -> pb::Job {
+    pb::Job {
+        archived: true,
+        archived_ms: Some(archived_ms),
+        ..job_out(job, summary)
     }
 }
 
