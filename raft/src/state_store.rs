@@ -294,6 +294,32 @@ fn header(meta: &Meta) -> Result<Vec<u8>, std::io::Error> {
     Ok(bytes)
 }
 
+/// The last log id of the snapshot kept, and a snapshot's own: saving compares them under
+/// one lock, so the snapshot kept only ever moves forward.
+struct Newest {
+    kept: Arc<Mutex<Option<LogId>>>,
+    this: Option<LogId>,
+}
+
+impl Newest {
+    /// Runs `keep` (which makes this snapshot the one kept) unless the one kept is newer.
+    fn replace(
+        &self,
+        keep: impl FnOnce() -> Result<(), std::io::Error>,
+    ) -> Result<bool, std::io::Error> {
+        let mut kept = self
+            .kept
+            .lock()
+            .map_err(|_| io_error("snapshot lock poisoned"))?;
+        if self.this < *kept {
+            return Ok(false);
+        }
+        keep()?;
+        *kept = self.this;
+        Ok(true)
+    }
+}
+
 impl SnapshotStore {
     fn current_path(dir: &Path) -> PathBuf {
         dir.join("current.snapshot")
@@ -302,7 +328,9 @@ impl SnapshotStore {
     /// Keeps `parts`, in order, as the latest snapshot: written to a temporary file of its
     /// own (a build and an install never share one), synced, renamed over the previous one,
     /// which stays until then. The parts are written in turn, never copied into one buffer.
-    fn save(&self, parts: &[&[u8]]) -> Result<(), std::io::Error> {
+    /// Never goes backwards: a snapshot older than the one kept (a build that an install
+    /// overtook) is dropped, and `false` says so.
+    fn save(&self, parts: &[&[u8]], newest: &Newest) -> Result<bool, std::io::Error> {
         match self {
             SnapshotStore::Dir(dir) => {
                 let mut file = tempfile::NamedTempFile::new_in(dir)?;
@@ -310,15 +338,17 @@ impl SnapshotStore {
                     file.write_all(part)?;
                 }
                 file.as_file().sync_all()?;
-                file.persist(Self::current_path(dir)).map_err(|e| e.error)?;
-                std::fs::File::open(dir)?.sync_all()
+                newest.replace(|| {
+                    file.persist(Self::current_path(dir)).map_err(|e| e.error)?;
+                    std::fs::File::open(dir)?.sync_all()
+                })
             }
-            SnapshotStore::Memory(slot) => {
+            SnapshotStore::Memory(slot) => newest.replace(|| {
                 *slot
                     .lock()
                     .map_err(|_| io_error("snapshot lock poisoned"))? = Some(parts.concat());
                 Ok(())
-            }
+            }),
         }
     }
 
@@ -326,8 +356,9 @@ impl SnapshotStore {
     /// `save`, but streamed, the checksum computed on the way and written last.
     fn save_with(
         &self,
+        newest: &Newest,
         body: impl FnOnce(&mut dyn Write) -> Result<(), std::io::Error>,
-    ) -> Result<(), std::io::Error> {
+    ) -> Result<bool, std::io::Error> {
         match self {
             SnapshotStore::Dir(dir) => {
                 let mut file = tempfile::NamedTempFile::new_in(dir)?;
@@ -345,14 +376,16 @@ impl SnapshotStore {
                     inner.write_all(&sum)?;
                     inner.sync_all()?;
                 }
-                file.persist(Self::current_path(dir)).map_err(|e| e.error)?;
-                std::fs::File::open(dir)?.sync_all()
+                newest.replace(|| {
+                    file.persist(Self::current_path(dir)).map_err(|e| e.error)?;
+                    std::fs::File::open(dir)?.sync_all()
+                })
             }
             SnapshotStore::Memory(_) => {
                 let mut bytes = Vec::new();
                 body(&mut bytes)?;
                 let sum = Sha256::digest(&bytes);
-                self.save(&[MAGIC, sum.as_slice(), &bytes])
+                self.save(&[MAGIC, sum.as_slice(), &bytes], newest)
             }
         }
     }
@@ -426,11 +459,28 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Runs `work` (encoding, hashing, syncing) on a blocking thread, off the async runtime;
+/// inline for in-memory snapshots, which are the simulations' and must not depend on a real
+/// thread's timing (a seed replays the same run only if nothing does).
+async fn offload<T: Send + 'static>(
+    snapshots: &SnapshotStore,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, std::io::Error> {
+    match snapshots {
+        SnapshotStore::Dir(_) => tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| io_error(e.to_string())),
+        SnapshotStore::Memory(_) => Ok(work()),
+    }
+}
+
 /// The state machine openraft drives. Cloning shares the same state.
 #[derive(Clone, Debug)]
 pub struct StateStore {
     applied: Arc<RwLock<Applied>>,
     snapshots: Arc<SnapshotStore>,
+    /// The last log id of the snapshot kept; shared with restarted incarnations.
+    kept: Arc<Mutex<Option<LogId>>>,
     archive: Archive,
     /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
     #[cfg(feature = "simulation")]
@@ -449,7 +499,10 @@ impl StateStore {
     pub fn open(snapshots: &Path, archive: &Path) -> Result<Self, std::io::Error> {
         std::fs::create_dir_all(snapshots)?;
         let archive = Archive::open_dir(archive)?;
-        Self::start(SnapshotStore::Dir(snapshots.to_path_buf()), archive)
+        Self::start(
+            Arc::new(SnapshotStore::Dir(snapshots.to_path_buf())),
+            archive,
+        )
     }
 
     /// A state machine whose snapshots and archive stay in memory.
@@ -461,6 +514,7 @@ impl StateStore {
                 ..Applied::default()
             })),
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
+            kept: Arc::default(),
             archive,
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
@@ -478,14 +532,14 @@ impl StateStore {
     /// snapshot only (what a simulated node keeps across a crash), the archive rewritten
     /// from it (an in-memory archive starts empty first, as memory would).
     pub fn restarted(&self) -> Result<Self, std::io::Error> {
-        let (snapshots, archive) = match &*self.snapshots {
-            SnapshotStore::Dir(dir) => (SnapshotStore::Dir(dir.clone()), self.archive.clone()),
-            SnapshotStore::Memory(_) => (
-                SnapshotStore::Memory(Mutex::new(self.snapshots.load()?)),
-                Archive::in_memory(),
-            ),
+        // The snapshot slot is shared, so what a later incarnation snapshots is what the
+        // next restart finds (the log it pairs with was purged behind it).
+        let archive = match &*self.snapshots {
+            SnapshotStore::Dir(_) => self.archive.clone(),
+            SnapshotStore::Memory(_) => Archive::in_memory(),
         };
-        let restarted = Self::start(snapshots, archive)?;
+        let mut restarted = Self::start(self.snapshots.clone(), archive)?;
+        restarted.kept = self.kept.clone();
         #[cfg(feature = "simulation")]
         {
             let disabled = self.fencing_disabled.load(Ordering::SeqCst);
@@ -494,7 +548,7 @@ impl StateStore {
         Ok(restarted)
     }
 
-    fn start(snapshots: SnapshotStore, archive: Archive) -> Result<Self, std::io::Error> {
+    fn start(snapshots: Arc<SnapshotStore>, archive: Archive) -> Result<Self, std::io::Error> {
         // A snapshot that cannot be used is named with the reason, not just refused.
         let unusable = |why: String| io_error(format!("{}: {why}", snapshots.describe()));
         let applied = match snapshots.load().map_err(|e| unusable(e.to_string()))? {
@@ -517,9 +571,11 @@ impl StateStore {
                 }
             }
         };
+        let kept = Arc::new(Mutex::new(applied.last_applied));
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
-            snapshots: Arc::new(snapshots),
+            snapshots,
+            kept,
             archive,
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
@@ -573,9 +629,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         // Encoding, hashing and syncing a large state take a while: not on the runtime.
         let snapshots = self.snapshots.clone();
         let archive = self.archive.clone();
-        tokio::task::spawn_blocking(move || {
+        let newest = Newest {
+            kept: self.kept.clone(),
+            this: meta.last_log_id,
+        };
+        let saved = offload(&self.snapshots, move || {
             let state = frozen.snapshot().map_err(|e| io_error(e.to_string()))?;
-            snapshots.save_with(|out| {
+            let saved = snapshots.save_with(&newest, |out| {
                 out.write_all(&header)?;
                 out.write_all(&(state.len() as u64).to_be_bytes())?;
                 out.write_all(&state)?;
@@ -593,16 +653,21 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
                 Ok(())
             })?;
             drop(pin);
-            Ok::<_, std::io::Error>(())
+            Ok::<_, std::io::Error>(saved)
         })
         .await
         .map_err(|e| write_err(io_error(e.to_string())))?
         .map_err(write_err)?;
-        let file = self
+        let mut file = self
             .snapshots
             .open()
             .map_err(write_err)?
             .ok_or_else(|| write_err(io_error("snapshot vanished")))?;
+        // An install overtook this build: the newer snapshot it kept is the one to offer.
+        let meta = match saved {
+            true => meta,
+            false => read_meta(&mut file).map_err(write_err)?,
+        };
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
@@ -696,7 +761,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let read_err =
             |e: std::io::Error| StorageIOError::read_snapshot(Some(meta.signature()), &e);
         let mut file = snapshot.into_std().await;
-        let bytes = tokio::task::spawn_blocking(move || {
+        let bytes = offload(&self.snapshots, move || {
             file.seek(SeekFrom::Start(0))?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
@@ -726,10 +791,15 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let snapshots = self.snapshots.clone();
         let write_err =
             |e: std::io::Error| StorageIOError::write_snapshot(Some(meta.signature()), &e);
-        tokio::task::spawn_blocking(move || snapshots.save(&[&bytes]))
+        let newest = Newest {
+            kept: self.kept.clone(),
+            this: meta.last_log_id,
+        };
+        offload(&self.snapshots, move || snapshots.save(&[&bytes], &newest))
             .await
             .map_err(|e| write_err(io_error(e.to_string())))?
-            .map_err(|e| write_err(e).into())
+            .map_err(write_err)?;
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

@@ -170,7 +170,10 @@ async fn building_and_installing_at_once_leave_a_valid_snapshot() {
             .restarted()
             .unwrap_or_else(|e| panic!("round {round}: the snapshot on disk is unusable: {e}"));
         let (applied, _, _) = reopened.read_local_for_test();
-        assert!(applied.is_some(), "round {round}");
+        assert_eq!(
+            applied, sent.meta.last_log_id,
+            "round {round}: the snapshot kept went back behind the one installed"
+        );
     }
 }
 

@@ -56,10 +56,11 @@ fn main() -> ExitCode {
             match run(seed, &options) {
                 Ok(outcome) => {
                     println!(
-                        "seed {seed}: {:?}, {} nodes, {} jobs, {} events, {} simulated ms, history {}",
+                        "seed {seed}: {:?}, {} nodes, {} jobs ({} archived), {} events, {} simulated ms, history {}",
                         outcome.options.fault,
                         outcome.options.nodes,
                         outcome.jobs,
+                        outcome.archived_jobs,
                         outcome.events,
                         outcome.sim_ms,
                         outcome.history_digest

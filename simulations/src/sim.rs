@@ -66,6 +66,8 @@ pub struct Outcome {
     pub violations: Vec<Violation>,
     pub events: usize,
     pub jobs: usize,
+    /// Of those, how many the checker read from the archive (retention moved them there).
+    pub archived_jobs: usize,
     /// Simulated time the run took.
     pub sim_ms: u64,
 }
@@ -137,6 +139,7 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
         violations: check(&records, &end),
         events: records.len(),
         jobs: end.jobs.len(),
+        archived_jobs: end.jobs.iter().filter(|j| j.archived).count(),
         sim_ms: sim.elapsed().as_millis() as u64,
     })
 }
@@ -182,6 +185,13 @@ fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut 
                 settings.clock = clock();
                 settings.raft.election_timeout_min = election;
                 settings.raft.election_timeout_max = election + 1;
+                // Snapshots (and the archive they carry) every 100 entries, so a crashed
+                // node restarts from one and rebuilds its archive from it. The log is kept
+                // behind them (1,000 entries, more than a run writes): with it purged, a
+                // lagging node would install a snapshot streamed through `tokio::fs`, which
+                // turmoil does not simulate, and runs stalled (see docs/simulations.md).
+                settings.raft.snapshot_policy = rota_raft::SnapshotPolicy::LogsSinceLast(100);
+                settings.raft.max_in_snapshot_log_to_keep = 1_000;
                 let node =
                     RunningNode::start_with_incoming(settings, bound, net::incoming(listener))
                         .await?;
@@ -228,6 +238,7 @@ fn add_clients(
                 .await;
             let producer = client("producer", &addrs);
             workload::set_quota(&producer).await;
+            workload::set_retention(&producer).await;
             let again = client("producer-again", &addrs);
             workload::produce("p", producer, again, jobs, history, producer_rng).await;
             produced.store(true, Ordering::SeqCst);
@@ -361,7 +372,7 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
     let mut jobs = Vec::new();
     loop {
         if produced.load(Ordering::SeqCst) {
-            jobs = reader.list_all_jobs(everything()).await.unwrap_or_default();
+            jobs = all_jobs(&reader).await.unwrap_or_default();
             let open = jobs.iter().any(|j| !finished(j));
             if !jobs.is_empty() && !open {
                 break;
@@ -375,7 +386,7 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
     stop.store(true, Ordering::SeqCst);
     // Workers finish what they hold; then nothing writes and the replicas settle.
     tokio::time::sleep(Duration::from_millis(workload::TTL_MS * 3)).await;
-    let jobs = reader.list_all_jobs(everything()).await.unwrap_or(jobs);
+    let jobs = all_jobs(&reader).await.unwrap_or(jobs);
     let nodes: Vec<Client> = addrs
         .iter()
         .map(|addr| client("checker-status", std::slice::from_ref(addr)))
@@ -416,10 +427,24 @@ fn finished(job: &pb::Job) -> bool {
     .any(|s| *s as i32 == job.status)
 }
 
-/// Every job, a thousand per page.
-fn everything() -> pb::ListJobsRequest {
+/// Every job, a thousand per page, live or archived.
+fn everything(archived: bool) -> pb::ListJobsRequest {
     pb::ListJobsRequest {
         limit: 1_000,
+        archived,
         ..pb::ListJobsRequest::default()
     }
+}
+
+/// Every job the cluster knows, in memory or in the archive: the live ones read first, so
+/// a job archived between the two reads is seen (twice, and the archived copy kept).
+async fn all_jobs(reader: &Client) -> Result<Vec<pb::Job>, rota_client::ClientError> {
+    let live = reader.list_all_jobs(everything(false)).await?;
+    let archived = reader.list_all_jobs(everything(true)).await?;
+    let by_id: BTreeMap<u64, pb::Job> = live
+        .into_iter()
+        .chain(archived)
+        .map(|job| (job.id, job))
+        .collect();
+    Ok(by_id.into_values().collect())
 }

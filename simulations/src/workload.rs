@@ -98,6 +98,33 @@ pub async fn set_quota(client: &Client) {
     }
 }
 
+/// Retention windows short enough that most jobs leave memory for the archive during a
+/// run (and idempotency keys are re-sent after their jobs were archived), while the archive
+/// keeps everything until the checker has read it.
+pub fn retention() -> pb::Retention {
+    pb::Retention {
+        succeeded_ms: Some(3_000),
+        canceled_ms: Some(3_000),
+        dead_lettered_ms: Some(5_000),
+        history_ms: Some(10_000),
+        archive_ms: Some(3_600_000),
+    }
+}
+
+/// Sets `retention()`; retried until the cluster answers.
+pub async fn set_retention(client: &Client) {
+    loop {
+        let request = pb::SetRetentionRequest {
+            session: None,
+            retention: Some(retention()),
+            stamp: Some(stamp()),
+        };
+        if client.set_retention(request).await.is_ok() {
+            return;
+        }
+    }
+}
+
 /// Enqueues `jobs` jobs, each under an idempotency key, re-sends some keys through a second
 /// client (new sessions: only the key dedupes them), and submits two small plans.
 pub async fn produce(

@@ -18,6 +18,7 @@ fn sweep_kind(kind: FaultKind) {
         .expect("a known kind") as u64;
     let kinds = FaultKind::ALL.len() as u64;
     let mut nodes_seen = std::collections::BTreeSet::new();
+    let mut archived = 0;
     for k in 0..SEEDS_PER_KIND {
         let seed = index + kinds * k;
         let options = Options::for_seed(seed);
@@ -33,7 +34,12 @@ fn sweep_kind(kind: FaultKind) {
             reproduce(seed)
         );
         assert!(outcome.jobs > 0, "seed {seed}: the workload never ran");
+        archived += outcome.archived_jobs;
     }
+    assert!(
+        archived > 0,
+        "{kind:?}: no job was ever archived, so retention went untested"
+    );
     assert_eq!(
         nodes_seen.len(),
         2,

@@ -406,7 +406,7 @@ fn canceling_a_leased_job_frees_its_quota_slot() {
 }
 
 #[test]
-fn next_due_is_the_earliest_lease_expiry_or_timer_and_none_when_idle() {
+fn next_due_is_the_earliest_lease_expiry_timer_or_retention_and_none_when_idle() {
     let mut c = Cluster::new();
     let job = c.enqueue(spec("acme", "email"));
     assert_eq!(c.state.next_due_ms(), None, "a ready job waits on no clock");
@@ -425,7 +425,18 @@ fn next_due_is_the_earliest_lease_expiry_or_timer_and_none_when_idle() {
         completion: Completion::Succeeded { outputs: vec![] },
     });
     assert!(done.is_ok(), "{done:?}");
-    assert_eq!(c.state.next_due_ms(), None);
+    assert_eq!(
+        c.state.next_due_ms(),
+        Some(c.now_ms + c.state.retention().succeeded_ms),
+        "the finished job leaves memory when its retention window ends"
+    );
+    c.advance(c.state.retention().succeeded_ms);
+    assert_eq!(
+        c.state.next_due_ms(),
+        Some(c.now_ms + c.state.retention().archive_ms)
+    );
+    c.advance(c.state.retention().archive_ms);
+    assert_eq!(c.state.next_due_ms(), None, "nothing is left to wait for");
 }
 
 #[test]
