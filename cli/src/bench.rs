@@ -48,6 +48,13 @@ pub struct BenchArgs {
     /// Time between memory samples of a --duration run, e.g. 10s, 1m [default: 10s].
     #[arg(long, value_parser = humantime::parse_duration, requires = "duration")]
     pub sample_every: Option<Duration>,
+    /// Before the run, set how long finished jobs stay in memory, e.g. 30s, 5m (all three
+    /// final states). The audit then judges from the clients' tallies, not the ledger.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retain: Option<Duration>,
+    /// Before the run, set how long archived jobs stay in the archive, e.g. 2m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub archive_for: Option<Duration>,
     /// Skip the enqueue-alone and drain phases.
     #[arg(long)]
     pub cycle_only: bool,
@@ -100,6 +107,8 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
         config.rate = args.rate;
     }
     config.duration = args.duration;
+    config.retain = args.retain;
+    config.archive_for = args.archive_for;
     if let Some(every) = args.sample_every {
         config.sample_every = every;
     }

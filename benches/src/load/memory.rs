@@ -20,6 +20,21 @@ pub struct RssSample {
     pub elapsed_secs: f64,
     /// Per node, in `Memory::nodes` order, in MiB; none while the node was down.
     pub mib: Vec<Option<f64>>,
+    /// Per node, what it held: jobs in memory and the archive; none when it did not answer.
+    pub held: Vec<Option<Held>>,
+}
+
+/// What one node held at a sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Held {
+    /// Jobs in memory, every status.
+    pub live_jobs: u64,
+    /// Records in the archive (its book).
+    pub archived: u64,
+    /// The archive's records' size, in MiB.
+    pub archive_mib: f64,
+    /// The archive's directory on disk, in MiB (RocksDB's files).
+    pub archive_disk_mib: f64,
 }
 
 /// How one node's memory held over the run.
@@ -140,6 +155,42 @@ fn median(values: &mut [f64]) -> Option<f64> {
     }
 }
 
+/// What the node at `addr` (data in `dir`) holds; none when it does not answer.
+async fn held_by(addr: &str, dir: &std::path::Path) -> Option<Held> {
+    let client = rota_client::Client::with_config(rota_client::ClientConfig {
+        call_timeout: Duration::from_secs(2),
+        retry_for: Duration::from_secs(2),
+        ..rota_client::ClientConfig::new([addr.to_owned()])
+    })
+    .ok()?;
+    let status = client
+        .cluster_status(rota_client::proto::ClusterStatusRequest { digest: false })
+        .await
+        .ok()?;
+    let archive = status.archive.unwrap_or_default();
+    Some(Held {
+        live_jobs: status.jobs.iter().map(|c| c.count).sum(),
+        archived: archive.records,
+        archive_mib: archive.bytes as f64 / (1024.0 * 1024.0),
+        archive_disk_mib: dir_bytes(&dir.join("archive")) as f64 / (1024.0 * 1024.0),
+    })
+}
+
+/// The size of the files under `dir`, 0 where it cannot be read.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Samples every agent's resident memory now and every `every` after, until `duration` has
 /// passed (both ends included), then tells how each node held.
 pub(super) async fn sample(
@@ -155,10 +206,18 @@ pub(super) async fn sample(
     let mut samples = Vec::with_capacity(last as usize + 1);
     for k in 0..=last {
         tokio::time::sleep_until((started + every * k).into()).await;
-        let mib = lock()?.iter().map(|a| a.rss_bytes().map(mib)).collect();
+        let (mib, places): (Vec<_>, Vec<_>) = lock()?
+            .iter()
+            .map(|a| (a.rss_bytes().map(mib), (a.addr.clone(), a.dir.clone())))
+            .unzip();
+        let mut held = Vec::with_capacity(places.len());
+        for (addr, dir) in places {
+            held.push(held_by(&addr, &dir).await);
+        }
         samples.push(RssSample {
             elapsed_secs: started.elapsed().as_secs_f64(),
             mib,
+            held,
         });
     }
     Ok(Memory::of(nodes, samples, every))
@@ -174,6 +233,7 @@ mod tests {
             .map(|i| RssSample {
                 elapsed_secs: i as f64 * 10.0,
                 mib: per_node.iter().map(|n| Some(n[i])).collect(),
+                held: Vec::new(),
             })
             .collect()
     }

@@ -81,6 +81,10 @@ pub struct LoadConfig {
     pub kill_every: Duration,
     /// Gives up (and reports what is missing) after this long.
     pub timeout: Duration,
+    /// Sets how long finished jobs stay in memory (all three final states) before the run.
+    pub retain: Option<Duration>,
+    /// Sets how long archived jobs stay in the archive before the run.
+    pub archive_for: Option<Duration>,
 }
 
 impl LoadConfig {
@@ -105,6 +109,8 @@ impl LoadConfig {
             kill_leader: 0,
             kill_every: Duration::from_secs(3),
             timeout: Duration::from_secs(600),
+            retain: None,
+            archive_for: None,
         }
     }
 

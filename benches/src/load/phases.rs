@@ -7,13 +7,14 @@ use super::produce::{produce_all, Pace};
 use super::report::{Failover, Phase, Quantiles, Report};
 use super::tally::Tally;
 use super::work::{join_workers, spawn_workers, Measure};
-use super::{now_nanos, LoadConfig};
+use super::{client_for, now_nanos, LoadConfig};
 use crate::cluster::{statuses, Agent};
 use crate::BenchError;
+use rota_client::proto as pb;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// What every step of one run shares.
@@ -43,11 +44,43 @@ pub(super) struct Cycle {
 }
 
 /// Runs the steps the settings ask for, in order, and fills the report.
+/// Sets the retention windows the run asks for (`--retain`, `--archive-for`), if any.
+async fn set_retention(config: &LoadConfig, endpoints: &[String]) -> Result<(), BenchError> {
+    if config.retain.is_none() && config.archive_for.is_none() {
+        return Ok(());
+    }
+    let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let retain = ms(config.retain);
+    client_for(endpoints, 0)?
+        .set_retention(pb::SetRetentionRequest {
+            session: None,
+            retention: Some(pb::Retention {
+                succeeded_ms: retain,
+                canceled_ms: retain,
+                dead_lettered_ms: retain,
+                history_ms: None,
+                archive_ms: ms(config.archive_for),
+            }),
+            stamp: Some(pb::Stamp {
+                actor: "rota bench".to_owned(),
+                reason: "retention windows of the run".to_owned(),
+                ticket: None,
+            }),
+        })
+        .await
+        .map_err(|source| BenchError::Call {
+            call: "setting the retention windows",
+            source,
+        })?;
+    Ok(())
+}
+
 pub(super) async fn phases(
     config: &LoadConfig,
     endpoints: &[String],
     agents: Arc<Mutex<Vec<Agent>>>,
 ) -> Result<Report, BenchError> {
+    set_retention(config, endpoints).await?;
     let run_id = format!("{:x}", std::process::id() as u64 ^ now_nanos());
     let fill = 0..config.fill_jobs();
     let cycle = fill.end..fill.end + config.cycle_jobs();

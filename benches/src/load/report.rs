@@ -247,7 +247,36 @@ fn memory_rows(memory: &Memory) -> Vec<[String; 2]> {
         None => "-: a node has no sample in the first third or after it".to_owned(),
     };
     rows.push(["memory verdict".to_owned(), verdict]);
+    rows.extend(held_rows(memory));
     rows
+}
+
+/// What the first node held at a third, two thirds and the end of a duration run: jobs in
+/// memory, the archive (records, their size, its directory on disk) and its memory.
+fn held_rows(memory: &Memory) -> Vec<[String; 2]> {
+    let n = memory.samples.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let at = [
+        ("a third in", n / 3),
+        ("two thirds in", 2 * n / 3),
+        ("at the end", n - 1),
+    ];
+    at.into_iter()
+        .filter_map(|(when, i)| {
+            let sample = memory.samples.get(i)?;
+            let held = (*sample.held.first()?)?;
+            let rss = sample.mib.first().copied().flatten().unwrap_or(0.0);
+            Some([
+                format!("node {} {when}", memory.nodes.first()?),
+                format!(
+                    "{rss:.0} MiB resident · {} live jobs · archive {} records, {:.1} MiB, {:.1} MiB on disk",
+                    held.live_jobs, held.archived, held.archive_mib, held.archive_disk_mib
+                ),
+            ])
+        })
+        .collect()
 }
 
 /// A phase's rate and duration.
