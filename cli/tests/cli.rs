@@ -209,6 +209,42 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     let down = rota("127.0.0.1:1", &["job", "list", "--wait-secs", "1"]);
     assert!(!down.status.success(), "no node at that address");
 
+    // Retention: the canceled job leaves memory a second after it was canceled, and is
+    // still shown, from the archive.
+    ok(
+        &endpoint,
+        &[
+            "retention",
+            "set",
+            "--canceled",
+            "1s",
+            "--reason",
+            "tight memory",
+        ],
+    );
+    let retention = json(&endpoint, &["retention", "show"]);
+    assert_eq!(retention["canceled_ms"], 1_000);
+    assert_eq!(retention["succeeded_ms"], 3_600_000, "the others kept");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let archived = loop {
+        let shown = json(&endpoint, &["job", "show", &job.to_string()]);
+        if shown["archived"] == Value::Bool(true) || Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(archived["archived"], Value::Bool(true), "{archived}");
+    assert_eq!(archived["status"], "canceled");
+    let listed = json(&endpoint, &["job", "list", "--archived"]);
+    assert_eq!(listed["jobs"][0]["id"].as_u64(), Some(job));
+    assert!(json(&endpoint, &["retention", "show"])["archive"]["records"].as_u64() >= Some(1));
+    let read_only = rota(
+        &endpoint,
+        &["job", "replay", &job.to_string(), "--reason", "too late"],
+    );
+    assert!(!read_only.status.success());
+    assert!(String::from_utf8_lossy(&read_only.stderr).contains("is archived"));
+
     // SIGTERM stops the node gracefully.
     let killed = Command::new("kill")
         .args(["-TERM", &dev.id().to_string()])

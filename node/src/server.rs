@@ -188,6 +188,15 @@ impl RunningNode {
         self.raft
             .initialize(BTreeMap::from([(self.raft.id(), me)]))
             .await?;
+        // The new leader's tick loop proposes the default retention windows; the cluster is
+        // ready once they are in, so nothing a caller writes next races them into the log.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.raft.read_local(|a| a.state.retention().is_none()) {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClusterError::Timeout("the default retention windows"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(true)
     }
 

@@ -1,12 +1,36 @@
 //! The tick loop: log time moves only with entries, so while this node leads it proposes a
 //! `Tick` whenever something waits on time (a lease to expire, a backoff to end, a schedule
-//! to fire) that has come. An idle cluster's log stays still.
+//! to fire) that has come. An idle cluster's log stays still. It also proposes the default
+//! retention windows when the cluster has none.
 
 use crate::clock::LogClock;
 use crate::commit::Committer;
-use rota_raft::RaftNode;
+use rota_raft::{RaftNode, Write};
+use rota_state_machine::{Command, RetentionChange, Stamp};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Retention starts with the log: a leader whose cluster never set its windows proposes
+/// the defaults (a new cluster at once; one whose log began before retention existed, at
+/// its first leader that knows of it).
+async fn propose_default_retention(committer: &Committer) {
+    let command = Command::SetRetention {
+        change: RetentionChange::default(),
+        stamp: Stamp::new(
+            "rota",
+            "default retention windows: the cluster had none set",
+        ),
+    };
+    if let Err(e) = committer
+        .submit(Write::Command(command), DEFAULT_RETENTION_BYTES)
+        .await
+    {
+        tracing::debug!(error = %e, "default retention not committed");
+    }
+}
+
+/// About what the default-retention command takes in an entry.
+const DEFAULT_RETENTION_BYTES: usize = 256;
 
 /// Checks every `every` whether a tick is due, while this node leads.
 pub async fn run(raft: Arc<RaftNode>, committer: Committer, every: Duration, clock: LogClock) {
@@ -17,7 +41,14 @@ pub async fn run(raft: Arc<RaftNode>, committer: Committer, every: Duration, clo
         if !raft.is_leader() {
             continue;
         }
-        let due = clock.read(|state, now_ms| state.next_due_ms().is_some_and(|due| due <= now_ms));
+        let (due, no_retention) = clock.read(|state, now_ms| {
+            let due = state.next_due_ms().is_some_and(|due| due <= now_ms);
+            (due, state.retention().is_none())
+        });
+        if no_retention {
+            propose_default_retention(&committer).await;
+            continue;
+        }
         if !due {
             continue;
         }

@@ -77,24 +77,24 @@ impl Applied {
             .map_err(|error| ArchiveReadError::Undecodable { key, error })
     }
 
-    /// Archived records of `kind` from id `from` on, in id order, that the book lists,
-    /// until `visit` says stop.
+    /// Archived records of `kind` from id `from` on, in id order, until `visit` says stop.
+    /// `visit` gets every stored key, with its record when the book lists it (and `None`
+    /// for one it does not: an expiry the disk has not caught up with yet), so a caller
+    /// that bounds its work counts those too.
     pub fn scan_archived(
         &self,
         kind: ArchiveKind,
         from: u64,
-        mut visit: impl FnMut(Archived) -> bool,
+        mut visit: impl FnMut(ArchiveKey, Option<Archived>) -> bool,
     ) -> Result<(), ArchiveReadError> {
         let mut failure = None;
         self.archive.scan(kind, from, |key, record| {
             let listed = self.state.archived(key).map(|e| e.hash);
             if listed != Some(record_hash(record)) {
-                // Not (or no longer) in the book: an eviction the disk has not caught up
-                // with, or a record deleted after a pin; never answered.
-                return true;
+                return visit(key, None);
             }
             match Archived::decode(record) {
-                Ok(archived) => visit(archived),
+                Ok(archived) => visit(key, Some(archived)),
                 Err(error) => {
                     failure = Some(ArchiveReadError::Undecodable { key, error });
                     false
@@ -218,8 +218,15 @@ fn records(
 /// with the hash the book has for it.
 fn check_records(state: &State, bytes: &[u8]) -> Result<(), std::io::Error> {
     let mut count = 0u64;
+    let mut last: Option<ArchiveKey> = None;
     for record in records(bytes) {
         let (key, record) = record?;
+        if last.is_some_and(|last| last >= key) {
+            return Err(io_error(format!(
+                "snapshot's archive records are not in key order at {key:?}"
+            )));
+        }
+        last = Some(key);
         let entry = state.archived(key).ok_or_else(|| {
             io_error(format!(
                 "snapshot holds {key:?}, which its book does not list"
@@ -633,9 +640,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             kept: self.kept.clone(),
             this: meta.last_log_id,
         };
-        let saved = offload(&self.snapshots, move || {
+        offload(&self.snapshots, move || {
             let state = frozen.snapshot().map_err(|e| io_error(e.to_string()))?;
-            let saved = snapshots.save_with(&newest, |out| {
+            // `false` when an install kept a newer snapshot meanwhile: this one is dropped.
+            snapshots.save_with(&newest, |out| {
                 out.write_all(&header)?;
                 out.write_all(&(state.len() as u64).to_be_bytes())?;
                 out.write_all(&state)?;
@@ -653,7 +661,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
                 Ok(())
             })?;
             drop(pin);
-            Ok::<_, std::io::Error>(saved)
+            Ok::<_, std::io::Error>(())
         })
         .await
         .map_err(|e| write_err(io_error(e.to_string())))?
@@ -663,11 +671,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             .open()
             .map_err(write_err)?
             .ok_or_else(|| write_err(io_error("snapshot vanished")))?;
-        // An install overtook this build: the newer snapshot it kept is the one to offer.
-        let meta = match saved {
-            true => meta,
-            false => read_meta(&mut file).map_err(write_err)?,
-        };
+        // What is offered is the file kept: this build's, or a newer one an install kept
+        // meanwhile (then this build was dropped), so its meta is read from the file.
+        let meta = read_meta(&mut file).map_err(write_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
@@ -777,11 +783,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let state = load(&parsed).map_err(read_err)?;
         // No build reads the archive while it is rewritten; the state is swapped after.
         let rewrite = self.archive.rewrite().await;
-        self.archive
-            .replace_all(&rewrite, owned_records(parsed.records))
-            .map_err(read_err)?;
         {
+            // Under the write lock, so no reader sees the new archive with the old book.
             let mut applied = self.write_lock()?;
+            self.archive
+                .replace_all(&rewrite, owned_records(parsed.records))
+                .map_err(read_err)?;
             applied.state = state;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();

@@ -5,7 +5,7 @@ use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
 use rota_raft::{Batch, Entry, LogId, StateStore};
 use rota_state_machine::JobSpec;
 use rota_state_machine::{
-    ArchiveKey, ArchivedItem, Command, Completion, JobId, JobType, Reply, Retention, Stamp,
+    ArchiveKey, ArchivedItem, Command, Completion, JobId, JobType, Reply, RetentionChange, Stamp,
     WorkerId,
 };
 
@@ -187,12 +187,11 @@ fn at(index: u64, now_ms: u64, commands: Vec<Command>) -> Entry {
 /// Sets short windows, runs job 0 to success at log time 1,001..1,004 and moves log time
 /// `later_ms` on, so the job is archived.
 async fn archive_one_job(store: &mut StateStore, later_ms: u64) {
-    let retention = Retention {
-        succeeded_ms: 1_000,
-        ..Retention::default()
-    };
     let set = Command::SetRetention {
-        retention,
+        change: RetentionChange {
+            succeeded_ms: Some(1_000),
+            ..RetentionChange::default()
+        },
         stamp: Stamp::new("ops", "short windows for the test"),
     };
     let lease = Command::Lease {

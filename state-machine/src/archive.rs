@@ -22,6 +22,11 @@ use sha2::{Digest, Sha256};
 /// what has left its window. Jobs are evicted at every command, from an ordered index.
 pub const SWEEP_EVERY_MS: u64 = 60_000;
 
+/// The most jobs one command evicts, and the most records it drops from the archive: a
+/// window shortened by much evicts over the following ticks (`next_due_ms` keeps them
+/// coming), never in one long apply.
+pub const MAX_RETIRED_PER_COMMAND: usize = 10_000;
+
 /// What an archived record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ArchiveKind {
@@ -200,7 +205,8 @@ pub struct ArchiveStats {
 /// the ledger, encoded after it in snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Retained {
-    pub retention: Retention,
+    /// `None` until a `SetRetention` is applied (see `State::retention`).
+    pub retention: Option<Retention>,
     /// Every record the archive holds. A persistent map, so a snapshot's freeze is cheap.
     pub book: imbl::OrdMap<ArchiveKey, BookEntry>,
     /// Sum of the book's record sizes.
@@ -224,7 +230,10 @@ pub(crate) fn ended_ms(state: &JobState) -> Option<u64> {
 impl State {
     /// Evicts what retention has made due and drops what has outlived the archive.
     pub(crate) fn retire(&mut self, at: At) {
-        let retention = self.ledger.retained.retention;
+        let Some(retention) = self.ledger.retained.retention else {
+            return;
+        };
+        let mut budget = MAX_RETIRED_PER_COMMAND;
         for (status, window) in [
             (Status::Succeeded, retention.succeeded_ms),
             (Status::Canceled, retention.canceled_ms),
@@ -233,9 +242,10 @@ impl State {
             while let Some(&(s, ended, id)) =
                 self.idx.finished.range((status, 0, JobId(0))..).next()
             {
-                if s != status || ended.saturating_add(window) > at.now_ms {
+                if s != status || ended.saturating_add(window) > at.now_ms || budget == 0 {
                     break;
                 }
+                budget -= 1;
                 self.archive_job(id, at);
             }
         }
@@ -243,10 +253,12 @@ impl State {
             self.ledger.retained.next_sweep_ms = at.now_ms.saturating_add(SWEEP_EVERY_MS);
             self.sweep_history(at, retention.history_ms);
         }
+        let mut budget = MAX_RETIRED_PER_COMMAND;
         while let Some(&(archived, key)) = self.idx.archive_expiry.first() {
-            if archived.saturating_add(retention.archive_ms) > at.now_ms {
+            if archived.saturating_add(retention.archive_ms) > at.now_ms || budget == 0 {
                 break;
             }
+            budget -= 1;
             self.drop_archived(key);
         }
     }
@@ -255,7 +267,7 @@ impl State {
     /// window ends, an archived record's ends, or a sweep is due with something in memory
     /// it could move.
     pub(crate) fn next_retire_ms(&self) -> Option<u64> {
-        let retention = &self.ledger.retained.retention;
+        let retention = self.ledger.retained.retention.as_ref()?;
         let job = |status: Status, window: u64| {
             let (s, ended, _) = self.idx.finished.range((status, 0, JobId(0))..).next()?;
             (*s == status).then(|| ended.saturating_add(window))

@@ -206,8 +206,8 @@ pub enum Command {
     /// Sets the retention windows: how long finished work stays in memory and in the
     /// archive. (New variants go last: the log's encoding numbers them in order.)
     SetRetention {
-        /// The new windows, all of them.
-        retention: crate::retention::Retention,
+        /// The windows to change; those not given keep their value.
+        change: crate::retention::RetentionChange,
         /// Who changes them and why.
         stamp: Stamp,
     },

@@ -401,7 +401,7 @@ impl State {
                 self.pause_schedule(id, paused, stamp, at)
             }
             Command::DeleteSchedule { id, stamp } => self.delete_schedule(id, stamp, at),
-            Command::SetRetention { retention, stamp } => self.set_retention(retention, stamp, at),
+            Command::SetRetention { change, stamp } => self.set_retention(change, stamp, at),
         }
     }
 

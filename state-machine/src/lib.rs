@@ -29,7 +29,7 @@ mod validate;
 
 pub use archive::{
     record_hash, ArchiveKey, ArchiveKind, ArchiveOp, ArchiveStats, Archived, ArchivedItem,
-    BookEntry, SWEEP_EVERY_MS,
+    BookEntry, MAX_RETIRED_PER_COMMAND, SWEEP_EVERY_MS,
 };
 pub use batch::MAX_BATCH;
 pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply, Response};
@@ -49,7 +49,7 @@ pub use leasing::{backoff_ms, MAX_LEASE_BATCH, MAX_LEASE_PAYLOAD_BYTES};
 pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
-pub use retention::{Retention, MAX_RETENTION_MS};
+pub use retention::{Retention, RetentionChange, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};

@@ -59,10 +59,47 @@ impl Retention {
     }
 }
 
+/// A change of retention windows: those given are set, the others keep the value in force
+/// (the defaults, when no window was ever set). Merged by `apply`, so two changes made at
+/// once never undo each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionChange {
+    /// See `Retention::succeeded_ms`.
+    pub succeeded_ms: Option<u64>,
+    /// See `Retention::canceled_ms`.
+    pub canceled_ms: Option<u64>,
+    /// See `Retention::dead_lettered_ms`.
+    pub dead_lettered_ms: Option<u64>,
+    /// See `Retention::history_ms`.
+    pub history_ms: Option<u64>,
+    /// See `Retention::archive_ms`.
+    pub archive_ms: Option<u64>,
+}
+
+impl RetentionChange {
+    /// The windows after this change to `base`.
+    pub fn applied_to(&self, base: Retention) -> Retention {
+        Retention {
+            succeeded_ms: self.succeeded_ms.unwrap_or(base.succeeded_ms),
+            canceled_ms: self.canceled_ms.unwrap_or(base.canceled_ms),
+            dead_lettered_ms: self.dead_lettered_ms.unwrap_or(base.dead_lettered_ms),
+            history_ms: self.history_ms.unwrap_or(base.history_ms),
+            archive_ms: self.archive_ms.unwrap_or(base.archive_ms),
+        }
+    }
+}
+
 /// Refuses a window longer than `MAX_RETENTION_MS`. A zero window is allowed: the work
 /// leaves memory (or the archive) at the next command.
-pub(crate) fn check_retention(retention: &Retention) -> Result<(), SchedulerError> {
-    for (field, window) in retention.windows() {
+pub(crate) fn check_retention(change: &RetentionChange) -> Result<(), SchedulerError> {
+    let given = [
+        ("succeeded_ms", change.succeeded_ms),
+        ("canceled_ms", change.canceled_ms),
+        ("dead_lettered_ms", change.dead_lettered_ms),
+        ("history_ms", change.history_ms),
+        ("archive_ms", change.archive_ms),
+    ];
+    for (field, window) in given.into_iter().filter_map(|(f, w)| Some((f, w?))) {
         if window > MAX_RETENTION_MS {
             return Err(SchedulerError::invalid(
                 field,
@@ -74,10 +111,17 @@ pub(crate) fn check_retention(retention: &Retention) -> Result<(), SchedulerErro
 }
 
 impl State {
-    pub(crate) fn set_retention(&mut self, retention: Retention, stamp: Stamp, at: At) -> Response {
+    pub(crate) fn set_retention(
+        &mut self,
+        change: RetentionChange,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
         check_stamp(&stamp)?;
-        check_retention(&retention)?;
-        self.ledger.retained.retention = retention;
+        check_retention(&change)?;
+        let base = self.ledger.retained.retention.unwrap_or_default();
+        let retention = change.applied_to(base);
+        self.ledger.retained.retention = Some(retention);
         self.govern(
             Some(stamp),
             GovernanceChange::RetentionSet { retention },
@@ -86,8 +130,11 @@ impl State {
         Ok(Reply::Done)
     }
 
-    /// The retention windows in force.
-    pub fn retention(&self) -> &Retention {
-        &self.ledger.retained.retention
+    /// The retention windows in force; `None` until a `SetRetention` was applied, and
+    /// until then nothing leaves memory. Retention starts with the log, never by itself: a
+    /// node proposes the defaults when it leads a cluster that has none, so replicas that
+    /// restore snapshots of different ages (or none) still evict at the same index.
+    pub fn retention(&self) -> Option<&Retention> {
+        self.ledger.retained.retention.as_ref()
     }
 }

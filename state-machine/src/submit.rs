@@ -253,6 +253,7 @@ impl State {
             self.check_dependencies(&step.spec.depends_on)?;
             check_key_unique_in_plan(step, &mut keys_in_plan)?;
         }
+        self.check_matched_steps(&steps)?;
 
         let plan_id = PlanId(self.ledger.next_plan_id);
         self.ledger.next_plan_id += 1;
@@ -398,6 +399,29 @@ impl State {
             .get(&named)
             .or_else(|| self.idx.archived_keys.get(&named))
             .copied()
+    }
+
+    /// A step whose idempotency key names an existing job becomes that job; a step that
+    /// depends on it then depends on that job, which must still be able to succeed.
+    fn check_matched_steps(&self, steps: &[PlanStep]) -> Result<(), SchedulerError> {
+        for step in steps {
+            let Some(existing) =
+                self.idempotent_match(&step.spec.tenant, &step.spec.idempotency_key)
+            else {
+                continue;
+            };
+            let depended_on = steps.iter().any(|s| s.depends_on.contains(&step.key));
+            match self.job_status(existing) {
+                Some(status @ (Status::DeadLettered | Status::Canceled)) if depended_on => {
+                    return Err(SchedulerError::DependencyFailed {
+                        dependency: existing,
+                        status,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Every dependency must exist (in memory or in the archive) and still be able to

@@ -92,9 +92,9 @@ impl Command {
             Command::PauseSchedule { stamp, .. } | Command::DeleteSchedule { stamp, .. } => {
                 check_stamp(stamp)
             }
-            Command::SetRetention { retention, stamp } => {
+            Command::SetRetention { change, stamp } => {
                 check_stamp(stamp)?;
-                check_retention(retention)
+                check_retention(change)
             }
         }
     }

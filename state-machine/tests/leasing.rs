@@ -427,16 +427,26 @@ fn next_due_is_the_earliest_lease_expiry_timer_or_retention_and_none_when_idle()
     assert!(done.is_ok(), "{done:?}");
     assert_eq!(
         c.state.next_due_ms(),
-        Some(c.now_ms + c.state.retention().succeeded_ms),
-        "the finished job leaves memory when its retention window ends"
+        None,
+        "no retention set: nothing waits"
     );
-    c.advance(c.state.retention().succeeded_ms);
+    c.apply(Command::SetRetention {
+        change: RetentionChange::default(),
+        stamp: Stamp::new("ops", "defaults"),
+    })
+    .unwrap();
+    let r = *c.state.retention().expect("set");
     assert_eq!(
         c.state.next_due_ms(),
-        Some(c.now_ms + c.state.retention().archive_ms)
+        Some(c.now_ms + r.succeeded_ms),
+        "the finished job leaves memory when its retention window ends"
     );
-    c.advance(c.state.retention().archive_ms);
-    assert_eq!(c.state.next_due_ms(), None, "nothing is left to wait for");
+    c.advance(r.succeeded_ms);
+    assert!(c.state.job(job).is_none(), "archived");
+    assert!(
+        c.state.next_due_ms().is_some_and(|due| due > c.now_ms),
+        "then the archive's window and the history's"
+    );
 }
 
 #[test]

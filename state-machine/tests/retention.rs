@@ -30,10 +30,21 @@ fn with_jobs_only_windows() -> Cluster {
     })
 }
 
+/// Every window of `r`, as a change.
+fn all_of(r: Retention) -> RetentionChange {
+    RetentionChange {
+        succeeded_ms: Some(r.succeeded_ms),
+        canceled_ms: Some(r.canceled_ms),
+        dead_lettered_ms: Some(r.dead_lettered_ms),
+        history_ms: Some(r.history_ms),
+        archive_ms: Some(r.archive_ms),
+    }
+}
+
 fn with_windows(retention: Retention) -> Cluster {
     let mut c = Cluster::new();
     let set = c.apply(Command::SetRetention {
-        retention,
+        change: all_of(retention),
         stamp: stamp(),
     });
     assert_eq!(set, Ok(Reply::Done));
@@ -68,13 +79,91 @@ fn deletes(ops: &[ArchiveOp]) -> Vec<ArchiveKey> {
 }
 
 #[test]
-fn defaults_are_what_the_docs_say() {
-    let c = Cluster::new();
-    let r = c.state.retention();
-    assert_eq!(r.succeeded_ms, 3_600_000);
-    assert_eq!(r.canceled_ms, 86_400_000);
+fn nothing_leaves_memory_until_the_log_sets_windows_and_unset_ones_take_the_defaults() {
+    let mut c = Cluster::new();
+    assert_eq!(c.state.retention(), None);
+    let id = run_to_success(&mut c, spec("acme", "t"));
+    c.advance(365 * 24 * 60 * MIN);
+    assert!(c.state.job(id).is_some(), "no retention until one is set");
+    assert_eq!(c.state.next_due_ms(), None, "and nothing waits on it");
+
+    let set = c.apply(Command::SetRetention {
+        change: RetentionChange {
+            canceled_ms: Some(5 * MIN),
+            ..RetentionChange::default()
+        },
+        stamp: stamp(),
+    });
+    assert_eq!(set, Ok(Reply::Done));
+    let r = *c.state.retention().expect("set");
+    assert_eq!(r.canceled_ms, 5 * MIN);
+    assert_eq!(r.succeeded_ms, 3_600_000, "the defaults for the rest");
     assert_eq!(r.dead_lettered_ms, 7 * 86_400_000);
     assert_eq!(r.archive_ms, 30 * 86_400_000);
+    assert!(
+        c.state.job(id).is_some(),
+        "windows apply from the next command"
+    );
+    c.advance(0);
+    assert!(
+        c.state.job(id).is_none(),
+        "long past its window once one is set"
+    );
+
+    // A later change keeps what an earlier one set.
+    c.apply(Command::SetRetention {
+        change: RetentionChange {
+            archive_ms: Some(MIN),
+            ..RetentionChange::default()
+        },
+        stamp: stamp(),
+    })
+    .unwrap();
+    let r = *c.state.retention().expect("set");
+    assert_eq!((r.canceled_ms, r.archive_ms), (5 * MIN, MIN));
+}
+
+#[test]
+fn a_lowered_window_evicts_over_several_commands_not_one() {
+    let mut c = Cluster::new();
+    let n = MAX_RETIRED_PER_COMMAND + 5;
+    let specs: Vec<JobSpec> = (0..n).map(|_| spec("acme", "t")).collect();
+    for chunk in specs.chunks(MAX_BATCH) {
+        c.apply(Command::EnqueueBatch {
+            specs: chunk.to_vec(),
+        })
+        .unwrap();
+    }
+    loop {
+        let grants = c.lease("w", &["t"], MAX_LEASE_BATCH);
+        if grants.is_empty() {
+            break;
+        }
+        for chunk in grants.chunks(MAX_BATCH) {
+            let items = chunk
+                .iter()
+                .map(|g| CompleteItem {
+                    job_id: g.job_id,
+                    lease_id: g.lease_id,
+                    completion: Completion::Succeeded { outputs: vec![] },
+                })
+                .collect();
+            c.apply(Command::CompleteBatch { items }).unwrap();
+        }
+    }
+    c.apply(Command::SetRetention {
+        change: RetentionChange {
+            succeeded_ms: Some(0),
+            ..RetentionChange::default()
+        },
+        stamp: stamp(),
+    })
+    .unwrap();
+    c.advance(0);
+    assert_eq!(c.state.job_count(), n - MAX_RETIRED_PER_COMMAND);
+    assert!(c.state.next_due_ms().is_some_and(|due| due <= c.now_ms));
+    c.advance(0);
+    assert_eq!(c.state.job_count(), 0, "the next tick evicts the rest");
 }
 
 #[test]
@@ -235,17 +324,18 @@ fn plans_and_history_leave_memory_too() {
 #[test]
 fn retention_windows_are_checked_before_they_are_set() {
     let mut c = Cluster::new();
-    let mut too_long = short_windows();
-    too_long.archive_ms = MAX_RETENTION_MS + 1;
     let command = Command::SetRetention {
-        retention: too_long,
+        change: RetentionChange {
+            archive_ms: Some(MAX_RETENTION_MS + 1),
+            ..RetentionChange::default()
+        },
         stamp: stamp(),
     };
     assert!(
         matches!(command.check(), Err(SchedulerError::InvalidInput { ref field, .. }) if field == "archive_ms")
     );
     assert!(c.apply(command).is_err());
-    assert_eq!(*c.state.retention(), Retention::default());
+    assert_eq!(c.state.retention(), None);
 }
 
 #[test]
@@ -272,4 +362,40 @@ fn replicas_agree_and_a_snapshot_carries_the_book() {
     assert_eq!(a.digest(), b.digest());
     assert_eq!(a.state.archive_stats(), ArchiveStats::default());
     assert_eq!(b.state.archive_stats(), ArchiveStats::default());
+}
+
+#[test]
+fn a_plan_step_depending_on_an_archived_failure_is_refused() {
+    let mut c = with_short_windows();
+    let mut doomed = spec("acme", "t");
+    doomed.retry.max_attempts = 1;
+    doomed.idempotency_key = Some("extract-2026-12-01".into());
+    let dead = c.enqueue(doomed.clone());
+    let grants = c.lease("w", &["t"], 1);
+    c.fail(&grants[0], false);
+    c.advance(3 * MIN);
+    assert!(c.state.job(dead).is_none(), "archived");
+    let steps = vec![
+        PlanStep {
+            key: "extract".into(),
+            spec: doomed,
+            depends_on: vec![],
+        },
+        PlanStep {
+            key: "load".into(),
+            spec: spec("acme", "t"),
+            depends_on: vec!["extract".into()],
+        },
+    ];
+    let refused = c.apply(Command::SubmitPlan {
+        steps,
+        backfill: None,
+    });
+    assert_eq!(
+        refused,
+        Err(SchedulerError::DependencyFailed {
+            dependency: dead,
+            status: Status::DeadLettered
+        })
+    );
 }

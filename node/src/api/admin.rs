@@ -1,7 +1,7 @@
 //! `AdminService`: governance writes and views, cluster status, founding and membership.
 
 use super::{forward_unless_here, forwarded, stale, Api, Route};
-use crate::convert::{self, RetentionChange, SourceChange};
+use crate::convert::{self, SourceChange};
 use crate::status;
 use rota_client::admin_service;
 use rota_client::proto as pb;
@@ -123,12 +123,7 @@ impl AdminService for Admin {
         request: Request<pb::SetRetentionRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, set_retention);
-        let request = request.into_inner();
-        let bytes = prost::Message::encoded_len(&request);
-        let current = self.0.raft.read_local(|a| *a.state.retention());
-        self.0
-            .serve_sized(RetentionChange { request, current }, bytes)
-            .await
+        self.0.serve_write(request.into_inner()).await
     }
 
     async fn cluster_status(
@@ -307,9 +302,9 @@ fn incident_view(i: &Incident, archived: bool) -> pb::IncidentView {
 fn archived_incidents(applied: &Applied) -> Result<Vec<pb::IncidentView>, Status> {
     let mut out = Vec::new();
     applied
-        .scan_archived(ArchiveKind::Incident, 0, |archived| {
-            if let ArchivedItem::Incident(incident) = &archived.item {
-                out.push(incident_view(incident, true));
+        .scan_archived(ArchiveKind::Incident, 0, |_, archived| {
+            if let Some(ArchivedItem::Incident(incident)) = archived.map(|a| a.item) {
+                out.push(incident_view(&incident, true));
             }
             out.len() < MAX_ARCHIVED_INCIDENTS
         })

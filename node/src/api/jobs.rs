@@ -44,8 +44,9 @@ fn job_page(page: JobPage<'_>, summary: bool, max_bytes: usize) -> pb::ListJobsR
 }
 
 /// The most archived jobs one page of `ListJobs` examines, so a narrow filter over a large
-/// archive answers in bounded time (with `next_after` set, to page on).
-const MAX_ARCHIVED_EXAMINED: usize = 10_000;
+/// archive answers in bounded time, holding the state's read lock (and so apply) only
+/// briefly; `next_after` is set to page on.
+const MAX_ARCHIVED_EXAMINED: usize = 2_000;
 
 /// A job in memory, or else in the archive.
 fn find_job(applied: &Applied, id: JobId) -> Result<Option<pb::Job>, Status> {
@@ -79,26 +80,29 @@ fn archived_page(
     // The last id dealt with (listed or filtered out), and whether any is left after it.
     let (mut done, mut more) = (None, false);
     applied
-        .scan_archived(ArchiveKind::Job, from, |archived| {
-            let ArchivedItem::Job(job) = &archived.item else {
-                return true;
-            };
+        .scan_archived(ArchiveKind::Job, from, |key, archived| {
             if jobs.len() == limit || examined == MAX_ARCHIVED_EXAMINED {
                 more = true;
                 return false;
             }
             examined += 1;
-            if filter.matches(job) {
-                let out = convert::archived_job_out(job, archived.archived_ms, summary);
-                let len = out.encoded_len() + 16;
-                if !jobs.is_empty() && bytes + len > max_bytes {
-                    more = true;
-                    return false;
+            if let Some(Archived {
+                archived_ms,
+                item: ArchivedItem::Job(job),
+            }) = &archived
+            {
+                if filter.matches(job) {
+                    let out = convert::archived_job_out(job, *archived_ms, summary);
+                    let len = out.encoded_len() + 16;
+                    if !jobs.is_empty() && bytes + len > max_bytes {
+                        more = true;
+                        return false;
+                    }
+                    bytes += len;
+                    jobs.push(out);
                 }
-                bytes += len;
-                jobs.push(out);
             }
-            done = Some(job.id.0);
+            done = Some(key.id);
             true
         })
         .map_err(|e| status::archive(&e))?;

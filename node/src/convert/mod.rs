@@ -10,7 +10,7 @@ mod requests;
 pub use out::{
     archived_job_out, job_out, plan_status_out, retention_out, scope_out, stamp_out, status_out,
 };
-pub use requests::{RetentionChange, SourceChange, WireWrite};
+pub use requests::{SourceChange, WireWrite};
 
 use crate::status::invalid;
 use rota_client::proto as pb;

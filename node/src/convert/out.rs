@@ -146,8 +146,12 @@ fn event_out(kind: &JobEventKind) -> (&'static str, String) {
     }
 }
 
-/// Retention windows as the wire shows them, every field set.
-pub fn retention_out(r: &Retention) -> pb::Retention {
+/// Retention windows as the wire shows them: every field set, or none while no window was
+/// ever set (nothing leaves memory then).
+pub fn retention_out(r: Option<&Retention>) -> pb::Retention {
+    let Some(r) = r else {
+        return pb::Retention::default();
+    };
     pb::Retention {
         succeeded_ms: Some(r.succeeded_ms),
         canceled_ms: Some(r.canceled_ms),

@@ -7,8 +7,8 @@ use super::{completion, item_outcome, plan_steps, scope, spec, stamp, status_out
 use crate::status::{self, invalid};
 use rota_client::proto as pb;
 use rota_state_machine::{
-    BreakerConfig, Command, CompleteItem, JobId, JobType, LeaseId, Reply, Response, Retention,
-    TenantId, WorkerId,
+    BreakerConfig, Command, CompleteItem, JobId, JobType, LeaseId, Reply, Response,
+    RetentionChange, TenantId, WorkerId,
 };
 use tonic::Status;
 
@@ -278,6 +278,19 @@ governance! {
         config: r.config.map(breaker_config).transpose()?,
         stamp: stamp(r.stamp)?,
     };
+    pb::SetRetentionRequest => |r| {
+        let wire = r.retention.unwrap_or_default();
+        Command::SetRetention {
+            change: RetentionChange {
+                succeeded_ms: wire.succeeded_ms,
+                canceled_ms: wire.canceled_ms,
+                dead_lettered_ms: wire.dead_lettered_ms,
+                history_ms: wire.history_ms,
+                archive_ms: wire.archive_ms,
+            },
+            stamp: stamp(r.stamp)?,
+        }
+    };
     pb::ResetBreakerRequest => |r| Command::ResetBreaker {
         job_type: JobType(r.job_type),
         stamp: stamp(r.stamp)?,
@@ -304,36 +317,6 @@ impl WireWrite for SourceChange {
             false => Command::ResumeSource { scope, stamp },
         };
         Ok((r.session, command))
-    }
-    fn answer(reply: Reply) -> Result<Self::Answer, Status> {
-        pb::SetMaintenanceRequest::answer(reply)
-    }
-}
-
-/// `SetRetention`: the wire leaves windows unset to keep them, so the command is made
-/// against the windows in force when the node proposes it.
-pub struct RetentionChange {
-    /// The wire request.
-    pub request: pb::SetRetentionRequest,
-    /// The windows in force, as this node sees them.
-    pub current: Retention,
-}
-
-impl WireWrite for RetentionChange {
-    type Answer = pb::AdminResponse;
-    fn command(self, _: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
-        let r = self.request;
-        let wire = r.retention.unwrap_or_default();
-        let now = self.current;
-        let retention = Retention {
-            succeeded_ms: wire.succeeded_ms.unwrap_or(now.succeeded_ms),
-            canceled_ms: wire.canceled_ms.unwrap_or(now.canceled_ms),
-            dead_lettered_ms: wire.dead_lettered_ms.unwrap_or(now.dead_lettered_ms),
-            history_ms: wire.history_ms.unwrap_or(now.history_ms),
-            archive_ms: wire.archive_ms.unwrap_or(now.archive_ms),
-        };
-        let stamp = stamp(r.stamp)?;
-        Ok((r.session, Command::SetRetention { retention, stamp }))
     }
     fn answer(reply: Reply) -> Result<Self::Answer, Status> {
         pb::SetMaintenanceRequest::answer(reply)
