@@ -3,7 +3,8 @@
 //!
 //! A snapshot's bytes are a checksum prefix (`ROTASNP3`, then the sha256 of everything
 //! after it), a header (the length of the encoded `SnapshotMeta`, then the meta), the
-//! scheduler's own snapshot (its length, then its bytes) and the archive's records (each a
+//! scheduler's own snapshot (self-delimiting: postcard knows where it ends, so it is
+//! streamed to the file, never held whole) and the archive's records (each a
 //! 9-byte key, a length and the record), exactly those the scheduler's book lists. The
 //! same bytes are the file on disk and what followers receive, so an installed snapshot is
 //! kept exactly as it arrived, and the checksum is verified before any snapshot is used:
@@ -152,9 +153,10 @@ fn verified(bytes: &[u8]) -> Result<(&[u8], bool), std::io::Error> {
 /// A snapshot's parts, checked against its checksum.
 struct Parsed<'a> {
     meta: Meta,
-    state: &'a [u8],
-    /// The archive's records, encoded as `write_record` writes them.
-    records: &'a [u8],
+    /// The scheduler's snapshot, followed (when `with_archive`) by the archive's records,
+    /// encoded as `write_record` writes them.
+    body: &'a [u8],
+    with_archive: bool,
 }
 
 fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], std::io::Error> {
@@ -170,28 +172,16 @@ fn take_u32(bytes: &mut &[u8], what: &str) -> Result<usize, std::io::Error> {
     Ok(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
 }
 
-/// Splits snapshot bytes into the meta, the scheduler's part and the archive's records,
-/// after checking the checksum.
+/// Splits snapshot bytes into the meta and the rest, after checking the checksum.
 fn parse(bytes: &[u8]) -> Result<Parsed<'_>, std::io::Error> {
     let (mut bytes, with_archive) = verified(bytes)?;
     let len = take_u32(&mut bytes, "its header")?;
     let meta = take(&mut bytes, len, "its header")?;
     let meta = postcard::from_bytes(meta).map_err(|e| io_error(format!("snapshot meta: {e}")))?;
-    if !with_archive {
-        return Ok(Parsed {
-            meta,
-            state: bytes,
-            records: &[],
-        });
-    }
-    let len = take(&mut bytes, 8, "the scheduler's length")?;
-    let len = u64::from_be_bytes(len.try_into().map_err(|_| io_error("unreachable"))?);
-    let len = usize::try_from(len).map_err(|_| io_error("scheduler part too large"))?;
-    let state = take(&mut bytes, len, "the scheduler's part")?;
     Ok(Parsed {
         meta,
-        state,
-        records: bytes,
+        body: bytes,
+        with_archive,
     })
 }
 
@@ -260,12 +250,16 @@ fn write_record(
     out.write_all(record)
 }
 
-/// The scheduler and the archive as of a snapshot's bytes: the state restored, the records
-/// checked against its book, and the archive rewritten with them.
-fn load(parsed: &Parsed<'_>) -> Result<State, std::io::Error> {
-    let state = State::restore(parsed.state).map_err(|e| io_error(e.to_string()))?;
-    check_records(&state, parsed.records)?;
-    Ok(state)
+/// The scheduler as of a snapshot's bytes, restored, and the archive's records after it,
+/// checked against its book.
+fn load<'a>(parsed: &Parsed<'a>) -> Result<(State, &'a [u8]), std::io::Error> {
+    let (state, records) = match parsed.with_archive {
+        true => State::restore_prefix(parsed.body),
+        false => State::restore(parsed.body).map(|state| (state, &[][..])),
+    }
+    .map_err(|e| io_error(e.to_string()))?;
+    check_records(&state, records)?;
+    Ok((state, records))
 }
 
 fn owned_records(
@@ -561,8 +555,8 @@ impl StateStore {
         let applied = match snapshots.load().map_err(|e| unusable(e.to_string()))? {
             Some(bytes) => {
                 let parsed = parse(&bytes).map_err(|e| unusable(e.to_string()))?;
-                let state = load(&parsed).map_err(|e| unusable(e.to_string()))?;
-                archive.replace_all_at_start(owned_records(parsed.records))?;
+                let (state, records) = load(&parsed).map_err(|e| unusable(e.to_string()))?;
+                archive.replace_all_at_start(owned_records(records))?;
                 Applied {
                     state,
                     last_applied: parsed.meta.last_log_id,
@@ -641,12 +635,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             this: meta.last_log_id,
         };
         offload(&self.snapshots, move || {
-            let state = frozen.snapshot().map_err(|e| io_error(e.to_string()))?;
             // `false` when an install kept a newer snapshot meanwhile: this one is dropped.
             snapshots.save_with(&newest, |out| {
                 out.write_all(&header)?;
-                out.write_all(&(state.len() as u64).to_be_bytes())?;
-                out.write_all(&state)?;
+                // Streamed: a large ledger is never held whole in memory.
+                frozen
+                    .write_snapshot(&mut *out)
+                    .map_err(|e| io_error(e.to_string()))?;
                 for (key, entry) in frozen.archive_book() {
                     let record = archive
                         .get(key)?
@@ -780,14 +775,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         if parsed.meta.last_log_id != meta.last_log_id {
             return Err(read_err(io_error("snapshot meta does not match its data")).into());
         }
-        let state = load(&parsed).map_err(read_err)?;
+        let (state, records) = load(&parsed).map_err(read_err)?;
         // No build reads the archive while it is rewritten; the state is swapped after.
         let rewrite = self.archive.rewrite().await;
         {
             // Under the write lock, so no reader sees the new archive with the old book.
             let mut applied = self.write_lock()?;
             self.archive
-                .replace_all(&rewrite, owned_records(parsed.records))
+                .replace_all(&rewrite, owned_records(records))
                 .map_err(read_err)?;
             applied.state = state;
             applied.last_applied = meta.last_log_id;

@@ -60,6 +60,12 @@ impl Frozen {
         digest(&self.0)
     }
 
+    /// As `State::write_snapshot` at the moment of freezing: streamed to `out`, never held
+    /// whole in memory.
+    pub fn write_snapshot<W: std::io::Write>(&self, out: W) -> Result<W, SnapshotError> {
+        write(&self.0, out)
+    }
+
     /// Every record the archive held at the moment of freezing, in key order: what a
     /// snapshot must carry besides the ledger.
     pub fn archive_book(&self) -> impl Iterator<Item = (ArchiveKey, &BookEntry)> + '_ {
@@ -85,24 +91,36 @@ impl State {
 
     /// Rebuilds a state from `snapshot` bytes.
     pub fn restore(bytes: &[u8]) -> Result<State, SnapshotError> {
+        let (state, rest) = State::restore_prefix(bytes)?;
+        if !rest.is_empty() {
+            return Err(SnapshotError::Corrupt(postcard::Error::DeserializeBadEncoding));
+        }
+        Ok(state)
+    }
+
+    /// Rebuilds a state from the snapshot at the start of `bytes` (the encoding knows where
+    /// it ends) and returns what follows it.
+    pub fn restore_prefix(bytes: &[u8]) -> Result<(State, &[u8]), SnapshotError> {
         let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
-        let ledger = match version {
-            1 => postcard::from_bytes(body)?,
+        let (ledger, rest) = match version {
+            1 => postcard::take_from_bytes::<Ledger>(body)?,
             SNAPSHOT_VERSION => {
-                let (mut ledger, retained): (Ledger, Retained) = postcard::from_bytes(body)?;
+                let ((mut ledger, retained), rest) =
+                    postcard::take_from_bytes::<(Ledger, Retained)>(body)?;
                 ledger.retained = retained;
-                ledger
+                (ledger, rest)
             }
             _ => return Err(SnapshotError::UnsupportedVersion(version)),
         };
         let idx = Indexes::rebuild(&ledger);
-        Ok(State {
+        let state = State {
             ledger,
             idx,
             #[cfg(feature = "simulation")]
             fencing_disabled: false,
             archive_ops: Vec::new(),
-        })
+        };
+        Ok((state, rest))
     }
 
     /// sha256 of the snapshot, in hex: equal on every replica at the same applied index.
