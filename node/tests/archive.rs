@@ -31,6 +31,14 @@ fn client(node: &RunningNode) -> Client {
     .expect("client")
 }
 
+fn stamp(reason: &str) -> Option<pb::Stamp> {
+    Some(pb::Stamp {
+        actor: "test".to_owned(),
+        reason: reason.to_owned(),
+        ticket: None,
+    })
+}
+
 fn keyed_job() -> pb::EnqueueRequest {
     pb::EnqueueRequest {
         session: None,
@@ -84,11 +92,7 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
                 succeeded_ms: Some(1_000),
                 ..pb::Retention::default()
             }),
-            stamp: Some(pb::Stamp {
-                actor: "test".to_owned(),
-                reason: "short windows".to_owned(),
-                ticket: None,
-            }),
+            stamp: stamp("short windows"),
         })
         .await
         .expect("set retention");
@@ -151,11 +155,7 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
         .replay_job(pb::ReplayJobRequest {
             session: None,
             job_id: job,
-            stamp: Some(pb::Stamp {
-                actor: "test".to_owned(),
-                reason: "again".to_owned(),
-                ticket: None,
-            }),
+            stamp: stamp("again"),
         })
         .await
         .expect_err("archived jobs are read-only");

@@ -21,6 +21,9 @@ pub enum SnapshotError {
     /// The bytes do not decode as a ledger (or the ledger could not be encoded).
     #[error("snapshot is corrupt: {0}")]
     Corrupt(#[from] postcard::Error),
+    /// The ledger decoded, and bytes were left over after it.
+    #[error("snapshot is corrupt: {0} bytes follow the state")]
+    Trailing(usize),
 }
 
 fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
@@ -93,7 +96,7 @@ impl State {
     pub fn restore(bytes: &[u8]) -> Result<State, SnapshotError> {
         let (state, rest) = State::restore_prefix(bytes)?;
         if !rest.is_empty() {
-            return Err(SnapshotError::Corrupt(postcard::Error::DeserializeBadEncoding));
+            return Err(SnapshotError::Trailing(rest.len()));
         }
         Ok(state)
     }
