@@ -46,19 +46,6 @@ impl Default for Retention {
     }
 }
 
-impl Retention {
-    /// Each window with its wire name, for checks and displays.
-    pub fn windows(&self) -> [(&'static str, u64); 5] {
-        [
-            ("succeeded_ms", self.succeeded_ms),
-            ("canceled_ms", self.canceled_ms),
-            ("dead_lettered_ms", self.dead_lettered_ms),
-            ("history_ms", self.history_ms),
-            ("archive_ms", self.archive_ms),
-        ]
-    }
-}
-
 /// A change of retention windows: those given are set, the others keep the value in force
 /// (the defaults, when no window was ever set). Merged by `apply`, so two changes made at
 /// once never undo each other.

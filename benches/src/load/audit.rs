@@ -53,15 +53,7 @@ impl Run<'_> {
             .clone()
             .chain(self.cycle.clone().filter(|seq| is_in(cycle_sent, *seq)));
         for seq in sent {
-            let i = seq as usize;
-            let successes = self.tally.succeeded[i].load(Ordering::Relaxed);
-            let enqueued = self.tally.enqueued[i].load(Ordering::Relaxed);
-            if enqueued == 0 || successes == 0 {
-                audit.lost += 1;
-            }
-            if successes > 1 {
-                audit.duplicated += 1;
-            }
+            self.compare_sent(seq, None, &mut audit);
         }
         audit
     }
@@ -132,11 +124,11 @@ impl Run<'_> {
             duplicated: self.tally.duplicate_enqueues.load(Ordering::Relaxed),
         };
         for seq in self.fill.clone() {
-            self.compare_sent(seq, ledger, &mut audit);
+            self.compare_sent(seq, Some(ledger.seen[seq as usize]), &mut audit);
         }
         for seq in self.cycle.clone() {
             if is_in(cycle_sent, seq) {
-                self.compare_sent(seq, ledger, &mut audit);
+                self.compare_sent(seq, Some(ledger.seen[seq as usize]), &mut audit);
             } else {
                 self.compare_unsent(seq, ledger, &mut audit);
             }
@@ -144,20 +136,21 @@ impl Run<'_> {
         audit
     }
 
-    /// A sequence number a producer sent.
-    fn compare_sent(&self, seq: u64, ledger: &Ledger, audit: &mut Audit) {
+    /// A sequence number a producer sent, with how many jobs of the ledger carry it (`None`
+    /// when the ledger was not read: the clients' tallies alone judge it).
+    fn compare_sent(&self, seq: u64, seen: Option<u8>, audit: &mut Audit) {
         let tally = &self.tally;
         let i = seq as usize;
-        let seen = ledger.seen[i];
         let successes = tally.succeeded[i].load(Ordering::Relaxed);
         let enqueued = tally.enqueued[i].load(Ordering::Relaxed);
-        if seen == 0 || enqueued == 0 || successes == 0 {
+        if seen == Some(0) || enqueued == 0 || successes == 0 {
             audit.lost += 1;
         }
-        if seen > 1 || successes > 1 {
+        if seen.is_some_and(|n| n > 1) || successes > 1 {
             audit.duplicated += 1;
         }
-        if seen != 1 || enqueued == 0 || successes != 1 {
+        if seen.is_some_and(|n| n != 1) || enqueued == 0 || successes != 1 {
+            let seen = seen.map_or("not read".to_owned(), |n| n.to_string());
             tally.error(format!(
                 "sequence {seq}: enqueue {}, {seen} in the ledger, {successes} successes acknowledged",
                 enqueued
