@@ -231,10 +231,13 @@ async fn open_raft(
         storage: settings.storage.clone(),
         raft: settings.raft.clone(),
     };
+    // An AppendEntries carries at most one entry's budget of bytes, the size that must
+    // replicate within the heartbeat.
     let network = match &settings.dial {
         Some(dial) => GrpcNetwork::with_dial(dial.clone()),
         None => GrpcNetwork::default(),
-    };
+    }
+    .with_max_append_bytes(settings.commit.max_entry_bytes);
     RaftNode::open_with_network(config, advertise_addr, network).await
 }
 

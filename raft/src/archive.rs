@@ -12,7 +12,7 @@
 //! `pin` keeps them readable: while a pin is held, deletions wait, and a snapshot install
 //! (which rewrites the whole archive) waits for the pins to go.
 
-use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, Cache, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use rota_state_machine::{ArchiveKey, ArchiveKind, ArchiveOp};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -88,6 +88,9 @@ impl Drop for Pin {
     }
 }
 
+/// The archive's block cache.
+const ARCHIVE_BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Held while an install rewrites the archive: no build reads it meanwhile.
 pub(crate) struct Rewrite {
     _gate: OwnedRwLockWriteGuard<()>,
@@ -102,6 +105,12 @@ impl Archive {
         // Records are written once and read rarely; keep the memtables small.
         options.set_write_buffer_size(8 * 1024 * 1024);
         options.set_max_write_buffer_number(2);
+        // One bounded block cache instead of RocksDB's default 32 MiB: snapshot builds read
+        // every record once, and that must not stay resident.
+        let cache = Cache::new_lru_cache(ARCHIVE_BLOCK_CACHE_BYTES);
+        let mut tables = BlockBasedOptions::default();
+        tables.set_block_cache(&cache);
+        options.set_block_based_table_factory(&tables);
         let db = DB::open(&options, dir).map_err(rocks)?;
         Ok(Self::with(Backend::Rocks(db)))
     }

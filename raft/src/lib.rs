@@ -23,7 +23,8 @@ pub mod proto {
 pub use archive::Archive;
 pub use log_store::{open_db, MemLogStore, RocksLogStore};
 pub use network::{
-    nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
+    nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, DEFAULT_MAX_APPEND_BYTES,
+    MAX_MESSAGE_BYTES,
 };
 pub use node::{
     default_raft_config, ClusterError, InitializeError, NodeConfig, RaftNode, ReadError, Storage,

@@ -9,7 +9,7 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
     WriteOptions, DB,
 };
 use serde::de::DeserializeOwned;
@@ -26,6 +26,9 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
+/// The log database's block cache: reads are rare (followers catching up, restarts).
+const LOG_BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Opens (creating if needed) the RocksDB database that holds a node's Raft log.
 pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let mut options = Options::default();
@@ -34,12 +37,18 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     // The log is written once, read back rarely (followers catching up, restarts) and
     // purged behind snapshots, so its memtables stay small: RocksDB's default 64 MiB per
     // memtable would hold ~100 MiB of entries in memory that the state already holds.
-    let mut logs = Options::default();
+    // Its block cache is one bounded LRU for all its families, not RocksDB's default 32 MiB
+    // each, so a node's memory does not creep as reads warm them.
+    let cache = Cache::new_lru_cache(LOG_BLOCK_CACHE_BYTES);
+    let mut tables = BlockBasedOptions::default();
+    tables.set_block_cache(&cache);
+    options.set_block_based_table_factory(&tables);
+    let mut logs = options.clone();
     logs.set_write_buffer_size(8 * 1024 * 1024);
     logs.set_max_write_buffer_number(2);
     let families = [
         ColumnFamilyDescriptor::new(CF_LOGS, logs),
-        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(CF_META, options.clone()),
     ];
     Ok(Arc::new(DB::open_cf_descriptors(&options, dir, families)?))
 }

@@ -6,7 +6,7 @@
 use crate::proto::raft_transport_client::RaftTransportClient;
 use crate::proto::raft_transport_server::RaftTransport;
 use crate::proto::RaftMessage;
-use crate::types::{NodeId, Raft, RotaNode, TypeConfig};
+use crate::types::{LogId, NodeId, Raft, RotaNode, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -38,16 +38,41 @@ fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, postcard::Err
 /// one that dials its simulated network.
 pub type Dial = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
 
+/// Default byte budget of one AppendEntries: the default log entry budget, so that a
+/// request replicates within the heartbeat that is openraft's deadline for it.
+pub const DEFAULT_MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+
 /// Makes a connection per peer; openraft asks for one per replication stream.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct GrpcNetwork {
     dial: Option<Dial>,
+    max_append_bytes: usize,
+}
+
+impl Default for GrpcNetwork {
+    fn default() -> Self {
+        Self {
+            dial: None,
+            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
+        }
+    }
 }
 
 impl GrpcNetwork {
     /// Peers reached through `dial` instead of TCP.
     pub fn with_dial(dial: Dial) -> Self {
-        Self { dial: Some(dial) }
+        Self {
+            dial: Some(dial),
+            ..Self::default()
+        }
+    }
+
+    /// Bounds each AppendEntries to `bytes` of encoded request (one entry always goes, however
+    /// large). openraft 0.9 bounds a request by its count of entries only
+    /// (`max_payload_entries`); a leader sends what is over the budget in the next request.
+    pub fn with_max_append_bytes(mut self, bytes: usize) -> Self {
+        self.max_append_bytes = bytes.max(1);
+        self
     }
 }
 
@@ -60,6 +85,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             addr: node.addr.clone(),
             dial: self.dial.clone(),
             client: None,
+            max_append_bytes: self.max_append_bytes,
         }
     }
 }
@@ -70,6 +96,7 @@ pub struct GrpcConnection {
     addr: String,
     dial: Option<Dial>,
     client: Option<RaftTransportClient<Channel>>,
+    max_append_bytes: usize,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, RotaNode, RaftError<NodeId, E>>>;
@@ -111,6 +138,20 @@ impl GrpcConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(kind, payload, option).await
+    }
+
+    /// Sends an encoded request.
+    async fn send<Resp, E>(
+        &mut self,
+        kind: Rpc,
+        payload: Vec<u8>,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let mut client = self.client().await?;
         let mut request = Request::new(RaftMessage { payload });
         request.set_timeout(option.hard_ttl());
@@ -138,6 +179,56 @@ impl GrpcConnection {
     }
 }
 
+/// Encodes `rpc` within `budget` bytes: when it is over and carries several entries, only the
+/// longest prefix within the budget (at least one entry) is encoded, and the last log id
+/// sent is returned so the answer can say how far the follower got.
+fn encode_within(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+    budget: usize,
+) -> Result<(Vec<u8>, Option<LogId>), postcard::Error> {
+    let payload = encode(&rpc)?;
+    if payload.len() <= budget || rpc.entries.len() <= 1 {
+        return Ok((payload, None));
+    }
+    let header = AppendEntriesRequest::<TypeConfig> {
+        vote: rpc.vote,
+        prev_log_id: rpc.prev_log_id,
+        entries: Vec::new(),
+        leader_commit: rpc.leader_commit,
+    };
+    // The header, and room for the entry count's varint to grow.
+    let mut used = serialized_size(&header)? + 9;
+    let mut keep = 0;
+    for entry in &rpc.entries {
+        used += serialized_size(entry)?;
+        if keep > 0 && used > budget {
+            break;
+        }
+        keep += 1;
+    }
+    rpc.entries.truncate(keep);
+    let last = rpc.entries.last().map(|entry| entry.log_id);
+    Ok((encode(&rpc)?, last))
+}
+
+fn serialized_size<T: Serialize>(value: &T) -> Result<usize, postcard::Error> {
+    postcard::serialize_with_flavor::<_, _, usize>(value, postcard::ser_flavors::Size::default())
+}
+
+/// A follower's answer to a request cut short by the byte budget: it accepted what was sent,
+/// which is part of what openraft asked for.
+fn partial(
+    response: AppendEntriesResponse<NodeId>,
+    sent_up_to: Option<LogId>,
+) -> AppendEntriesResponse<NodeId> {
+    match (response, sent_up_to) {
+        (AppendEntriesResponse::Success, Some(last)) => {
+            AppendEntriesResponse::PartialSuccess(Some(last))
+        }
+        (response, _) => response,
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Rpc {
     AppendEntries,
@@ -151,7 +242,10 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Rpc::AppendEntries, &rpc, &option).await
+        let (payload, sent_up_to) = encode_within(rpc, self.max_append_bytes)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let response = self.send(Rpc::AppendEntries, payload, &option).await?;
+        Ok(partial(response, sent_up_to))
     }
 
     async fn install_snapshot(
@@ -238,4 +332,82 @@ pub fn nodelay_incoming(
         stream.set_nodelay(true)?;
         Ok(stream)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Batch;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, Vote};
+    use rota_state_machine::Command;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// An AppendEntries of `entries` entries, each a batch of `ticks` one-byte commands.
+    fn request(entries: u64, ticks: usize) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(0)),
+            entries: (1..=entries)
+                .map(|index| Entry::<TypeConfig> {
+                    log_id: log_id(index),
+                    payload: EntryPayload::Normal(Batch::new(
+                        0,
+                        std::iter::repeat_n(Command::Tick, ticks),
+                    )),
+                })
+                .collect(),
+            leader_commit: Some(log_id(0)),
+        }
+    }
+
+    #[test]
+    fn a_request_within_its_budget_goes_whole() {
+        let rpc = request(8, 100);
+        let whole = encode(&rpc).expect("encodes");
+        let (payload, cut) = encode_within(rpc, whole.len()).expect("encodes");
+        assert_eq!(payload, whole);
+        assert_eq!(cut, None);
+    }
+
+    #[test]
+    fn a_request_over_its_budget_carries_the_prefix_that_fits() {
+        let rpc = request(8, 1_000);
+        let entry = serialized_size(&rpc.entries[0]).expect("sized");
+        let budget = 3 * entry + 100;
+        let (payload, cut) = encode_within(rpc, budget).expect("encodes");
+        assert!(payload.len() <= budget, "{} bytes", payload.len());
+        let sent: AppendEntriesRequest<TypeConfig> =
+            postcard::from_bytes(&payload).expect("decodes");
+        assert_eq!(sent.entries.len(), 3);
+        assert_eq!(cut, Some(log_id(3)));
+        assert_eq!(sent.prev_log_id, Some(log_id(0)));
+    }
+
+    #[test]
+    fn one_entry_over_the_budget_still_goes() {
+        let (payload, cut) = encode_within(request(4, 10_000), 1_000).expect("encodes");
+        let sent: AppendEntriesRequest<TypeConfig> =
+            postcard::from_bytes(&payload).expect("decodes");
+        assert_eq!(sent.entries.len(), 1);
+        assert_eq!(cut, Some(log_id(1)));
+    }
+
+    #[test]
+    fn a_cut_request_that_succeeds_is_a_partial_success() {
+        assert_eq!(
+            partial(AppendEntriesResponse::Success, Some(log_id(3))),
+            AppendEntriesResponse::PartialSuccess(Some(log_id(3)))
+        );
+        assert_eq!(
+            partial(AppendEntriesResponse::Success, None),
+            AppendEntriesResponse::Success
+        );
+        assert_eq!(
+            partial(AppendEntriesResponse::Conflict, Some(log_id(3))),
+            AppendEntriesResponse::Conflict
+        );
+    }
 }

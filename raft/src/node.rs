@@ -186,9 +186,17 @@ pub struct RaftNode {
 impl RaftNode {
     /// Opens the node's storage, starts openraft, and serves the Raft transport.
     pub async fn start(config: NodeConfig) -> Result<Self, ClusterError> {
+        Self::start_with_network(config, GrpcNetwork::default()).await
+    }
+
+    /// As `start`, reaching peers through `network`.
+    pub async fn start_with_network(
+        config: NodeConfig,
+        network: GrpcNetwork,
+    ) -> Result<Self, ClusterError> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let mut node = Self::open(config, addr).await?;
+        let mut node = Self::open_with_network(config, addr, network).await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
