@@ -5,9 +5,10 @@
 
 use crate::clock::LogClock;
 use crate::status;
-use rota_raft::{Batch, RaftNode, Write};
+use rota_raft::{Batch, ClusterError, RaftNode, Write};
 use rota_state_machine::Response;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -37,6 +38,11 @@ impl Default for CommitSettings {
         }
     }
 }
+
+/// How long a write proposed by a leader that has since stopped leading may still wait for
+/// openraft's answer (its entry applied or truncated) before it is answered "outcome
+/// unknown": a few election timeouts.
+const DEPOSED_GRACE: Duration = Duration::from_secs(2);
 
 /// The bytes a tick is counted as.
 const TICK_BYTES: usize = 16;
@@ -156,8 +162,26 @@ async fn run(
             pending.into_iter().map(|p| (p.write, p.answer)).unzip();
         let raft = raft.clone();
         tokio::spawn(async move {
-            let result = raft.propose(Batch { now_ms, writes }).await;
-            drop(slot);
+            let term = raft.metrics().borrow().current_term;
+            let proposal = raft.propose(Batch { now_ms, writes });
+            tokio::pin!(proposal);
+            // openraft answers a write when its entry is applied or truncated; an entry that a
+            // snapshot install skips over (this node was isolated while it led) is neither,
+            // and its answer never comes. So a deposed leader frees the slot at once and waits
+            // a grace period, then answers "outcome unknown"; without this the slots ran out
+            // for good and, once this node led again, nothing was ever proposed.
+            let result = tokio::select! {
+                result = &mut proposal => {
+                    drop(slot);
+                    result
+                }
+                () = raft.stopped_leading(term) => {
+                    drop(slot);
+                    tokio::time::timeout(DEPOSED_GRACE, proposal)
+                        .await
+                        .unwrap_or(Err(ClusterError::Deposed(term)))
+                }
+            };
             match result {
                 Ok(reply) if reply.responses.len() == answers.len() => {
                     for (answer, response) in answers.into_iter().zip(reply.responses) {

@@ -238,7 +238,8 @@ async fn open_raft(
         None => GrpcNetwork::default(),
     }
     .with_max_append_bytes(settings.commit.max_entry_bytes);
-    RaftNode::open_with_network(config, advertise_addr, network).await
+    let peers: Vec<String> = settings.peers.values().cloned().collect();
+    RaftNode::open_with_peers(config, advertise_addr, network, &peers).await
 }
 
 /// Everything the node's one port serves: health, the Raft transport, the public services.

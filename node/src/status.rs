@@ -93,12 +93,14 @@ pub fn cluster(error: &ClusterError) -> Status {
         | ClusterError::Timeout(_)
         | ClusterError::Write(_)
         | ClusterError::Read(_)
-        | ClusterError::Shutdown(_) => {
+        | ClusterError::Shutdown(_)
+        | ClusterError::Deposed(_) => {
             with_kind(Code::Unavailable, "unavailable", error.to_string())
         }
-        ClusterError::Storage(_) | ClusterError::Io(_) | ClusterError::Config(_) => {
-            internal(error.to_string())
-        }
+        ClusterError::Storage(_)
+        | ClusterError::Io(_)
+        | ClusterError::Config(_)
+        | ClusterError::UnusableSnapshot { .. } => internal(error.to_string()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Retention through the API: a finished job leaves memory for the archive, and every node
 //! answers it from there, one that caught up through a snapshot and one restarted from its
 //! own snapshot included; its idempotency key still dedupes, and it can no longer change.
+//! A node whose snapshot is damaged on disk rebuilds it from a peer's.
 
 mod common;
 
@@ -205,6 +206,33 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
         .expect("node 2 restarts");
     let restarted = wait_archived(&client(&second), job).await;
     assert_eq!(restarted.id, job);
+    second.shutdown().await.expect("shutdown node 2");
+
+    // Its snapshot damaged on disk (its log purged behind it), node 2 does not stop: it
+    // fetches node 1's, which its damaged file still names as a member, and keeps the
+    // damaged one aside.
+    let snapshots = dir.path().join("2").join("snapshots");
+    let file = snapshots.join("current.snapshot");
+    let mut bytes = std::fs::read(&file).expect("node 2 has a snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, &bytes).expect("damage it");
+    let second = RunningNode::start(settings(2, dir.path(), &clock))
+        .await
+        .expect("node 2 rebuilds its snapshot from node 1's");
+    assert_eq!(
+        std::fs::read(snapshots.join("current.snapshot.corrupt")).expect("kept aside"),
+        bytes
+    );
+    let rebuilt = wait_archived(&client(&second), job).await;
+    assert_eq!(rebuilt.spec.expect("spec").payload, b"hello");
+    let applied = first.raft().digest().0.map(|id| id.index).unwrap_or(0);
+    second
+        .raft()
+        .wait_applied(applied, Duration::from_secs(10))
+        .await
+        .expect("node 2 catches up");
+    assert_eq!(first.raft().digest().1, second.raft().digest().1);
     second.shutdown().await.expect("shutdown node 2");
     first.shutdown().await.expect("shutdown node 1");
 }

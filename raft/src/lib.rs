@@ -11,6 +11,7 @@ mod archive;
 mod log_store;
 mod network;
 mod node;
+mod recover;
 mod state_store;
 mod types;
 
@@ -23,8 +24,8 @@ pub mod proto {
 pub use archive::Archive;
 pub use log_store::{open_db, MemLogStore, RocksLogStore};
 pub use network::{
-    nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, DEFAULT_MAX_APPEND_BYTES,
-    MAX_MESSAGE_BYTES,
+    nodelay_incoming, Dial, FetchError, GrpcConnection, GrpcNetwork, RaftService, SnapshotAsk,
+    DEFAULT_MAX_APPEND_BYTES, MAX_MESSAGE_BYTES,
 };
 pub use node::{
     default_raft_config, ClusterError, InitializeError, NodeConfig, RaftNode, ReadError, Storage,
@@ -32,7 +33,7 @@ pub use node::{
 };
 pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
-pub use state_store::{Applied, ArchiveReadError, StateStore};
+pub use state_store::{Applied, ArchiveReadError, StateStore, UnusableSnapshot};
 pub use types::{
     Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,
 };

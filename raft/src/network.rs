@@ -6,6 +6,7 @@
 use crate::proto::raft_transport_client::RaftTransportClient;
 use crate::proto::raft_transport_server::RaftTransport;
 use crate::proto::RaftMessage;
+use crate::state_store::StateStore;
 use crate::types::{LogId, NodeId, Raft, RotaNode, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -16,9 +17,10 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
@@ -229,6 +231,61 @@ fn partial(
     }
 }
 
+/// Why a peer's snapshot could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The peer could not be reached or the transfer broke off.
+    #[error("{0}")]
+    Transport(String),
+    /// The peer answered, but has nothing of use (yet).
+    #[error("{0}")]
+    Refused(String),
+    /// What the peer sent is larger than the asker takes.
+    #[error("the snapshot passed {0} bytes")]
+    TooLarge(usize),
+}
+
+impl GrpcConnection {
+    /// The snapshot file `addr` keeps, if it covers the log up to `ask.at_least`; at most
+    /// `limit` bytes.
+    pub async fn fetch_snapshot(
+        &mut self,
+        ask: SnapshotAsk,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, FetchError> {
+        let payload = encode(&ask).map_err(|e| FetchError::Transport(e.to_string()))?;
+        let mut client = self
+            .client::<openraft::error::Infallible>()
+            .await
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let mut request = Request::new(RaftMessage { payload });
+        request.set_timeout(timeout);
+        let mut stream = match client.fetch_snapshot(request).await {
+            Ok(stream) => stream.into_inner(),
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                return Err(FetchError::Refused(status.message().to_owned()))
+            }
+            Err(status) => {
+                self.client = None;
+                return Err(FetchError::Transport(status.to_string()));
+            }
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|status| FetchError::Transport(status.to_string()))?
+        {
+            bytes.extend_from_slice(&chunk.payload);
+            if bytes.len() > limit {
+                return Err(FetchError::TooLarge(limit));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Rpc {
     AppendEntries,
@@ -265,16 +322,27 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
     }
 }
 
+/// What a node asks a peer for when its own snapshot cannot be used.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SnapshotAsk {
+    /// The lowest last-log index of use: the asker's log was purged up to it.
+    pub at_least: u64,
+}
+
+/// How much of a snapshot file goes in one message of `FetchSnapshot`.
+const FETCH_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// The gRPC service a node runs so peers can reach its Raft.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    state: StateStore,
 }
 
 impl RaftService {
-    /// Serves `raft` to its peers.
-    pub fn new(raft: Raft) -> Self {
-        Self { raft }
+    /// Serves `raft`, whose state machine is `state`, to its peers.
+    pub fn new(raft: Raft, state: StateStore) -> Self {
+        Self { raft, state }
     }
 
     /// The tonic server wrapper, with message limits set.
@@ -318,6 +386,59 @@ impl RaftTransport for RaftService {
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode(request.get_ref()).map_err(bad_request)?;
         reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    type FetchSnapshotStream = ReceiverStream<Result<RaftMessage, Status>>;
+
+    async fn fetch_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<Self::FetchSnapshotStream>, Status> {
+        let ask: SnapshotAsk = decode(request.get_ref()).map_err(bad_request)?;
+        let kept = self.state.kept_snapshot();
+        if kept.map(|id| id.index) < Some(ask.at_least) {
+            // Asked to build a newer one; the asker tries again shortly.
+            let _ = self.raft.trigger().snapshot().await;
+            return Err(Status::failed_precondition(format!(
+                "this node's snapshot covers the log up to {}, and {} is asked for: building a newer one, ask again",
+                kept.map_or(0, |id| id.index),
+                ask.at_least
+            )));
+        }
+        let file = self
+            .state
+            .snapshot_file()
+            .map_err(|e| Status::internal(format!("snapshot: {e}")))?
+            .ok_or_else(|| Status::failed_precondition("this node keeps no snapshot"))?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || send_file(file, &sender));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// Sends `file` in chunks until its end, the receiver leaves, or a read fails (sent last).
+fn send_file(
+    mut file: std::fs::File,
+    sender: &tokio::sync::mpsc::Sender<Result<RaftMessage, Status>>,
+) {
+    use std::io::Read;
+    loop {
+        let mut chunk = vec![0u8; FETCH_CHUNK_BYTES];
+        let read = match file.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(read) => read,
+            Err(e) => {
+                let _ = sender.blocking_send(Err(Status::internal(format!("snapshot: {e}"))));
+                return;
+            }
+        };
+        chunk.truncate(read);
+        if sender
+            .blocking_send(Ok(RaftMessage { payload: chunk }))
+            .is_err()
+        {
+            return;
+        }
     }
 }
 

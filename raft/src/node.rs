@@ -4,7 +4,7 @@
 use crate::log_store::{open_db, MemLogStore, RocksLogStore};
 use crate::network::{GrpcNetwork, RaftService};
 use crate::proto::raft_transport_server::RaftTransportServer;
-use crate::state_store::{Applied, StateStore};
+use crate::state_store::{Applied, StateStore, UnusableSnapshot};
 use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode};
 use openraft::error::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, RaftError,
@@ -64,6 +64,21 @@ pub enum ClusterError {
     /// A wait ran out of time; names what was awaited.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// This node stopped leading (term `0`) before a write it proposed was answered, and no
+    /// answer came within a grace period after: the write may or may not be committed.
+    #[error("this node stopped leading in term {0} before the write was answered; it may or may not have been committed: retry it under the same session")]
+    Deposed(u64),
+    /// The snapshot this node would start from cannot be used, and no peer had one to
+    /// rebuild it from.
+    #[error("{file}: {why}; no peer had a snapshot to rebuild it from: {tried}")]
+    UnusableSnapshot {
+        /// Which file.
+        file: String,
+        /// Why it cannot be used.
+        why: String,
+        /// Each peer asked, and its answer.
+        tried: String,
+    },
 }
 
 impl ClusterError {
@@ -221,11 +236,41 @@ impl RaftNode {
         addr: SocketAddr,
         network: GrpcNetwork,
     ) -> Result<Self, ClusterError> {
+        Self::open_with_peers(config, addr, network, &[]).await
+    }
+
+    /// As `open_with_network`; should the snapshot on disk be unusable, the node asks
+    /// `peers` (addresses), and the members the damaged file still names, for theirs
+    /// before it starts (see `recover.rs`), and stops, naming the file, if none has one.
+    pub async fn open_with_peers(
+        config: NodeConfig,
+        addr: SocketAddr,
+        mut network: GrpcNetwork,
+        peers: &[String],
+    ) -> Result<Self, ClusterError> {
         let raft_config = Arc::new(config.raft.validate()?);
         let (raft, state) = match config.storage {
             Storage::Disk(dir) => {
-                let log = RocksLogStore::new(open_db(&dir.join("raft-log"))?);
-                let state = StateStore::open(&dir.join("snapshots"), &dir.join("archive"))?;
+                let mut log = RocksLogStore::new(open_db(&dir.join("raft-log"))?);
+                let (snapshots, archive) = (dir.join("snapshots"), dir.join("archive"));
+                let state = match StateStore::open(&snapshots, &archive) {
+                    Ok(state) => state,
+                    Err(e) => {
+                        let Some(unusable) = UnusableSnapshot::within(&e) else {
+                            return Err(e.into());
+                        };
+                        crate::recover::from_peers(
+                            config.id,
+                            &snapshots,
+                            &mut log,
+                            unusable,
+                            peers,
+                            &mut network,
+                        )
+                        .await?;
+                        StateStore::open(&snapshots, &archive)?
+                    }
+                };
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state)
             }
@@ -245,7 +290,7 @@ impl RaftNode {
 
     /// The gRPC service peers reach this node's Raft through.
     pub fn transport(&self) -> RaftTransportServer<RaftService> {
-        RaftService::new(self.raft.clone()).into_server()
+        RaftService::new(self.raft.clone(), self.state.clone()).into_server()
     }
 
     /// This node's id.
@@ -268,6 +313,23 @@ impl RaftNode {
     /// The openraft handle, for what this type does not wrap.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Returns once this node no longer leads in `term` (another term began, or it became
+    /// a follower or stopped); at once if it does not lead in `term` now.
+    pub async fn stopped_leading(&self, term: u64) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let now = metrics.borrow_and_update();
+                if now.current_term != term || now.state != ServerState::Leader {
+                    return;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Makes a new cluster of `members`; call on one node of a fresh cluster.

@@ -27,6 +27,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 #[cfg(feature = "simulation")]
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// The scheduler state with the Raft bookkeeping applied alongside it.
@@ -59,6 +60,27 @@ pub enum ArchiveReadError {
         /// Why.
         error: postcard::Error,
     },
+}
+
+/// The snapshot a node would start from cannot be used: corrupt, truncated, or its records
+/// disagree with its book. Carried inside the `std::io::Error` (kind `InvalidData`) that
+/// `StateStore::open` returns, so a caller can tell it from a failing disk and recover.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {why}")]
+pub struct UnusableSnapshot {
+    /// Which file.
+    pub file: String,
+    /// Why it cannot be used.
+    pub why: String,
+    /// The members its header names, if the header still reads: where to ask for another.
+    pub members: Vec<(NodeId, String)>,
+}
+
+impl UnusableSnapshot {
+    /// The unusable snapshot inside `error`, if that is what it reports.
+    pub fn within(error: &std::io::Error) -> Option<&UnusableSnapshot> {
+        error.get_ref()?.downcast_ref::<UnusableSnapshot>()
+    }
 }
 
 impl Applied {
@@ -127,6 +149,8 @@ const MAGIC: &[u8; 8] = b"ROTASNP3";
 const MAGIC_V2: &[u8; 8] = b"ROTASNP2";
 /// The magic and the sha256 after it.
 const PREFIX_LEN: usize = MAGIC.len() + 32;
+/// Largest snapshot meta read from a file's head.
+const MAX_META_BYTES: usize = 16 * 1024 * 1024;
 
 /// The bytes after the checksum prefix, once the checksum holds, and whether they carry
 /// the archive; a legacy snapshot (no prefix) as it is.
@@ -279,7 +303,13 @@ fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error> {
     }
     let mut len = [0u8; 4];
     file.read_exact(&mut len)?;
-    let mut meta = vec![0u8; u32::from_be_bytes(len) as usize];
+    let len = u32::from_be_bytes(len) as usize;
+    // A meta is a few hundred bytes; a larger length is a damaged file, not a reason to
+    // allocate gigabytes.
+    if len > MAX_META_BYTES {
+        return Err(io_error(format!("snapshot meta of {len} bytes: damaged")));
+    }
+    let mut meta = vec![0u8; len];
     file.read_exact(&mut meta)?;
     file.seek(SeekFrom::Start(0))?;
     postcard::from_bytes(&meta).map_err(|e| io_error(format!("snapshot meta: {e}")))
@@ -483,6 +513,8 @@ pub struct StateStore {
     /// The last log id of the snapshot kept; shared with restarted incarnations.
     kept: Arc<Mutex<Option<LogId>>>,
     archive: Archive,
+    /// Snapshots installed from a leader; shared with restarted incarnations.
+    installs: Arc<AtomicU64>,
     /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
     #[cfg(feature = "simulation")]
     fencing_disabled: Arc<AtomicBool>,
@@ -517,6 +549,7 @@ impl StateStore {
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
             kept: Arc::default(),
             archive,
+            installs: Arc::default(),
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         }
@@ -541,6 +574,7 @@ impl StateStore {
         };
         let mut restarted = Self::start(self.snapshots.clone(), archive)?;
         restarted.kept = self.kept.clone();
+        restarted.installs = self.installs.clone();
         #[cfg(feature = "simulation")]
         {
             let disabled = self.fencing_disabled.load(Ordering::SeqCst);
@@ -550,8 +584,30 @@ impl StateStore {
     }
 
     fn start(snapshots: Arc<SnapshotStore>, archive: Archive) -> Result<Self, std::io::Error> {
-        // A snapshot that cannot be used is named with the reason, not just refused.
-        let unusable = |why: String| io_error(format!("{}: {why}", snapshots.describe()));
+        // A snapshot that cannot be used is named with the reason, not just refused, and
+        // with the members its header names, so the node can ask them for another.
+        let unusable = |why: String| {
+            let members = snapshots
+                .open()
+                .ok()
+                .flatten()
+                .and_then(|mut file| read_meta(&mut file).ok())
+                .map(|meta| {
+                    meta.last_membership
+                        .nodes()
+                        .map(|(id, node)| (*id, node.addr.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                UnusableSnapshot {
+                    file: snapshots.describe(),
+                    why,
+                    members,
+                },
+            )
+        };
         let applied = match snapshots.load().map_err(|e| unusable(e.to_string()))? {
             Some(bytes) => {
                 let parsed = parse(&bytes).map_err(|e| unusable(e.to_string()))?;
@@ -578,9 +634,28 @@ impl StateStore {
             snapshots,
             kept,
             archive,
+            installs: Arc::default(),
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         })
+    }
+
+    /// How many snapshots this store (and the incarnations it restarted from) installed.
+    pub fn installs(&self) -> u64 {
+        self.installs.load(AtomicOrdering::Relaxed)
+    }
+
+    /// The last log id the snapshot kept covers, if there is one.
+    pub fn kept_snapshot(&self) -> Option<LogId> {
+        *self
+            .kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The snapshot kept, as a file positioned at its start (what a peer is sent).
+    pub fn snapshot_file(&self) -> Result<Option<std::fs::File>, std::io::Error> {
+        self.snapshots.open()
     }
 
     /// Read access to the applied state, for queries.
@@ -789,6 +864,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             applied.membership = meta.last_membership.clone();
         }
         drop(rewrite);
+        self.installs.fetch_add(1, AtomicOrdering::Relaxed);
         // Kept exactly as received (checksum verified above), synced off the runtime.
         let snapshots = self.snapshots.clone();
         let write_err =
@@ -815,4 +891,40 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
+}
+
+/// Checks snapshot `bytes` a peer sent the way start-up checks a file (checksum, header,
+/// the scheduler's state, the archive's records against the book) and returns the last log
+/// id they cover.
+pub fn vet_snapshot(bytes: &[u8]) -> Result<Option<LogId>, std::io::Error> {
+    let parsed = parse(bytes)?;
+    load(&parsed)?;
+    Ok(parsed.meta.last_log_id)
+}
+
+/// Moves the snapshot in `dir` aside, as `current.snapshot.corrupt`, so the node starts
+/// without one.
+pub fn set_aside(dir: &Path) -> Result<PathBuf, std::io::Error> {
+    let aside = dir.join("current.snapshot.corrupt");
+    std::fs::rename(SnapshotStore::current_path(dir), &aside)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(aside)
+}
+
+/// Keeps vetted snapshot `bytes` as the snapshot in `dir`, where `StateStore::open` finds
+/// it. The file it replaces, if any, is copied aside first as `current.snapshot.corrupt`
+/// (for a post-mortem); the new one is written and synced before it replaces the old.
+pub fn adopt_snapshot(dir: &Path, bytes: &[u8]) -> Result<PathBuf, std::io::Error> {
+    let current = SnapshotStore::current_path(dir);
+    let aside = dir.join("current.snapshot.corrupt");
+    if current.exists() {
+        std::fs::copy(&current, &aside)?;
+    }
+    let store = SnapshotStore::Dir(dir.to_path_buf());
+    let newest = Newest {
+        kept: Arc::default(),
+        this: None,
+    };
+    store.save(&[bytes], &newest)?;
+    Ok(aside)
 }

@@ -56,11 +56,12 @@ fn main() -> ExitCode {
             match run(seed, &options) {
                 Ok(outcome) => {
                     println!(
-                        "seed {seed}: {:?}, {} nodes, {} jobs ({} archived), {} events, {} simulated ms, history {}",
+                        "seed {seed}: {:?}, {} nodes, {} jobs ({} archived), {} snapshot installs, {} events, {} simulated ms, history {}",
                         outcome.options.fault,
                         outcome.options.nodes,
                         outcome.jobs,
                         outcome.archived_jobs,
+                        outcome.installs,
                         outcome.events,
                         outcome.sim_ms,
                         outcome.history_digest
@@ -90,43 +91,46 @@ fn main() -> ExitCode {
 }
 
 /// What went wrong with one seed, or `None` when it passed (and replayed, if asked).
-fn judge(seed: u64, replay: bool) -> Option<String> {
+/// Runs `seed` (twice with `replay`): the snapshot installs it saw, or what went wrong.
+fn judge(seed: u64, replay: bool) -> Result<u64, String> {
     let options = Options::for_seed(seed);
-    let outcome = match run(seed, &options) {
-        Ok(outcome) => outcome,
-        Err(e) => return Some(e),
-    };
+    let outcome = run(seed, &options)?;
     if !outcome.passed() {
-        return Some(format!("seed {seed} FAILED: {:?}", outcome.violations));
+        return Err(format!("seed {seed} FAILED: {:?}", outcome.violations));
     }
     if replay {
-        match run(seed, &options) {
-            Ok(again) if again.history_digest == outcome.history_digest => {}
-            Ok(again) => {
-                return Some(format!(
-                    "seed {seed} replayed differently: {} then {}",
-                    outcome.history_digest, again.history_digest
-                ))
-            }
-            Err(e) => return Some(e),
+        let again = run(seed, &options)?;
+        if again.history_digest != outcome.history_digest {
+            return Err(format!(
+                "seed {seed} replayed differently: {} then {}",
+                outcome.history_digest, again.history_digest
+            ));
         }
     }
-    None
+    Ok(outcome.installs)
 }
 
 fn sweep(start: u64, seeds: u64, threads: u64, replay: bool) -> ExitCode {
     let began = Instant::now();
     let failed: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    let installs: Mutex<BTreeMap<u64, u64>> = Mutex::default();
     let done = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for t in 0..threads {
-            let (failed, done) = (&failed, &done);
+            let (failed, installs, done) = (&failed, &installs, &done);
             scope.spawn(move || {
                 for seed in (start + t..start + seeds).step_by(threads as usize) {
-                    if let Some(problem) = judge(seed, replay) {
-                        println!("{problem}\nreproduce: {}", reproduce(seed));
-                        if let Ok(mut failed) = failed.lock() {
-                            failed.push(seed);
+                    match judge(seed, replay) {
+                        Ok(n) => {
+                            if let Ok(mut installs) = installs.lock() {
+                                installs.insert(seed, n);
+                            }
+                        }
+                        Err(problem) => {
+                            println!("{problem}\nreproduce: {}", reproduce(seed));
+                            if let Ok(mut failed) = failed.lock() {
+                                failed.push(seed);
+                            }
                         }
                     }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -139,10 +143,14 @@ fn sweep(start: u64, seeds: u64, threads: u64, replay: bool) -> ExitCode {
     });
     let mut failed = failed.into_inner().unwrap_or_default();
     failed.sort_unstable();
-    let mut kinds: BTreeMap<(FaultKind, usize), u64> = BTreeMap::new();
+    let installs = installs.into_inner().unwrap_or_default();
+    // Per kind and size: seeds, and of them those that saw a snapshot install.
+    let mut kinds: BTreeMap<(FaultKind, usize), (u64, u64)> = BTreeMap::new();
     for seed in start..start + seeds {
         let options = Options::for_seed(seed);
-        *kinds.entry((options.fault, options.nodes)).or_default() += 1;
+        let kind = kinds.entry((options.fault, options.nodes)).or_default();
+        kind.0 += 1;
+        kind.1 += u64::from(installs.get(&seed).is_some_and(|&n| n > 0));
     }
     println!(
         "swept seeds {start}..{} on {threads} threads{} in {:.1?}: {} failed {failed:?}",
@@ -151,8 +159,8 @@ fn sweep(start: u64, seeds: u64, threads: u64, replay: bool) -> ExitCode {
         began.elapsed(),
         failed.len()
     );
-    for ((kind, nodes), count) in kinds {
-        println!("  {kind:?} on {nodes} nodes: {count} seeds");
+    for ((kind, nodes), (count, installed)) in kinds {
+        println!("  {kind:?} on {nodes} nodes: {count} seeds, {installed} with a snapshot install");
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
