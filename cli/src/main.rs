@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    return_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,6 +45,34 @@ fn limit_malloc_arenas() {
     // thread exists, and M_ARENA_MAX with a positive value is valid on every glibc.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// How often freed heap pages are handed back to the system.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// glibc keeps freed pages inside its arenas (it trims only the top of the heap), so a node
+/// that churns through jobs holds more and more free but resident memory: in the 30-minute
+/// soak each node crept 10–12% over the run with what it held flat. A thread asks glibc
+/// every ten seconds to hand back every free page (`malloc_trim`, which walks the arenas and
+/// releases whole free pages anywhere in them); a walk of a few hundred MiB takes well under
+/// a millisecond of lock time per arena. Elsewhere than glibc, nothing to do.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trimmer = std::thread::Builder::new()
+            .name("malloc-trim".to_owned())
+            .spawn(|| loop {
+                std::thread::sleep(TRIM_EVERY);
+                // SAFETY: malloc_trim only releases free memory the allocator holds; it
+                // takes the arenas' own locks and may be called from any thread at any time.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(e) = trimmer {
+            eprintln!("warning: could not start the malloc-trim thread: {e}");
+        }
     }
 }
 

@@ -235,7 +235,8 @@ impl Output {
             .iter()
             .map(|s| {
                 json!({
-                    "node_id": s.node_id, "role": s.role, "leader_id": s.leader_id,
+                    "node_id": s.node_id, "role": s.role, "raft_error": s.raft_error,
+                    "leader_id": s.leader_id,
                     "leader_addr": s.leader_addr, "term": s.term,
                     "last_log_index": s.last_log_index, "applied_index": s.applied_index,
                     "state_digest": s.state_digest, "log_time_ms": s.log_time_ms,
@@ -253,7 +254,10 @@ impl Output {
                 let archive = s.archive.unwrap_or_default();
                 table.add_row(vec![
                     s.node_id.to_string(),
-                    s.role.clone(),
+                    match &s.raft_error {
+                        Some(error) => format!("{} ({error})", s.role),
+                        None => s.role.clone(),
+                    },
                     s.leader_id
                         .map(|l| l.to_string())
                         .unwrap_or_else(|| "-".to_owned()),

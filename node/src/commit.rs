@@ -40,8 +40,8 @@ impl Default for CommitSettings {
 }
 
 /// How long a write proposed by a leader that has since stopped leading may still wait for
-/// openraft's answer (its entry applied or truncated) before it is answered "outcome
-/// unknown": a few election timeouts.
+/// openraft's answer (its entry applied or truncated by the next leader) before it is
+/// answered "outcome unknown": several of the default election timeouts (150–300 ms).
 const DEPOSED_GRACE: Duration = Duration::from_secs(2);
 
 /// The bytes a tick is counted as.
@@ -167,9 +167,12 @@ async fn run(
             tokio::pin!(proposal);
             // openraft answers a write when its entry is applied or truncated; an entry that a
             // snapshot install skips over (this node was isolated while it led) is neither,
-            // and its answer never comes. So a deposed leader frees the slot at once and waits
-            // a grace period, then answers "outcome unknown"; without this the slots ran out
-            // for good and, once this node led again, nothing was ever proposed.
+            // and its answer never comes (openraft keeps its answer channel until the node
+            // stops: small, and rare). So once the leadership that took the proposal ends,
+            // the slot is freed at once and the answer awaited a grace period, then "outcome
+            // unknown"; without this the slots ran out for good and, once this node led
+            // again, nothing was ever proposed. A node that does not lead is answered at once
+            // by openraft (forward to the leader).
             let result = tokio::select! {
                 result = &mut proposal => {
                     drop(slot);

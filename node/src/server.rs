@@ -242,12 +242,42 @@ async fn open_raft(
     RaftNode::open_with_peers(config, advertise_addr, network, &peers).await
 }
 
+/// Turns the node's gRPC health to NOT_SERVING once its Raft core stops on an error (a
+/// storage failure, a panic): it takes no part in the cluster any more, and a probe or a
+/// load balancer must not see it as healthy. Ends when the node stops.
+async fn report_stopped_raft(
+    mut metrics: tokio::sync::watch::Receiver<rota_raft::RaftMetrics>,
+    health: tonic_health::server::HealthReporter,
+) {
+    loop {
+        let stopped = metrics
+            .borrow_and_update()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|e| e.to_string());
+        if let Some(error) = stopped {
+            tracing::error!(%error, "raft stopped on this node; reporting it not serving");
+            health.set_not_serving::<JobServiceServer<Jobs>>().await;
+            health
+                .set_not_serving::<WorkerServiceServer<Workers>>()
+                .await;
+            health.set_not_serving::<AdminServiceServer<Admin>>().await;
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Everything the node's one port serves: health, the Raft transport, the public services.
 async fn services(raft: &RaftNode, api: Arc<Api>) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Jobs>>().await;
     health.set_serving::<WorkerServiceServer<Workers>>().await;
     health.set_serving::<AdminServiceServer<Admin>>().await;
+    tokio::spawn(report_stopped_raft(raft.metrics(), health));
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(raft.transport())

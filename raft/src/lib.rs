@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+pub mod guard;
 mod log_store;
 mod network;
 mod node;
@@ -22,10 +23,9 @@ pub mod proto {
 }
 
 pub use archive::Archive;
-pub use log_store::{open_db, MemLogStore, RocksLogStore};
+pub use log_store::{open_db, MemLogStore, RocksLogStore, DEFAULT_MAX_APPEND_BYTES};
 pub use network::{
-    nodelay_incoming, Dial, FetchError, GrpcConnection, GrpcNetwork, RaftService, SnapshotAsk,
-    DEFAULT_MAX_APPEND_BYTES, MAX_MESSAGE_BYTES,
+    nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
 };
 pub use node::{
     default_raft_config, ClusterError, InitializeError, NodeConfig, RaftNode, ReadError, Storage,
@@ -33,6 +33,8 @@ pub use node::{
 };
 pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
+/// What openraft reports of a node: role, term, indexes, membership, and whether it runs.
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, RotaNode>;
 pub use state_store::{Applied, ArchiveReadError, StateStore, UnusableSnapshot};
 pub use types::{
     Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,

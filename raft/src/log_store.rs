@@ -65,16 +65,34 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
 }
 
+/// Default byte budget of the entries one AppendEntries carries: the default log entry
+/// budget, so that a request replicates within the heartbeat that is openraft's deadline
+/// for it.
+pub const DEFAULT_MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+
 /// The Raft log in RocksDB.
 #[derive(Clone)]
 pub struct RocksLogStore {
     db: Arc<DB>,
+    append_budget: usize,
 }
 
 impl RocksLogStore {
     /// A log store over an open database (see [`open_db`]).
     pub fn new(db: Arc<DB>) -> Self {
-        Self { db }
+        Self {
+            db,
+            append_budget: DEFAULT_MAX_APPEND_BYTES,
+        }
+    }
+
+    /// Bounds what openraft reads for one AppendEntries to `bytes` of encoded entries (one
+    /// entry always, however large): openraft bounds a request by its count of entries
+    /// (`max_payload_entries`) and asks the log reader for at most that many; the reader
+    /// may hand back fewer, and the leader sends the rest in the next request.
+    pub fn with_append_budget(mut self, bytes: usize) -> Self {
+        self.append_budget = bytes.max(1);
+        self
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily, StorageError> {
@@ -112,10 +130,13 @@ impl RocksLogStore {
     }
 }
 
-impl RaftLogReader<TypeConfig> for RocksLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
+impl RocksLogStore {
+    /// The entries in `range`, in order; with a `budget`, only those whose encoded bytes fit
+    /// in it (at least one).
+    fn read<RB: RangeBounds<u64>>(
+        &self,
         range: RB,
+        budget: Option<usize>,
     ) -> Result<Vec<Entry>, StorageError> {
         let start = match range.start_bound() {
             Bound::Included(&i) => i,
@@ -124,6 +145,7 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
         };
         let from = index_key(start);
         let mut entries = Vec::new();
+        let mut used = 0usize;
         for item in self.db.iterator_cf(
             self.cf(CF_LOGS)?,
             IteratorMode::From(&from, Direction::Forward),
@@ -137,9 +159,31 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
             if !range.contains(&index) {
                 break;
             }
+            used += value.len();
+            if budget.is_some_and(|budget| used > budget) && !entries.is_empty() {
+                break;
+            }
             entries.push(decode::<Entry>(&value).map_err(|e| StorageIOError::read_logs(&e))?);
         }
         Ok(entries)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for RocksLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read(range, None)
+    }
+
+    /// What openraft sends in one AppendEntries: within the byte budget.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read(start..end, Some(self.append_budget))
     }
 }
 
@@ -261,15 +305,32 @@ struct MemLog {
 }
 
 /// The Raft log in memory, for simulations. Cloning shares the same log.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemLogStore {
     log: Arc<Mutex<MemLog>>,
+    append_budget: usize,
+}
+
+impl Default for MemLogStore {
+    fn default() -> Self {
+        Self {
+            log: Arc::default(),
+            append_budget: DEFAULT_MAX_APPEND_BYTES,
+        }
+    }
 }
 
 impl MemLogStore {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// As [`RocksLogStore::with_append_budget`]; entries are measured as they would be
+    /// encoded.
+    pub fn with_append_budget(mut self, bytes: usize) -> Self {
+        self.append_budget = bytes.max(1);
+        self
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemLog>, StorageError> {
@@ -290,6 +351,28 @@ impl RaftLogReader<TypeConfig> for MemLogStore {
             .range(range)
             .map(|(_, e)| e.clone())
             .collect())
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let log = self.lock()?;
+        let mut entries = Vec::new();
+        let mut used = 0usize;
+        for entry in log.entries.range(start..end).map(|(_, e)| e) {
+            used += postcard::serialize_with_flavor::<_, _, usize>(
+                entry,
+                postcard::ser_flavors::Size::default(),
+            )
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+            if used > self.append_budget && !entries.is_empty() {
+                break;
+            }
+            entries.push(entry.clone());
+        }
+        Ok(entries)
     }
 }
 

@@ -64,9 +64,9 @@ pub enum ClusterError {
     /// A wait ran out of time; names what was awaited.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
-    /// This node stopped leading (term `0`) before a write it proposed was answered, and no
+    /// This node stopped leading before a write it proposed in term `0` was answered, and no
     /// answer came within a grace period after: the write may or may not be committed.
-    #[error("this node stopped leading in term {0} before the write was answered; it may or may not have been committed: retry it under the same session")]
+    #[error("this node stopped leading after a write was proposed (term {0}) and before it was answered; it may or may not have been committed (a write under a session is safe to retry)")]
     Deposed(u64),
     /// The snapshot this node would start from cannot be used, and no peer had one to
     /// rebuild it from.
@@ -183,6 +183,32 @@ pub fn default_raft_config() -> Config {
     }
 }
 
+/// A snapshot missing while the log was purged behind where it was: the state between
+/// is gone from this node, so it is as unusable as a damaged file.
+async fn missing_snapshot(
+    state: &StateStore,
+    log: &mut RocksLogStore,
+    snapshots: &std::path::Path,
+) -> Result<Option<UnusableSnapshot>, ClusterError> {
+    use openraft::storage::RaftLogStorage;
+    if state.kept_snapshot().is_some() {
+        return Ok(None);
+    }
+    let purged = log
+        .get_log_state()
+        .await
+        .map_err(|e| ClusterError::Io(std::io::Error::other(e.to_string())))?
+        .last_purged_log_id;
+    Ok(purged.map(|purged| UnusableSnapshot {
+        file: snapshots.join("current.snapshot").display().to_string(),
+        why: format!(
+            "missing, and the log was purged up to {}: the state before it is nowhere on this node",
+            purged.index
+        ),
+        members: Vec::new(),
+    }))
+}
+
 /// The transport server's stop signal and task.
 type Server = (
     oneshot::Sender<()>,
@@ -251,19 +277,29 @@ impl RaftNode {
         let raft_config = Arc::new(config.raft.validate()?);
         let (raft, state) = match config.storage {
             Storage::Disk(dir) => {
-                let mut log = RocksLogStore::new(open_db(&dir.join("raft-log"))?);
+                let mut log = RocksLogStore::new(open_db(&dir.join("raft-log"))?)
+                    .with_append_budget(network.max_append_bytes());
                 let (snapshots, archive) = (dir.join("snapshots"), dir.join("archive"));
-                let state = match StateStore::open(&snapshots, &archive) {
+                // An unusable snapshot is rebuilt from a peer's; the store that opened it
+                // (and its archive database) is closed before the store opens again.
+                let opened = match StateStore::open(&snapshots, &archive) {
+                    Ok(state) => match missing_snapshot(&state, &mut log, &snapshots).await? {
+                        None => Ok(state),
+                        Some(missing) => Err(missing),
+                    },
+                    Err(e) => match UnusableSnapshot::within(&e) {
+                        Some(unusable) => Err(unusable.clone()),
+                        None => return Err(e.into()),
+                    },
+                };
+                let state = match opened {
                     Ok(state) => state,
-                    Err(e) => {
-                        let Some(unusable) = UnusableSnapshot::within(&e) else {
-                            return Err(e.into());
-                        };
+                    Err(unusable) => {
                         crate::recover::from_peers(
                             config.id,
                             &snapshots,
                             &mut log,
-                            unusable,
+                            &unusable,
                             peers,
                             &mut network,
                         )
@@ -275,6 +311,7 @@ impl RaftNode {
                 (raft, state)
             }
             Storage::Memory { log, state } => {
+                let log = log.with_append_budget(network.max_append_bytes());
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state)
             }
@@ -315,15 +352,22 @@ impl RaftNode {
         &self.raft
     }
 
-    /// Returns once this node no longer leads in `term` (another term began, or it became
-    /// a follower or stopped); at once if it does not lead in `term` now.
+    /// Returns once this node, having led in some term from `term` on, leads no more in that
+    /// term (another began, it became a follower, or it stopped); pends for as long as it
+    /// does not lead. Metrics lag the Raft core, so a proposal's caller passes the term it
+    /// saw before proposing, and the leadership that took the proposal is recognised when
+    /// the metrics show it, whichever way they lagged.
     pub async fn stopped_leading(&self, term: u64) {
         let mut metrics = self.raft.metrics();
+        let mut led: Option<u64> = None;
         loop {
             {
                 let now = metrics.borrow_and_update();
-                if now.current_term != term || now.state != ServerState::Leader {
-                    return;
+                let leading = now.state == ServerState::Leader && now.running_state.is_ok();
+                match led {
+                    Some(t) if !leading || now.current_term != t => return,
+                    None if leading && now.current_term >= term => led = Some(now.current_term),
+                    _ => {}
                 }
             }
             if metrics.changed().await.is_err() {

@@ -252,3 +252,93 @@ async fn a_follower_catches_up_through_appends_cut_to_their_byte_budget() {
     );
     assert_eq!(caught_up.read_local(|a| a.state.job_count()), 11_000);
 }
+
+/// One forged AppendEntries with a term at the top of its range used to be persisted, spread
+/// to every node and make each Raft core panic at its next election. Now each node refuses
+/// such requests before openraft sees them: terms stay, and an election after still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_terms_from_the_wire_are_refused_and_elections_go_on() {
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+    use openraft::{CommittedLeaderId, LogId, SnapshotMeta, Vote};
+    use rota_raft::proto::raft_transport_client::RaftTransportClient;
+    use rota_raft::proto::RaftMessage;
+    use rota_raft::TypeConfig;
+
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("temp dir")).collect();
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let mut nodes: Vec<Option<RaftNode>> = Vec::new();
+    for id in 1..=3 {
+        nodes.push(Some(start(id, any_port, &dir_of(&dirs, id)).await));
+    }
+    let members = nodes.iter().flatten().map(|n| (n.id(), n.node())).collect();
+    nodes[0]
+        .as_ref()
+        .expect("node 1")
+        .initialize(members)
+        .await
+        .expect("initialize");
+    let mut clock = 1_700_000_000_000;
+    propose_all(&nodes, 0..100, &mut clock).await;
+    let term = leader_of(&nodes).await.metrics().borrow().current_term;
+
+    let top = u64::MAX;
+    let forged_append = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(top, 99),
+        prev_log_id: None,
+        entries: vec![],
+        leader_commit: Some(LogId::new(CommittedLeaderId::new(top, 99), top)),
+    };
+    let forged_vote = VoteRequest::<NodeId> {
+        vote: Vote::new(top, 99),
+        last_log_id: None,
+    };
+    let forged_install = InstallSnapshotRequest::<TypeConfig> {
+        vote: Vote::new_committed(top, 99),
+        meta: SnapshotMeta::default(),
+        offset: top,
+        data: vec![1, 2, 3],
+        done: true,
+    };
+    let message = |bytes: Vec<u8>| tonic::Request::new(RaftMessage { payload: bytes });
+    for node in nodes.iter().flatten() {
+        let mut client = RaftTransportClient::connect(format!("http://{}", node.addr()))
+            .await
+            .expect("connect");
+        let refusals = [
+            client
+                .append_entries(message(postcard::to_stdvec(&forged_append).expect("enc")))
+                .await
+                .expect_err("forged append refused"),
+            client
+                .vote(message(postcard::to_stdvec(&forged_vote).expect("enc")))
+                .await
+                .expect_err("forged vote refused"),
+            client
+                .install_snapshot(message(postcard::to_stdvec(&forged_install).expect("enc")))
+                .await
+                .expect_err("forged snapshot chunk refused"),
+        ];
+        for refusal in refusals {
+            assert_eq!(refusal.code(), tonic::Code::InvalidArgument, "{refusal}");
+            assert!(refusal.message().contains("refused"), "{refusal}");
+        }
+        let metrics = node.metrics().borrow().clone();
+        assert_eq!(
+            metrics.current_term,
+            term,
+            "node {} kept its term",
+            node.id()
+        );
+        assert!(metrics.running_state.is_ok(), "node {} runs", node.id());
+    }
+
+    // The leader stops: the other two elect one (where the old bug panicked) and go on.
+    let old = leader_of(&nodes).await.id();
+    let stopped = nodes[(old - 1) as usize].take().expect("leader running");
+    stopped.shutdown().await.expect("clean shutdown");
+    propose_all(&nodes, 100..200, &mut clock).await;
+    let new_leader = leader_of(&nodes).await;
+    assert_ne!(new_leader.id(), old);
+    assert!(new_leader.metrics().borrow().current_term > term);
+    assert!(new_leader.metrics().borrow().current_term < 1 << 48);
+}

@@ -269,7 +269,11 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
         .and_then(|id| membership.get_node(&id).map(|n| n.addr.clone()));
     pb::ClusterStatusResponse {
         node_id: metrics.id,
-        role: format!("{:?}", metrics.state).to_lowercase(),
+        role: match &metrics.running_state {
+            Ok(()) => format!("{:?}", metrics.state).to_lowercase(),
+            Err(_) => "stopped".to_owned(),
+        },
+        raft_error: metrics.running_state.as_ref().err().map(|e| e.to_string()),
         leader_id: metrics.current_leader,
         leader_addr,
         term: metrics.current_term,
