@@ -28,9 +28,36 @@ fn config(id: NodeId, listen: SocketAddr, dir: &Path) -> NodeConfig {
 }
 
 async fn start(id: NodeId, listen: SocketAddr, dir: &Path) -> RaftNode {
-    RaftNode::start(config(id, listen, dir))
+    start_with(id, listen, dir, GrpcNetwork::default()).await
+}
+
+async fn start_with(id: NodeId, listen: SocketAddr, dir: &Path, network: GrpcNetwork) -> RaftNode {
+    RaftNode::start_with_network(config(id, listen, dir), network)
         .await
         .expect("node starts")
+}
+
+/// Three nodes, each in its directory of `dirs`, reaching their peers through `network`,
+/// founded as one cluster.
+async fn founded(dirs: &[TempDir], network: &GrpcNetwork) -> Vec<Option<RaftNode>> {
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let node = start_with(id, any_port, &dir_of(dirs, id), network.clone()).await;
+        nodes.push(Some(node));
+    }
+    let members = nodes.iter().flatten().map(|n| (n.id(), n.node())).collect();
+    nodes[0]
+        .as_ref()
+        .expect("node 1")
+        .initialize(members)
+        .await
+        .expect("initialize");
+    nodes
+}
+
+fn addrs_of(nodes: &[Option<RaftNode>]) -> BTreeMap<NodeId, SocketAddr> {
+    nodes.iter().flatten().map(|n| (n.id(), n.addr())).collect()
 }
 
 fn enqueue(i: usize) -> Command {
@@ -126,20 +153,8 @@ fn dir_of(dirs: &[TempDir], id: NodeId) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_fail_over_and_catch_up() {
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("temp dir")).collect();
-    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let mut nodes: Vec<Option<RaftNode>> = Vec::new();
-    for id in 1..=3 {
-        nodes.push(Some(start(id, any_port, &dir_of(&dirs, id)).await));
-    }
-    let addrs: BTreeMap<NodeId, SocketAddr> =
-        nodes.iter().flatten().map(|n| (n.id(), n.addr())).collect();
-    let members = nodes.iter().flatten().map(|n| (n.id(), n.node())).collect();
-    nodes[0]
-        .as_ref()
-        .expect("node 1")
-        .initialize(members)
-        .await
-        .expect("initialize");
+    let mut nodes = founded(&dirs, &GrpcNetwork::default()).await;
+    let addrs = addrs_of(&nodes);
     let mut clock = 1_700_000_000_000;
 
     propose_all(&nodes, 0..10_000, &mut clock).await;
@@ -211,26 +226,9 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_catches_up_through_appends_cut_to_their_byte_budget() {
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("temp dir")).collect();
-    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let start_small = |id: NodeId, listen: SocketAddr, dir: PathBuf| async move {
-        let network = GrpcNetwork::default().with_max_append_bytes(1_024);
-        RaftNode::start_with_network(config(id, listen, &dir), network)
-            .await
-            .expect("node starts")
-    };
-    let mut nodes: Vec<Option<RaftNode>> = Vec::new();
-    for id in 1..=3 {
-        nodes.push(Some(start_small(id, any_port, dir_of(&dirs, id)).await));
-    }
-    let addrs: BTreeMap<NodeId, SocketAddr> =
-        nodes.iter().flatten().map(|n| (n.id(), n.addr())).collect();
-    let members = nodes.iter().flatten().map(|n| (n.id(), n.node())).collect();
-    nodes[0]
-        .as_ref()
-        .expect("node 1")
-        .initialize(members)
-        .await
-        .expect("initialize");
+    let small = GrpcNetwork::default().with_max_append_bytes(1_024);
+    let mut nodes = founded(&dirs, &small).await;
+    let addrs = addrs_of(&nodes);
     let mut clock = 1_700_000_000_000;
     propose_all(&nodes, 0..1_000, &mut clock).await;
 
@@ -242,8 +240,8 @@ async fn a_follower_catches_up_through_appends_cut_to_their_byte_budget() {
     stopped.shutdown().await.expect("clean shutdown");
     // A hundred entries of a hundred jobs (several KiB each) behind.
     propose_all(&nodes, 1_000..11_000, &mut clock).await;
-    nodes[(follower - 1) as usize] =
-        Some(start_small(follower, addrs[&follower], dir_of(&dirs, follower)).await);
+    let restarted = start_with(follower, addrs[&follower], &dir_of(&dirs, follower), small).await;
+    nodes[(follower - 1) as usize] = Some(restarted);
     assert_replicas_agree(&nodes).await;
     let caught_up = nodes[(follower - 1) as usize].as_ref().expect("follower");
     assert!(
@@ -265,18 +263,7 @@ async fn extreme_terms_from_the_wire_are_refused_and_elections_go_on() {
     use rota_raft::TypeConfig;
 
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("temp dir")).collect();
-    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    let mut nodes: Vec<Option<RaftNode>> = Vec::new();
-    for id in 1..=3 {
-        nodes.push(Some(start(id, any_port, &dir_of(&dirs, id)).await));
-    }
-    let members = nodes.iter().flatten().map(|n| (n.id(), n.node())).collect();
-    nodes[0]
-        .as_ref()
-        .expect("node 1")
-        .initialize(members)
-        .await
-        .expect("initialize");
+    let mut nodes = founded(&dirs, &GrpcNetwork::default()).await;
     let mut clock = 1_700_000_000_000;
     propose_all(&nodes, 0..100, &mut clock).await;
     let term = leader_of(&nodes).await.metrics().borrow().current_term;

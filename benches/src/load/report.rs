@@ -235,7 +235,7 @@ fn memory_rows(memory: &Memory) -> Vec<[String; 2]> {
         rows.push([
             format!("memory node {}", n.node),
             format!(
-                "first third {:.1} MiB · last two thirds {:.1}–{:.1} MiB · {:+.1}%",
+                "at the first third {:.1} MiB · last two thirds {:.1}–{:.1} MiB · {:+.1}%",
                 n.first_third_mib, n.min_mib, n.max_mib, n.deviation_pct
             ),
         ]);
