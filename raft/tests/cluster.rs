@@ -56,6 +56,17 @@ async fn founded(dirs: &[TempDir], network: &GrpcNetwork) -> Vec<Option<RaftNode
     nodes
 }
 
+/// Shuts down a node that does not lead; returns its id.
+async fn stop_a_follower(nodes: &mut [Option<RaftNode>]) -> NodeId {
+    let leader = leader_of(nodes).await.id();
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let stopped = nodes[(follower - 1) as usize]
+        .take()
+        .expect("follower running");
+    stopped.shutdown().await.expect("clean shutdown");
+    follower
+}
+
 fn addrs_of(nodes: &[Option<RaftNode>]) -> BTreeMap<NodeId, SocketAddr> {
     nodes.iter().flatten().map(|n| (n.id(), n.addr())).collect()
 }
@@ -179,12 +190,7 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
 
     // A follower misses writes that the leader then snapshots and purges: it must catch up
     // through a snapshot install.
-    let leader = leader_of(&nodes).await.id();
-    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
-    let stopped = nodes[(follower - 1) as usize]
-        .take()
-        .expect("follower running");
-    stopped.shutdown().await.expect("clean shutdown");
+    let follower = stop_a_follower(&mut nodes).await;
     propose_all(&nodes, 11_000..13_000, &mut clock).await;
     let leader_node = leader_of(&nodes).await;
     let snapshot = leader_node.snapshot_now(WAIT).await.expect("snapshot");
@@ -232,12 +238,7 @@ async fn a_follower_catches_up_through_appends_cut_to_their_byte_budget() {
     let mut clock = 1_700_000_000_000;
     propose_all(&nodes, 0..1_000, &mut clock).await;
 
-    let leader = leader_of(&nodes).await.id();
-    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
-    let stopped = nodes[(follower - 1) as usize]
-        .take()
-        .expect("follower running");
-    stopped.shutdown().await.expect("clean shutdown");
+    let follower = stop_a_follower(&mut nodes).await;
     // A hundred entries of a hundred jobs (several KiB each) behind.
     propose_all(&nodes, 1_000..11_000, &mut clock).await;
     let restarted = start_with(follower, addrs[&follower], &dir_of(&dirs, follower), small).await;
