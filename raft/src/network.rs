@@ -141,20 +141,6 @@ impl GrpcConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.send(kind, payload, option).await
-    }
-
-    /// Sends an encoded request.
-    async fn send<Resp, E>(
-        &mut self,
-        kind: Rpc,
-        payload: Vec<u8>,
-        option: &RPCOption,
-    ) -> RpcResult<Resp, E>
-    where
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
         let mut client = self.client().await?;
         let mut request = Request::new(RaftMessage { payload });
         request.set_timeout(option.hard_ttl());
