@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
@@ -88,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             addr: node.addr.clone(),
             dial: self.dial.clone(),
             client: None,
+            silent_since: None,
         }
     }
 }
@@ -98,7 +100,16 @@ pub struct GrpcConnection {
     addr: String,
     dial: Option<Dial>,
     client: Option<RaftTransportClient<Channel>>,
+    /// When the oldest call still without an answer on this connection was sent.
+    silent_since: Option<Instant>,
 }
+
+/// How long a connection may go without any answer while calls are sent on it before it is
+/// dropped and dialled again. openraft gives up on each call at its own deadline, which
+/// resets only that call's stream; a connection whose peer went away without a word (a
+/// partition, a host gone) would otherwise be kept for good and every later call would time
+/// out on it too.
+const REDIAL_AFTER_SILENCE: Duration = Duration::from_secs(1);
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, RotaNode, RaftError<NodeId, E>>>;
 
@@ -129,26 +140,40 @@ impl GrpcConnection {
 
     /// Sends one request; a transport failure drops the connection and reports the peer
     /// unreachable, so openraft backs off instead of spinning.
-    async fn call<Req, Resp, E>(
-        &mut self,
-        kind: Rpc,
-        request: &Req,
-        option: &RPCOption,
-    ) -> RpcResult<Resp, E>
+    ///
+    /// The request carries no deadline of its own: openraft times every call it makes
+    /// (AppendEntries at the heartbeat interval) and drops the future when that passes,
+    /// which resets the one stream and keeps the connection. A gRPC deadline here raced
+    /// openraft's, and when it won, a single slow answer read as an unreachable peer: the
+    /// connection was dropped and openraft stopped replicating to that follower for its
+    /// 500 ms backoff, longer than the follower waits before it calls an election. Under a
+    /// steady 5,000 jobs/s that cost a few elections every half hour (see
+    /// docs/replication.md). A connection silent for `REDIAL_AFTER_SILENCE` is dialled again.
+    async fn call<Req, Resp, E>(&mut self, kind: Rpc, request: &Req) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
         let payload = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let now = Instant::now();
+        match self.silent_since {
+            Some(since) if now.duration_since(since) >= REDIAL_AFTER_SILENCE => {
+                self.client = None;
+                self.silent_since = Some(now);
+            }
+            Some(_) => {}
+            None => self.silent_since = Some(now),
+        }
         let mut client = self.client().await?;
-        let mut request = Request::new(RaftMessage { payload });
-        request.set_timeout(option.hard_ttl());
+        let request = Request::new(RaftMessage { payload });
         let reply = match kind {
             Rpc::AppendEntries => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::InstallSnapshot => client.install_snapshot(request).await,
         };
+        // An answer, even a failure, is a connection that works.
+        self.silent_since = None;
         let reply = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status)
@@ -179,25 +204,25 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Rpc::AppendEntries, &rpc, &option).await
+        self.call(Rpc::AppendEntries, &rpc).await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Rpc::InstallSnapshot, &rpc, &option).await
+        self.call(Rpc::InstallSnapshot, &rpc).await
     }
 
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Rpc::Vote, &rpc, &option).await
+        self.call(Rpc::Vote, &rpc).await
     }
 }
 
@@ -290,4 +315,101 @@ pub fn nodelay_incoming(
         stream.set_nodelay(true)?;
         Ok(stream)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::raft_transport_server::RaftTransportServer;
+    use openraft::Vote;
+
+    /// A peer that answers every AppendEntries with success, `delay` late.
+    struct SlowPeer {
+        delay: Duration,
+    }
+
+    #[tonic::async_trait]
+    impl RaftTransport for SlowPeer {
+        async fn append_entries(
+            &self,
+            _request: Request<RaftMessage>,
+        ) -> Result<Response<RaftMessage>, Status> {
+            tokio::time::sleep(self.delay).await;
+            let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+                Ok(AppendEntriesResponse::Success);
+            reply(&answer)
+        }
+
+        async fn vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn install_snapshot(
+            &self,
+            _: Request<RaftMessage>,
+        ) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        type FetchSnapshotStream = ReceiverStream<Result<RaftMessage, Status>>;
+
+        async fn fetch_snapshot(
+            &self,
+            _: Request<RaftMessage>,
+        ) -> Result<Response<Self::FetchSnapshotStream>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_not_taken_for_an_unreachable_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let peer = SlowPeer {
+            delay: Duration::from_millis(300),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftTransportServer::new(peer))
+                .serve_with_incoming(nodelay_incoming(listener)),
+        );
+        let mut network = GrpcNetwork::default();
+        let mut peer = network.new_client(2, &RotaNode { addr }).await;
+
+        // openraft gives the call 50 ms; the answer takes 300. The call itself waits for it
+        // (openraft's own timer is what gives up, as below), instead of failing as a lost
+        // peer at 50 ms.
+        let option = RPCOption::new(Duration::from_millis(50));
+        let answer = peer.append_entries(heartbeat(), option.clone()).await;
+        assert!(
+            matches!(answer, Ok(AppendEntriesResponse::Success)),
+            "{answer:?}"
+        );
+
+        // Given up by openraft's timer: the connection stays, and the next call uses it.
+        let given_up = tokio::time::timeout(
+            option.hard_ttl(),
+            peer.append_entries(heartbeat(), option.clone()),
+        )
+        .await;
+        assert!(given_up.is_err(), "the slow answer came within 50 ms");
+        assert!(
+            peer.client.is_some(),
+            "a timed-out call dropped the connection"
+        );
+        let answer = peer.append_entries(heartbeat(), option).await;
+        assert!(
+            matches!(answer, Ok(AppendEntriesResponse::Success)),
+            "{answer:?}"
+        );
+    }
 }
