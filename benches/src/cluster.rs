@@ -19,6 +19,8 @@ pub fn free_port() -> std::io::Result<u16> {
 pub struct Agent {
     pub id: u64,
     pub addr: String,
+    /// Where the agent's peer port listens (Raft, forwarded calls).
+    pub peer_addr: String,
     pub dir: PathBuf,
     bin: PathBuf,
     peers: String,
@@ -29,10 +31,17 @@ pub struct Agent {
 impl Agent {
     /// An agent of `bin` (the `rota` executable) that keeps its data in `dir` and its log
     /// in `dir` + `.log`.
-    pub fn new(bin: &Path, id: u64, addr: String, dir: PathBuf, peers: String) -> Self {
+    pub fn new(
+        bin: &Path,
+        id: u64,
+        (addr, peer_addr): (String, String),
+        dir: PathBuf,
+        peers: String,
+    ) -> Self {
         Self {
             id,
             addr,
+            peer_addr,
             dir,
             bin: bin.to_owned(),
             peers,
@@ -60,6 +69,11 @@ impl Agent {
                 &self.id.to_string(),
                 "--listen",
                 &self.addr,
+                "--peer-listen",
+                &self.peer_addr,
+                // The load generator's own clusters run without TLS (`rota bench` cannot
+                // yet talk TLS, nor measure what it costs).
+                "--insecure",
             ])
             .args(["--peers", &self.peers, "--data-dir"])
             .arg(&self.dir)
@@ -118,22 +132,25 @@ pub fn local_agents(
     root: &Path,
     extra_args: &[String],
 ) -> std::io::Result<Vec<Agent>> {
-    let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+    // A client port and a peer port each.
+    let ports = (0..n)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let peers = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .map(|(i, (_, peer))| format!("{}=127.0.0.1:{peer}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
     Ok(ports
         .iter()
         .enumerate()
-        .map(|(i, p)| {
+        .map(|(i, (client, peer))| {
             let id = i as u64 + 1;
             Agent::new(
                 bin,
                 id,
-                format!("127.0.0.1:{p}"),
+                (format!("127.0.0.1:{client}"), format!("127.0.0.1:{peer}")),
                 root.join(format!("node{id}")),
                 peers.clone(),
             )

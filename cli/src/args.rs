@@ -40,6 +40,15 @@ pub struct Global {
     /// Who you are, recorded with governance changes [default: $USER].
     #[arg(long, global = true, env = "ROTA_ACTOR")]
     pub actor: Option<String>,
+    /// The cluster CA's certificate (PEM): talk TLS to the nodes, trusting it.
+    #[arg(long, global = true, env = "ROTA_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM, `rota cert create-client`) to authenticate with.
+    #[arg(long, global = true, env = "ROTA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "ROTA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,6 +92,9 @@ pub enum Cmd {
     /// How long finished work stays in memory, then in the archive.
     #[command(subcommand)]
     Retention(RetentionCmd),
+    /// Certificates: the cluster's CA, node and client certificates (see docs/security.md).
+    #[command(subcommand)]
+    Cert(CertCmd),
     /// The load generator: runs jobs through a local 3-node cluster and reports throughput,
     /// latency, failover and any job lost or duplicated.
     Bench(BenchArgs),
@@ -102,14 +114,18 @@ pub struct DevArgs {
 pub enum ClusterCmd {
     /// Founds the cluster from the node's --peers (or the given members). Run once.
     Init {
-        /// Members as ID=HOST:PORT; default: the node's own --peers.
+        /// Members as ID=HOST:PORT, peer addresses; default: the node's own --peers.
         #[arg(long, value_delimiter = ',')]
         members: Vec<String>,
     },
     /// Shows each endpoint's view: role, leader, term, indexes, state digest.
     Status,
     /// Adds a node (it catches up as a learner, then votes).
-    Add { id: u64, addr: String },
+    Add {
+        id: u64,
+        /// The node's peer address (its --peer-listen, as the other nodes reach it).
+        addr: String,
+    },
     /// Removes a voter.
     Remove { id: u64 },
 }
@@ -346,4 +362,50 @@ impl Global {
     pub fn read_options(&self) -> Option<pb::ReadOptions> {
         Some(pb::ReadOptions { stale: self.stale })
     }
+}
+
+/// Where certificates are kept, and for how long a new one is valid.
+#[derive(Args, Debug)]
+pub struct CertFiles {
+    /// The directory with the CA (`ca.crt`, `ca.key`), where new files are written.
+    #[arg(long, env = "ROTA_CERTS_DIR", default_value = "certs")]
+    pub certs_dir: PathBuf,
+    /// Days the new certificate is valid [default: 3650 for a CA, 730 otherwise].
+    #[arg(long)]
+    pub days: Option<u32>,
+}
+
+/// The subcommands read as `rota cert create-ca` and so on, as CockroachDB's do.
+#[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)]
+pub enum CertCmd {
+    /// Makes the cluster's CA: ca.crt (give it to every node and client) and ca.key (keep
+    /// it away from the nodes; it signs new certificates).
+    CreateCa {
+        #[command(flatten)]
+        files: CertFiles,
+        /// The CA's common name.
+        #[arg(long, default_value = "rota cluster CA")]
+        name: String,
+    },
+    /// Makes node.ID.crt and node.ID.key, signed by the CA: the node's identity on its peer
+    /// and client ports.
+    CreateNode {
+        #[command(flatten)]
+        files: CertFiles,
+        /// The node's id in the cluster.
+        #[arg(long)]
+        id: u64,
+        /// A DNS name or IP address peers and clients dial it at (repeatable, or
+        /// comma-separated).
+        #[arg(long = "host", required = true, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
+    /// Makes client.NAME.crt and client.NAME.key, signed by the CA: a client principal.
+    CreateClient {
+        #[command(flatten)]
+        files: CertFiles,
+        /// The principal's name (letters, digits, '-', '_', '.', '@').
+        name: String,
+    },
 }

@@ -24,7 +24,7 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
                 .await?;
             out.cluster(&[status]);
         }
-        ClusterCmd::Status => out.cluster(&statuses(&global.endpoints).await?),
+        ClusterCmd::Status => out.cluster(&statuses(global).await?),
         ClusterCmd::Add { id, addr } => {
             let status = client.add_node(pb::AddNodeRequest { id, addr }).await?;
             out.cluster(&[status]);
@@ -38,11 +38,13 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
 }
 
 /// Asks every endpoint for its own view; those that do not answer are named on stderr.
-async fn statuses(endpoints: &[String]) -> Result<Vec<pb::ClusterStatusResponse>> {
+async fn statuses(global: &Global) -> Result<Vec<pb::ClusterStatusResponse>> {
     let mut statuses = Vec::new();
-    for endpoint in endpoints {
+    let tls = crate::client_tls(global)?;
+    for endpoint in &global.endpoints {
         let one = Client::with_config(ClientConfig {
             retry_for: std::time::Duration::from_secs(2),
+            tls: tls.clone(),
             ..ClientConfig::new([endpoint.clone()])
         })?;
         match one

@@ -2,6 +2,7 @@
 //! optional TOML file, then defaults, in that order of precedence.
 
 use clap::Args;
+use rota_node::tls::NodeTls;
 use rota_node::{Limits, NodeSettings, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
 use rota_raft::{NodeId, RaftConfig, SnapshotPolicy};
 use serde::Deserialize;
@@ -33,6 +34,8 @@ pub enum ConfigError {
     Peer(String),
     #[error("invalid {0}: {1}")]
     Invalid(&'static str, String),
+    #[error("no TLS: give --ca, --cert and --key (make them with `rota cert`, see docs/security.md), or --insecure to run without TLS, trusting anyone who reaches the ports")]
+    NoTls,
 }
 
 /// `rota agent`'s settings as flags (each also read from its `ROTA_*` variable).
@@ -44,15 +47,33 @@ pub struct AgentArgs {
     /// This node's id, unique in the cluster (a positive integer).
     #[arg(long, env = "ROTA_ID")]
     pub id: Option<NodeId>,
-    /// Address for gRPC (clients and peers) [default: 127.0.0.1:7070].
+    /// Address for clients' gRPC [default: 127.0.0.1:7070].
     #[arg(long, env = "ROTA_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Address others reach this node at, if not the listen address.
-    #[arg(long, env = "ROTA_ADVERTISE")]
-    pub advertise: Option<String>,
-    /// The cluster's members as ID=HOST:PORT, comma-separated (this node may be included).
+    /// Address for the other nodes: Raft, and calls they forward to a leader [default: the
+    /// listen address with the next port, e.g. 127.0.0.1:7071].
+    #[arg(long, env = "ROTA_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Peer address the other members reach this node at, if not the peer listen address.
+    #[arg(long, env = "ROTA_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
+    /// The cluster's members' peer addresses as ID=HOST:PORT, comma-separated (this node's
+    /// own entry, if there, is its advertised peer address).
     #[arg(long, env = "ROTA_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// The cluster CA's certificate, PEM (`rota cert create-ca`).
+    #[arg(long, env = "ROTA_CA")]
+    pub ca: Option<PathBuf>,
+    /// This node's certificate, PEM (`rota cert create-node`).
+    #[arg(long, env = "ROTA_CERT")]
+    pub cert: Option<PathBuf>,
+    /// This node's private key, PEM.
+    #[arg(long, env = "ROTA_KEY")]
+    pub key: Option<PathBuf>,
+    /// Run without TLS: anyone who reaches either port is a peer and an administrator.
+    /// Only for trying rota out on a machine of your own.
+    #[arg(long, env = "ROTA_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub insecure: bool,
     /// Directory for the Raft log and snapshots; created if missing.
     #[arg(long, env = "ROTA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -95,8 +116,13 @@ pub struct AgentArgs {
 struct FileConfig {
     id: Option<NodeId>,
     listen: Option<SocketAddr>,
-    advertise: Option<String>,
+    peer_listen: Option<SocketAddr>,
+    advertise_peer: Option<String>,
     peers: Option<Vec<String>>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    insecure: Option<bool>,
     data_dir: Option<PathBuf>,
     max_payload_bytes: Option<usize>,
     max_entry_bytes: Option<usize>,
@@ -180,13 +206,25 @@ impl AgentArgs {
                 .parse()
                 .map_err(|e| ConfigError::Invalid("listen", format!("{e}")))?,
         };
+        let peer_listen = match self.peer_listen.or(file.peer_listen) {
+            Some(addr) => addr,
+            None => next_port(listen)?,
+        };
         let mut peers = parse_peers(&self.peers.or(file.peers).unwrap_or_default())?;
-        // This node's own entry in --peers is where others reach it.
+        // This node's own entry in --peers is where the others reach it.
         let listed_self = peers.remove(&id);
-        let advertise = self.advertise.or(file.advertise).or(listed_self);
+        let advertise_peer = self.advertise_peer.or(file.advertise_peer).or(listed_self);
+        let tls = tls(
+            self.ca.or(file.ca),
+            self.cert.or(file.cert),
+            self.key.or(file.key),
+            self.insecure || file.insecure.unwrap_or(false),
+        )?;
         let mut settings = NodeSettings::new(id, listen, data_dir);
-        settings.advertise = advertise;
+        settings.peer_listen = Some(peer_listen);
+        settings.advertise_peer = advertise_peer;
         settings.peers = peers;
+        settings.tls = tls;
         settings.limits = Limits {
             max_payload_bytes: positive(
                 "max-payload-bytes",
@@ -225,6 +263,44 @@ impl AgentArgs {
             settings.commit.max_in_flight = n;
         }
         Ok(settings)
+    }
+}
+
+/// The peer port's default: the client port's next.
+fn next_port(listen: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    let port = match listen.port() {
+        0 => 0,
+        port => port.checked_add(1).ok_or_else(|| {
+            ConfigError::Invalid(
+                "peer-listen",
+                format!("the listen port {port} has no next port: give --peer-listen"),
+            )
+        })?,
+    };
+    Ok(SocketAddr::new(listen.ip(), port))
+}
+
+/// The node's TLS files, or none if `insecure`: one or the other must be asked for.
+fn tls(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    insecure: bool,
+) -> Result<Option<NodeTls>, ConfigError> {
+    match (ca, cert, key) {
+        (None, None, None) if insecure => Ok(None),
+        (None, None, None) => Err(ConfigError::NoTls),
+        _ if insecure => Err(ConfigError::Invalid(
+            "insecure",
+            "given with --ca, --cert or --key: choose TLS or --insecure".to_owned(),
+        )),
+        (Some(ca), Some(cert), Some(key)) => NodeTls::read(&ca, &cert, &key)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid("cert", e.to_string())),
+        _ => Err(ConfigError::Invalid(
+            "cert",
+            "give all three of --ca, --cert and --key".to_owned(),
+        )),
     }
 }
 
@@ -305,7 +381,7 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_the_file_fills_the_rest() {
         let config = file(
-            "id = 7\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nmax_payload_bytes = 10\n",
+            "id = 7\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nmax_payload_bytes = 10\ninsecure = true\n",
         );
         let path = config.path().to_str().expect("utf-8 path");
         let cli = Cli::parse_from([
@@ -321,12 +397,17 @@ mod tests {
         assert_eq!(settings.id, 3);
         assert_eq!(settings.limits.max_payload_bytes, 99);
         assert_eq!(settings.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(
+            settings.peer_listen,
+            Some("127.0.0.1:9001".parse().expect("addr"))
+        );
         assert_eq!(settings.data_dir(), Some(Path::new("/tmp/x")));
     }
 
     #[test]
     fn the_environment_sits_between_flags_and_the_file() {
-        let config = file("id = 1\ndata_dir = \"/tmp/y\"\ntick_interval_ms = 900\n");
+        let config =
+            file("id = 1\ndata_dir = \"/tmp/y\"\ntick_interval_ms = 900\ninsecure = true\n");
         let path = config.path().to_str().expect("utf-8 path");
         // Only this test sets ROTA_TICK_INTERVAL_MS.
         std::env::set_var("ROTA_TICK_INTERVAL_MS", "40");
@@ -355,9 +436,10 @@ mod tests {
             "/tmp/z",
             "--peers",
             "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+            "--insecure",
         ]);
         let settings = cli.agent.resolve().expect("valid config");
-        assert_eq!(settings.advertise.as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(settings.advertise_peer.as_deref(), Some("127.0.0.1:7002"));
         assert_eq!(
             settings.peers.keys().copied().collect::<Vec<_>>(),
             vec![1, 3]
@@ -374,6 +456,40 @@ mod tests {
             .agent
             .resolve();
         assert!(matches!(peer, Err(ConfigError::Peer(p)) if p == "two"));
+        let no_tls = Cli::parse_from(["rota", "--id", "1", "--data-dir", "/d"])
+            .agent
+            .resolve();
+        assert!(matches!(no_tls, Err(ConfigError::NoTls)));
+        let both = Cli::parse_from([
+            "rota",
+            "--id",
+            "1",
+            "--data-dir",
+            "/d",
+            "--insecure",
+            "--ca",
+            "ca.crt",
+        ])
+        .agent
+        .resolve();
+        assert!(matches!(both, Err(ConfigError::Invalid("insecure", _))));
+        let half = Cli::parse_from(["rota", "--id", "1", "--data-dir", "/d", "--ca", "ca.crt"])
+            .agent
+            .resolve();
+        assert!(matches!(half, Err(ConfigError::Invalid("cert", _))));
+        let last = Cli::parse_from([
+            "rota",
+            "--id",
+            "1",
+            "--data-dir",
+            "/d",
+            "--insecure",
+            "--listen",
+            "127.0.0.1:65535",
+        ])
+        .agent
+        .resolve();
+        assert!(matches!(last, Err(ConfigError::Invalid("peer-listen", _))));
         let unknown = file("id = 1\ndata_dri = \"/tmp\"\n");
         let path = unknown.path().to_str().expect("utf-8 path");
         let typo = Cli::parse_from(["rota", "--config", path]).agent.resolve();

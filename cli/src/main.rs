@@ -4,6 +4,7 @@
 
 mod args;
 mod bench;
+mod cert;
 mod cluster;
 mod config;
 mod govern;
@@ -15,7 +16,7 @@ use anyhow::Result;
 use args::{Cli, Cmd, Global};
 use clap::Parser;
 use output::Output;
-use rota_client::{Client, ClientConfig};
+use rota_client::{tls, Client, ClientConfig};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -104,6 +105,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Dev(args) => serve::dev(args).await,
         Cmd::Agent(args) => serve::agent(args).await,
         Cmd::Bench(args) => bench::bench(args, &global.endpoints, global.json).await,
+        Cmd::Cert(cmd) => cert::run(cmd),
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,
         Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
@@ -118,10 +120,34 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// A client of the endpoints `--endpoints` names, retrying for `--wait-secs`.
+/// A client of the endpoints `--endpoints` names, retrying for `--wait-secs`, over TLS
+/// when `--tls-ca` is given.
 fn client(global: &Global) -> Result<Client> {
     Ok(Client::with_config(ClientConfig {
         retry_for: std::time::Duration::from_secs(global.wait_secs),
+        tls: client_tls(global)?,
         ..ClientConfig::new(global.endpoints.clone())
     })?)
+}
+
+/// The TLS settings `--tls-ca`, `--tls-cert` and `--tls-key` give.
+fn client_tls(global: &Global) -> Result<Option<tls::ClientTlsConfig>> {
+    use anyhow::Context;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let Some(ca) = &global.tls_ca else {
+        if global.tls_cert.is_some() {
+            anyhow::bail!(
+                "--tls-cert needs --tls-ca: the CA the nodes' certificates are signed by"
+            );
+        }
+        return Ok(None);
+    };
+    let mut config =
+        tls::ClientTlsConfig::new().ca_certificate(tls::Certificate::from_pem(read(ca)?));
+    if let (Some(cert), Some(key)) = (&global.tls_cert, &global.tls_key) {
+        config = config.identity(tls::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(config))
 }

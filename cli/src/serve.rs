@@ -34,14 +34,27 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         .data_dir()
         .map_or_else(|| "memory".to_owned(), |dir| dir.display().to_string());
     let id = settings.id;
+    let secure = settings.tls.is_some();
     let node = RunningNode::start(settings)
         .await
         .with_context(|| format!("starting node {id} with data in {data_dir}"))?;
+    let peer = node
+        .peer_addr()
+        .map_or_else(|| "none".to_owned(), |addr| addr.to_string());
     println!(
-        "rota agent {id}: listening on {} (gRPC), data in {data_dir}",
+        "rota agent {id}: clients on {}, peers on {peer} (gRPC), data in {data_dir}",
         node.addr(),
     );
-    println!("rota agent {id}: auth is OFF");
+    if secure {
+        println!("rota agent {id}: peers: mutual TLS, node certificates of the cluster CA only; clients: TLS");
+    } else {
+        let warning = format!(
+            "rota agent {id}: INSECURE (--insecure): no TLS; anyone who reaches {} or {peer} is a peer and an administrator",
+            node.addr()
+        );
+        println!("{warning}");
+        eprintln!("warning: {warning}");
+    }
     serve_until_signal(node).await
 }
 

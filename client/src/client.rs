@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Response, Status};
 
 /// The longest wait between two tries of one call.
@@ -42,6 +42,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// How to reach a node; `None` dials TCP.
     pub dial: Option<Dial>,
+    /// TLS to the nodes: the cluster CA to trust, and a client certificate where the caller
+    /// authenticates with one. `None`: plain TCP, for a cluster run with `--insecure`.
+    pub tls: Option<ClientTlsConfig>,
     /// Prefix of this client's session ids; `None` derives one from the process and time.
     /// Give a fixed one only where runs must repeat exactly (simulations).
     pub session_prefix: Option<String>,
@@ -55,6 +58,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry_for", &self.retry_for)
             .field("connect_timeout", &self.connect_timeout)
             .field("dial", &self.dial.as_ref().map(|_| "custom"))
+            .field("tls", &self.tls.is_some())
             .field("session_prefix", &self.session_prefix)
             .finish()
     }
@@ -69,6 +73,7 @@ impl ClientConfig {
             retry_for: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
             dial: None,
+            tls: None,
             session_prefix: None,
         }
     }
@@ -127,13 +132,29 @@ impl Client {
                 Some(dial) => dial(addr)
                     .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))?,
                 None => {
+                    let scheme = if config.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    if config.tls.is_some() && addr.starts_with("http://") {
+                        return Err(ClientError::Config(format!(
+                            "endpoint {addr:?}: TLS is set, so the scheme must be https"
+                        )));
+                    }
                     let uri = if addr.contains("://") {
                         addr.clone()
                     } else {
-                        format!("http://{addr}")
+                        format!("{scheme}://{addr}")
                     };
-                    Endpoint::from_shared(uri)
-                        .map_err(|e| ClientError::Config(format!("endpoint {addr:?}: {e}")))?
+                    let bad = |e: tonic::transport::Error| {
+                        ClientError::Config(format!("endpoint {addr:?}: {e}"))
+                    };
+                    let mut endpoint = Endpoint::from_shared(uri).map_err(bad)?;
+                    if let Some(tls) = &config.tls {
+                        endpoint = endpoint.tls_config(tls.clone()).map_err(bad)?;
+                    }
+                    endpoint
                         .connect_timeout(config.connect_timeout)
                         .tcp_nodelay(true)
                         .connect_lazy()

@@ -19,4 +19,9 @@ pub use client::{
     admin_service, job_service, worker_service, Client, ClientConfig, Dial, MAX_MESSAGE_BYTES,
 };
 pub use error::{ClientError, ERROR_KIND_KEY, FORWARDED_KEY, LEADER_KEY};
+
+/// TLS settings for `ClientConfig::tls`: the CA to trust, a client certificate.
+pub mod tls {
+    pub use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+}
 pub use worker::{JobContext, Outcome, Worker, WorkerConfig};

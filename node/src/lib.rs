@@ -9,6 +9,7 @@ mod convert;
 mod server;
 mod status;
 mod tick;
+pub mod tls;
 
 pub use clock::{system_clock, Clock};
 pub use commit::{CommitSettings, DEFAULT_MAX_ENTRY_BYTES};

@@ -1,17 +1,20 @@
-//! A running rota node: storage, Raft, the group committer, the tick loop and one gRPC
-//! server that carries the public services, the Raft transport and the health service.
+//! A running rota node: storage, Raft, the group committer, the tick loop and its gRPC
+//! servers: the client port (the public services and health) and the peer port (the Raft
+//! transport, and the public services for calls other nodes forward). Without a peer port
+//! (`peer_listen` unset: simulations, tests) the client port carries the Raft transport too.
 
 use crate::api::{Admin, Api, ApiSettings, Jobs, Workers};
 use crate::clock::{system_clock, Clock, LogClock};
 use crate::commit::{CommitSettings, Committer};
 use crate::convert::Limits;
+use crate::tls::{Identity, NodeTls};
 use rota_client::proto::admin_service_server::AdminServiceServer;
 use rota_client::proto::job_service_server::JobServiceServer;
 use rota_client::proto::worker_service_server::WorkerServiceServer;
 use rota_client::MAX_MESSAGE_BYTES;
 use rota_raft::{
-    default_raft_config, ClusterError, Dial, GrpcNetwork, NodeConfig, NodeId, RaftConfig, RaftNode,
-    RotaNode, Storage,
+    default_raft_config, ClusterError, Dial, GrpcNetwork, NodeConfig, NodeId, PeerNode, RaftConfig,
+    RaftNode, RotaNode, Storage,
 };
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,10 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::Stream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::server::{Connected, Router};
+use tonic::transport::{Endpoint, Server, ServerTlsConfig};
+use tonic::{Request, Status};
 
 /// Everything a node needs to start.
 #[derive(Clone)]
@@ -32,10 +39,21 @@ pub struct NodeSettings {
     pub id: NodeId,
     /// Where the gRPC server listens; port 0 picks a free one.
     pub listen: SocketAddr,
-    /// The address peers and clients are told; defaults to the bound listen address.
+    /// The client port's address as clients are told it; defaults to the bound address.
     pub advertise: Option<String>,
-    /// The other founding members, by id; used by `rota cluster init` without arguments.
+    /// Where the peer port listens (Raft, forwarded calls); port 0 picks a free one. `None`:
+    /// no peer port, the client port carries Raft (and `advertise` is the peer address).
+    pub peer_listen: Option<SocketAddr>,
+    /// The peer port's address as the other members are told it (their membership records
+    /// it); defaults to the bound peer address.
+    pub advertise_peer: Option<String>,
+    /// The other founding members' peer addresses, by id; used by `rota cluster init`
+    /// without arguments and to recover a damaged snapshot.
     pub peers: BTreeMap<NodeId, String>,
+    /// The cluster CA and this node's certificate: mutual TLS on the peer port (and for the
+    /// connections this node dials to its peers), TLS on the client port. `None`: plain
+    /// TCP, anyone who reaches a port is trusted (`rota agent --insecure`, `rota dev`).
+    pub tls: Option<NodeTls>,
     /// What this node accepts beyond the scheduler's own checks.
     pub limits: Limits,
     /// How often the leader proposes a tick so that log time moves when nothing else does.
@@ -60,7 +78,10 @@ impl NodeSettings {
             id,
             listen,
             advertise: None,
+            peer_listen: None,
+            advertise_peer: None,
             peers: BTreeMap::new(),
+            tls: None,
             limits: Limits::default(),
             tick_interval: Duration::from_millis(250),
             commit: CommitSettings::default(),
@@ -86,6 +107,9 @@ impl std::fmt::Debug for NodeSettings {
             .field("id", &self.id)
             .field("listen", &self.listen)
             .field("advertise", &self.advertise)
+            .field("peer_listen", &self.peer_listen)
+            .field("advertise_peer", &self.advertise_peer)
+            .field("tls", &self.tls)
             .field("data_dir", &self.data_dir())
             .field("peers", &self.peers)
             .field("limits", &self.limits)
@@ -94,26 +118,43 @@ impl std::fmt::Debug for NodeSettings {
     }
 }
 
+type Serving = JoinHandle<Result<(), tonic::transport::Error>>;
+
 /// A node serving until `shutdown`.
 pub struct RunningNode {
     addr: SocketAddr,
+    peer_addr: Option<SocketAddr>,
     raft: Arc<RaftNode>,
-    stop: Option<oneshot::Sender<()>>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    stop: watch::Sender<bool>,
+    servers: Vec<Serving>,
     ticker: JoinHandle<()>,
     committer: JoinHandle<()>,
 }
 
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+fn tls_error(e: tonic::transport::Error) -> ClusterError {
+    ClusterError::Io(std::io::Error::other(format!("TLS settings: {e}")))
+}
+
 impl RunningNode {
-    /// Opens storage, starts Raft and serves on TCP. The data directory is created if missing.
+    /// Opens storage, starts Raft and serves on TCP: the client port, and the peer port if
+    /// `peer_listen` is set. The data directory is created if missing.
     pub async fn start(settings: NodeSettings) -> Result<Self, ClusterError> {
         let listener = TcpListener::bind(settings.listen).await?;
         let bound = listener.local_addr()?;
-        Self::start_with_incoming(settings, bound, rota_raft::nodelay_incoming(listener)).await
+        let peer = match settings.peer_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Self::serve(settings, bound, rota_raft::nodelay_incoming(listener), peer).await
     }
 
-    /// As `start`, serving the connections `incoming` yields (a simulated network's, say);
-    /// `bound` is the address they arrive at.
+    /// As `start` without a peer port, serving the connections `incoming` yields (a
+    /// simulated network's, say); `bound` is the address they arrive at.
     pub async fn start_with_incoming<I, IO, IE>(
         settings: NodeSettings,
         bound: SocketAddr,
@@ -124,16 +165,69 @@ impl RunningNode {
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        let advertise = settings
-            .advertise
-            .clone()
-            .unwrap_or_else(|| bound.to_string());
-        let raft = Arc::new(open_raft(&settings, bound, &advertise).await?);
+        Self::serve(settings, bound, incoming, None).await
+    }
+
+    async fn serve<I, IO, IE>(
+        mut settings: NodeSettings,
+        bound: SocketAddr,
+        incoming: I,
+        peer_listener: Option<TcpListener>,
+    ) -> Result<Self, ClusterError>
+    where
+        I: Stream<Item = Result<IO, IE>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        if let Some(tls) = &settings.tls {
+            crate::tls::install_crypto();
+            // A peer is known by the certificate tonic reads off a TCP connection it
+            // accepted, and dialled with this node's; other transports would check nothing.
+            if peer_listener.is_none() || settings.dial.is_some() {
+                return Err(ClusterError::Io(std::io::Error::other(
+                    "TLS needs a peer port (peer_listen) and TCP: no custom transport or dial",
+                )));
+            }
+            if tls.id() != settings.id {
+                return Err(ClusterError::Io(std::io::Error::other(format!(
+                    "the node certificate names node {}, but this is node {}",
+                    tls.id(),
+                    settings.id
+                ))));
+            }
+            settings.dial = Some(tls_dial(tls).map_err(tls_error)?);
+        }
+        // Bad TLS files show here, before storage opens and Raft starts.
+        let client_server =
+            server(settings.tls.as_ref().map(NodeTls::client_server)).map_err(tls_error)?;
+        let peer_server = match &peer_listener {
+            Some(_) => {
+                Some(server(settings.tls.as_ref().map(NodeTls::peer_server)).map_err(tls_error)?)
+            }
+            None => None,
+        };
+        let peer_bound = match &peer_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
+        // What the other members record and dial: the peer port, or the one port there is.
+        let peer_advertise = match peer_bound {
+            Some(peer_bound) => settings
+                .advertise_peer
+                .clone()
+                .unwrap_or_else(|| peer_bound.to_string()),
+            None => settings
+                .advertise
+                .clone()
+                .unwrap_or_else(|| bound.to_string()),
+        };
+        let raft =
+            Arc::new(open_raft(&settings, peer_bound.unwrap_or(bound), &peer_advertise).await?);
         let clock = LogClock::new(settings.clock.clone(), raft.clone());
         let (committer, committer_task) =
             Committer::start(raft.clone(), settings.commit, clock.clone());
         let mut peers = settings.peers.clone();
-        peers.insert(settings.id, advertise);
+        peers.insert(settings.id, peer_advertise);
         let api = Api::new(
             raft.clone(),
             ApiSettings {
@@ -144,13 +238,21 @@ impl RunningNode {
                 dial: settings.dial.clone(),
             },
         );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = services(&raft, api)
-            .await
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            });
-        let server = tokio::spawn(server);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+        let carries_raft = peer_listener.is_none();
+        let secure = settings.tls.is_some();
+        let client = client_port(client_server, &raft, api.clone(), carries_raft, secure).await;
+        servers.push(tokio::spawn(
+            client.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
+        ));
+        if let (Some(listener), Some(peer_server)) = (peer_listener, peer_server) {
+            let peer = peer_port(peer_server, &raft, api, secure);
+            servers.push(tokio::spawn(peer.serve_with_incoming_shutdown(
+                rota_raft::nodelay_incoming(listener),
+                stopped(stop_rx),
+            )));
+        }
         let ticker = tokio::spawn(crate::tick::run(
             raft.clone(),
             committer,
@@ -159,17 +261,23 @@ impl RunningNode {
         ));
         Ok(Self {
             addr: bound,
+            peer_addr: peer_bound,
             raft,
-            stop: Some(stop),
-            server,
+            stop,
+            servers,
             ticker,
             committer: committer_task,
         })
     }
 
-    /// Where the node listens.
+    /// Where the node listens for clients.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the node listens for its peers, if it has a peer port.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// The Raft node, for status and tests.
@@ -202,12 +310,13 @@ impl RunningNode {
 
     /// Stops taking calls, lets calls in progress finish, stops Raft and closes storage.
     pub async fn shutdown(mut self) -> Result<(), ClusterError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
         self.ticker.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
-        self.server.abort();
+        let servers = futures_util::future::join_all(self.servers.iter_mut());
+        let _ = tokio::time::timeout(Duration::from_secs(5), servers).await;
+        for server in &self.servers {
+            server.abort();
+        }
         self.committer.abort();
         self.raft.raft().shutdown().await?;
         Ok(())
@@ -271,29 +380,123 @@ async fn report_stopped_raft(
     }
 }
 
-/// Everything the node's one port serves: health, the Raft transport, the public services.
-async fn services(raft: &RaftNode, api: Arc<Api>) -> Router {
+/// The public services, with their message limits.
+fn public_services(
+    api: &Arc<Api>,
+) -> (
+    JobServiceServer<Jobs>,
+    WorkerServiceServer<Workers>,
+    AdminServiceServer<Admin>,
+) {
+    (
+        JobServiceServer::new(Jobs(api.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        WorkerServiceServer::new(Workers(api.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        AdminServiceServer::new(Admin(api.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}
+
+/// The peer port's check. With TLS, the caller's certificate (which the CA signed: the
+/// handshake saw to that) must name a node of this node's membership (`admit_peer`), whose
+/// id goes into the request for the Raft service's own checks (`rota_raft::PeerNode`). A
+/// client's certificate, or a removed node's, never gets past it. Without TLS, everyone is
+/// let through.
+fn nodes_only(
+    secure: bool,
+    metrics: watch::Receiver<rota_raft::RaftMetrics>,
+) -> impl Interceptor + Clone {
+    move |mut request: Request<()>| {
+        if !secure {
+            return Ok(request);
+        }
+        match crate::tls::caller(&request)? {
+            Some(Identity::Node(id)) => {
+                rota_raft::admit_peer(&metrics.borrow(), id)?;
+                request.extensions_mut().insert(PeerNode(id));
+                Ok(request)
+            }
+            Some(other) => {
+                tracing::warn!(caller = %other, "refused a call on the peer port");
+                Err(Status::permission_denied(format!(
+                    "the peer port takes node certificates only, not {other}'s"
+                )))
+            }
+            None => Err(Status::unauthenticated(
+                "the peer port needs a node certificate of this cluster",
+            )),
+        }
+    }
+}
+
+/// A gRPC server, with TLS if `tls` is given.
+fn server(tls: Option<ServerTlsConfig>) -> Result<Server, tonic::transport::Error> {
+    let server = Server::builder();
+    match tls {
+        Some(tls) => server.tls_config(tls),
+        None => Ok(server),
+    }
+}
+
+/// What the client port serves: health and the public services, and the Raft transport
+/// when there is no peer port (then, with TLS, to nodes only).
+async fn client_port(
+    mut server: Server,
+    raft: &RaftNode,
+    api: Arc<Api>,
+    carries_raft: bool,
+    secure: bool,
+) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Jobs>>().await;
     health.set_serving::<WorkerServiceServer<Workers>>().await;
     health.set_serving::<AdminServiceServer<Admin>>().await;
     tokio::spawn(report_stopped_raft(raft.metrics(), health));
-    tonic::transport::Server::builder()
+    let (jobs, workers, admin) = public_services(&api);
+    let transport = carries_raft
+        .then(|| InterceptedService::new(raft.transport(), nodes_only(secure, raft.metrics())));
+    server
         .add_service(health_service)
-        .add_service(raft.transport())
-        .add_service(
-            JobServiceServer::new(Jobs(api.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            WorkerServiceServer::new(Workers(api.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            AdminServiceServer::new(Admin(api))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_optional_service(transport)
+        .add_service(jobs)
+        .add_service(workers)
+        .add_service(admin)
+}
+
+/// What the peer port serves, to nodes only: the Raft transport, and the public services
+/// for the calls a follower forwards to its leader.
+fn peer_port(mut server: Server, raft: &RaftNode, api: Arc<Api>, secure: bool) -> Router {
+    let check = nodes_only(secure, raft.metrics());
+    let (jobs, workers, admin) = public_services(&api);
+    server
+        .add_service(InterceptedService::new(raft.transport(), check.clone()))
+        .add_service(InterceptedService::new(jobs, check.clone()))
+        .add_service(InterceptedService::new(workers, check.clone()))
+        .add_service(InterceptedService::new(admin, check))
+}
+
+/// Dials peers (and the leader, to forward) over TLS with this node's certificate,
+/// trusting the cluster CA only. The settings are tried once here, so that a bad
+/// certificate or key stops the node at start rather than failing every dial.
+fn tls_dial(tls: &NodeTls) -> Result<Dial, tonic::transport::Error> {
+    let config = tls.dialer();
+    let endpoint = move |addr: &str| {
+        Endpoint::from_shared(format!("https://{addr}"))
+            .and_then(|endpoint| endpoint.tls_config(config.clone()))
+    };
+    endpoint("127.0.0.1:1")?;
+    Ok(Arc::new(move |addr: &str| {
+        endpoint(addr)
+            .map(|endpoint| {
+                endpoint
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .connect_lazy()
+            })
+            .map_err(|e| e.to_string())
+    }))
 }

@@ -25,7 +25,8 @@ pub mod proto {
 pub use archive::Archive;
 pub use log_store::{open_db, MemLogStore, RocksLogStore, DEFAULT_MAX_APPEND_BYTES};
 pub use network::{
-    nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, RaftService, MAX_MESSAGE_BYTES,
+    admit_peer, nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, PeerNode, RaftService,
+    MAX_MESSAGE_BYTES,
 };
 pub use node::{
     default_raft_config, ClusterError, InitializeError, NodeConfig, RaftNode, ReadError, Storage,

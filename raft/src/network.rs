@@ -259,6 +259,65 @@ fn refused(why: crate::guard::Refused) -> Status {
     Status::invalid_argument(format!("refused raft request: {why}"))
 }
 
+/// The node a peer's TLS certificate names. The peer listener's check puts it in every
+/// request's extensions; the service then holds what the request claims to it. Without it
+/// (a listener without TLS, a simulation) nothing is checked: anyone who reaches the port
+/// is a peer, which is what `rota agent --insecure` means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerNode(pub NodeId);
+
+/// A request whose sender claims to be `claimed` (the leader of an AppendEntries or
+/// InstallSnapshot, the candidate of a Vote) must come from that node's certificate: one
+/// member cannot speak for another.
+fn sent_by<T>(request: &Request<T>, claimed: Option<NodeId>) -> Result<(), Status> {
+    match request.extensions().get::<PeerNode>() {
+        Some(PeerNode(peer)) if claimed != Some(*peer) => {
+            tracing::warn!(
+                peer,
+                ?claimed,
+                "refused a raft request sent in another node's name"
+            );
+            Err(Status::permission_denied(format!(
+                "node {peer}'s certificate cannot send a request in the name of node {}",
+                claimed.map_or_else(|| "(none)".to_owned(), |id| id.to_string())
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl RaftService {
+    /// The sender's certificate must name a node of this node's membership: the latest
+    /// configuration it has in its log, learners (a node being added) included. A node
+    /// that belongs to no cluster yet (it is being added, or waits for `cluster init`)
+    /// hears any node of the CA. A removed node whose certificate is still valid can no
+    /// longer move a term. The price: a follower that missed the change adding the node
+    /// that now leads cannot hear that leader (docs/security.md says what to do).
+    fn check_member<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match request.extensions().get::<PeerNode>() {
+            Some(PeerNode(peer)) => admit_peer(&self.raft.metrics().borrow(), *peer),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether node `peer` may call this node as a peer: it is in the membership `metrics`
+/// shows (the latest configuration in the log, learners included), or this node is in no
+/// cluster yet. See `RaftService::check_member`.
+pub fn admit_peer(
+    metrics: &openraft::RaftMetrics<NodeId, RotaNode>,
+    peer: NodeId,
+) -> Result<(), Status> {
+    let membership = metrics.membership_config.membership();
+    if membership.get_node(&peer).is_some() || membership.nodes().next().is_none() {
+        return Ok(());
+    }
+    tracing::warn!(peer, "refused a call from a node that is not a member");
+    Err(Status::permission_denied(format!(
+        "node {peer} is not a member of this cluster"
+    )))
+}
+
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
     let payload =
         encode(result).map_err(|e| Status::internal(format!("unencodable raft reply: {e}")))?;
@@ -273,12 +332,16 @@ impl RaftTransport for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(request.get_ref()).map_err(bad_request)?;
+        sent_by(&request, rpc.vote.leader_id().voted_for())?;
+        self.check_member(&request)?;
         crate::guard::append(&rpc).map_err(refused)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<NodeId> = decode(request.get_ref()).map_err(bad_request)?;
+        sent_by(&request, rpc.vote.leader_id().voted_for())?;
+        self.check_member(&request)?;
         crate::guard::vote_request(&rpc).map_err(refused)?;
         reply(&self.raft.vote(rpc).await)
     }
@@ -289,6 +352,8 @@ impl RaftTransport for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode(request.get_ref()).map_err(bad_request)?;
+        sent_by(&request, rpc.vote.leader_id().voted_for())?;
+        self.check_member(&request)?;
         crate::guard::install(&rpc).map_err(refused)?;
         reply(&self.raft.install_snapshot(rpc).await)
     }
@@ -299,6 +364,7 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<Self::FetchSnapshotStream>, Status> {
+        self.check_member(&request)?;
         let ask = decode(request.get_ref()).map_err(bad_request)?;
         Ok(Response::new(self.snapshots.serve(ask).await?))
     }
