@@ -456,40 +456,26 @@ mod tests {
             .agent
             .resolve();
         assert!(matches!(peer, Err(ConfigError::Peer(p)) if p == "two"));
-        let no_tls = Cli::parse_from(["rota", "--id", "1", "--data-dir", "/d"])
-            .agent
-            .resolve();
-        assert!(matches!(no_tls, Err(ConfigError::NoTls)));
-        let both = Cli::parse_from([
-            "rota",
-            "--id",
-            "1",
-            "--data-dir",
-            "/d",
-            "--insecure",
-            "--ca",
-            "ca.crt",
-        ])
-        .agent
-        .resolve();
-        assert!(matches!(both, Err(ConfigError::Invalid("insecure", _))));
-        let half = Cli::parse_from(["rota", "--id", "1", "--data-dir", "/d", "--ca", "ca.crt"])
-            .agent
-            .resolve();
-        assert!(matches!(half, Err(ConfigError::Invalid("cert", _))));
-        let last = Cli::parse_from([
-            "rota",
-            "--id",
-            "1",
-            "--data-dir",
-            "/d",
-            "--insecure",
-            "--listen",
-            "127.0.0.1:65535",
-        ])
-        .agent
-        .resolve();
-        assert!(matches!(last, Err(ConfigError::Invalid("peer-listen", _))));
+        // Node 1 with data in /d, and `extra`.
+        let node_one = |extra: &[&str]| {
+            let args = ["rota", "--id", "1", "--data-dir", "/d"]
+                .iter()
+                .chain(extra);
+            Cli::parse_from(args).agent.resolve()
+        };
+        assert!(matches!(node_one(&[]), Err(ConfigError::NoTls)));
+        assert!(matches!(
+            node_one(&["--insecure", "--ca", "ca.crt"]),
+            Err(ConfigError::Invalid("insecure", _))
+        ));
+        assert!(matches!(
+            node_one(&["--ca", "ca.crt"]),
+            Err(ConfigError::Invalid("cert", _))
+        ));
+        assert!(matches!(
+            node_one(&["--insecure", "--listen", "127.0.0.1:65535"]),
+            Err(ConfigError::Invalid("peer-listen", _))
+        ));
         let unknown = file("id = 1\ndata_dri = \"/tmp\"\n");
         let path = unknown.path().to_str().expect("utf-8 path");
         let typo = Cli::parse_from(["rota", "--config", path]).agent.resolve();

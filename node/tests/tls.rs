@@ -131,6 +131,20 @@ async fn health_check(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Resul
         .map_err(|e| format!("call: {e:?}"))
 }
 
+/// A health service behind `tls`'s peer-port settings, on a free loopback port.
+async fn health_server(tls: &NodeTls) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let server = Server::builder()
+        .tls_config(tls.peer_server())
+        .unwrap()
+        .add_service(health)
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    addr
+}
+
 #[tokio::test]
 async fn the_peer_listener_lets_in_only_certificates_of_the_cluster_ca() {
     rota_node::tls::install_crypto();
@@ -140,15 +154,7 @@ async fn the_peer_listener_lets_in_only_certificates_of_the_cluster_ca() {
     let stranger_dir = tempfile::tempdir().unwrap();
     let impostor = node_tls(stranger_dir.path(), 2);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let server = Server::builder()
-        .tls_config(server_tls.peer_server())
-        .unwrap()
-        .add_service(health)
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
-    tokio::spawn(server);
+    let addr = health_server(&server_tls).await;
 
     // A node of the cluster gets in.
     health_check(addr, peer_tls.dialer()).await.unwrap();
@@ -168,15 +174,7 @@ async fn the_peer_listener_lets_in_only_certificates_of_the_cluster_ca() {
     assert!(health_check(addr, stranger).await.is_err());
 
     // And a node of ours does not talk to a server of another CA.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let impostor_addr = listener.local_addr().unwrap();
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let impostor = Server::builder()
-        .tls_config(impostor.peer_server())
-        .unwrap()
-        .add_service(health)
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
-    tokio::spawn(impostor);
+    let impostor_addr = health_server(&impostor).await;
     assert!(health_check(impostor_addr, peer_tls.dialer())
         .await
         .is_err());
