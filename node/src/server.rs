@@ -242,7 +242,7 @@ impl RunningNode {
         let mut servers = Vec::new();
         let carries_raft = peer_listener.is_none();
         let secure = settings.tls.is_some();
-        let client = client_port(client_server, &raft, api.clone(), carries_raft, secure).await;
+        let client = client_port(client_server, &raft, api.clone(), carries_raft).await;
         servers.push(tokio::spawn(
             client.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
         ));
@@ -443,13 +443,12 @@ fn server(tls: Option<ServerTlsConfig>) -> Result<Server, tonic::transport::Erro
 }
 
 /// What the client port serves: health and the public services, and the Raft transport
-/// when there is no peer port (then, with TLS, to nodes only).
+/// when there is no peer port (never with TLS, which needs one).
 async fn client_port(
     mut server: Server,
     raft: &RaftNode,
     api: Arc<Api>,
     carries_raft: bool,
-    secure: bool,
 ) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Jobs>>().await;
@@ -457,8 +456,7 @@ async fn client_port(
     health.set_serving::<AdminServiceServer<Admin>>().await;
     tokio::spawn(report_stopped_raft(raft.metrics(), health));
     let (jobs, workers, admin) = public_services(&api);
-    let transport = carries_raft
-        .then(|| InterceptedService::new(raft.transport(), nodes_only(secure, raft.metrics())));
+    let transport = carries_raft.then(|| raft.transport());
     server
         .add_service(health_service)
         .add_optional_service(transport)
