@@ -78,7 +78,11 @@ impl Agent {
             .args(["--peers", &self.peers, "--data-dir"])
             .arg(&self.dir)
             .args(&self.extra_args)
-            .env("ROTA_LOG", "warn")
+            // The agents log what the bench was given in ROTA_LOG, else warnings only.
+            .env(
+                "ROTA_LOG",
+                std::env::var("ROTA_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

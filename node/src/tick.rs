@@ -32,12 +32,21 @@ async fn propose_default_retention(committer: &Committer) {
 /// About what the default-retention command takes in an entry.
 const DEFAULT_RETENTION_BYTES: usize = 256;
 
+/// A tick this late says the async runtime was stalled (logged).
+const LATE_RUNTIME: Duration = Duration::from_millis(100);
+
 /// Checks every `every` whether a tick is due, while this node leads.
 pub async fn run(raft: Arc<RaftNode>, committer: Committer, every: Duration, clock: LogClock) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        let scheduled = interval.tick().await;
+        let late = scheduled.elapsed();
+        if late >= LATE_RUNTIME {
+            // Heartbeats and votes run on the same runtime: a stall this long is how a busy
+            // machine costs a node its leader.
+            tracing::warn!(?late, "the runtime woke this node's tick late");
+        }
         if !raft.is_leader() {
             continue;
         }

@@ -88,6 +88,11 @@ impl Drop for Pin {
     }
 }
 
+/// How many bytes a RocksDB file being written (a flushed or compacted table) may hold
+/// unsynced before it is handed to the disk: small steps instead of one burst that makes
+/// every other fsync on the disk wait.
+pub(crate) const SYNC_EVERY_BYTES: u64 = 1024 * 1024;
+
 /// The archive's block cache.
 const ARCHIVE_BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -105,6 +110,11 @@ impl Archive {
         // Records are written once and read rarely; keep the memtables small.
         options.set_write_buffer_size(8 * 1024 * 1024);
         options.set_max_write_buffer_number(2);
+        // Flushes and compactions hand their files to the disk a megabyte at a time rather
+        // than leaving the kernel to write back tens of megabytes at once, which stalls the
+        // log's fsyncs (and a node whose log write stalls past the election timeout loses
+        // its leader).
+        options.set_bytes_per_sync(SYNC_EVERY_BYTES);
         // One bounded block cache instead of RocksDB's default 32 MiB: snapshot builds read
         // every record once, and that must not stay resident.
         let cache = Cache::new_lru_cache(ARCHIVE_BLOCK_CACHE_BYTES);

@@ -25,6 +25,8 @@ const CF_META: &str = "meta";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
+/// A synced log write slower than this is logged: openraft handles nothing else meanwhile.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The log database's block cache: reads are rare (followers catching up, restarts).
 const LOG_BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -43,6 +45,8 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let mut tables = BlockBasedOptions::default();
     tables.set_block_cache(&cache);
     options.set_block_based_table_factory(&tables);
+    // Flushes and compactions write their files back a megabyte at a time (see the archive).
+    options.set_bytes_per_sync(crate::archive::SYNC_EVERY_BYTES);
     let mut logs = options.clone();
     logs.set_write_buffer_size(8 * 1024 * 1024);
     logs.set_max_write_buffer_number(2);
@@ -118,15 +122,24 @@ impl RocksLogStore {
     /// runtime (heartbeats and elections run there); the caller still waits for it.
     async fn synced(&self, batch: WriteBatch) -> Result<(), std::io::Error> {
         let db = Arc::clone(&self.db);
+        let bytes = batch.size_in_bytes();
+        let started = std::time::Instant::now();
         let write = tokio::task::spawn_blocking(move || {
             let mut options = WriteOptions::default();
             options.set_sync(true);
             db.write_opt(batch, &options)
         });
-        match write.await {
+        let result = match write.await {
             Ok(result) => result.map_err(|e| std::io::Error::other(e.to_string())),
             Err(join) => Err(std::io::Error::other(join.to_string())),
+        };
+        let took = started.elapsed();
+        if took >= SLOW_SYNC {
+            // openraft waits for this write before it handles the next message, heartbeats
+            // included: a write this slow can cost the follower its leader.
+            tracing::warn!(?took, bytes, "slow synced log write");
         }
+        result
     }
 }
 

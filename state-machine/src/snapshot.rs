@@ -74,6 +74,14 @@ impl Frozen {
     pub fn archive_book(&self) -> impl Iterator<Item = (ArchiveKey, &BookEntry)> + '_ {
         self.0.retained.book.iter().map(|(k, e)| (*k, e))
     }
+
+    /// The archive's book alone, the rest of the frozen ledger let go. While a frozen ledger
+    /// is held, every job that `apply` changes is copied (the snapshot still shares it): a
+    /// snapshot build that keeps only the book once the ledger is written stops making
+    /// copies for the seconds it streams the archive's records.
+    pub fn into_archive_book(self) -> impl Iterator<Item = (ArchiveKey, BookEntry)> {
+        self.0.retained.book.into_iter()
+    }
 }
 
 impl State {

@@ -339,6 +339,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         // Encoding, hashing and syncing a large state take a while: not on the runtime.
         let snapshots = self.snapshots.clone();
         let archive = self.archive.clone();
+        let started = std::time::Instant::now();
         let newest = Newest {
             kept: self.kept.clone(),
             this: meta.last_log_id,
@@ -351,7 +352,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
                 frozen
                     .write_snapshot(&mut *out)
                     .map_err(|e| io_error(e.to_string()))?;
-                for (key, entry) in frozen.archive_book() {
+                for (key, entry) in frozen.into_archive_book() {
                     let record = archive
                         .get(key)?
                         .filter(|record| record_hash(record) == entry.hash)
@@ -378,6 +379,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         // What is offered is the file kept: this build's, or a newer one an install kept
         // meanwhile (then this build was dropped), so its meta is read from the file.
         let meta = read_meta(&mut file).map_err(write_err)?;
+        tracing::info!(took = ?started.elapsed(), snapshot = %meta.snapshot_id, "snapshot built");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
