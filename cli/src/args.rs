@@ -49,6 +49,10 @@ pub struct Global {
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, env = "ROTA_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A bearer token (`rota token create`, or the one `rota cluster init` printed). Better
+    /// given as ROTA_TOKEN than on the command line, where other users' `ps` can see it.
+    #[arg(long, global = true, env = "ROTA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +99,9 @@ pub enum Cmd {
     /// Certificates: the cluster's CA, node and client certificates (see docs/security.md).
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Bearer tokens: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// The load generator: runs jobs through a local 3-node cluster and reports throughput,
     /// latency, failover and any job lost or duplicated.
     Bench(BenchArgs),
@@ -301,6 +308,41 @@ pub enum RetentionCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Creates a token and prints its secret, once: the cluster keeps only its hash.
+    Create {
+        /// Unique name: what `list` shows, `revoke` takes and stamps record.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: orchestrator:read, orchestrator:write, orchestrator:lease,
+        /// orch:quota, orch:backfill, orch:admin; orchestrator:* (read, write, lease), * (all).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Binds the token to these tenants (comma-separated): it sees, enqueues and leases
+        /// only their jobs. Unset: every tenant.
+        #[arg(long, value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Lifetime (e.g. 30d, 12h), in log time. Unset: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+    /// Lists the cluster's tokens (never their secrets).
+    List,
+    /// Revokes a token: every node refuses it from the commit on.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum MaintenanceCmd {
     On {
         #[arg(long)]
@@ -407,5 +449,12 @@ pub enum CertCmd {
         files: CertFiles,
         /// The principal's name (letters, digits, '-', '_', '.', '@').
         name: String,
+        /// Scopes the certificate holds, comma-separated (as `rota token create --scopes`);
+        /// `*` for every scope, orch:admin included (the operator's certificate).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Binds the certificate to these tenants (comma-separated). Unset: every tenant.
+        #[arg(long, value_delimiter = ',')]
+        tenants: Vec<String>,
     },
 }

@@ -33,9 +33,22 @@ pub fn run(cmd: CertCmd) -> Result<()> {
                 hosts.join(", ")
             );
         }
-        CertCmd::CreateClient { files, name } => {
+        CertCmd::CreateClient {
+            files,
+            name,
+            scopes,
+            tenants,
+        } => {
             let authority = Authority::read(&files.certs_dir)?;
-            let issued = authority.client(&name, files.days.unwrap_or(LEAF_VALID_DAYS))?;
+            let scopes: Vec<_> = rota_state_machine::AuthScope::parse_all(&scopes)?
+                .into_iter()
+                .collect();
+            let issued = authority.client_with(
+                &name,
+                &scopes,
+                &tenants,
+                files.days.unwrap_or(LEAF_VALID_DAYS),
+            )?;
             let (cert, key) = write_pair(&files.certs_dir, client_files(&name), &issued)?;
             println!(
                 "wrote {} and {} for client {name:?}",

@@ -23,6 +23,20 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
                 .init_cluster(pb::InitClusterRequest { members })
                 .await?;
             out.cluster(&[status]);
+            // The cluster's one bootstrap token, like `nomad acl bootstrap`, asked for by
+            // whoever founded the cluster (an admin certificate). It waits for a leader.
+            match client
+                .bootstrap_token(pb::BootstrapTokenRequest {})
+                .await
+            {
+                Ok(token) => out.bootstrap_token(&token),
+                Err(e) if e.kind() == Some("auth_off") => {
+                    eprintln!("note: the cluster runs without TLS, so without auth: no bootstrap token")
+                }
+                Err(e) => eprintln!(
+                    "warning: no bootstrap token ({e}); with an admin client certificate of the CA, `rota token create` makes tokens"
+                ),
+            }
         }
         ClusterCmd::Status => out.cluster(&statuses(global).await?),
         ClusterCmd::Add { id, addr } => {
@@ -45,6 +59,7 @@ async fn statuses(global: &Global) -> Result<Vec<pb::ClusterStatusResponse>> {
         let one = Client::with_config(ClientConfig {
             retry_for: std::time::Duration::from_secs(2),
             tls: tls.clone(),
+            token: global.token.clone(),
             ..ClientConfig::new([endpoint.clone()])
         })?;
         match one

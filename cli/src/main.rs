@@ -11,6 +11,7 @@ mod govern;
 mod jobs;
 mod output;
 mod serve;
+mod token;
 
 use anyhow::Result;
 use args::{Cli, Cmd, Global};
@@ -106,6 +107,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Agent(args) => serve::agent(args).await,
         Cmd::Bench(args) => bench::bench(args, &global.endpoints, global.json).await,
         Cmd::Cert(cmd) => cert::run(cmd),
+        Cmd::Token(cmd) => token::run(cmd, &global, &client()?, &out).await,
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,
         Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
@@ -126,6 +128,7 @@ fn client(global: &Global) -> Result<Client> {
     Ok(Client::with_config(ClientConfig {
         retry_for: std::time::Duration::from_secs(global.wait_secs),
         tls: client_tls(global)?,
+        token: global.token.clone(),
         ..ClientConfig::new(global.endpoints.clone())
     })?)
 }

@@ -126,6 +126,80 @@ impl Output {
         }
     }
 
+    /// A new token's secret, which the cluster will never show again.
+    pub fn new_token(&self, token: &pb::CreateTokenResponse) {
+        self.show(
+            json!({"name": token.name, "secret": token.secret, "expires_ms": token.expires_ms}),
+            || {
+                format!(
+                    "token {:?} created{}. Its secret, shown this once (the cluster keeps only a hash):\n\n  {}\n\nUse it as ROTA_TOKEN={} (or --token), or `authorization: Bearer …` from any client.",
+                    token.name,
+                    token
+                        .expires_ms
+                        .map(|ms| format!(", expiring at log time {ms} ms"))
+                        .unwrap_or_default(),
+                    token.secret,
+                    token.secret,
+                )
+            },
+        );
+    }
+
+    /// The bootstrap token `rota cluster init` asked for.
+    pub fn bootstrap_token(&self, token: &pb::CreateTokenResponse) {
+        self.show(
+            json!({"bootstrap_token": token.secret}),
+            || {
+                format!(
+                    "\nBootstrap token (every scope; shown this once, never again):\n\n  {}\n\nWith auth on (a cluster with TLS), use it as ROTA_TOKEN to create the tokens people and workers need (`rota token create`), then revoke it.",
+                    token.secret
+                )
+            },
+        );
+    }
+
+    /// The cluster's tokens.
+    pub fn tokens(&self, list: &pb::ListTokensResponse) {
+        let tokens: Vec<Value> = list
+            .tokens
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "scopes": t.scopes,
+                    "tenants": t.tenants,
+                    "created_ms": t.created_ms,
+                    "expires_ms": t.expires_ms,
+                    "created_by": t.created_by,
+                    "expired": t.expired,
+                })
+            })
+            .collect();
+        self.show(json!({ "tokens": tokens }), || {
+            let mut table = table(&["name", "scopes", "tenants", "created by", "expires"]);
+            for t in &list.tokens {
+                let expires = match (t.expires_ms, t.expired) {
+                    (_, true) => "expired".to_owned(),
+                    (Some(ms), false) => format!("at {ms} ms"),
+                    (None, false) => "never".to_owned(),
+                };
+                let tenants = if t.tenants.is_empty() {
+                    "all".to_owned()
+                } else {
+                    t.tenants.join(",")
+                };
+                table.add_row(vec![
+                    t.name.clone(),
+                    t.scopes.join(","),
+                    tenants,
+                    t.created_by.clone(),
+                    expires,
+                ]);
+            }
+            table.to_string()
+        });
+    }
+
     /// Prints the outcome of a change that answers nothing but success.
     pub fn done(&self, message: &str) {
         self.show(json!({"ok": true, "message": message}), || {

@@ -46,7 +46,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         node.addr(),
     );
     if secure {
-        println!("rota agent {id}: peers: mutual TLS, node certificates of the cluster CA only; clients: TLS");
+        println!("rota agent {id}: peers: mutual TLS, node certificates of the cluster CA only; clients: TLS, and a bearer token or a client certificate of the CA on every call");
     } else {
         let warning = format!(
             "rota agent {id}: INSECURE (--insecure): no TLS; anyone who reaches {} or {peer} is a peer and an administrator",

@@ -245,6 +245,58 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert!(!read_only.status.success());
     assert!(String::from_utf8_lossy(&read_only.stderr).contains("is archived"));
 
+    // Tokens: made (the secret printed once), listed without it, revoked. A dev node runs
+    // without TLS, so without auth: it makes no bootstrap token.
+    let made = json(
+        &endpoint,
+        &[
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--scopes",
+            "orchestrator:*",
+            "--tenants",
+            "acme",
+            "--ttl",
+            "1h",
+            "--reason",
+            "the test",
+        ],
+    );
+    let secret = made["secret"].as_str().expect("a secret").to_owned();
+    assert!(
+        secret.starts_with("rota_") && secret.len() == 69,
+        "{secret}"
+    );
+    let tokens = json(&endpoint, &["token", "list"]);
+    assert_eq!(tokens["tokens"][0]["name"], "ci");
+    assert_eq!(tokens["tokens"][0]["tenants"][0], "acme");
+    assert!(
+        !tokens.to_string().contains(&secret),
+        "the list shows a secret"
+    );
+    let twice = rota(
+        &endpoint,
+        &[
+            "token", "create", "--name", "ci", "--scopes", "*", "--reason", "again",
+        ],
+    );
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already exists"));
+    ok(&endpoint, &["token", "revoke", "ci", "--reason", "done"]);
+    assert_eq!(
+        json(&endpoint, &["token", "list"])["tokens"],
+        serde_json::json!([])
+    );
+    let bad_scope = rota(
+        &endpoint,
+        &[
+            "token", "create", "--name", "x", "--scopes", "orch:all", "--reason", "r",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("unknown scope"));
+
     // SIGTERM stops the node gracefully.
     let killed = Command::new("kill")
         .args(["-TERM", &dev.id().to_string()])

@@ -3,8 +3,11 @@
 //!     rota dev &                                   # a one-node cluster on 127.0.0.1:7070
 //!     rota job submit --tenant acme --type email --payload "hello"
 //!     cargo run -p rota-client --example worker   # ROTA_ENDPOINTS=a:1,b:2 for a cluster
+//!
+//! Against a cluster with TLS: ROTA_TLS_CA=certs/ca.crt and ROTA_TOKEN=rota_… (a token with
+//! orchestrator:lease), or ROTA_TLS_CERT and ROTA_TLS_KEY for a client certificate.
 
-use rota_client::{Client, Outcome, Worker, WorkerConfig};
+use rota_client::{Client, ClientConfig, Outcome, Worker, WorkerConfig};
 use std::time::Duration;
 
 #[tokio::main]
@@ -12,8 +15,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    let endpoints = std::env::var("ROTA_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:7070".to_owned());
-    let client = Client::connect(endpoints.split(','))?;
+    let config = ClientConfig::from_env()?;
+    let endpoints = config.endpoints.join(",");
+    let client = Client::with_config(config)?;
     let config = WorkerConfig {
         concurrency: 4,
         ..WorkerConfig::new(format!("example-worker-{}", std::process::id()))

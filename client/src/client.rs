@@ -16,7 +16,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Response, Status};
 
 /// The longest wait between two tries of one call.
@@ -48,6 +49,9 @@ pub struct ClientConfig {
     /// Prefix of this client's session ids; `None` derives one from the process and time.
     /// Give a fixed one only where runs must repeat exactly (simulations).
     pub session_prefix: Option<String>,
+    /// A bearer token (`rota_…`), sent on every call as `authorization: Bearer`. A
+    /// cluster with auth on needs it or a client certificate in `tls`.
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -60,6 +64,8 @@ impl std::fmt::Debug for ClientConfig {
             .field("dial", &self.dial.as_ref().map(|_| "custom"))
             .field("tls", &self.tls.is_some())
             .field("session_prefix", &self.session_prefix)
+            // Never the secret itself.
+            .field("token", &self.token.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -75,7 +81,60 @@ impl ClientConfig {
             dial: None,
             tls: None,
             session_prefix: None,
+            token: None,
         }
+    }
+
+    /// Settings from the environment, as the `rota` CLI reads them: `ROTA_ENDPOINTS`
+    /// (comma-separated; default `127.0.0.1:7070`), `ROTA_TOKEN`, and for TLS `ROTA_TLS_CA`
+    /// with, for a client certificate, `ROTA_TLS_CERT` and `ROTA_TLS_KEY`.
+    pub fn from_env() -> Result<Self, ClientError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let endpoints = var("ROTA_ENDPOINTS").unwrap_or_else(|| "127.0.0.1:7070".to_owned());
+        let mut config = Self::new(
+            endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned),
+        );
+        config.token = var("ROTA_TOKEN");
+        let read = |name: &str, path: &str| {
+            std::fs::read(path).map_err(|e| ClientError::Config(format!("{name}={path}: {e}")))
+        };
+        match (
+            var("ROTA_TLS_CA"),
+            var("ROTA_TLS_CERT"),
+            var("ROTA_TLS_KEY"),
+        ) {
+            (None, None, None) => {}
+            (Some(ca), cert, key) => {
+                let mut tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(read("ROTA_TLS_CA", &ca)?));
+                match (cert, key) {
+                    (Some(cert), Some(key)) => {
+                        tls = tls.identity(Identity::from_pem(
+                            read("ROTA_TLS_CERT", &cert)?,
+                            read("ROTA_TLS_KEY", &key)?,
+                        ));
+                    }
+                    (None, None) => {}
+                    _ => {
+                        return Err(ClientError::Config(
+                            "ROTA_TLS_CERT and ROTA_TLS_KEY go together".to_owned(),
+                        ))
+                    }
+                }
+                config.tls = Some(tls);
+            }
+            (None, _, _) => {
+                return Err(ClientError::Config(
+                    "a client certificate (ROTA_TLS_CERT) needs ROTA_TLS_CA, the CA to trust"
+                        .to_owned(),
+                ))
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -94,6 +153,8 @@ struct Inner {
     lanes: Mutex<Vec<Lane>>,
     lane_prefix: String,
     next_lane: AtomicU64,
+    /// `Bearer <token>`, ready to attach to each call.
+    bearer: Option<MetadataValue<Ascii>>,
 }
 
 /// A handle on the cluster; cheap to clone, and clones share connections and sessions.
@@ -163,6 +224,21 @@ impl Client {
             endpoints.push((addr.clone(), channel));
         }
         let lane_prefix = config.session_prefix.clone().unwrap_or_else(lane_prefix);
+        let bearer = match &config.token {
+            Some(token) => {
+                let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.trim())
+                    .parse()
+                    .map_err(|_| {
+                        ClientError::Config(
+                            "the token is not printable ASCII (a rota token is rota_ and 64 hex digits)"
+                                .to_owned(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoints,
@@ -171,8 +247,20 @@ impl Client {
                 lanes: Mutex::new(Vec::new()),
                 lane_prefix,
                 next_lane: AtomicU64::new(0),
+                bearer,
             }),
         })
+    }
+
+    /// `message` as a request with this client's credentials attached.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(bearer) = &self.inner.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        request
     }
 
     /// The endpoint calls go to now.
@@ -316,6 +404,7 @@ macro_rules! write_rpc {
             self.write(|session, channel| {
                 let mut request = request.clone();
                 request.session = Some(session);
+                let request = self.request(request);
                 async move { $stub(channel).$name(request).await }
             })
             .await
@@ -329,7 +418,7 @@ macro_rules! read_rpc {
         $(#[$doc])*
         pub async fn $name(&self, request: $request) -> Result<$response, ClientError> {
             self.call(|channel| {
-                let request = request.clone();
+                let request = self.request(request.clone());
                 async move { $stub(channel).$name(request).await }
             })
             .await
@@ -441,5 +530,22 @@ impl Client {
     read_rpc!(
         /// Removes a voter.
         remove_node, admin_service, RemoveNodeRequest, ClusterStatusResponse
+    );
+    read_rpc!(
+        /// Creates a bearer token and returns its secret, once. Not retried under a session:
+        /// a retry after a lost answer is refused as `token_exists`.
+        create_token, admin_service, CreateTokenRequest, CreateTokenResponse
+    );
+    read_rpc!(
+        /// The cluster's tokens, without their secrets.
+        list_tokens, admin_service, ListTokensRequest, ListTokensResponse
+    );
+    read_rpc!(
+        /// Revokes a token on every node from its commit on.
+        revoke_token, admin_service, RevokeTokenRequest, AdminResponse
+    );
+    read_rpc!(
+        /// Creates the cluster's one bootstrap token (every scope) and returns its secret.
+        bootstrap_token, admin_service, BootstrapTokenRequest, CreateTokenResponse
     );
 }

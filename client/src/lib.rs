@@ -13,6 +13,9 @@ mod worker;
 pub mod proto {
     #![allow(clippy::large_enum_variant, missing_docs)]
     tonic::include_proto!("rota.v1");
+
+    /// The encoded `FileDescriptorSet` of `proto/rota/v1/*.proto`: every service and method.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rota_v1.bin"));
 }
 
 pub use client::{

@@ -4,6 +4,7 @@
 //! (`peer_listen` unset: simulations, tests) the client port carries the Raft transport too.
 
 use crate::api::{Admin, Api, ApiSettings, Jobs, Workers};
+use crate::auth::{Gate, Guarded, Port};
 use crate::clock::{system_clock, Clock, LogClock};
 use crate::commit::{CommitSettings, Committer};
 use crate::convert::Limits;
@@ -242,12 +243,15 @@ impl RunningNode {
         let mut servers = Vec::new();
         let carries_raft = peer_listener.is_none();
         let secure = settings.tls.is_some();
-        let client = client_port(client_server, &raft, api.clone(), carries_raft).await;
+        // Auth comes with TLS: without it a token would cross the network in the clear,
+        // and the peer port could not tell a node forwarding a call from anyone else.
+        let gate = Gate::new(secure, clock.clone(), raft.clone());
+        let client = client_port(client_server, &raft, api.clone(), &gate, carries_raft).await;
         servers.push(tokio::spawn(
             client.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
         ));
         if let (Some(listener), Some(peer_server)) = (peer_listener, peer_server) {
-            let peer = peer_port(peer_server, &raft, api, secure);
+            let peer = peer_port(peer_server, &raft, api, &gate, secure);
             servers.push(tokio::spawn(peer.serve_with_incoming_shutdown(
                 rota_raft::nodelay_incoming(listener),
                 stopped(stop_rx),
@@ -380,24 +384,37 @@ async fn report_stopped_raft(
     }
 }
 
-/// The public services, with their message limits.
-fn public_services(
-    api: &Arc<Api>,
-) -> (
-    JobServiceServer<Jobs>,
-    WorkerServiceServer<Workers>,
-    AdminServiceServer<Admin>,
-) {
+/// The three public services, each behind a guard.
+type PublicServices = (
+    Guarded<JobServiceServer<Jobs>>,
+    Guarded<WorkerServiceServer<Workers>>,
+    Guarded<AdminServiceServer<Admin>>,
+);
+
+/// The public services, with their message limits, each behind the gate for `port`.
+fn public_services(api: &Arc<Api>, gate: &Arc<Gate>, port: Port) -> PublicServices {
     (
-        JobServiceServer::new(Jobs(api.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        WorkerServiceServer::new(Workers(api.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        AdminServiceServer::new(Admin(api.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        Guarded::new(
+            JobServiceServer::new(Jobs(api.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            gate.clone(),
+            port,
+        ),
+        Guarded::new(
+            WorkerServiceServer::new(Workers(api.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            gate.clone(),
+            port,
+        ),
+        Guarded::new(
+            AdminServiceServer::new(Admin(api.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            gate.clone(),
+            port,
+        ),
     )
 }
 
@@ -448,6 +465,7 @@ async fn client_port(
     mut server: Server,
     raft: &RaftNode,
     api: Arc<Api>,
+    gate: &Arc<Gate>,
     carries_raft: bool,
 ) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -455,7 +473,7 @@ async fn client_port(
     health.set_serving::<WorkerServiceServer<Workers>>().await;
     health.set_serving::<AdminServiceServer<Admin>>().await;
     tokio::spawn(report_stopped_raft(raft.metrics(), health));
-    let (jobs, workers, admin) = public_services(&api);
+    let (jobs, workers, admin) = public_services(&api, gate, Port::Client);
     let transport = carries_raft.then(|| raft.transport());
     server
         .add_service(health_service)
@@ -467,9 +485,15 @@ async fn client_port(
 
 /// What the peer port serves, to nodes only: the Raft transport, and the public services
 /// for the calls a follower forwards to its leader.
-fn peer_port(mut server: Server, raft: &RaftNode, api: Arc<Api>, secure: bool) -> Router {
+fn peer_port(
+    mut server: Server,
+    raft: &RaftNode,
+    api: Arc<Api>,
+    gate: &Arc<Gate>,
+    secure: bool,
+) -> Router {
     let check = nodes_only(secure, raft.metrics());
-    let (jobs, workers, admin) = public_services(&api);
+    let (jobs, workers, admin) = public_services(&api, gate, Port::Peer);
     server
         .add_service(InterceptedService::new(raft.transport(), check.clone()))
         .add_service(InterceptedService::new(jobs, check.clone()))

@@ -68,6 +68,10 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
         E::StaleRequest { .. } => (Code::FailedPrecondition, "stale_request"),
         E::BreakerNotOpen(_) => (Code::FailedPrecondition, "breaker_not_open"),
         E::Archived(_) => (Code::FailedPrecondition, "archived"),
+        E::AlreadyBootstrapped => (Code::FailedPrecondition, "already_bootstrapped"),
+        E::TokenExists(_) => (Code::AlreadyExists, "token_exists"),
+        E::TokenNotFound(_) => (Code::NotFound, "token_not_found"),
+        E::TooManyTokens(_) => (Code::ResourceExhausted, "too_many_tokens"),
     }
 }
 
@@ -188,4 +192,20 @@ pub fn unexpected(reply: &impl std::fmt::Debug) -> Status {
         "internal",
         format!("unexpected reply from the scheduler: {reply:?}"),
     )
+}
+
+/// A call without credentials this cluster accepts. Never names the secret presented.
+pub fn unauthenticated(message: impl Into<String>) -> Status {
+    with_kind(Code::Unauthenticated, "unauthenticated", message)
+}
+
+/// A principal that lacks the scope a call needs.
+pub fn missing_scope(message: impl Into<String>) -> Status {
+    with_kind(Code::PermissionDenied, "missing_scope", message)
+}
+
+/// A principal bound to tenants reaching for another tenant's work, or for what is
+/// cluster-wide.
+pub fn other_tenant(message: impl Into<String>) -> Status {
+    with_kind(Code::PermissionDenied, "tenant_denied", message)
 }

@@ -14,9 +14,8 @@ fn der(pem: &str) -> Vec<u8> {
     pem.contents
 }
 
-fn hosts() -> Vec<String> {
-    vec!["127.0.0.1".to_owned(), "localhost".to_owned()]
-}
+mod common;
+use common::secure::{hosts, node_tls};
 
 #[test]
 fn certificates_name_their_node_or_client_and_bad_names_are_refused() {
@@ -58,6 +57,42 @@ fn certificates_name_their_node_or_client_and_bad_names_are_refused() {
     assert!(!format!("{node:?}").contains("PRIVATE KEY"));
 }
 
+#[test]
+fn a_client_certificate_carries_its_scopes_and_tenants() {
+    use rota_node::auth::certificate_grants;
+    use rota_state_machine::{AuthScope, TenantId};
+    let (ca, _) = Authority::create("test CA", 30).unwrap();
+    let scopes = [AuthScope::Read, AuthScope::Lease];
+    let bound = ca
+        .client_with(
+            "acme-ci",
+            &scopes,
+            &["acme".to_owned(), "initech".to_owned()],
+            30,
+        )
+        .unwrap();
+    let (held, tenants) = certificate_grants(&der(&bound.cert_pem)).unwrap();
+    assert_eq!(held, scopes.into());
+    assert_eq!(
+        tenants,
+        Some([TenantId("acme".to_owned()), TenantId("initech".to_owned())].into())
+    );
+    // Without scopes named, a certificate may do nothing; without tenants, it is unbound.
+    let bare = ca.client("old", 30).unwrap();
+    assert_eq!(
+        certificate_grants(&der(&bare.cert_pem)).unwrap(),
+        (Default::default(), None)
+    );
+    let admin = ca.client_with("ops", &AuthScope::ALL, &[], 30).unwrap();
+    assert_eq!(
+        certificate_grants(&der(&admin.cert_pem)).unwrap().0.len(),
+        6
+    );
+    assert!(ca
+        .client_with("x", &scopes, &["a b".to_owned()], 30)
+        .is_err());
+}
+
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -84,19 +119,6 @@ fn files_are_owner_only_and_never_overwritten() {
     let node = ca.node(1, &hosts(), 30).unwrap();
     let (cert, key) = write_pair(dir.path(), node_files(1), &node).unwrap();
     assert_eq!((mode(&cert), mode(&key)), (0o600, 0o600));
-}
-
-/// Writes a CA and node `id`'s files into `dir` (the CA read back from its files, as
-/// `rota cert create-node` does), returning the node's TLS settings.
-fn node_tls(dir: &Path, id: u64) -> NodeTls {
-    if !dir.join(CA_CERT).exists() {
-        let (_, ca) = Authority::create("test CA", 30).unwrap();
-        write_pair(dir, (CA_CERT.to_owned(), CA_KEY.to_owned()), &ca).unwrap();
-    }
-    let ca = Authority::read(dir).unwrap();
-    let node = ca.node(id, &hosts(), 30).unwrap();
-    let (cert, key) = write_pair(dir, node_files(id), &node).unwrap();
-    NodeTls::read(&dir.join(CA_CERT), &cert, &key).unwrap()
 }
 
 #[test]
@@ -184,48 +206,19 @@ mod cluster {
     //! Three nodes with peer ports and mutual TLS: calls forwarded between them work, and
     //! nothing without a member's certificate reaches Raft.
 
-    use super::{hosts, node_tls};
+    use super::common::secure::{ca, hosts, node_tls, pair, Credential, SecureCluster};
     use openraft::raft::{AppendEntriesRequest, VoteRequest};
     use openraft::{CommittedLeaderId, LogId, Vote};
     use rota_client::proto as pb;
-    use rota_client::tls::{Certificate, ClientTlsConfig, Identity};
-    use rota_client::{Client, ClientConfig};
-    use rota_node::tls::issue::{client_files, node_files, write_pair, CA_CERT};
+    use rota_client::tls::ClientTlsConfig;
+    use rota_node::tls::issue::{client_files, node_files, write_pair};
     use rota_node::tls::Authority;
-    use rota_node::{NodeSettings, RunningNode};
+    use rota_node::RunningNode;
     use rota_raft::proto::raft_transport_client::RaftTransportClient;
     use rota_raft::proto::RaftMessage;
     use rota_raft::{NodeId, TypeConfig};
-    use std::path::Path;
     use std::time::Duration;
     use tonic::transport::Endpoint;
-
-    async fn start(id: NodeId, data: &Path, certs: &Path) -> RunningNode {
-        let mut settings = NodeSettings::new(
-            id,
-            "127.0.0.1:0".parse().unwrap(),
-            data.join(format!("node{id}")),
-        );
-        settings.peer_listen = Some("127.0.0.1:0".parse().unwrap());
-        settings.tls = Some(node_tls(certs, id));
-        // No idle ticks: the log moves only when the test writes. Elections slow enough
-        // that a busy test machine does not call one while the test compares terms.
-        settings.tick_interval = Duration::from_secs(3600);
-        settings.raft.election_timeout_min = 1000;
-        settings.raft.election_timeout_max = 2000;
-        RunningNode::start(settings).await.unwrap()
-    }
-
-    fn ca(certs: &Path) -> Certificate {
-        Certificate::from_pem(std::fs::read(certs.join(CA_CERT)).unwrap())
-    }
-
-    fn pair(certs: &Path, (cert, key): (String, String)) -> Identity {
-        Identity::from_pem(
-            std::fs::read(certs.join(cert)).unwrap(),
-            std::fs::read(certs.join(key)).unwrap(),
-        )
-    }
 
     /// Sends a forged AppendEntries (in node `leader`'s name, at a term far ahead) and a
     /// forged Vote (for `leader`) to the peer port at `addr`, as `tls` dials.
@@ -269,55 +262,18 @@ mod cluster {
     /// Each node's term and last log index, once all three agree on the log and have
     /// applied it.
     async fn settled(nodes: &[RunningNode]) -> Vec<(u64, Option<u64>)> {
-        for _ in 0..500 {
-            let views: Vec<_> = nodes
-                .iter()
-                .map(|n| n.raft().metrics().borrow().clone())
-                .collect();
-            let log = views[0].last_log_index;
-            if views
-                .iter()
-                .all(|m| m.last_log_index == log && m.last_applied.map(|id| id.index) == log)
-            {
-                return views
-                    .iter()
-                    .map(|m| (m.current_term, m.last_log_index))
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the three nodes did not settle on one log within 10 s");
+        super::common::secure::settled(nodes)
+            .await
+            .iter()
+            .map(|m| (m.current_term, m.last_log_index))
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_a_members_certificate_reaches_raft_and_forwarding_goes_over_tls() {
-        let data = tempfile::tempdir().unwrap();
-        let certs = tempfile::tempdir().unwrap();
-        let certs = certs.path();
-        let mut nodes = Vec::new();
-        for id in 1..=3 {
-            nodes.push(start(id, data.path(), certs).await);
-        }
-        let client_tls = ClientTlsConfig::new().ca_certificate(ca(certs));
-        let client_of = |node: &RunningNode| {
-            Client::with_config(ClientConfig {
-                tls: Some(client_tls.clone()),
-                ..ClientConfig::new([node.addr().to_string()])
-            })
-            .unwrap()
-        };
-        let members = nodes
-            .iter()
-            .map(|node| pb::Member {
-                id: node.raft().id(),
-                addr: node.peer_addr().unwrap().to_string(),
-                voter: true,
-            })
-            .collect();
-        client_of(&nodes[0])
-            .init_cluster(pb::InitClusterRequest { members })
-            .await
-            .unwrap();
+        let cluster = SecureCluster::start().await;
+        let certs = cluster.certs.path();
+        let nodes = &cluster.nodes;
         let leader = nodes[0]
             .raft()
             .wait_for_leader(Duration::from_secs(10))
@@ -326,8 +282,9 @@ mod cluster {
 
         // A write sent to each node, leader or not, lands: followers forward it to the
         // leader's peer port with their own certificate.
-        for node in &nodes {
-            client_of(node)
+        for i in 0..nodes.len() {
+            cluster
+                .client(i, Credential::Certificate("ops"))
                 .enqueue(pb::EnqueueRequest {
                     session: None,
                     spec: Some(pb::JobSpec {
@@ -340,7 +297,7 @@ mod cluster {
                 .await
                 .unwrap();
         }
-        let before = settled(&nodes).await;
+        let before = settled(nodes).await;
         // The client port carries no Raft: its port is for clients alone.
         let mut on_client_port = RaftTransportClient::new(
             Endpoint::from_shared(format!("https://{}", nodes[0].addr()))
@@ -410,7 +367,7 @@ mod cluster {
             ),
         ];
         for (who, tls, claimed, code) in callers {
-            for node in &nodes {
+            for node in nodes {
                 let addr = node.peer_addr().unwrap().to_string();
                 for refusal in forge(addr, tls.clone(), claimed).await {
                     if let Some(code) = code {
@@ -419,15 +376,13 @@ mod cluster {
                 }
             }
         }
-        let after = settled(&nodes).await;
+        let after = settled(nodes).await;
         assert_eq!(before, after, "a stranger moved a term or a log");
-        for node in &nodes {
+        for node in nodes {
             let metrics = node.raft().metrics().borrow().clone();
             assert_eq!(metrics.current_leader, Some(leader));
             assert!(metrics.running_state.is_ok());
         }
-        for node in nodes {
-            node.shutdown().await.unwrap();
-        }
+        cluster.stop().await;
     }
 }

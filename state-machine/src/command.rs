@@ -211,6 +211,36 @@ pub enum Command {
         /// Who changes them and why.
         stamp: Stamp,
     },
+    /// Adds a bearer token (its secret's hash only). New variants go last: the log numbers
+    /// them.
+    CreateToken {
+        /// The token.
+        spec: crate::access::TokenSpec,
+        /// The cluster's one bootstrap token: refused if one was ever created.
+        bootstrap: bool,
+        /// Who creates it and why.
+        stamp: Stamp,
+    },
+    /// Removes a token; from this entry on it is refused.
+    RevokeToken {
+        /// The token's name.
+        name: String,
+        /// Who revokes it and why.
+        stamp: Stamp,
+    },
+    /// A lease for a principal bound to tenants: as `Lease`, granting only their jobs.
+    LeaseWithin {
+        /// Who takes the jobs.
+        worker: WorkerId,
+        /// The job types the worker can run.
+        job_types: Vec<JobType>,
+        /// Most jobs to grant.
+        max: u32,
+        /// Overrides each job's own lease TTL.
+        ttl_ms: Option<u64>,
+        /// The only tenants whose jobs may be granted; at least one.
+        tenants: std::collections::BTreeSet<TenantId>,
+    },
 }
 
 /// One completion of a `CompleteBatch`.

@@ -121,6 +121,22 @@ pub enum SchedulerError {
         "{0} is archived (finished and past its retention window): it can be read, not changed"
     )]
     Archived(JobId),
+
+    /// The cluster's bootstrap token was created before: there is only ever one.
+    #[error("the cluster's bootstrap token was already created; ask an admin for a token")]
+    AlreadyBootstrapped,
+
+    /// A token of this name exists.
+    #[error("a token named {0:?} already exists")]
+    TokenExists(String),
+
+    /// No token has this name.
+    #[error("no token is named {0:?}")]
+    TokenNotFound(String),
+
+    /// The cluster holds as many tokens as it may.
+    #[error("the cluster holds {0} tokens, its most; revoke some first")]
+    TooManyTokens(usize),
 }
 
 impl SchedulerError {

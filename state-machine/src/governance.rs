@@ -329,6 +329,22 @@ pub enum GovernanceChange {
         /// The windows now in force.
         retention: crate::retention::Retention,
     },
+    /// A bearer token was created (its secret is nowhere in the state).
+    TokenCreated {
+        /// Its name.
+        name: String,
+        /// Its scopes, by name.
+        scopes: Vec<String>,
+        /// The tenants it is bound to; empty: every tenant.
+        tenants: Vec<crate::ids::TenantId>,
+        /// When it stops being accepted, in log time.
+        expires_ms: Option<u64>,
+    },
+    /// A bearer token was revoked.
+    TokenRevoked {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// One entry in the cluster-wide governance history.

@@ -39,6 +39,32 @@ impl State {
         ttl_ms: Option<u64>,
         at: At,
     ) -> Response {
+        self.lease_from(worker, job_types, max, ttl_ms, None, at)
+    }
+
+    /// As `lease`, granting only jobs of `tenants` (a principal bound to them).
+    pub(crate) fn lease_within(
+        &mut self,
+        worker: WorkerId,
+        job_types: Vec<JobType>,
+        max: u32,
+        ttl_ms: Option<u64>,
+        tenants: BTreeSet<TenantId>,
+        at: At,
+    ) -> Response {
+        check_lease_tenants(&tenants)?;
+        self.lease_from(worker, job_types, max, ttl_ms, Some(&tenants), at)
+    }
+
+    fn lease_from(
+        &mut self,
+        worker: WorkerId,
+        job_types: Vec<JobType>,
+        max: u32,
+        ttl_ms: Option<u64>,
+        tenants: Option<&BTreeSet<TenantId>>,
+        at: At,
+    ) -> Response {
         check_lease(&worker, &job_types, max, ttl_ms)?;
         if self.ledger.maintenance.is_some() {
             return Ok(Reply::Leased {
@@ -47,18 +73,19 @@ impl State {
             });
         }
         let types: BTreeSet<JobType> = job_types.into_iter().collect();
-        let grants = self.pick(&worker, &types, max as usize, ttl_ms, at);
+        let grants = self.pick(&worker, &types, tenants, max as usize, ttl_ms, at);
         Ok(Reply::Leased { grants, held: None })
     }
 
     /// Round-robin over tenants with ready work, starting after the tenant served last:
     /// one job per tenant per round, the tenant's best job (priority, then eligible time,
     /// then id) among the types the worker takes and its quotas allow. A full round with
-    /// no grant ends the pick.
+    /// no grant ends the pick. With `tenants`, other tenants' jobs are passed over.
     fn pick(
         &mut self,
         worker: &WorkerId,
         types: &BTreeSet<JobType>,
+        tenants: Option<&BTreeSet<TenantId>>,
         max: usize,
         ttl_ms: Option<u64>,
         at: At,
@@ -71,7 +98,11 @@ impl State {
             let Some(tenant) = self.next_tenant(cursor.as_ref()) else {
                 break;
             };
-            match self.best_candidate(&tenant, types, at.now_ms) {
+            let allowed = tenants.is_none_or(|only| only.contains(&tenant));
+            match allowed
+                .then(|| self.best_candidate(&tenant, types, at.now_ms))
+                .flatten()
+            {
                 Some((job_type, key)) => {
                     let bytes = self
                         .ledger
@@ -482,6 +513,23 @@ fn clip(mut error: String) -> String {
         error.truncate(end);
     }
     error
+}
+
+/// The tenants a bound lease names: at least one, at most a token's worth, none empty.
+pub(crate) fn check_lease_tenants(tenants: &BTreeSet<TenantId>) -> Result<(), SchedulerError> {
+    if tenants.is_empty() || tenants.len() > crate::access::MAX_TOKEN_TENANTS {
+        return Err(SchedulerError::invalid(
+            "tenants",
+            format!(
+                "a bound lease names between 1 and {} tenants",
+                crate::access::MAX_TOKEN_TENANTS
+            ),
+        ));
+    }
+    for tenant in tenants {
+        check_name("tenants", &tenant.0)?;
+    }
+    Ok(())
 }
 
 /// What makes a `Lease` request invalid, before any job is looked at.

@@ -56,6 +56,9 @@ pub(crate) struct Ledger {
     /// (so a snapshot written before retention existed still reads), not inside it.
     #[serde(skip)]
     pub retained: Retained,
+    /// Tokens. Encoded after `retained` in a snapshot (version 3), for the same reason.
+    #[serde(skip)]
+    pub access: crate::access::Access,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -96,6 +99,8 @@ pub(crate) struct Indexes {
     pub archive_expiry: BTreeSet<(u64, ArchiveKey)>,
     /// Idempotency keys of archived jobs, which still deduplicate.
     pub archived_keys: BTreeMap<(TenantId, String), JobId>,
+    /// Token names by the SHA-256 of their secrets: how a presented token is found.
+    pub token_by_hash: BTreeMap<[u8; 32], String>,
 }
 
 /// Files `id` under `name`, cloning the name only the first time it is seen.
@@ -136,6 +141,9 @@ impl Indexes {
         }
         for (key, entry) in &ledger.retained.book {
             idx.add_archived(*key, entry);
+        }
+        for (name, token) in &ledger.access.tokens {
+            idx.token_by_hash.insert(token.hash, name.clone());
         }
         idx
     }
@@ -402,6 +410,19 @@ impl State {
             }
             Command::DeleteSchedule { id, stamp } => self.delete_schedule(id, stamp, at),
             Command::SetRetention { change, stamp } => self.set_retention(change, stamp, at),
+            Command::CreateToken {
+                spec,
+                bootstrap,
+                stamp,
+            } => self.create_token(spec, bootstrap, stamp, at),
+            Command::RevokeToken { name, stamp } => self.revoke_token(name, stamp, at),
+            Command::LeaseWithin {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+                tenants,
+            } => self.lease_within(worker, job_types, max, ttl_ms, tenants, at),
         }
     }
 

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod archive;
 mod batch;
 mod command;
@@ -27,6 +28,7 @@ mod snapshot;
 mod submit;
 mod validate;
 
+pub use access::{AuthScope, Token, TokenSpec, MAX_TOKENS, MAX_TOKEN_NAME_LEN, MAX_TOKEN_TENANTS};
 pub use archive::{
     record_hash, ArchiveKey, ArchiveKind, ArchiveOp, ArchiveStats, Archived, ArchivedItem,
     BookEntry, MAX_RETIRED_PER_COMMAND, SWEEP_EVERY_MS,

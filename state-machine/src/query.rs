@@ -135,6 +135,7 @@ impl State {
         job_types: &[JobType],
         max: u32,
         ttl_ms: Option<u64>,
+        tenants: Option<&BTreeSet<TenantId>>,
         now_ms: u64,
     ) -> bool {
         if crate::leasing::check_lease(worker, job_types, max, ttl_ms).is_err()
@@ -143,11 +144,15 @@ impl State {
         {
             return true;
         }
-        self.idx.ready.values().any(|by_type| {
-            job_types
-                .iter()
-                .any(|t| by_type.get(t).is_some_and(|set| !set.is_empty()))
-        })
+        self.idx
+            .ready
+            .iter()
+            .filter(|(tenant, _)| tenants.is_none_or(|only| only.contains(*tenant)))
+            .any(|(_, by_type)| {
+                job_types
+                    .iter()
+                    .any(|t| by_type.get(t).is_some_and(|set| !set.is_empty()))
+            })
     }
 
     /// Number of jobs in the ledger, terminal ones included.

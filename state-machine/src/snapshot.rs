@@ -1,13 +1,15 @@
 //! Snapshots as compact binary (postcard), restore, and the state digest replicas compare.
 
+use crate::access::Access;
 use crate::archive::{ArchiveKey, BookEntry, Retained};
 use crate::ledger::{Indexes, Ledger, State};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// The snapshot format's version, its first byte. Version 2 adds the retention windows
-/// and the archive's book after the ledger; version 1 (no retention yet) still reads.
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// and the archive's book after the ledger, version 3 the tokens after those; versions 1
+/// and 2 still read (with no tokens, and version 1 with no retention either).
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
@@ -28,7 +30,7 @@ pub enum SnapshotError {
 
 fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
     Ok(postcard::to_extend(
-        &(SNAPSHOT_VERSION, ledger, &ledger.retained),
+        &(SNAPSHOT_VERSION, ledger, &ledger.retained, &ledger.access),
         Vec::new(),
     )?)
 }
@@ -36,7 +38,7 @@ fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
 fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError> {
     // A u8 is one raw byte in postcard, so this starts with the version byte.
     Ok(postcard::to_io(
-        &(SNAPSHOT_VERSION, ledger, &ledger.retained),
+        &(SNAPSHOT_VERSION, ledger, &ledger.retained, &ledger.access),
         out,
     )?)
 }
@@ -115,10 +117,17 @@ impl State {
         let (&version, body) = bytes.split_first().ok_or(SnapshotError::Empty)?;
         let (ledger, rest) = match version {
             1 => postcard::take_from_bytes::<Ledger>(body)?,
-            SNAPSHOT_VERSION => {
+            2 => {
                 let ((mut ledger, retained), rest) =
                     postcard::take_from_bytes::<(Ledger, Retained)>(body)?;
                 ledger.retained = retained;
+                (ledger, rest)
+            }
+            SNAPSHOT_VERSION => {
+                let ((mut ledger, retained, access), rest) =
+                    postcard::take_from_bytes::<(Ledger, Retained, Access)>(body)?;
+                ledger.retained = retained;
+                ledger.access = access;
                 (ledger, rest)
             }
             _ => return Err(SnapshotError::UnsupportedVersion(version)),

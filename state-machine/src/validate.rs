@@ -8,7 +8,7 @@
 use crate::batch::check_len;
 use crate::command::{Command, CompleteItem, Completion};
 use crate::error::SchedulerError;
-use crate::leasing::{check_lease, check_outputs};
+use crate::leasing::{check_lease, check_lease_tenants, check_outputs};
 use crate::operate::{check_breaker, check_rate, check_scope};
 use crate::retention::check_retention;
 use crate::submit::{check_name, check_plan, check_spec, check_stamp, check_text};
@@ -96,6 +96,57 @@ impl Command {
                 check_stamp(stamp)?;
                 check_retention(change)
             }
+            Command::CreateToken { spec, stamp, .. } => {
+                check_stamp(stamp)?;
+                spec.check()
+            }
+            Command::RevokeToken { name, stamp } => {
+                check_stamp(stamp)?;
+                crate::access::check_token_name(name)
+            }
+            Command::LeaseWithin {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+                tenants,
+            } => {
+                check_lease(worker, job_types, *max, *ttl_ms)?;
+                check_lease_tenants(tenants)
+            }
+        }
+    }
+}
+
+impl Command {
+    /// The command's stamp (who and why), if it carries one: a node puts the
+    /// authenticated principal in it.
+    pub fn stamp_mut(&mut self) -> Option<&mut crate::governance::Stamp> {
+        match self {
+            Command::Cancel { stamp, .. }
+            | Command::Replay { stamp, .. }
+            | Command::SetQuota { stamp, .. }
+            | Command::Throttle { stamp, .. }
+            | Command::PauseSource { stamp, .. }
+            | Command::ResumeSource { stamp, .. }
+            | Command::ConfigureBreaker { stamp, .. }
+            | Command::ResetBreaker { stamp, .. }
+            | Command::SetMaintenance { stamp, .. }
+            | Command::CreateSchedule { stamp, .. }
+            | Command::PauseSchedule { stamp, .. }
+            | Command::DeleteSchedule { stamp, .. }
+            | Command::SetRetention { stamp, .. }
+            | Command::CreateToken { stamp, .. }
+            | Command::RevokeToken { stamp, .. } => Some(stamp),
+            Command::Tick
+            | Command::Enqueue { .. }
+            | Command::SubmitPlan { .. }
+            | Command::Lease { .. }
+            | Command::LeaseWithin { .. }
+            | Command::Heartbeat { .. }
+            | Command::Complete { .. }
+            | Command::EnqueueBatch { .. }
+            | Command::CompleteBatch { .. } => None,
         }
     }
 }

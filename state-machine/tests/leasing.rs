@@ -455,7 +455,8 @@ fn lease_may_grant_is_false_only_when_a_valid_lease_would_grant_nothing() {
     let worker = WorkerId::new("w");
     let email = [JobType::new("email")];
     let may = |c: &Cluster, types: &[JobType], max: u32| {
-        c.state.lease_may_grant(&worker, types, max, None, c.now_ms)
+        c.state
+            .lease_may_grant(&worker, types, max, None, None, c.now_ms)
     };
     assert!(!may(&c, &email, 10), "nothing to lease");
     assert!(
@@ -482,7 +483,7 @@ fn lease_may_grant_is_false_only_when_a_valid_lease_would_grant_nothing() {
     let expired_at = grants[0].lease_until_ms;
     assert!(c
         .state
-        .lease_may_grant(&worker, &email, 10, None, expired_at));
+        .lease_may_grant(&worker, &email, 10, None, None, expired_at));
 
     // Maintenance answers with its hold through the log.
     c.apply(Command::SetMaintenance {
@@ -541,4 +542,44 @@ fn a_lease_stops_granting_before_its_payloads_pass_the_reply_budget() {
         2,
         "the rest wait for the next lease, still ready"
     );
+}
+
+#[test]
+fn a_lease_within_tenants_grants_only_their_jobs() {
+    let mut c = Cluster::new();
+    for tenant in ["acme", "globex", "initech", "acme"] {
+        c.enqueue(spec(tenant, "email"));
+    }
+    let within = |tenants: &[&str]| Command::LeaseWithin {
+        worker: WorkerId::new("w"),
+        job_types: vec![JobType::new("email")],
+        max: 10,
+        ttl_ms: None,
+        tenants: tenants.iter().map(|t| TenantId(t.to_string())).collect(),
+    };
+    let granted = |reply: Reply| match reply {
+        Reply::Leased { grants, .. } => grants,
+        other => panic!("not a lease: {other:?}"),
+    };
+    let grants = granted(c.apply(within(&["acme", "initech"])).unwrap());
+    let tenants: Vec<String> = grants
+        .iter()
+        .map(|g| c.state.job(g.job_id).unwrap().spec.tenant.0.clone())
+        .collect();
+    assert_eq!(tenants.len(), 3, "{tenants:?}");
+    assert!(tenants.iter().all(|t| t != "globex"), "{tenants:?}");
+    // Nothing of theirs is left; globex's job still waits for someone allowed to take it.
+    assert!(granted(c.apply(within(&["acme"])).unwrap()).is_empty());
+    assert!(!c.state.lease_may_grant(
+        &WorkerId::new("w"),
+        &[JobType::new("email")],
+        10,
+        None,
+        Some(&[TenantId("acme".to_owned())].into()),
+        c.now_ms
+    ));
+    assert_eq!(granted(c.apply(within(&["globex"])).unwrap()).len(), 1);
+    // A bound lease names at least one tenant.
+    let err = c.apply(within(&[])).unwrap_err();
+    assert!(matches!(err, SchedulerError::InvalidInput { .. }), "{err}");
 }

@@ -1,13 +1,16 @@
 //! `AdminService`: governance writes and views, cluster status, founding and membership.
 
 use super::{forward_unless_here, forwarded, stale, Api, Route};
+use crate::auth::principal_of;
 use crate::convert::{self, SourceChange};
 use crate::status;
 use rota_client::admin_service;
 use rota_client::proto as pb;
 use rota_client::proto::admin_service_server::AdminService;
 use rota_raft::{Applied, NodeId, RotaNode};
-use rota_state_machine::{ArchiveKind, ArchivedItem, Incident, State};
+use rota_state_machine::{
+    ArchiveKind, ArchivedItem, AuthScope, Command, Incident, Stamp, State, TenantId, TokenSpec,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -15,16 +18,21 @@ use tonic::{Request, Response, Status};
 /// The operator's service.
 pub struct Admin(pub Arc<Api>);
 
+/// The name of the cluster's one bootstrap token.
+const BOOTSTRAP_TOKEN: &str = "bootstrap";
+
 impl Admin {
     /// Pauses or resumes a source: one request message, two calls.
     async fn change_source(
         &self,
-        request: pb::SourceRequest,
+        request: Request<pb::SourceRequest>,
         pause: bool,
     ) -> Result<Response<pb::AdminResponse>, Status> {
+        let principal = principal_of(&request)?;
+        let request = request.into_inner();
         let bytes = prost::Message::encoded_len(&request);
         self.0
-            .serve_sized(SourceChange { request, pause }, bytes)
+            .serve_sized(&principal, SourceChange { request, pause }, bytes)
             .await
     }
 
@@ -47,7 +55,7 @@ impl AdminService for Admin {
         request: Request<pb::SetQuotaRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, set_quota);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn throttle(
@@ -55,7 +63,7 @@ impl AdminService for Admin {
         request: Request<pb::ThrottleRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, throttle);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn pause_source(
@@ -63,7 +71,7 @@ impl AdminService for Admin {
         request: Request<pb::SourceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, pause_source);
-        self.change_source(request.into_inner(), true).await
+        self.change_source(request, true).await
     }
 
     async fn resume_source(
@@ -71,7 +79,7 @@ impl AdminService for Admin {
         request: Request<pb::SourceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, resume_source);
-        self.change_source(request.into_inner(), false).await
+        self.change_source(request, false).await
     }
 
     async fn configure_breaker(
@@ -79,7 +87,7 @@ impl AdminService for Admin {
         request: Request<pb::ConfigureBreakerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, configure_breaker);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn reset_breaker(
@@ -87,7 +95,7 @@ impl AdminService for Admin {
         request: Request<pb::ResetBreakerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, reset_breaker);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn set_maintenance(
@@ -95,13 +103,14 @@ impl AdminService for Admin {
         request: Request<pb::SetMaintenanceRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, set_maintenance);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn get_governance(
         &self,
         request: Request<pb::GetGovernanceRequest>,
     ) -> Result<Response<pb::GetGovernanceResponse>, Status> {
+        principal_of(&request)?.unbound("the governance view")?;
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, admin_service, get_governance);
         let archived = request.get_ref().archived_incidents;
@@ -123,13 +132,19 @@ impl AdminService for Admin {
         request: Request<pb::SetRetentionRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, set_retention);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn cluster_status(
         &self,
         request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let principal = principal_of(&request)?;
+        principal.unbound("the cluster's status")?;
+        // A digest encodes the whole state under the apply lock: an operator's call.
+        if request.get_ref().digest {
+            principal.require(AuthScope::Admin)?;
+        }
         Ok(Response::new(cluster_status(
             &self.0,
             request.get_ref().digest,
@@ -140,6 +155,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::InitClusterRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        principal_of(&request)?.unbound("founding a cluster")?;
         let r = request.into_inner();
         let mut members: BTreeMap<NodeId, RotaNode> = r
             .members
@@ -182,6 +198,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        principal_of(&request)?.unbound("membership")?;
         forward_unless_here!(self.0, request, false, admin_service, add_node);
         let r = request.into_inner();
         if r.addr.is_empty() {
@@ -206,6 +223,7 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        principal_of(&request)?.unbound("membership")?;
         forward_unless_here!(self.0, request, false, admin_service, remove_node);
         let id = request.into_inner().id;
         let mut voters = self.voters();
@@ -221,6 +239,94 @@ impl AdminService for Admin {
             .await
             .map_err(|e| status::cluster(&e))?;
         Ok(Response::new(cluster_status(&self.0, false)))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, create_token);
+        let principal = principal_of(&request)?;
+        let r = request.into_inner();
+        let spec = TokenSpec {
+            name: r.name,
+            hash: [0; 32],
+            scopes: AuthScope::parse_all(&r.scopes).map_err(|e| status::scheduler(&e))?,
+            tenants: r.tenants.into_iter().map(TenantId).collect(),
+            ttl_ms: r.ttl_ms,
+        };
+        let stamp = convert::stamp(r.stamp)?;
+        self.0
+            .new_token(&principal, spec, false, stamp)
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, list_tokens);
+        principal_of(&request)?.unbound("the token list")?;
+        // The leader's view: a token created or revoked a moment ago is listed as it is.
+        let tokens = self.0.clock.read(|state, now_ms| {
+            state
+                .tokens()
+                .map(|t| pb::TokenInfo {
+                    name: t.name.clone(),
+                    scopes: t.scopes.iter().map(|s| s.name().to_owned()).collect(),
+                    tenants: t.tenants.iter().map(|t| t.0.clone()).collect(),
+                    created_ms: t.created_ms,
+                    expires_ms: t.expires_ms,
+                    created_by: t.created_by.clone(),
+                    expired: t.expires_ms.is_some_and(|at| at <= now_ms),
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, revoke_token);
+        let principal = principal_of(&request)?;
+        let r = request.into_inner();
+        let command = Command::RevokeToken {
+            name: r.name,
+            stamp: convert::stamp(r.stamp)?,
+        };
+        self.0.propose(&principal, command).await?;
+        Ok(Response::new(pb::AdminResponse {}))
+    }
+
+    async fn bootstrap_token(
+        &self,
+        request: Request<pb::BootstrapTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, bootstrap_token);
+        if principal_of(&request)?.name.is_none() {
+            // Without TLS every caller is an administrator: a token would mean nothing now
+            // and grant everything once TLS were turned on.
+            return Err(status::with_kind(
+                tonic::Code::FailedPrecondition,
+                "auth_off",
+                "this cluster runs without TLS, so without auth: it makes no tokens",
+            ));
+        }
+        let spec = TokenSpec {
+            name: BOOTSTRAP_TOKEN.to_owned(),
+            hash: [0; 32],
+            scopes: AuthScope::ALL.into_iter().collect(),
+            tenants: BTreeSet::new(),
+            ttl_ms: None,
+        };
+        let stamp = Stamp::new(BOOTSTRAP_TOKEN, "the cluster's bootstrap token");
+        self.0
+            .new_token(&principal_of(&request)?, spec, true, stamp)
+            .await
+            .map(Response::new)
     }
 }
 

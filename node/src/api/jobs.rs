@@ -1,6 +1,7 @@
 //! `JobService`: the producer's calls (enqueue, plans, cancel, replay) and the job reads.
 
 use super::{forward_unless_here, forwarded, page_limit, stale, Api, Route};
+use crate::auth::principal_of;
 use crate::convert;
 use crate::status;
 use prost::Message;
@@ -167,7 +168,7 @@ impl JobService for Jobs {
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
         forward_unless_here!(self.0, request, false, job_service, enqueue);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn enqueue_batch(
@@ -175,7 +176,7 @@ impl JobService for Jobs {
         request: Request<pb::EnqueueBatchRequest>,
     ) -> Result<Response<pb::EnqueueBatchResponse>, Status> {
         forward_unless_here!(self.0, request, false, job_service, enqueue_batch);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn submit_plan(
@@ -183,7 +184,7 @@ impl JobService for Jobs {
         request: Request<pb::SubmitPlanRequest>,
     ) -> Result<Response<pb::SubmitPlanResponse>, Status> {
         forward_unless_here!(self.0, request, false, job_service, submit_plan);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn get_plan(
@@ -192,10 +193,24 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::GetPlanResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, job_service, get_plan);
+        let principal = principal_of(&request)?;
         let id = PlanId(request.get_ref().plan_id);
         let plan = self
             .0
-            .read_applied(is_stale, |applied| find_plan(applied, id))
+            .read_applied(is_stale, |applied| {
+                let plan = find_plan(applied, id)?;
+                // A bound principal sees a plan only if every step it can find is theirs.
+                let theirs = plan.as_ref().is_some_and(|plan| {
+                    principal.tenants.is_none()
+                        || plan.steps.iter().all(|step| {
+                            find_job(applied, JobId(step.job_id)).is_ok_and(|job| {
+                                job.and_then(|j| j.spec)
+                                    .is_some_and(|s| principal.allows(&TenantId(s.tenant)))
+                            })
+                        })
+                });
+                Ok::<_, Status>(plan.filter(|_| theirs))
+            })
             .await??;
         plan.map(Response::new)
             .ok_or_else(|| status::plan_not_found(id))
@@ -207,11 +222,18 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::GetJobResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, job_service, get_job);
+        let principal = principal_of(&request)?;
         let id = JobId(request.get_ref().job_id);
         let job = self
             .0
             .read_applied(is_stale, |applied| find_job(applied, id))
-            .await??;
+            .await??
+            // A job of a tenant the principal may not reach is one it cannot find.
+            .filter(|job| {
+                job.spec
+                    .as_ref()
+                    .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
+            });
         match job {
             Some(job) => Ok(Response::new(pb::GetJobResponse { job: Some(job) })),
             None => Err(status::scheduler(&SchedulerError::JobNotFound(id))),
@@ -224,10 +246,25 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, job_service, list_jobs);
+        let principal = principal_of(&request)?;
         let request = request.into_inner();
+        let tenant = match (request.tenant.map(TenantId), &principal.tenants) {
+            (Some(tenant), _) => {
+                principal.reach(&tenant)?;
+                Some(tenant)
+            }
+            (None, None) => None,
+            (None, Some(only)) if only.len() == 1 => only.first().cloned(),
+            (None, Some(_)) => {
+                return Err(status::other_tenant(format!(
+                    "{} is bound to several tenants: name one in `tenant`",
+                    principal.display()
+                )))
+            }
+        };
         let filter = JobFilter {
             status: convert::status_filter(request.status)?,
-            tenant: request.tenant.map(TenantId),
+            tenant,
             job_type: request.job_type.map(JobType),
             since_ms: request.since_ms,
             until_ms: request.until_ms,
@@ -255,7 +292,7 @@ impl JobService for Jobs {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         forward_unless_here!(self.0, request, false, job_service, cancel_job);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn replay_job(
@@ -263,7 +300,7 @@ impl JobService for Jobs {
         request: Request<pb::ReplayJobRequest>,
     ) -> Result<Response<pb::ReplayJobResponse>, Status> {
         forward_unless_here!(self.0, request, false, job_service, replay_job);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn list_dead_letters(
@@ -272,16 +309,24 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, job_service, list_dead_letters);
+        let principal = principal_of(&request)?;
         let request = request.into_inner();
         let limit = page_limit(request.limit);
         let after = request.after.map(JobId);
         let max_bytes = self.0.limits.max_page_bytes;
-        let page = self
+        let mut page = self
             .0
             .read(is_stale, |state| {
                 job_page(state.dead_letters(after, limit), false, max_bytes)
             })
             .await?;
+        // A bound principal's page holds its tenants' dead letters only (it may be short;
+        // `next_after` still pages on through the rest).
+        page.jobs.retain(|job| {
+            job.spec
+                .as_ref()
+                .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
+        });
         Ok(Response::new(page))
     }
 }

@@ -11,6 +11,7 @@ pub use admin::Admin;
 pub use jobs::Jobs;
 pub use workers::Workers;
 
+use crate::auth::{principal_of, Principal};
 use crate::clock::LogClock;
 use crate::commit::Committer;
 use crate::convert::{Limits, WireWrite};
@@ -18,7 +19,10 @@ use crate::status;
 use rota_client::proto as pb;
 use rota_client::FORWARDED_KEY;
 use rota_raft::{Applied, Dial, NodeId, RaftNode, Write};
-use rota_state_machine::{ClientRequest, Command, Reply, State, MAX_PAGE};
+use rota_state_machine::{
+    AuthScope, ClientRequest, Command, JobId, JobSpec, Reply, SchedulerError, Stamp, State,
+    TokenSpec, MAX_PAGE,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,21 +141,156 @@ impl Api {
     /// one write path every write call takes once it is at the leader.
     async fn serve_write<W: WireWrite + prost::Message>(
         &self,
-        request: W,
+        request: Request<W>,
     ) -> Result<Response<W::Answer>, Status> {
+        let principal = principal_of(&request)?;
+        let request = request.into_inner();
         let bytes = request.encoded_len();
-        self.serve_sized(request, bytes).await
+        self.serve_sized(&principal, request, bytes).await
     }
 
     /// As `serve_write`, for a request `bytes` large on the wire.
     async fn serve_sized<W: WireWrite>(
         &self,
+        principal: &Principal,
         request: W,
         bytes: usize,
     ) -> Result<Response<W::Answer>, Status> {
-        let (session, command) = request.command(&self.limits)?;
+        let (session, mut command) = request.command(&self.limits)?;
+        self.bind(principal, &mut command)?;
+        let session = own_session(principal, session)?;
         let reply = self.write(session, command, bytes).await?;
         W::answer(reply).map(Response::new)
+    }
+
+    /// What the principal may not do with `command` beyond its call's scope: a principal
+    /// bound to tenants reaches only their jobs and nothing cluster-wide, governance
+    /// included (its lease becomes a `LeaseWithin` them); backfills need `orch:backfill`.
+    /// With auth on, the principal signs the command's stamp, whatever actor the request
+    /// named.
+    fn bind(&self, principal: &Principal, command: &mut Command) -> Result<(), Status> {
+        if let (Some(name), Some(stamp)) = (&principal.name, command.stamp_mut()) {
+            stamp.actor = name.clone();
+        }
+        // A bound principal names only its tenants' jobs as dependencies too: another
+        // tenant's would tell it whether that job exists and how it ended.
+        let spec = |spec: &JobSpec| {
+            principal.reach(&spec.tenant)?;
+            for dependency in &spec.depends_on {
+                self.reach_job(principal, *dependency)?;
+            }
+            if spec.backfill.is_some() {
+                principal.require(AuthScope::Backfill)?;
+            }
+            Ok::<_, Status>(())
+        };
+        match command {
+            Command::Enqueue { spec: s } => spec(s),
+            Command::EnqueueBatch { specs } => specs.iter().try_for_each(spec),
+            Command::SubmitPlan { steps, backfill } => {
+                if backfill.is_some() {
+                    principal.require(AuthScope::Backfill)?;
+                }
+                steps.iter().try_for_each(|step| spec(&step.spec))
+            }
+            Command::Lease { .. } => {
+                if let Some(tenants) = &principal.tenants {
+                    if let Command::Lease {
+                        worker,
+                        job_types,
+                        max,
+                        ttl_ms,
+                    } = std::mem::replace(command, Command::Tick)
+                    {
+                        *command = Command::LeaseWithin {
+                            worker,
+                            job_types,
+                            max,
+                            ttl_ms,
+                            tenants: tenants.clone(),
+                        };
+                    }
+                }
+                Ok(())
+            }
+            Command::Heartbeat { job_id, .. }
+            | Command::Complete { job_id, .. }
+            | Command::Cancel { job_id, .. }
+            | Command::Replay { job_id, .. } => self.reach_job(principal, *job_id),
+            Command::CompleteBatch { items } => items
+                .iter()
+                .try_for_each(|item| self.reach_job(principal, item.job_id)),
+            // Limits are the operator's: a tenant's own principal may not lift them.
+            Command::SetQuota { .. }
+            | Command::Throttle { .. }
+            | Command::PauseSource { .. }
+            | Command::ResumeSource { .. } => principal.unbound("quotas, throttles and pauses"),
+            Command::Tick
+            | Command::LeaseWithin { .. }
+            | Command::ConfigureBreaker { .. }
+            | Command::ResetBreaker { .. }
+            | Command::SetMaintenance { .. }
+            | Command::CreateSchedule { .. }
+            | Command::PauseSchedule { .. }
+            | Command::DeleteSchedule { .. }
+            | Command::SetRetention { .. }
+            | Command::CreateToken { .. }
+            | Command::RevokeToken { .. } => principal.unbound("this call"),
+        }
+    }
+
+    /// Proposes a command a handler built itself (no session), as `principal` may.
+    async fn propose(&self, principal: &Principal, mut command: Command) -> Result<Reply, Status> {
+        self.bind(principal, &mut command)?;
+        let bytes = postcard::experimental::serialized_size(&command)
+            .map_err(|e| status::internal(format!("sizing a command: {e}")))?;
+        self.write(None, command, bytes).await
+    }
+
+    /// Draws a token's secret, proposes its hash and answers the secret, once.
+    async fn new_token(
+        &self,
+        principal: &Principal,
+        mut spec: TokenSpec,
+        bootstrap: bool,
+        stamp: Stamp,
+    ) -> Result<pb::CreateTokenResponse, Status> {
+        let (secret, hash) = crate::auth::new_secret()?;
+        spec.hash = hash;
+        let name = spec.name.clone();
+        let command = Command::CreateToken {
+            spec,
+            bootstrap,
+            stamp,
+        };
+        self.propose(principal, command).await?;
+        let expires_ms = self.raft.read_local(|applied| {
+            applied
+                .state
+                .tokens()
+                .find(|t| t.hash == hash)
+                .and_then(|t| t.expires_ms)
+        });
+        Ok(pb::CreateTokenResponse {
+            name,
+            secret,
+            expires_ms,
+        })
+    }
+
+    /// Refused unless the principal may reach job `id`'s tenant. A bound principal is told
+    /// of a job it may not see as of one that does not exist.
+    fn reach_job(&self, principal: &Principal, id: JobId) -> Result<(), Status> {
+        if principal.tenants.is_none() {
+            return Ok(());
+        }
+        let tenant = self
+            .raft
+            .read_local(|applied| applied.state.job(id).map(|job| job.spec.tenant.clone()));
+        match tenant {
+            Some(tenant) if principal.reach(&tenant).is_ok() => Ok(()),
+            _ => Err(status::scheduler(&SchedulerError::JobNotFound(id))),
+        }
     }
 
     /// Proposes `command` under the request's session, if it has one.
@@ -208,13 +347,16 @@ impl Api {
     }
 }
 
-/// Marks a request as forwarded and bounds its time at the leader.
-fn forwarded<T>(request: Request<T>) -> Request<T> {
+/// Marks a request as forwarded, with the principal this node established, and bounds
+/// its time at the leader.
+fn forwarded<T>(request: Request<T>) -> Result<Request<T>, Status> {
+    let principal = request.extensions().get::<Principal>().cloned();
     let mut out = Request::new(request.into_inner());
     out.metadata_mut()
         .insert(FORWARDED_KEY, MetadataValue::from_static("1"));
+    crate::auth::carry(principal.as_ref(), out.metadata_mut())?;
     out.set_timeout(FORWARD_TIMEOUT);
-    out
+    Ok(out)
 }
 
 /// Serves the call at the leader if this node does not lead. A leader that does not answer
@@ -223,13 +365,30 @@ macro_rules! forward_unless_here {
     ($api:expr, $request:ident, $stale:expr, $stub:ident, $method:ident) => {
         if let Route::Leader(channel, addr) = $api.route(&$request, $stale)? {
             return $stub(channel)
-                .$method(forwarded($request))
+                .$method(forwarded($request)?)
                 .await
                 .map_err(|e| status::forwarded(&addr, e));
         }
     };
 }
 use forward_unless_here;
+
+/// With auth on, a session belongs to its principal: the id it carries is prefixed with the
+/// principal's name, so one principal can neither read another's cached answers (a lease's
+/// payloads) by naming its client id nor push that session's sequence ahead.
+fn own_session(
+    principal: &Principal,
+    session: Option<pb::Session>,
+) -> Result<Option<pb::Session>, Status> {
+    check_session(session.as_ref())?;
+    Ok(match (&principal.name, session) {
+        (Some(name), Some(mut session)) if !session.client_id.is_empty() => {
+            session.client_id = format!("{name}/{}", session.client_id);
+            Some(session)
+        }
+        (_, session) => session,
+    })
+}
 
 /// A session's client id over its limit is refused before anything else looks at it.
 fn check_session(session: Option<&pb::Session>) -> Result<(), Status> {

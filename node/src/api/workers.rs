@@ -1,7 +1,8 @@
 //! `WorkerService`: lease, heartbeat, complete. A lease that would grant nothing is
 //! answered without a log entry (the fast path below); everything else is a write.
 
-use super::{check_session, forward_unless_here, forwarded, Api, Route};
+use super::{forward_unless_here, forwarded, own_session, Api, Route};
+use crate::auth::principal_of;
 use crate::convert::WireWrite;
 use crate::status;
 use rota_client::proto as pb;
@@ -69,21 +70,28 @@ impl Api {
         command: &Command,
     ) -> bool {
         // Only a lease has a way around the log.
-        let Command::Lease {
-            worker,
-            job_types,
-            max,
-            ttl_ms,
-        } = command
-        else {
-            return true;
+        let (worker, job_types, max, ttl_ms, tenants) = match command {
+            Command::Lease {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+            } => (worker, job_types, max, ttl_ms, None),
+            Command::LeaseWithin {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+                tenants,
+            } => (worker, job_types, max, ttl_ms, Some(tenants)),
+            _ => return true,
         };
         if in_flight.is_some_and(|f| f.retried) {
             return true;
         }
         self.clock.read(|state, now_ms| {
             session.is_some_and(|s| state.has_answered(&s.client_id, s.seq))
-                || state.lease_may_grant(worker, job_types, *max, *ttl_ms, now_ms)
+                || state.lease_may_grant(worker, job_types, *max, *ttl_ms, tenants, now_ms)
         })
     }
 }
@@ -95,11 +103,12 @@ impl WorkerService for Workers {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, lease);
+        let principal = principal_of(&request)?;
         let request = request.into_inner();
         let bytes = prost::Message::encoded_len(&request);
-        let (session, command) = request.command(&self.0.limits)?;
-        check_session(session.as_ref())?;
-        let session = session.filter(|s| !s.client_id.is_empty());
+        let (session, mut command) = request.command(&self.0.limits)?;
+        self.0.bind(&principal, &mut command)?;
+        let session = own_session(&principal, session)?.filter(|s| !s.client_id.is_empty());
         let in_flight = match &session {
             Some(s) => Some(LeaseInFlight::start(&self.0.leases, &s.client_id)?),
             None => None,
@@ -122,7 +131,7 @@ impl WorkerService for Workers {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, heartbeat);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn complete(
@@ -130,7 +139,7 @@ impl WorkerService for Workers {
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, complete);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 
     async fn complete_batch(
@@ -138,6 +147,6 @@ impl WorkerService for Workers {
         request: Request<pb::CompleteBatchRequest>,
     ) -> Result<Response<pb::CompleteBatchResponse>, Status> {
         forward_unless_here!(self.0, request, false, worker_service, complete_batch);
-        self.0.serve_write(request.into_inner()).await
+        self.0.serve_write(request).await
     }
 }

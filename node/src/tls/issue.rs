@@ -169,6 +169,20 @@ impl Authority {
 
     /// A certificate for the client principal `name`.
     pub fn client(&self, name: &str, days: u32) -> Result<Issued, CertError> {
+        // No scope: the certificate authenticates `name` and allows nothing.
+        self.client_with(name, &[], &[], days)
+    }
+
+    /// A client certificate for `name` that holds `scopes` (none given: none) and reaches `tenants`' jobs only (none given: every tenant's), written in it as
+    /// `rota://scope/…` and `rota://tenant/…` names. A certificate cannot be revoked
+    /// before it expires: give narrow ones short lives (`days`), or use tokens.
+    pub fn client_with(
+        &self,
+        name: &str,
+        scopes: &[rota_state_machine::AuthScope],
+        tenants: &[String],
+        days: u32,
+    ) -> Result<Issued, CertError> {
         if !valid_client_name(name) {
             return Err(CertError::Invalid(format!(
                 "client name {name:?}: use 1 to 64 letters, digits, '-', '_', '.' or '@'"
@@ -178,6 +192,30 @@ impl Authority {
         params
             .subject_alt_names
             .push(uri(&format!("{CLIENT_URI}{name}"))?);
+        for scope in scopes {
+            params.subject_alt_names.push(uri(&format!(
+                "{}{}",
+                crate::auth::SCOPE_URI,
+                scope.name()
+            ))?);
+        }
+        if tenants.len() > rota_state_machine::MAX_TOKEN_TENANTS {
+            return Err(CertError::Invalid(format!(
+                "{} tenants: a principal is bound to at most {}",
+                tenants.len(),
+                rota_state_machine::MAX_TOKEN_TENANTS
+            )));
+        }
+        for tenant in tenants {
+            if !valid_client_name(tenant) {
+                return Err(CertError::Invalid(format!(
+                    "tenant {tenant:?}: a certificate names tenants of 1 to 64 letters, digits, '-', '_', '.' or '@' (use a token for others)"
+                )));
+            }
+            params
+                .subject_alt_names
+                .push(uri(&format!("{}{tenant}", crate::auth::TENANT_URI))?);
+        }
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, days, "client certificate")

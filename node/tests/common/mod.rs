@@ -1,6 +1,8 @@
 //! Helpers for the node's tests: one-node clusters in the test's own process.
 #![allow(dead_code)]
 
+pub mod secure;
+
 use rota_node::{Clock, NodeSettings, RunningNode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
