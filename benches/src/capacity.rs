@@ -1,7 +1,7 @@
 //! `rota bench --capacity N`: how much memory a node needs to hold N live jobs, and how
 //! long a whole cluster takes to come back after every node is SIGKILLed at once.
 
-use crate::cluster::{caught_up_to, settled, Agent};
+use crate::cluster::{caught_up_to, settled, Access, Agent};
 use crate::load::{
     client_for, now_nanos, produce_all, rss_mib, start_cluster, LoadConfig, Pace, Tally,
 };
@@ -64,7 +64,7 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> 
         .max()
         .and_then(|mark| mark.checked_sub(1))
         .ok_or(BenchError::NothingEnqueued)?;
-    let applied = settled(&addrs, false, Duration::from_secs(120))
+    let applied = settled(&Access::default(), &addrs, false, Duration::from_secs(120))
         .await?
         .first()
         .and_then(|s| s.applied_index)
@@ -73,7 +73,13 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> 
 
     let restarted = restart_all(&mut local.agents)?;
     let serving = serving(&addrs, last_job, restarted).await?;
-    caught_up_to(&addrs, applied, Duration::from_secs(300)).await?;
+    caught_up_to(
+        &Access::default(),
+        &addrs,
+        applied,
+        Duration::from_secs(300),
+    )
+    .await?;
     let caught_up = restarted.elapsed();
     Ok(CapacityReport {
         nodes: addrs.len(),

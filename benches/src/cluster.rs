@@ -3,6 +3,7 @@
 
 use crate::BenchError;
 use rota_client::proto as pb;
+use rota_client::tls::ClientTlsConfig;
 use rota_client::{Client, ClientConfig};
 use std::fs::File;
 use std::net::TcpListener;
@@ -15,6 +16,35 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How a client reaches the cluster: plain TCP (agents run `--insecure`, the default), or
+/// TLS trusting the cluster's CA with a client certificate and/or a bearer token.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The CA to trust and the client certificate, for a cluster with TLS.
+    pub tls: Option<ClientTlsConfig>,
+    /// A bearer token, for a cluster with auth.
+    pub token: Option<String>,
+}
+
+impl Access {
+    /// Client settings for `endpoints`, with this access.
+    pub fn config(&self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> ClientConfig {
+        ClientConfig {
+            tls: self.tls.clone(),
+            token: self.token.clone(),
+            ..ClientConfig::new(endpoints)
+        }
+    }
+
+    /// A client of `endpoints` with this access and the default timeouts.
+    pub fn client(
+        &self,
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Client, rota_client::ClientError> {
+        Client::with_config(self.config(endpoints))
+    }
+}
+
 /// One `rota agent` process; killed when dropped.
 pub struct Agent {
     pub id: u64,
@@ -25,6 +55,9 @@ pub struct Agent {
     bin: PathBuf,
     peers: String,
     extra_args: Vec<String>,
+    /// The directory with the CA's and this node's certificates (`rota cert` names); without
+    /// one the agent runs `--insecure`.
+    certs: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -46,8 +79,16 @@ impl Agent {
             bin: bin.to_owned(),
             peers,
             extra_args: Vec::new(),
+            certs: None,
             child: None,
         }
+    }
+
+    /// Runs the agent with TLS (and so auth) from the certificates in `dir`: `ca.crt`,
+    /// `node.ID.crt` and `node.ID.key`, as `rota cert` writes them.
+    pub fn with_certs(mut self, dir: &Path) -> Self {
+        self.certs = Some(dir.to_owned());
+        self
     }
 
     /// Flags added to `rota agent` on every start.
@@ -62,6 +103,22 @@ impl Agent {
             .create(true)
             .append(true)
             .open(self.dir.with_extension("log"))?;
+        let security: Vec<String> = match &self.certs {
+            Some(dir) => {
+                let file = |name: String| dir.join(name).display().to_string();
+                vec![
+                    "--ca".to_owned(),
+                    file("ca.crt".to_owned()),
+                    "--cert".to_owned(),
+                    file(format!("node.{}.crt", self.id)),
+                    "--key".to_owned(),
+                    file(format!("node.{}.key", self.id)),
+                ]
+            }
+            // The load generator's own clusters run without TLS (`rota bench` cannot yet
+            // talk TLS, nor measure what it costs).
+            None => vec!["--insecure".to_owned()],
+        };
         let child = Command::new(&self.bin)
             .args([
                 "agent",
@@ -71,10 +128,8 @@ impl Agent {
                 &self.addr,
                 "--peer-listen",
                 &self.peer_addr,
-                // The load generator's own clusters run without TLS (`rota bench` cannot
-                // yet talk TLS, nor measure what it costs).
-                "--insecure",
             ])
+            .args(&security)
             .args(["--peers", &self.peers, "--data-dir"])
             .arg(&self.dir)
             .args(&self.extra_args)
@@ -165,19 +220,23 @@ pub fn local_agents(
 
 /// A client of one node that tries once, for status polls (a dead node answers at once
 /// with a refused connection; retrying it would slow every poll of the others).
-pub fn node_client(addr: &str) -> Result<Client, rota_client::ClientError> {
+pub fn node_client(access: &Access, addr: &str) -> Result<Client, rota_client::ClientError> {
     Client::with_config(ClientConfig {
         retry_for: Duration::ZERO,
         call_timeout: Duration::from_secs(2),
-        ..ClientConfig::new([addr.to_owned()])
+        ..access.config([addr.to_owned()])
     })
 }
 
 /// Each reachable node's status, with its state digest when asked (costly on a big ledger).
-pub async fn statuses(addrs: &[String], digest: bool) -> Vec<pb::ClusterStatusResponse> {
+pub async fn statuses(
+    access: &Access,
+    addrs: &[String],
+    digest: bool,
+) -> Vec<pb::ClusterStatusResponse> {
     let mut out = Vec::new();
     for addr in addrs {
-        let Ok(client) = node_client(addr) else {
+        let Ok(client) = node_client(access, addr) else {
             continue;
         };
         if let Ok(status) = client
@@ -193,6 +252,7 @@ pub async fn statuses(addrs: &[String], digest: bool) -> Vec<pb::ClusterStatusRe
 /// Polls every node's status each `every` until `check` finds what it waits for in them;
 /// after `within`, `BenchError::Timeout` naming `what`, with the statuses last seen.
 pub async fn poll<T>(
+    access: &Access,
     addrs: &[String],
     digest: bool,
     every: Duration,
@@ -202,7 +262,7 @@ pub async fn poll<T>(
 ) -> Result<T, BenchError> {
     let deadline = Instant::now() + within;
     loop {
-        let seen = statuses(addrs, digest).await;
+        let seen = statuses(access, addrs, digest).await;
         if let Some(found) = check(&seen) {
             return Ok(found);
         }
@@ -220,32 +280,43 @@ pub async fn poll<T>(
 /// Waits until every node in `addrs` answers and all agree on one leader among `voters`
 /// voters; returns the leader's id.
 pub async fn wait_for_agreed_leader(
+    access: &Access,
     addrs: &[String],
     voters: usize,
     within: Duration,
 ) -> Result<u64, BenchError> {
     let every = Duration::from_millis(50);
-    poll(addrs, false, every, within, "agreed leader", |seen| {
-        let leader = seen.first()?.leader_id?;
-        let agreed = seen.len() == addrs.len()
-            && seen.iter().all(|s| {
-                s.leader_id == Some(leader)
-                    && s.members.iter().filter(|m| m.voter).count() == voters
-            });
-        agreed.then_some(leader)
-    })
+    poll(
+        access,
+        addrs,
+        false,
+        every,
+        within,
+        "agreed leader",
+        |seen| {
+            let leader = seen.first()?.leader_id?;
+            let agreed = seen.len() == addrs.len()
+                && seen.iter().all(|s| {
+                    s.leader_id == Some(leader)
+                        && s.members.iter().filter(|m| m.voter).count() == voters
+                });
+            agreed.then_some(leader)
+        },
+    )
     .await
 }
 
 /// Waits until every node answers at one applied index; returns their statuses there,
 /// with digests when asked (costly on a big ledger).
 pub async fn settled(
+    access: &Access,
     addrs: &[String],
     digest: bool,
     within: Duration,
 ) -> Result<Vec<pb::ClusterStatusResponse>, BenchError> {
     let every = Duration::from_millis(100);
     poll(
+        access,
         addrs,
         digest,
         every,
@@ -262,10 +333,11 @@ pub async fn settled(
 
 /// Waits until every node has applied the same index; returns (node, index, digest) each.
 pub async fn settled_digests(
+    access: &Access,
     addrs: &[String],
     within: Duration,
 ) -> Result<Vec<(u64, Option<u64>, String)>, BenchError> {
-    Ok(settled(addrs, true, within)
+    Ok(settled(access, addrs, true, within)
         .await?
         .into_iter()
         .map(|s| (s.node_id, s.applied_index, s.state_digest))
@@ -274,14 +346,23 @@ pub async fn settled_digests(
 
 /// Waits until every node answers having applied at least `index`.
 pub async fn caught_up_to(
+    access: &Access,
     addrs: &[String],
     index: u64,
     within: Duration,
 ) -> Result<(), BenchError> {
     let every = Duration::from_millis(20);
-    poll(addrs, false, every, within, "node set caught up", |seen| {
-        (seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index >= Some(index)))
-            .then_some(())
-    })
+    poll(
+        access,
+        addrs,
+        false,
+        every,
+        within,
+        "node set caught up",
+        |seen| {
+            (seen.len() == addrs.len() && seen.iter().all(|s| s.applied_index >= Some(index)))
+                .then_some(())
+        },
+    )
     .await
 }

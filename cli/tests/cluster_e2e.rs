@@ -1,10 +1,15 @@
-//! Three real `rota agent` processes, a producer and four workers: 5,000 jobs, a known
-//! share failing once and a known share failing always, plans with dependencies, and the
-//! leader SIGKILLed mid-run and restarted. Nothing may be lost or run to success twice.
+//! Three real `rota agent` processes with TLS and auth, a producer and four workers, each
+//! with a token of its own: 5,000 jobs, a known share failing once and a known share failing
+//! always, plans with dependencies, and the leader SIGKILLed mid-run and restarted. Nothing
+//! may be lost or run to success twice.
 
-use rota_benches::cluster::{local_agents, poll, settled_digests, wait_for_agreed_leader};
+use rota_benches::cluster::{local_agents, poll, settled_digests, wait_for_agreed_leader, Access};
 use rota_client::proto as pb;
+use rota_client::tls::{Certificate, ClientTlsConfig, Identity};
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
+use rota_node::tls::issue::{client_files, node_files, write_pair, CA_CERT, CA_KEY};
+use rota_node::tls::Authority;
+use rota_state_machine::AuthScope;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,8 +91,8 @@ fn spec(script: Script, tag: String, key: Option<String>) -> pb::JobSpec {
 }
 
 /// Runs the scripts; counts handler successes so the test knows when to kill the leader.
-fn worker(id: usize, endpoints: &[String], succeeded: Arc<AtomicU64>) -> Worker {
-    let client = Client::connect(endpoints.to_vec()).expect("client");
+fn worker(id: usize, access: &Access, endpoints: &[String], succeeded: Arc<AtomicU64>) -> Worker {
+    let client = access.client(endpoints.to_vec()).expect("client");
     let config = WorkerConfig {
         concurrency: 16,
         lease_batch: 16,
@@ -214,25 +219,106 @@ fn event_index(job: &pb::Job, kind: &str) -> Option<u64> {
         .map(|e| e.log_index)
 }
 
+/// The cluster's CA, node certificates for 1 to 3 and the operator's client certificate
+/// (every scope) in `dir`, as `rota cert` writes them; returns the operator's access.
+fn certificates(dir: &Path) -> Access {
+    let (ca, ca_files) = Authority::create("e2e CA", 30).expect("CA");
+    write_pair(dir, (CA_CERT.to_owned(), CA_KEY.to_owned()), &ca_files).expect("CA files");
+    let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    for id in 1..=3 {
+        let node = ca.node(id, &hosts, 30).expect("node certificate");
+        write_pair(dir, node_files(id), &node).expect("node files");
+    }
+    let ops = ca
+        .client_with("ops", &AuthScope::ALL, &[], 30)
+        .expect("client certificate");
+    write_pair(dir, client_files("ops"), &ops).expect("client files");
+    Access {
+        tls: Some(trusting(dir).identity(Identity::from_pem(&ops.cert_pem, &ops.key_pem))),
+        token: None,
+    }
+}
+
+/// TLS that trusts the CA in `dir`, with no certificate of its own.
+fn trusting(dir: &Path) -> ClientTlsConfig {
+    let ca = std::fs::read(dir.join(CA_CERT)).expect("CA certificate");
+    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca))
+}
+
+/// A token of `scopes` (bound to `tenants`, if any) made with the operator's access, as
+/// the access it gives.
+async fn token_access(
+    ops: &Access,
+    certs: &Path,
+    addr: &str,
+    name: &str,
+    scopes: &[&str],
+    tenants: &[&str],
+) -> Access {
+    let made = ops
+        .client([addr.to_owned()])
+        .expect("client")
+        .create_token(pb::CreateTokenRequest {
+            name: name.to_owned(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            ttl_ms: None,
+            stamp: Some(pb::Stamp {
+                actor: "ops".to_owned(),
+                reason: "the end-to-end test".to_owned(),
+                ticket: None,
+            }),
+        })
+        .await
+        .expect("token");
+    Access {
+        tls: Some(trusting(certs)),
+        token: Some(made.secret),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled() {
     let root = tempfile::TempDir::new().expect("temp dir");
-    let mut agents =
-        local_agents(Path::new(env!("CARGO_BIN_EXE_rota")), 3, root.path(), &[]).expect("agents");
+    let certs = root.path().join("certs");
+    std::fs::create_dir(&certs).expect("certs dir");
+    let ops = certificates(&certs);
+    let mut agents: Vec<_> =
+        local_agents(Path::new(env!("CARGO_BIN_EXE_rota")), 3, root.path(), &[])
+            .expect("agents")
+            .into_iter()
+            .map(|agent| agent.with_certs(&certs))
+            .collect();
     let addrs: Vec<String> = agents.iter().map(|a| a.addr.clone()).collect();
     for agent in &mut agents {
         agent.start().expect("rota agent starts");
     }
 
     let run = tokio::time::timeout(Duration::from_secs(300), async {
-        let founder = Client::connect([addrs[0].clone()]).expect("client");
+        let founder = ops.client([addrs[0].clone()]).expect("client");
         founder
             .init_cluster(pb::InitClusterRequest { members: vec![] })
             .await
             .expect("cluster initializes");
-        wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30))
+        wait_for_agreed_leader(&ops, &addrs, 3, Duration::from_secs(30))
             .await
             .expect("leader");
+        // Producer and workers each hold a token with only the scopes they need (the
+        // workers' bound to the jobs' three tenants, so their leases go within them); the
+        // operator's certificate watches.
+        let producer_scopes = ["orchestrator:write", "orchestrator:read"];
+        let producing =
+            token_access(&ops, &certs, &addrs[1], "producer", &producer_scopes, &[]).await;
+        let tenants = ["tenant-0", "tenant-1", "tenant-2"];
+        let working = token_access(
+            &ops,
+            &certs,
+            &addrs[2],
+            "workers",
+            &["orchestrator:lease"],
+            &tenants,
+        )
+        .await;
 
         let succeeded = Arc::new(AtomicU64::new(0));
         let mut stops = Vec::new();
@@ -240,12 +326,12 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
         for id in 0..4 {
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
-            let worker = worker(id, &addrs, succeeded.clone());
+            let worker = worker(id, &working, &addrs, succeeded.clone());
             workers.spawn(worker.run(async move {
                 let _ = stopped.await;
             }));
         }
-        let producer = tokio::spawn(produce(Client::connect(addrs.clone()).expect("client")));
+        let producer = tokio::spawn(produce(producing.client(addrs.clone()).expect("client")));
 
         // Kill the leader once the run is well under way; bring it back a little later.
         let started = Instant::now();
@@ -253,7 +339,7 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
             assert!(started.elapsed() < Duration::from_secs(120), "the run never got going");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let leader = wait_for_agreed_leader(&addrs, 3, Duration::from_secs(30))
+        let leader = wait_for_agreed_leader(&ops, &addrs, 3, Duration::from_secs(30))
             .await
             .expect("leader");
         let victim = agents
@@ -268,9 +354,9 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
         let (scripts, plans) = producer.await.expect("producer");
         assert_eq!(scripts.len() as u64, TOTAL, "every enqueue was answered with a distinct job");
 
-        let any = Client::connect(addrs.clone()).expect("client");
+        let any = producing.client(addrs.clone()).expect("client");
         let every = Duration::from_millis(200);
-        poll(&addrs, false, every, Duration::from_secs(180), "node with every job finished", |seen| {
+        poll(&ops, &addrs, false, every, Duration::from_secs(180), "node with every job finished", |seen| {
             seen.iter().any(|s| terminal(s) == TOTAL).then_some(())
         })
         .await
@@ -330,7 +416,7 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
             assert_eq!(plan.status, pb::PlanStatus::Succeeded as i32, "plan {plan_id}");
         }
 
-        let digests = settled_digests(&addrs, Duration::from_secs(30))
+        let digests = settled_digests(&ops, &addrs, Duration::from_secs(30))
             .await
             .expect("settled");
         assert!(

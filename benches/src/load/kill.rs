@@ -4,7 +4,7 @@
 use super::report::Failover;
 use super::tally::Tally;
 use super::LoadConfig;
-use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, Agent};
+use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, Access, Agent};
 use crate::BenchError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,13 @@ pub(super) async fn kill_leaders(
         if tally.phase_done() {
             break;
         }
-        let leader = wait_for_agreed_leader(&addrs, addrs.len(), Duration::from_secs(30)).await?;
+        let leader = wait_for_agreed_leader(
+            &Access::default(),
+            &addrs,
+            addrs.len(),
+            Duration::from_secs(30),
+        )
+        .await?;
         let killed_at = kill(&agents, leader, &tally)?;
         let killed = Instant::now();
         let elected = new_leader(&addrs, leader, Duration::from_secs(30)).await?;
@@ -74,24 +80,40 @@ fn restart_killed(agents: &Mutex<Vec<Agent>>) -> Result<(), BenchError> {
 /// Polls until a node other than `old` says it leads; returns when.
 async fn new_leader(addrs: &[String], old: u64, within: Duration) -> Result<Instant, BenchError> {
     let every = Duration::from_millis(10);
-    poll(addrs, false, every, within, "new leader", |seen| {
-        seen.iter()
-            .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
-            .then(Instant::now)
-    })
+    poll(
+        &Access::default(),
+        addrs,
+        false,
+        every,
+        within,
+        "new leader",
+        |seen| {
+            seen.iter()
+                .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
+                .then(Instant::now)
+        },
+    )
     .await
 }
 
 /// Waits until one node leads and every node has applied what the leader had applied then.
 async fn caught_up(addrs: &[String], within: Duration) -> Result<(), BenchError> {
     let every = Duration::from_millis(50);
-    let leader_index = poll(addrs, false, every, within, "leader", |seen| {
-        seen.iter()
-            .find(|s| s.leader_id == Some(s.node_id))
-            .and_then(|s| s.applied_index)
-    })
+    let leader_index = poll(
+        &Access::default(),
+        addrs,
+        false,
+        every,
+        within,
+        "leader",
+        |seen| {
+            seen.iter()
+                .find(|s| s.leader_id == Some(s.node_id))
+                .and_then(|s| s.applied_index)
+        },
+    )
     .await?;
-    caught_up_to(addrs, leader_index, within).await
+    caught_up_to(&Access::default(), addrs, leader_index, within).await
 }
 
 /// For each kill, the longest window without a completion between the kill and

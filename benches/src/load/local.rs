@@ -1,7 +1,7 @@
 //! The cluster a run drives: the one it is pointed at, or local agents it starts and founds.
 
 use super::LoadConfig;
-use crate::cluster::{local_agents, wait_for_agreed_leader, Agent};
+use crate::cluster::{local_agents, wait_for_agreed_leader, Access, Agent};
 use crate::BenchError;
 use rota_client::proto as pb;
 use rota_client::Client;
@@ -50,7 +50,13 @@ pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, L
             call: "cluster init",
             source,
         })?;
-    wait_for_agreed_leader(&addrs, config.nodes, Duration::from_secs(30)).await?;
+    wait_for_agreed_leader(
+        &Access::default(),
+        &addrs,
+        config.nodes,
+        Duration::from_secs(30),
+    )
+    .await?;
     let local = Local {
         agents,
         _dir: Some(root),

@@ -8,7 +8,7 @@ use super::report::{Failover, Phase, Quantiles, Report};
 use super::tally::Tally;
 use super::work::{join_workers, spawn_workers, Measure};
 use super::{client_for, now_nanos, LoadConfig};
-use crate::cluster::{statuses, Agent};
+use crate::cluster::{statuses, Access, Agent};
 use crate::BenchError;
 use rota_client::proto as pb;
 use std::ops::Range;
@@ -253,7 +253,7 @@ async fn joined<T>(task: Option<Task<T>>, name: &'static str) -> Result<Option<T
 
 /// The highest term any node reports.
 async fn max_term(addrs: &[String]) -> u64 {
-    statuses(addrs, false)
+    statuses(&Access::default(), addrs, false)
         .await
         .iter()
         .map(|s| s.term)
