@@ -18,12 +18,22 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// How a client reaches the cluster: plain TCP (agents run `--insecure`, the default), or
 /// TLS trusting the cluster's CA with a client certificate and/or a bearer token.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Access {
     /// The CA to trust and the client certificate, for a cluster with TLS.
     pub tls: Option<ClientTlsConfig>,
     /// A bearer token, for a cluster with auth.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("Access")
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token.as_ref().map(|_| "set"))
+            .finish()
+    }
 }
 
 impl Access {

@@ -52,7 +52,25 @@ pub struct Global {
     /// A bearer token (`rota token create`, or the one `rota cluster init` printed). Better
     /// given as ROTA_TOKEN than on the command line, where other users' `ps` can see it.
     #[arg(long, global = true, env = "ROTA_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
+}
+
+/// A secret from the command line or the environment: printed nowhere, `Debug` included.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -332,7 +350,8 @@ pub enum TokenCmd {
     },
     /// Lists the cluster's tokens (never their secrets).
     List,
-    /// Revokes a token: every node refuses it from the commit on.
+    /// Revokes a token: writes and reads through the leader are refused from the commit on,
+    /// a follower's stale reads once it has applied the revocation.
     Revoke {
         name: String,
         #[arg(long)]

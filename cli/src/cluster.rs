@@ -59,7 +59,7 @@ async fn statuses(global: &Global) -> Result<Vec<pb::ClusterStatusResponse>> {
         let one = Client::with_config(ClientConfig {
             retry_for: std::time::Duration::from_secs(2),
             tls: tls.clone(),
-            token: global.token.clone(),
+            token: global.token.as_ref().map(|t| t.0.clone()),
             ..ClientConfig::new([endpoint.clone()])
         })?;
         match one

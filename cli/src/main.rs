@@ -128,7 +128,7 @@ fn client(global: &Global) -> Result<Client> {
     Ok(Client::with_config(ClientConfig {
         retry_for: std::time::Duration::from_secs(global.wait_secs),
         tls: client_tls(global)?,
-        token: global.token.clone(),
+        token: global.token.as_ref().map(|t| t.0.clone()),
         ..ClientConfig::new(global.endpoints.clone())
     })?)
 }

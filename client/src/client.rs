@@ -119,9 +119,14 @@ impl ClientConfig {
                         ));
                     }
                     (None, None) => {}
-                    _ => {
+                    (Some(_), None) => {
                         return Err(ClientError::Config(
-                            "ROTA_TLS_CERT and ROTA_TLS_KEY go together".to_owned(),
+                            "ROTA_TLS_CERT is set without ROTA_TLS_KEY, its key".to_owned(),
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(ClientError::Config(
+                            "ROTA_TLS_KEY is set without ROTA_TLS_CERT, its certificate".to_owned(),
                         ))
                     }
                 }
@@ -129,7 +134,7 @@ impl ClientConfig {
             }
             (None, _, _) => {
                 return Err(ClientError::Config(
-                    "a client certificate (ROTA_TLS_CERT) needs ROTA_TLS_CA, the CA to trust"
+                    "a client certificate (ROTA_TLS_CERT, ROTA_TLS_KEY) needs ROTA_TLS_CA, the CA to trust"
                         .to_owned(),
                 ))
             }

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -172,7 +172,7 @@ const RULES: &[(&str, AuthScope)] = {
         ("/rota.v1.AdminService/CreateToken", Admin),
         ("/rota.v1.AdminService/ListTokens", Admin),
         ("/rota.v1.AdminService/RevokeToken", Admin),
-        // Once per cluster, by whoever founded it: see `Admin::bootstrap_token`.
+        // Once per cluster, by an administrator: see `Admin::bootstrap_token`.
         ("/rota.v1.AdminService/BootstrapToken", Admin),
     ]
 };
@@ -276,6 +276,10 @@ impl Gate {
     /// the request's extensions for the service's own (tenant) checks. Refusals are logged
     /// with the method and, once known, the principal.
     async fn admit(&self, port: Port, request: &mut http::Request<Body>) -> Result<(), Status> {
+        if !self.enabled {
+            request.extensions_mut().insert(Principal::open());
+            return Ok(());
+        }
         let path = request.uri().path().to_owned();
         // What the request says of its caller, taken out before any wait (a request is not
         // `Sync`, so no reference to it may be held across one).
@@ -292,24 +296,14 @@ impl Gate {
                 return Err(refusal);
             }
         };
-        let refusal = match needed(&path) {
-            Some(scope) if principal.scopes.contains(&scope) => None,
-            Some(scope) => Some(status::missing_scope(format!(
-                "{} lacks the scope {scope} that {path} needs",
-                principal.display()
-            ))),
-            None => Some(status::missing_scope(format!(
-                "{path} is not a call this node knows a scope for"
-            ))),
-        };
-        if let Some(refusal) = refusal {
-            tracing::warn!(
-                method = %path,
-                principal = %principal.display(),
-                why = %refusal.message(),
-                "refused a call"
-            );
-            return Err(refusal);
+        match needed(&path) {
+            Some(scope) => {
+                let _method = tracing::warn_span!("call", method = %path).entered();
+                principal.require(scope)?;
+            }
+            // A call this node does not know (a newer client's), as a server without the
+            // method answers it: refused either way.
+            None => return Err(Status::unimplemented(format!("{path} is not served here"))),
         }
         request.extensions_mut().insert(principal);
         Ok(())
@@ -321,9 +315,6 @@ impl Gate {
         metadata: &MetadataMap,
         leaf: Option<&[u8]>,
     ) -> Result<Principal, Status> {
-        if !self.enabled {
-            return Ok(Principal::open());
-        }
         if port == Port::Peer {
             return self.forwarded(metadata);
         }
@@ -364,19 +355,22 @@ impl Gate {
     }
 
     /// The live token whose secret hashes to `hash`. A follower that does not know it
-    /// waits a moment for its log to bring it, in case it was just created.
+    /// waits a moment for its log to bring it (woken by each change it applies), in case
+    /// it was just created.
     async fn token(&self, hash: &[u8; 32]) -> Result<Principal, Status> {
-        let deadline = Instant::now() + NEW_TOKEN_WAIT;
+        let deadline = tokio::time::Instant::now() + NEW_TOKEN_WAIT;
+        let mut applied = self.raft.metrics();
         loop {
             if let Some(found) = self.lookup(hash) {
                 return found;
             }
-            if self.raft.is_leader() || Instant::now() >= deadline {
-                return Err(status::unauthenticated(
-                    "the token is not one this cluster knows (unknown or revoked)",
-                ));
+            if self.raft.is_leader()
+                || tokio::time::timeout_at(deadline, applied.changed())
+                    .await
+                    .is_err()
+            {
+                return Err(unknown_token());
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -408,21 +402,18 @@ impl Gate {
             status::unauthenticated(format!("a forwarded call's caller does not decode: {e}"))
         })?;
         match principal.token {
-            Some(hash) => self.lookup(&hash).unwrap_or_else(|| {
-                Err(status::unauthenticated(
-                    "the token is not one this cluster knows (unknown or revoked)",
-                ))
-            }),
+            Some(hash) => self.lookup(&hash).unwrap_or_else(|| Err(unknown_token())),
             None => Ok(principal),
         }
     }
 }
 
+fn unknown_token() -> Status {
+    status::unauthenticated("the token is not one this cluster knows (unknown or revoked)")
+}
+
 /// Puts `principal` on a call this node forwards to its leader.
-pub fn carry(principal: Option<&Principal>, metadata: &mut MetadataMap) -> Result<(), Status> {
-    let Some(principal) = principal else {
-        return Ok(());
-    };
+pub fn carry(principal: &Principal, metadata: &mut MetadataMap) -> Result<(), Status> {
     let bytes = postcard::to_stdvec(principal)
         .map_err(|e| status::internal(format!("encoding the caller to forward: {e}")))?;
     metadata.insert_bin(PRINCIPAL_KEY, MetadataValue::from_bytes(&bytes));

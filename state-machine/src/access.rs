@@ -140,14 +140,19 @@ pub(crate) struct Access {
     pub bootstrapped: bool,
 }
 
-/// A token's name: 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `@`.
-pub(crate) fn check_token_name(name: &str) -> Result<(), SchedulerError> {
-    let fine = !name.is_empty()
+/// A principal's name (a token's, a client certificate's): 1 to 64 ASCII letters, digits,
+/// `-`, `_`, `.` or `@`.
+pub fn valid_principal_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_TOKEN_NAME_LEN
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-    if fine {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+/// A token's name, as `valid_principal_name` has it.
+pub(crate) fn check_token_name(name: &str) -> Result<(), SchedulerError> {
+    if valid_principal_name(name) {
         Ok(())
     } else {
         Err(SchedulerError::invalid(
@@ -155,6 +160,21 @@ pub(crate) fn check_token_name(name: &str) -> Result<(), SchedulerError> {
             format!("a token's name is 1 to {MAX_TOKEN_NAME_LEN} ASCII letters, digits, '-', '_', '.' or '@'"),
         ))
     }
+}
+
+/// The tenants a principal is bound to: at least one, at most `MAX_TOKEN_TENANTS`, each a
+/// name a job can carry (one bound to any other could never lease anything).
+pub(crate) fn check_tenants(tenants: &BTreeSet<TenantId>) -> Result<(), SchedulerError> {
+    if tenants.is_empty() || tenants.len() > MAX_TOKEN_TENANTS {
+        return Err(SchedulerError::invalid(
+            "tenants",
+            format!("a principal is bound to between 1 and {MAX_TOKEN_TENANTS} tenants"),
+        ));
+    }
+    for tenant in tenants {
+        crate::submit::check_name("tenants", &tenant.0)?;
+    }
+    Ok(())
 }
 
 impl TokenSpec {
@@ -168,16 +188,8 @@ impl TokenSpec {
                 "a token needs at least one scope",
             ));
         }
-        if self.tenants.len() > MAX_TOKEN_TENANTS {
-            return Err(SchedulerError::invalid(
-                "tenants",
-                format!("a token is bound to at most {MAX_TOKEN_TENANTS} tenants"),
-            ));
-        }
-        for tenant in &self.tenants {
-            // As a job names its tenant: a token bound to a name no job can carry could
-            // never lease anything.
-            crate::submit::check_name("tenants", &tenant.0)?;
+        if !self.tenants.is_empty() {
+            check_tenants(&self.tenants)?;
         }
         if self.ttl_ms == Some(0) {
             return Err(SchedulerError::invalid("ttl", "must be longer than zero"));
@@ -258,11 +270,6 @@ impl State {
     pub fn tokens(&self) -> impl Iterator<Item = &Token> {
         self.ledger.access.tokens.values()
     }
-
-    /// Whether the bootstrap token was ever created.
-    pub fn auth_bootstrapped(&self) -> bool {
-        self.ledger.access.bootstrapped
-    }
 }
 
 #[cfg(test)]
@@ -333,7 +340,7 @@ mod tests {
     fn names_are_unique_and_bootstrap_happens_once() {
         let mut state = State::new();
         create(&mut state, spec("root", 1), true, 1).unwrap();
-        assert!(state.auth_bootstrapped());
+        assert!(state.ledger.access.bootstrapped);
         assert_eq!(
             create(&mut state, spec("root2", 2), true, 2),
             Err(SchedulerError::AlreadyBootstrapped)
@@ -369,6 +376,6 @@ mod tests {
             restored.token_by_hash(&[9; 32]).map(|t| t.name.as_str()),
             Some("ci")
         );
-        assert!(restored.auth_bootstrapped());
+        assert!(restored.ledger.access.bootstrapped);
     }
 }

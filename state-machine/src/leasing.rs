@@ -52,7 +52,7 @@ impl State {
         tenants: BTreeSet<TenantId>,
         at: At,
     ) -> Response {
-        check_lease_tenants(&tenants)?;
+        crate::access::check_tenants(&tenants)?;
         self.lease_from(worker, job_types, max, ttl_ms, Some(&tenants), at)
     }
 
@@ -513,23 +513,6 @@ fn clip(mut error: String) -> String {
         error.truncate(end);
     }
     error
-}
-
-/// The tenants a bound lease names: at least one, at most a token's worth, none empty.
-pub(crate) fn check_lease_tenants(tenants: &BTreeSet<TenantId>) -> Result<(), SchedulerError> {
-    if tenants.is_empty() || tenants.len() > crate::access::MAX_TOKEN_TENANTS {
-        return Err(SchedulerError::invalid(
-            "tenants",
-            format!(
-                "a bound lease names between 1 and {} tenants",
-                crate::access::MAX_TOKEN_TENANTS
-            ),
-        ));
-    }
-    for tenant in tenants {
-        check_name("tenants", &tenant.0)?;
-    }
-    Ok(())
 }
 
 /// What makes a `Lease` request invalid, before any job is looked at.

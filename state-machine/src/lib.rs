@@ -28,7 +28,10 @@ mod snapshot;
 mod submit;
 mod validate;
 
-pub use access::{AuthScope, Token, TokenSpec, MAX_TOKENS, MAX_TOKEN_NAME_LEN, MAX_TOKEN_TENANTS};
+pub use access::{
+    valid_principal_name, AuthScope, Token, TokenSpec, MAX_TOKENS, MAX_TOKEN_NAME_LEN,
+    MAX_TOKEN_TENANTS,
+};
 pub use archive::{
     record_hash, ArchiveKey, ArchiveKind, ArchiveOp, ArchiveStats, Archived, ArchivedItem,
     BookEntry, MAX_RETIRED_PER_COMMAND, SWEEP_EVERY_MS,

@@ -71,13 +71,8 @@ impl Frozen {
         write(&self.0, out)
     }
 
-    /// Every record the archive held at the moment of freezing, in key order: what a
-    /// snapshot must carry besides the ledger.
-    pub fn archive_book(&self) -> impl Iterator<Item = (ArchiveKey, &BookEntry)> + '_ {
-        self.0.retained.book.iter().map(|(k, e)| (*k, e))
-    }
-
-    /// The archive's book alone, the rest of the frozen ledger let go. While a frozen ledger
+    /// Every record the archive held at the moment of freezing, in key order (what a
+    /// snapshot must carry besides the ledger), the rest of the frozen ledger let go. While a frozen ledger
     /// is held, every job that `apply` changes is copied (the snapshot still shares it): a
     /// snapshot build that keeps only the book once the ledger is written stops making
     /// copies for the seconds it streams the archive's records.

@@ -5,10 +5,11 @@
 //! What depends on the ledger (a job that exists, a live lease, a schedule's next firing)
 //! is left to `apply`.
 
+use crate::access::check_tenants;
 use crate::batch::check_len;
 use crate::command::{Command, CompleteItem, Completion};
 use crate::error::SchedulerError;
-use crate::leasing::{check_lease, check_lease_tenants, check_outputs};
+use crate::leasing::{check_lease, check_outputs};
 use crate::operate::{check_breaker, check_rate, check_scope};
 use crate::retention::check_retention;
 use crate::submit::{check_name, check_plan, check_spec, check_stamp, check_text};
@@ -112,7 +113,7 @@ impl Command {
                 tenants,
             } => {
                 check_lease(worker, job_types, *max, *ttl_ms)?;
-                check_lease_tenants(tenants)
+                check_tenants(tenants)
             }
         }
     }

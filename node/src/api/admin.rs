@@ -306,7 +306,8 @@ impl AdminService for Admin {
         request: Request<pb::BootstrapTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, bootstrap_token);
-        if principal_of(&request)?.name.is_none() {
+        let principal = principal_of(&request)?;
+        if principal.name.is_none() {
             // Without TLS every caller is an administrator: a token would mean nothing now
             // and grant everything once TLS were turned on.
             return Err(status::with_kind(
@@ -324,7 +325,7 @@ impl AdminService for Admin {
         };
         let stamp = Stamp::new(BOOTSTRAP_TOKEN, "the cluster's bootstrap token");
         self.0
-            .new_token(&principal_of(&request)?, spec, true, stamp)
+            .new_token(&principal, spec, true, stamp)
             .await
             .map(Response::new)
     }

@@ -1,6 +1,6 @@
 //! `JobService`: the producer's calls (enqueue, plans, cancel, replay) and the job reads.
 
-use super::{forward_unless_here, forwarded, page_limit, stale, Api, Route};
+use super::{forward_unless_here, forwarded, page_limit, stale, tenant_of, Api, Route};
 use crate::auth::principal_of;
 use crate::convert;
 use crate::status;
@@ -199,14 +199,13 @@ impl JobService for Jobs {
             .0
             .read_applied(is_stale, |applied| {
                 let plan = find_plan(applied, id)?;
-                // A bound principal sees a plan only if every step it can find is theirs.
+                // A bound principal sees a plan only if every step's job is its tenants'
+                // (a step whose job is gone from the archive too hides the plan from it).
                 let theirs = plan.as_ref().is_some_and(|plan| {
                     principal.tenants.is_none()
                         || plan.steps.iter().all(|step| {
-                            find_job(applied, JobId(step.job_id)).is_ok_and(|job| {
-                                job.and_then(|j| j.spec)
-                                    .is_some_and(|s| principal.allows(&TenantId(s.tenant)))
-                            })
+                            tenant_of(applied, JobId(step.job_id))
+                                .is_some_and(|tenant| principal.allows(&tenant))
                         })
                 });
                 Ok::<_, Status>(plan.filter(|_| theirs))

@@ -20,8 +20,8 @@ use rota_client::proto as pb;
 use rota_client::FORWARDED_KEY;
 use rota_raft::{Applied, Dial, NodeId, RaftNode, Write};
 use rota_state_machine::{
-    AuthScope, ClientRequest, Command, JobId, JobSpec, Reply, SchedulerError, Stamp, State,
-    TokenSpec, MAX_PAGE,
+    ArchiveKey, Archived, ArchivedItem, AuthScope, ClientRequest, Command, JobId, JobSpec, Reply,
+    SchedulerError, Stamp, State, TenantId, TokenSpec, MAX_PAGE,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -193,23 +193,21 @@ impl Api {
                 }
                 steps.iter().try_for_each(|step| spec(&step.spec))
             }
-            Command::Lease { .. } => {
+            Command::Lease {
+                worker,
+                job_types,
+                max,
+                ttl_ms,
+            } => {
                 if let Some(tenants) = &principal.tenants {
-                    if let Command::Lease {
-                        worker,
-                        job_types,
-                        max,
-                        ttl_ms,
-                    } = std::mem::replace(command, Command::Tick)
-                    {
-                        *command = Command::LeaseWithin {
-                            worker,
-                            job_types,
-                            max,
-                            ttl_ms,
-                            tenants: tenants.clone(),
-                        };
-                    }
+                    let within = Command::LeaseWithin {
+                        worker: worker.clone(),
+                        job_types: job_types.clone(),
+                        max: *max,
+                        ttl_ms: *ttl_ms,
+                        tenants: tenants.clone(),
+                    };
+                    *command = within;
                 }
                 Ok(())
             }
@@ -278,15 +276,13 @@ impl Api {
         })
     }
 
-    /// Refused unless the principal may reach job `id`'s tenant. A bound principal is told
-    /// of a job it may not see as of one that does not exist.
+    /// Refused unless the principal may reach job `id`'s tenant (in memory or archived). A
+    /// bound principal is told of a job it may not see as of one that does not exist.
     fn reach_job(&self, principal: &Principal, id: JobId) -> Result<(), Status> {
         if principal.tenants.is_none() {
             return Ok(());
         }
-        let tenant = self
-            .raft
-            .read_local(|applied| applied.state.job(id).map(|job| job.spec.tenant.clone()));
+        let tenant = self.raft.read_local(|applied| tenant_of(applied, id));
         match tenant {
             Some(tenant) if principal.reach(&tenant).is_ok() => Ok(()),
             _ => Err(status::scheduler(&SchedulerError::JobNotFound(id))),
@@ -302,7 +298,6 @@ impl Api {
         command: Command,
         bytes: usize,
     ) -> Result<Reply, Status> {
-        check_session(session.as_ref())?;
         let max_entry_bytes = self.committer.max_entry_bytes();
         if bytes > max_entry_bytes {
             return Err(status::over_budget(
@@ -350,11 +345,11 @@ impl Api {
 /// Marks a request as forwarded, with the principal this node established, and bounds
 /// its time at the leader.
 fn forwarded<T>(request: Request<T>) -> Result<Request<T>, Status> {
-    let principal = request.extensions().get::<Principal>().cloned();
+    let principal = principal_of(&request)?;
     let mut out = Request::new(request.into_inner());
     out.metadata_mut()
         .insert(FORWARDED_KEY, MetadataValue::from_static("1"));
-    crate::auth::carry(principal.as_ref(), out.metadata_mut())?;
+    crate::auth::carry(&principal, out.metadata_mut())?;
     out.set_timeout(FORWARD_TIMEOUT);
     Ok(out)
 }
@@ -372,6 +367,20 @@ macro_rules! forward_unless_here {
     };
 }
 use forward_unless_here;
+
+/// The tenant of job `id`, in memory or archived.
+pub(super) fn tenant_of(applied: &Applied, id: JobId) -> Option<TenantId> {
+    if let Some(job) = applied.state.job(id) {
+        return Some(job.spec.tenant.clone());
+    }
+    match applied.archived(ArchiveKey::job(id)) {
+        Ok(Some(Archived {
+            item: ArchivedItem::Job(job),
+            ..
+        })) => Some(job.spec.tenant),
+        _ => None,
+    }
+}
 
 /// With auth on, a session belongs to its principal: the id it carries is prefixed with the
 /// principal's name, so one principal can neither read another's cached answers (a lease's

@@ -76,11 +76,8 @@ pub fn identity_of(der: &[u8]) -> Result<Identity, IdentityError> {
     found.ok_or(IdentityError::Unnamed)
 }
 
-/// A client principal's name: 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `@`.
+/// A client principal's name: 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `@`, as a
+/// token's (`rota_state_machine::valid_principal_name`).
 pub fn valid_client_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+    rota_state_machine::valid_principal_name(name)
 }
