@@ -135,10 +135,6 @@ fn client(global: &Global) -> Result<Client> {
 
 /// The TLS settings `--tls-ca`, `--tls-cert` and `--tls-key` give.
 fn client_tls(global: &Global) -> Result<Option<tls::ClientTlsConfig>> {
-    use anyhow::Context;
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-    };
     let Some(ca) = &global.tls_ca else {
         if global.tls_cert.is_some() {
             anyhow::bail!(
@@ -147,10 +143,9 @@ fn client_tls(global: &Global) -> Result<Option<tls::ClientTlsConfig>> {
         }
         return Ok(None);
     };
-    let mut config =
-        tls::ClientTlsConfig::new().ca_certificate(tls::Certificate::from_pem(read(ca)?));
-    if let (Some(cert), Some(key)) = (&global.tls_cert, &global.tls_key) {
-        config = config.identity(tls::Identity::from_pem(read(cert)?, read(key)?));
-    }
-    Ok(Some(config))
+    let identity = match (&global.tls_cert, &global.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    Ok(Some(rota_client::tls_from_files(ca, identity)?))
 }

@@ -13,6 +13,7 @@ use crate::proto::job_service_client::JobServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
 use crate::proto::*;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -99,9 +100,6 @@ impl ClientConfig {
                 .map(str::to_owned),
         );
         config.token = var("ROTA_TOKEN");
-        let read = |name: &str, path: &str| {
-            std::fs::read(path).map_err(|e| ClientError::Config(format!("{name}={path}: {e}")))
-        };
         match (
             var("ROTA_TLS_CA"),
             var("ROTA_TLS_CERT"),
@@ -109,16 +107,9 @@ impl ClientConfig {
         ) {
             (None, None, None) => {}
             (Some(ca), cert, key) => {
-                let mut tls = ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(read("ROTA_TLS_CA", &ca)?));
-                match (cert, key) {
-                    (Some(cert), Some(key)) => {
-                        tls = tls.identity(Identity::from_pem(
-                            read("ROTA_TLS_CERT", &cert)?,
-                            read("ROTA_TLS_KEY", &key)?,
-                        ));
-                    }
-                    (None, None) => {}
+                let pair = match (cert, key) {
+                    (Some(cert), Some(key)) => Some((cert, key)),
+                    (None, None) => None,
                     (Some(_), None) => {
                         return Err(ClientError::Config(
                             "ROTA_TLS_CERT is set without ROTA_TLS_KEY, its key".to_owned(),
@@ -129,8 +120,9 @@ impl ClientConfig {
                             "ROTA_TLS_KEY is set without ROTA_TLS_CERT, its certificate".to_owned(),
                         ))
                     }
-                }
-                config.tls = Some(tls);
+                };
+                let pair = pair.as_ref().map(|(c, k)| (Path::new(c), Path::new(k)));
+                config.tls = Some(tls_from_files(Path::new(&ca), pair)?);
             }
             (None, _, _) => {
                 return Err(ClientError::Config(
@@ -141,6 +133,23 @@ impl ClientConfig {
         }
         Ok(config)
     }
+}
+
+/// TLS that trusts the CA certificate at `ca` (PEM) and, when given, presents the client
+/// certificate and key at `identity` (PEM): what `ROTA_TLS_*` and the CLI's `--tls-*` name.
+pub fn tls_from_files(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientTlsConfig, ClientError> {
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| ClientError::Config(format!("reading {}: {e}", path.display())))
+    };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(tls)
 }
 
 /// One session id with the sequence of its latest write.

@@ -19,7 +19,8 @@ pub mod proto {
 }
 
 pub use client::{
-    admin_service, job_service, worker_service, Client, ClientConfig, Dial, MAX_MESSAGE_BYTES,
+    admin_service, job_service, tls_from_files, worker_service, Client, ClientConfig, Dial,
+    MAX_MESSAGE_BYTES,
 };
 pub use error::{ClientError, ERROR_KIND_KEY, FORWARDED_KEY, LEADER_KEY};
 
