@@ -43,13 +43,14 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> 
             "--capacity restarts the cluster, so it needs the one it starts",
         ));
     }
-    let (addrs, mut local) = start_cluster(&config).await?;
+    let (target, mut local) = start_cluster(&config).await?;
+    let (ops, addrs) = (&target.ops, &target.endpoints);
     let tally = Arc::new(Tally::new(config.jobs, config.timeout));
     let job_type = format!("bench-{:x}-hold", now_nanos());
     let started = Instant::now();
     produce_all(
         &config,
-        &addrs,
+        &target,
         &job_type,
         0..config.jobs,
         Pace::default(),
@@ -64,7 +65,7 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> 
         .max()
         .and_then(|mark| mark.checked_sub(1))
         .ok_or(BenchError::NothingEnqueued)?;
-    let applied = settled(&Access::default(), &addrs, false, Duration::from_secs(120))
+    let applied = settled(ops, addrs, false, Duration::from_secs(120))
         .await?
         .first()
         .and_then(|s| s.applied_index)
@@ -72,14 +73,8 @@ pub async fn capacity(config: LoadConfig) -> Result<CapacityReport, BenchError> 
     let rss = rss_mib(&local.agents);
 
     let restarted = restart_all(&mut local.agents)?;
-    let serving = serving(&addrs, last_job, restarted).await?;
-    caught_up_to(
-        &Access::default(),
-        &addrs,
-        applied,
-        Duration::from_secs(300),
-    )
-    .await?;
+    let serving = serving(ops, addrs, last_job, restarted).await?;
+    caught_up_to(ops, addrs, applied, Duration::from_secs(300)).await?;
     let caught_up = restarted.elapsed();
     Ok(CapacityReport {
         nodes: addrs.len(),
@@ -113,8 +108,13 @@ fn restart_all(agents: &mut [Agent]) -> Result<Instant, BenchError> {
 
 /// Reads `job` until the cluster answers (for at most 300 s); returns how long that took
 /// from `restarted`.
-async fn serving(addrs: &[String], job: u64, restarted: Instant) -> Result<Duration, BenchError> {
-    let reader = client_for(addrs, 0)?;
+async fn serving(
+    ops: &Access,
+    addrs: &[String],
+    job: u64,
+    restarted: Instant,
+) -> Result<Duration, BenchError> {
+    let reader = client_for(ops, addrs, 0)?;
     let within = Duration::from_secs(300);
     let deadline = Instant::now() + within;
     loop {

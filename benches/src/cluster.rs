@@ -3,8 +3,11 @@
 
 use crate::BenchError;
 use rota_client::proto as pb;
-use rota_client::tls::ClientTlsConfig;
+use rota_client::tls::{Certificate, ClientTlsConfig, Identity};
 use rota_client::{Client, ClientConfig};
+use rota_node::tls::issue::{client_files, node_files, write_pair, CA_CERT, CA_KEY};
+use rota_node::tls::Authority;
+use rota_state_machine::AuthScope;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -52,6 +55,81 @@ impl Access {
         endpoints: impl IntoIterator<Item = impl Into<String>>,
     ) -> Result<Client, rota_client::ClientError> {
         Client::with_config(self.config(endpoints))
+    }
+}
+
+/// How long the certificates `Certificates::write` makes are valid, in days.
+const CERT_DAYS: u32 = 30;
+
+/// A local cluster's CA and the operator's client certificate (every scope), as
+/// `Certificates::write` made them; tokens for the other principals of a run come from it.
+pub struct Certificates {
+    /// TLS trusting the cluster's CA, with no certificate of its own (a token's holder).
+    pub trust: ClientTlsConfig,
+    /// The operator's access: the client certificate `ops`, holding every scope.
+    pub ops: Access,
+}
+
+impl Certificates {
+    /// Writes a new CA, certificates for nodes 1 to `nodes` (at 127.0.0.1 and localhost)
+    /// and the operator's client certificate into `dir`, under the names `rota cert`
+    /// gives them, so that `Agent::with_certs(dir)` finds them.
+    pub fn write(dir: &Path, nodes: u64) -> Result<Self, BenchError> {
+        let (ca, ca_files) = Authority::create("rota local CA", CERT_DAYS)?;
+        write_pair(dir, (CA_CERT.to_owned(), CA_KEY.to_owned()), &ca_files)?;
+        let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+        for id in 1..=nodes {
+            let node = ca.node(id, &hosts, CERT_DAYS)?;
+            write_pair(dir, node_files(id), &node)?;
+        }
+        let ops = ca.client_with("ops", &AuthScope::ALL, &[], CERT_DAYS)?;
+        write_pair(dir, client_files("ops"), &ops)?;
+        let trust =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca_files.cert_pem));
+        let ops = Access {
+            tls: Some(
+                trust
+                    .clone()
+                    .identity(Identity::from_pem(&ops.cert_pem, &ops.key_pem)),
+            ),
+            token: None,
+        };
+        Ok(Self { trust, ops })
+    }
+
+    /// A new token `name` of `scopes` (bound to `tenants`, if any), made through the node
+    /// at `addr` with the operator's access, as the access it gives.
+    pub async fn token(
+        &self,
+        addr: &str,
+        name: &str,
+        scopes: &[AuthScope],
+        tenants: &[&str],
+    ) -> Result<Access, BenchError> {
+        let made = self
+            .ops
+            .client([addr.to_owned()])
+            .map_err(BenchError::Client)?
+            .create_token(pb::CreateTokenRequest {
+                name: name.to_owned(),
+                scopes: scopes.iter().map(|s| s.name().to_owned()).collect(),
+                tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                ttl_ms: None,
+                stamp: Some(pb::Stamp {
+                    actor: "ops".to_owned(),
+                    reason: format!("a token for {name} on a local cluster"),
+                    ticket: None,
+                }),
+            })
+            .await
+            .map_err(|source| BenchError::Call {
+                call: "creating a token",
+                source,
+            })?;
+        Ok(Access {
+            tls: Some(self.trust.clone()),
+            token: Some(made.secret),
+        })
     }
 }
 
@@ -125,8 +203,6 @@ impl Agent {
                     file(format!("node.{}.key", self.id)),
                 ]
             }
-            // The load generator's own clusters run without TLS (`rota bench` cannot yet
-            // talk TLS, nor measure what it costs).
             None => vec!["--insecure".to_owned()],
         };
         let child = Command::new(&self.bin)

@@ -32,6 +32,9 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    /// The certificates of a local cluster with TLS, which could not be made or written.
+    #[error("the local cluster's certificates")]
+    Certificates(#[from] rota_node::tls::issue::CertError),
     /// A killed agent process that would not start again.
     #[error("restarting node {node}")]
     RestartAgent {

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use rota_benches::capacity;
+use rota_benches::cluster::Access;
 use rota_benches::load::{self, LoadConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,9 +15,16 @@ pub struct BenchArgs {
     /// duplicated. Other flags override its settings.
     #[arg(long)]
     pub quick: bool,
-    /// Use the cluster at --endpoints instead of starting one.
+    /// Use the cluster at --endpoints instead of starting one (over TLS with --tls-ca, as
+    /// the principal of --token or --tls-cert; producers, workers and the audit alike).
     #[arg(long)]
     pub connect: bool,
+    /// Start the agents with TLS and auth, as a secured cluster runs: certificates in the
+    /// data directory, producers and workers with tokens of their own (the workers' bound
+    /// to the bench's tenant). Compare a run with it to one without to see what security
+    /// costs.
+    #[arg(long, conflicts_with = "connect")]
+    pub tls: bool,
     /// Agents to start.
     #[arg(long)]
     pub nodes: Option<usize>,
@@ -80,7 +88,13 @@ pub struct BenchArgs {
 }
 
 /// Runs the bench and prints its report; an error when a job was lost or duplicated.
-pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<()> {
+/// `access` reaches the cluster at `endpoints` (with --connect).
+pub async fn bench(
+    args: BenchArgs,
+    endpoints: &[String],
+    access: Access,
+    json: bool,
+) -> Result<()> {
     let bin = std::env::current_exe().context("finding the rota executable")?;
     let mut config = if args.quick {
         LoadConfig::quick(bin)
@@ -89,7 +103,9 @@ pub async fn bench(args: BenchArgs, endpoints: &[String], json: bool) -> Result<
     };
     if args.connect {
         config.endpoints = endpoints.to_vec();
+        config.access = access;
     }
+    config.tls = args.tls;
     macro_rules! set {
         ($($field:ident),*) => { $(if let Some(v) = args.$field { config.$field = v; })* };
     }

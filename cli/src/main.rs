@@ -105,7 +105,13 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Dev(args) => serve::dev(args).await,
         Cmd::Agent(args) => serve::agent(args).await,
-        Cmd::Bench(args) => bench::bench(args, &global.endpoints, global.json).await,
+        Cmd::Bench(args) => {
+            let access = rota_benches::cluster::Access {
+                tls: client_tls(&global)?,
+                token: global.token.as_ref().map(|t| t.0.clone()),
+            };
+            bench::bench(args, &global.endpoints, access, global.json).await
+        }
         Cmd::Cert(cmd) => cert::run(cmd),
         Cmd::Token(cmd) => token::run(cmd, &global, &client()?, &out).await,
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,

@@ -1,14 +1,16 @@
 //! `rota bench --quick`: the load generator's smoke run. Three agents, 3,000 jobs per
-//! phase, one leader SIGKILL; it must lose and duplicate nothing. No speed threshold: the
-//! figures are printed for the log only.
+//! phase, one leader SIGKILL; it must lose and duplicate nothing, on a plaintext cluster and
+//! on one with TLS and auth. No speed threshold: the figures are printed for the log only.
 
 use serde_json::Value;
 use std::process::Command;
 
-#[test]
-fn rota_bench_quick_moves_every_job_exactly_once_through_a_leader_kill() {
+/// Runs `rota bench --quick --json` with `extra` flags; the report, once it has checked
+/// what every quick run must show.
+fn quick(extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_rota"))
         .args(["bench", "--quick", "--json"])
+        .args(extra)
         .output()
         .expect("rota bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -30,4 +32,30 @@ fn rota_bench_quick_moves_every_job_exactly_once_through_a_leader_kill() {
         latencies >= 3_000,
         "every cycle job's latency was measured: {report:#}"
     );
+    report
+}
+
+#[test]
+fn rota_bench_quick_moves_every_job_exactly_once_through_a_leader_kill() {
+    let report = quick(&[]);
+    assert_eq!(report["tls"], false, "{report:#}");
+}
+
+#[test]
+fn rota_bench_quick_with_tls_and_tokens_moves_every_job_exactly_once() {
+    // Producers and workers hold tokens of their own (the workers' bound to the bench's
+    // tenant), so a scope or tenant check that refused them would lose jobs here.
+    let report = quick(&["--tls"]);
+    assert_eq!(report["tls"], true, "{report:#}");
+}
+
+#[test]
+fn rota_bench_refuses_tls_for_a_cluster_it_does_not_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["bench", "--quick", "--tls", "--connect"])
+        .output()
+        .expect("rota bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--tls"), "{stderr}");
 }

@@ -3,12 +3,11 @@
 //! always, plans with dependencies, and the leader SIGKILLed mid-run and restarted. Nothing
 //! may be lost or run to success twice.
 
-use rota_benches::cluster::{local_agents, poll, settled_digests, wait_for_agreed_leader, Access};
+use rota_benches::cluster::{
+    local_agents, poll, settled_digests, wait_for_agreed_leader, Access, Certificates,
+};
 use rota_client::proto as pb;
-use rota_client::tls::{Certificate, ClientTlsConfig, Identity};
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
-use rota_node::tls::issue::{client_files, node_files, write_pair, CA_CERT, CA_KEY};
-use rota_node::tls::Authority;
 use rota_state_machine::AuthScope;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -219,70 +218,12 @@ fn event_index(job: &pb::Job, kind: &str) -> Option<u64> {
         .map(|e| e.log_index)
 }
 
-/// The cluster's CA, node certificates for 1 to 3 and the operator's client certificate
-/// (every scope) in `dir`, as `rota cert` writes them; returns the operator's access.
-fn certificates(dir: &Path) -> Access {
-    let (ca, ca_files) = Authority::create("e2e CA", 30).expect("CA");
-    write_pair(dir, (CA_CERT.to_owned(), CA_KEY.to_owned()), &ca_files).expect("CA files");
-    let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
-    for id in 1..=3 {
-        let node = ca.node(id, &hosts, 30).expect("node certificate");
-        write_pair(dir, node_files(id), &node).expect("node files");
-    }
-    let ops = ca
-        .client_with("ops", &AuthScope::ALL, &[], 30)
-        .expect("client certificate");
-    write_pair(dir, client_files("ops"), &ops).expect("client files");
-    Access {
-        tls: Some(trusting(dir).identity(Identity::from_pem(&ops.cert_pem, &ops.key_pem))),
-        token: None,
-    }
-}
-
-/// TLS that trusts the CA in `dir`, with no certificate of its own.
-fn trusting(dir: &Path) -> ClientTlsConfig {
-    let ca = std::fs::read(dir.join(CA_CERT)).expect("CA certificate");
-    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca))
-}
-
-/// A token of `scopes` (bound to `tenants`, if any) made with the operator's access, as
-/// the access it gives.
-async fn token_access(
-    ops: &Access,
-    certs: &Path,
-    addr: &str,
-    name: &str,
-    scopes: &[&str],
-    tenants: &[&str],
-) -> Access {
-    let made = ops
-        .client([addr.to_owned()])
-        .expect("client")
-        .create_token(pb::CreateTokenRequest {
-            name: name.to_owned(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            tenants: tenants.iter().map(|t| t.to_string()).collect(),
-            ttl_ms: None,
-            stamp: Some(pb::Stamp {
-                actor: "ops".to_owned(),
-                reason: "the end-to-end test".to_owned(),
-                ticket: None,
-            }),
-        })
-        .await
-        .expect("token");
-    Access {
-        tls: Some(trusting(certs)),
-        token: Some(made.secret),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled() {
     let root = tempfile::TempDir::new().expect("temp dir");
     let certs = root.path().join("certs");
-    std::fs::create_dir(&certs).expect("certs dir");
-    let ops = certificates(&certs);
+    let certificates = Certificates::write(&certs, 3).expect("certificates");
+    let ops = certificates.ops.clone();
     let mut agents: Vec<_> =
         local_agents(Path::new(env!("CARGO_BIN_EXE_rota")), 3, root.path(), &[])
             .expect("agents")
@@ -306,19 +247,15 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
         // Producer and workers each hold a token with only the scopes they need (the
         // workers' bound to the jobs' three tenants, so their leases go within them); the
         // operator's certificate watches.
-        let producer_scopes = ["orchestrator:write", "orchestrator:read"];
-        let producing =
-            token_access(&ops, &certs, &addrs[1], "producer", &producer_scopes, &[]).await;
+        let producing = certificates
+            .token(&addrs[1], "producer", &[AuthScope::Write, AuthScope::Read], &[])
+            .await
+            .expect("producer's token");
         let tenants = ["tenant-0", "tenant-1", "tenant-2"];
-        let working = token_access(
-            &ops,
-            &certs,
-            &addrs[2],
-            "workers",
-            &["orchestrator:lease"],
-            &tenants,
-        )
-        .await;
+        let working = certificates
+            .token(&addrs[2], "workers", &[AuthScope::Lease], &tenants)
+            .await
+            .expect("workers' token");
 
         let succeeded = Arc::new(AtomicU64::new(0));
         let mut stops = Vec::new();

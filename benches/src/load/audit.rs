@@ -61,7 +61,7 @@ impl Run<'_> {
     /// Counts every job of the run's job types, a page at a time (a long run's ledger
     /// would not fit in memory whole).
     async fn read_ledger(&self) -> Result<Ledger, BenchError> {
-        let checker = client_for(self.endpoints, 0)?;
+        let checker = client_for(&self.target.ops, &self.target.endpoints, 0)?;
         let mut ledger = Ledger {
             seen: vec![0u8; self.cycle.end as usize],
             not_succeeded: 0,

@@ -3,7 +3,7 @@
 
 use super::report::Failover;
 use super::tally::Tally;
-use super::LoadConfig;
+use super::{LoadConfig, Target};
 use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, Access, Agent};
 use crate::BenchError;
 use std::sync::{Arc, Mutex};
@@ -20,10 +20,11 @@ pub(super) struct Kill {
 /// hits a healthy cluster. Returns when each kill happened (µs since the epoch).
 pub(super) async fn kill_leaders(
     config: LoadConfig,
-    addrs: Vec<String>,
+    target: Target,
     agents: Arc<Mutex<Vec<Agent>>>,
     tally: Arc<Tally>,
 ) -> Result<Vec<Kill>, BenchError> {
+    let (ops, addrs) = (&target.ops, &target.endpoints);
     let mut kills = Vec::new();
     let mut healthy_since = Instant::now();
     for _ in 0..config.kill_leader {
@@ -32,23 +33,18 @@ pub(super) async fn kill_leaders(
         if tally.phase_done() {
             break;
         }
-        let leader = wait_for_agreed_leader(
-            &Access::default(),
-            &addrs,
-            addrs.len(),
-            Duration::from_secs(30),
-        )
-        .await?;
+        let leader =
+            wait_for_agreed_leader(ops, addrs, addrs.len(), Duration::from_secs(30)).await?;
         let killed_at = kill(&agents, leader, &tally)?;
         let killed = Instant::now();
-        let elected = new_leader(&addrs, leader, Duration::from_secs(30)).await?;
+        let elected = new_leader(ops, addrs, leader, Duration::from_secs(30)).await?;
         kills.push(Kill {
             at_us: killed_at,
             elected_ms: elected.duration_since(killed).as_secs_f64() * 1_000.0,
         });
         tokio::time::sleep_until((killed + Duration::from_secs(1)).into()).await;
         restart_killed(&agents)?;
-        caught_up(&addrs, Duration::from_secs(60)).await?;
+        caught_up(ops, addrs, Duration::from_secs(60)).await?;
         healthy_since = Instant::now();
     }
     Ok(kills)
@@ -78,42 +74,31 @@ fn restart_killed(agents: &Mutex<Vec<Agent>>) -> Result<(), BenchError> {
 }
 
 /// Polls until a node other than `old` says it leads; returns when.
-async fn new_leader(addrs: &[String], old: u64, within: Duration) -> Result<Instant, BenchError> {
+async fn new_leader(
+    ops: &Access,
+    addrs: &[String],
+    old: u64,
+    within: Duration,
+) -> Result<Instant, BenchError> {
     let every = Duration::from_millis(10);
-    poll(
-        &Access::default(),
-        addrs,
-        false,
-        every,
-        within,
-        "new leader",
-        |seen| {
-            seen.iter()
-                .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
-                .then(Instant::now)
-        },
-    )
+    poll(ops, addrs, false, every, within, "new leader", |seen| {
+        seen.iter()
+            .any(|s| s.node_id != old && s.leader_id == Some(s.node_id))
+            .then(Instant::now)
+    })
     .await
 }
 
 /// Waits until one node leads and every node has applied what the leader had applied then.
-async fn caught_up(addrs: &[String], within: Duration) -> Result<(), BenchError> {
+async fn caught_up(ops: &Access, addrs: &[String], within: Duration) -> Result<(), BenchError> {
     let every = Duration::from_millis(50);
-    let leader_index = poll(
-        &Access::default(),
-        addrs,
-        false,
-        every,
-        within,
-        "leader",
-        |seen| {
-            seen.iter()
-                .find(|s| s.leader_id == Some(s.node_id))
-                .and_then(|s| s.applied_index)
-        },
-    )
+    let leader_index = poll(ops, addrs, false, every, within, "leader", |seen| {
+        seen.iter()
+            .find(|s| s.leader_id == Some(s.node_id))
+            .and_then(|s| s.applied_index)
+    })
     .await?;
-    caught_up_to(&Access::default(), addrs, leader_index, within).await
+    caught_up_to(ops, addrs, leader_index, within).await
 }
 
 /// For each kill, the longest window without a completion between the kill and

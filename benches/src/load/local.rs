@@ -1,11 +1,35 @@
 //! The cluster a run drives: the one it is pointed at, or local agents it starts and founds.
 
-use super::LoadConfig;
-use crate::cluster::{local_agents, wait_for_agreed_leader, Access, Agent};
+use super::{LoadConfig, TENANT};
+use crate::cluster::{local_agents, wait_for_agreed_leader, Access, Agent, Certificates};
 use crate::BenchError;
 use rota_client::proto as pb;
-use rota_client::Client;
+use rota_state_machine::AuthScope;
 use std::time::Duration;
+
+/// The cluster a run drives, and who each part of the run is to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) endpoints: Vec<String>,
+    /// The run's setup and watching: retention, status polls, the audit's reads.
+    pub(crate) ops: Access,
+    /// The producers'.
+    pub(crate) producers: Access,
+    /// The workers'.
+    pub(crate) workers: Access,
+}
+
+impl Target {
+    /// Everyone with the same access.
+    fn all(endpoints: Vec<String>, access: &Access) -> Self {
+        Self {
+            endpoints,
+            ops: access.clone(),
+            producers: access.clone(),
+            workers: access.clone(),
+        }
+    }
+}
 
 /// Agents started for a run, with their data directory (removed when dropped).
 pub(crate) struct Local {
@@ -13,15 +37,15 @@ pub(crate) struct Local {
     pub(super) _dir: Option<tempfile::TempDir>,
 }
 
-/// Starts `config.nodes` local agents and founds the cluster, unless `config.endpoints`
-/// names one; returns the endpoints to use.
-pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, Local), BenchError> {
+/// Starts `config.nodes` local agents (with TLS and tokens when `config.tls`) and founds
+/// the cluster, unless `config.endpoints` names one; returns whom to reach and how.
+pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Target, Local), BenchError> {
     if !config.endpoints.is_empty() {
         let local = Local {
             agents: Vec::new(),
             _dir: None,
         };
-        return Ok((config.endpoints.clone(), local));
+        return Ok((Target::all(config.endpoints.clone(), &config.access), local));
     }
     let root = match &config.data_root {
         Some(root) => tempfile::TempDir::new_in(root),
@@ -35,6 +59,14 @@ pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, L
         &config.agent_args,
     )
     .map_err(BenchError::Ports)?;
+    let certs = if config.tls {
+        let dir = root.path().join("certs");
+        let certs = Certificates::write(&dir, config.nodes as u64)?;
+        agents = agents.into_iter().map(|a| a.with_certs(&dir)).collect();
+        Some(certs)
+    } else {
+        None
+    };
     for agent in &mut agents {
         agent.start().map_err(|source| BenchError::StartAgent {
             bin: config.rota_bin.clone(),
@@ -42,7 +74,8 @@ pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, L
         })?;
     }
     let addrs: Vec<String> = agents.iter().map(|a| a.addr.clone()).collect();
-    let founder = Client::connect([addrs[0].clone()]).map_err(BenchError::Client)?;
+    let ops = certs.as_ref().map(|c| c.ops.clone()).unwrap_or_default();
+    let founder = ops.client([addrs[0].clone()]).map_err(BenchError::Client)?;
     founder
         .init_cluster(pb::InitClusterRequest { members: vec![] })
         .await
@@ -50,18 +83,26 @@ pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Vec<String>, L
             call: "cluster init",
             source,
         })?;
-    wait_for_agreed_leader(
-        &Access::default(),
-        &addrs,
-        config.nodes,
-        Duration::from_secs(30),
-    )
-    .await?;
+    wait_for_agreed_leader(&ops, &addrs, config.nodes, Duration::from_secs(30)).await?;
+    let target = match &certs {
+        // Producers may only enqueue; workers may only lease, and only the bench's tenant.
+        Some(certs) => Target {
+            producers: certs
+                .token(&addrs[0], "bench-producers", &[AuthScope::Write], &[])
+                .await?,
+            workers: certs
+                .token(&addrs[0], "bench-workers", &[AuthScope::Lease], &[TENANT])
+                .await?,
+            ops,
+            endpoints: addrs,
+        },
+        None => Target::all(addrs, &ops),
+    };
     let local = Local {
         agents,
         _dir: Some(root),
     };
-    Ok((addrs, local))
+    Ok((target, local))
 }
 
 /// Resident memory of each running agent, in MiB.

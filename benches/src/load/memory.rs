@@ -7,7 +7,7 @@
 //! because a sample may land on a snapshot build.
 
 use super::local::mib;
-use crate::cluster::Agent;
+use crate::cluster::{Access, Agent};
 use crate::BenchError;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -160,11 +160,11 @@ fn median(values: &mut [f64]) -> Option<f64> {
 }
 
 /// What the node at `addr` (data in `dir`) holds; none when it does not answer.
-async fn held_by(addr: &str, dir: &std::path::Path) -> Option<Held> {
+async fn held_by(access: &Access, addr: &str, dir: &std::path::Path) -> Option<Held> {
     let client = rota_client::Client::with_config(rota_client::ClientConfig {
         call_timeout: Duration::from_secs(2),
         retry_for: Duration::from_secs(2),
-        ..rota_client::ClientConfig::new([addr.to_owned()])
+        ..access.config([addr.to_owned()])
     })
     .ok()?;
     let status = client
@@ -198,6 +198,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 /// Samples every agent's resident memory now and every `every` after, until `duration` has
 /// passed (both ends included), then tells how each node held.
 pub(super) async fn sample(
+    access: Access,
     agents: Arc<Mutex<Vec<Agent>>>,
     every: Duration,
     duration: Duration,
@@ -216,7 +217,7 @@ pub(super) async fn sample(
             .unzip();
         let mut held = Vec::with_capacity(places.len());
         for (addr, dir) in places {
-            held.push(held_by(&addr, &dir).await);
+            held.push(held_by(&access, &addr, &dir).await);
         }
         samples.push(RssSample {
             elapsed_secs: started.elapsed().as_secs_f64(),

@@ -25,12 +25,13 @@ mod report;
 mod tally;
 mod work;
 
-pub(crate) use local::{rss_mib, start_cluster};
+pub(crate) use local::{rss_mib, start_cluster, Target};
 pub use memory::{Memory, NodeMemory, RssSample, Verdict};
 pub(crate) use produce::{produce_all, Pace};
 pub use report::{table, Failover, Phase, Quantiles, Report};
 pub(crate) use tally::Tally;
 
+use crate::cluster::Access;
 use crate::BenchError;
 use local::Local;
 use rota_client::{Client, ClientConfig};
@@ -53,6 +54,13 @@ pub const MAX_MEMORY_SAMPLES: u64 = 10_000;
 pub struct LoadConfig {
     /// A running cluster to use; empty starts `nodes` local agents of `rota_bin`.
     pub endpoints: Vec<String>,
+    /// How every part of the run reaches the cluster at `endpoints`.
+    pub access: Access,
+    /// Start the local agents with TLS (and so auth): a CA and certificates written in
+    /// their data directory, the run's setup and watching done with the operator's client
+    /// certificate, producers and workers with tokens of their own (the workers' bound to
+    /// the bench's tenant), as a secured deployment runs.
+    pub tls: bool,
     pub rota_bin: PathBuf,
     pub nodes: usize,
     /// Flags added to every `rota agent` started.
@@ -92,6 +100,8 @@ impl LoadConfig {
     pub fn new(rota_bin: PathBuf) -> Self {
         Self {
             endpoints: Vec::new(),
+            access: Access::default(),
+            tls: false,
             rota_bin,
             nodes: 3,
             agent_args: Vec::new(),
@@ -148,6 +158,11 @@ impl LoadConfig {
                 which: "lease",
                 max: rota_state_machine::MAX_LEASE_BATCH as usize,
             });
+        }
+        if self.tls && !self.endpoints.is_empty() {
+            return Err(BenchError::Settings(
+                "--tls makes the cluster the bench starts secure; to reach a cluster of your own over TLS give --tls-ca (and --token or --tls-cert and --tls-key)",
+            ));
         }
         if self.kill_leader > 0 && !self.endpoints.is_empty() {
             return Err(BenchError::Settings(
@@ -217,12 +232,12 @@ impl LoadConfig {
 /// Starts the local cluster when asked to, runs the phases, checks the ledger.
 pub async fn run(config: LoadConfig) -> Result<Report, BenchError> {
     config.check()?;
-    let (endpoints, local) = start_cluster(&config).await?;
+    let (target, local) = start_cluster(&config).await?;
     let Local { agents, _dir } = local;
     let agents = Arc::new(Mutex::new(agents));
     let result = tokio::time::timeout(
         config.give_up_after() + Duration::from_secs(120),
-        phases::phases(&config, &endpoints, agents.clone()),
+        phases::phases(&config, &target, agents.clone()),
     )
     .await;
     let mut report = match result {
@@ -235,14 +250,19 @@ pub async fn run(config: LoadConfig) -> Result<Report, BenchError> {
     Ok(report)
 }
 
-/// Each client starts at a different node, as a fleet of producers and workers would.
-pub(crate) fn client_for(endpoints: &[String], i: usize) -> Result<Client, BenchError> {
+/// Client `i` of `endpoints` with `access`: each starts at a different node, as a fleet of
+/// producers and workers would.
+pub(crate) fn client_for(
+    access: &Access,
+    endpoints: &[String],
+    i: usize,
+) -> Result<Client, BenchError> {
     let mut rotated = endpoints.to_vec();
     rotated.rotate_left(i % endpoints.len());
     Client::with_config(ClientConfig {
         call_timeout: Duration::from_secs(10),
         retry_for: Duration::from_secs(60),
-        ..ClientConfig::new(rotated)
+        ..access.config(rotated)
     })
     .map_err(BenchError::Client)
 }
@@ -284,6 +304,12 @@ mod tests {
             },
             LoadConfig {
                 endpoints: vec!["127.0.0.1:1".into()],
+                ..base.clone()
+            },
+            LoadConfig {
+                endpoints: vec!["127.0.0.1:1".into()],
+                kill_leader: 0,
+                tls: true,
                 ..base.clone()
             },
             LoadConfig {

@@ -7,8 +7,8 @@ use super::produce::{produce_all, Pace};
 use super::report::{Failover, Phase, Quantiles, Report};
 use super::tally::Tally;
 use super::work::{join_workers, spawn_workers, Measure};
-use super::{client_for, now_nanos, LoadConfig};
-use crate::cluster::{statuses, Access, Agent};
+use super::{client_for, now_nanos, LoadConfig, Target};
+use crate::cluster::{statuses, Agent};
 use crate::BenchError;
 use rota_client::proto as pb;
 use std::ops::Range;
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 /// What every step of one run shares.
 pub(super) struct Run<'a> {
     pub(super) config: &'a LoadConfig,
-    pub(super) endpoints: &'a [String],
+    pub(super) target: &'a Target,
     /// The sequence numbers of the enqueue (and drain) phase; empty when it does not run.
     pub(super) fill: Range<u64>,
     /// The sequence numbers the cycle may send, right after `fill`.
@@ -45,13 +45,13 @@ pub(super) struct Cycle {
 
 /// Runs the steps the settings ask for, in order, and fills the report.
 /// Sets the retention windows the run asks for (`--retain`, `--archive-for`), if any.
-async fn set_retention(config: &LoadConfig, endpoints: &[String]) -> Result<(), BenchError> {
+async fn set_retention(config: &LoadConfig, target: &Target) -> Result<(), BenchError> {
     if config.retain.is_none() && config.archive_for.is_none() {
         return Ok(());
     }
     let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let retain = ms(config.retain);
-    client_for(endpoints, 0)?
+    client_for(&target.ops, &target.endpoints, 0)?
         .set_retention(pb::SetRetentionRequest {
             session: None,
             retention: Some(pb::Retention {
@@ -77,24 +77,24 @@ async fn set_retention(config: &LoadConfig, endpoints: &[String]) -> Result<(), 
 
 pub(super) async fn phases(
     config: &LoadConfig,
-    endpoints: &[String],
+    target: &Target,
     agents: Arc<Mutex<Vec<Agent>>>,
 ) -> Result<Report, BenchError> {
-    set_retention(config, endpoints).await?;
+    set_retention(config, target).await?;
     let run_id = format!("{:x}", std::process::id() as u64 ^ now_nanos());
     let fill = 0..config.fill_jobs();
     let cycle = fill.end..fill.end + config.cycle_jobs();
     let run = Run {
         config,
-        endpoints,
+        target,
         tally: Arc::new(Tally::new(cycle.end, config.give_up_after())),
         fill,
         cycle,
         fill_type: format!("bench-{run_id}-fill"),
         cycle_type: format!("bench-{run_id}-cycle"),
     };
-    let mut report = Report::settings(config, endpoints.len());
-    let term_before = max_term(endpoints).await;
+    let mut report = Report::settings(config, target.endpoints.len());
+    let term_before = max_term(target).await;
     if config.enqueue_phase {
         report.enqueue = Some(run.enqueue().await?);
     }
@@ -103,7 +103,7 @@ pub(super) async fn phases(
     if config.enqueue_phase {
         report.drain = Some(run.drain().await?);
     }
-    report.elections = max_term(endpoints).await.saturating_sub(term_before);
+    report.elections = max_term(target).await.saturating_sub(term_before);
     let audit = run.audit(&cycle.sent).await?;
     report.lost = audit.lost;
     report.duplicated = audit.duplicated;
@@ -118,7 +118,7 @@ impl Run<'_> {
         let started = Instant::now();
         let produced = produce_all(
             self.config,
-            self.endpoints,
+            self.target,
             &self.fill_type,
             self.fill.clone(),
             Pace::default(),
@@ -144,21 +144,10 @@ impl Run<'_> {
         } else {
             Measure::Latency
         };
-        let workers = spawn_workers(
-            config,
-            self.endpoints,
-            &self.cycle_type,
-            measure,
-            &self.tally,
-        )?;
+        let workers = spawn_workers(config, self.target, &self.cycle_type, measure, &self.tally)?;
         let killer = (config.kill_leader > 0).then(|| {
-            let (endpoints, tally) = (self.endpoints.to_vec(), self.tally.clone());
-            tokio::spawn(kill_leaders(
-                config.clone(),
-                endpoints,
-                agents.clone(),
-                tally,
-            ))
+            let (target, tally) = (self.target.clone(), self.tally.clone());
+            tokio::spawn(kill_leaders(config.clone(), target, agents.clone(), tally))
         });
         let sampler = self.spawn_sampler(&agents)?;
         let pace = Pace {
@@ -167,7 +156,7 @@ impl Run<'_> {
         };
         let produced = produce_all(
             config,
-            self.endpoints,
+            self.target,
             &self.cycle_type,
             self.cycle.clone(),
             pace,
@@ -212,7 +201,12 @@ impl Run<'_> {
         if started_here == 0 {
             return Ok(None);
         }
-        let sample = memory::sample(agents.clone(), self.config.sample_every, duration);
+        let sample = memory::sample(
+            self.target.ops.clone(),
+            agents.clone(),
+            self.config.sample_every,
+            duration,
+        );
         Ok(Some(tokio::spawn(sample)))
     }
 
@@ -223,7 +217,7 @@ impl Run<'_> {
         let started = Instant::now();
         let workers = spawn_workers(
             self.config,
-            self.endpoints,
+            self.target,
             &self.fill_type,
             Measure::Nothing,
             &self.tally,
@@ -252,8 +246,8 @@ async fn joined<T>(task: Option<Task<T>>, name: &'static str) -> Result<Option<T
 }
 
 /// The highest term any node reports.
-async fn max_term(addrs: &[String]) -> u64 {
-    statuses(&Access::default(), addrs, false)
+async fn max_term(target: &Target) -> u64 {
+    statuses(&target.ops, &target.endpoints, false)
         .await
         .iter()
         .map(|s| s.term)

@@ -2,7 +2,7 @@
 //! until a given time, and record which job each enqueue answered.
 
 use super::tally::{histogram, payload, Tally};
-use super::{client_for, LoadConfig, TENANT};
+use super::{client_for, LoadConfig, Target, TENANT};
 use crate::BenchError;
 use hdrhistogram::Histogram;
 use rota_client::proto as pb;
@@ -41,7 +41,7 @@ impl Produced {
 /// Enqueues `seqs` from `config.producers` producers at `pace`.
 pub(crate) async fn produce_all(
     config: &LoadConfig,
-    endpoints: &[String],
+    target: &Target,
     job_type: &str,
     seqs: Range<u64>,
     pace: Pace,
@@ -57,7 +57,7 @@ pub(crate) async fn produce_all(
             Duration::from_secs_f64((i * batch) as f64 / r as f64)
         });
         let producer = Producer {
-            client: client_for(endpoints, i as usize)?,
+            client: client_for(&target.producers, &target.endpoints, i as usize)?,
             job_type: job_type.to_owned(),
             seqs: seqs.start + span * i / p..seqs.start + span * (i + 1) / p,
             batch,

@@ -77,6 +77,9 @@ pub struct Failover {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub nodes: usize,
+    /// Whether the run reached the cluster over TLS, with auth on (`--tls`, or a cluster
+    /// of one's own reached with `--tls-ca`).
+    pub tls: bool,
     /// Jobs per phase (`--jobs`); a duration run's cycle sends `cycle.jobs` instead.
     pub jobs: u64,
     pub producers: usize,
@@ -112,6 +115,7 @@ impl Report {
     pub(super) fn settings(config: &LoadConfig, nodes: usize) -> Self {
         Self {
             nodes,
+            tls: config.tls || config.access.tls.is_some(),
             jobs: config.jobs,
             producers: config.producers,
             workers: config.workers,
@@ -194,7 +198,12 @@ pub fn table(report: &Report) -> String {
 
 /// The setup row: what ran, on how many nodes.
 fn setup(report: &Report) -> String {
-    let mut parts = vec![format!("{} nodes", report.nodes)];
+    let security = if report.tls {
+        "TLS and auth"
+    } else {
+        "plaintext"
+    };
+    let mut parts = vec![format!("{} nodes", report.nodes), security.to_owned()];
     match report.duration_secs {
         None => parts.push(format!("{} jobs/phase", report.jobs)),
         Some(_) if report.enqueue.is_some() => {

@@ -1,9 +1,9 @@
 //! Workers: lease batches of one job type, complete each batch in one call, and record
 //! every acknowledged success (with its latency in the timed phase).
 
-use super::client_for;
 use super::tally::{histogram, read_payload, Tally};
 use super::LoadConfig;
+use super::{client_for, Target};
 use crate::BenchError;
 use hdrhistogram::Histogram;
 use rota_client::proto as pb;
@@ -50,7 +50,7 @@ pub(super) enum Measure {
 /// Starts `config.workers` workers on `job_type` until the tally's phase is done.
 pub(super) fn spawn_workers(
     config: &LoadConfig,
-    endpoints: &[String],
+    target: &Target,
     job_type: &str,
     measure: Measure,
     tally: &Arc<Tally>,
@@ -58,7 +58,7 @@ pub(super) fn spawn_workers(
     let mut workers = JoinSet::new();
     for i in 0..config.workers {
         let worker = Worker {
-            client: client_for(endpoints, i)?,
+            client: client_for(&target.workers, &target.endpoints, i)?,
             name: format!("bench-w{i}"),
             job_type: job_type.to_owned(),
             max: config.lease_batch,
