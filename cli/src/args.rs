@@ -25,9 +25,15 @@ pub struct Cli {
 /// Options every client subcommand takes.
 #[derive(Args, Debug)]
 pub struct Global {
-    /// Nodes to talk to, comma-separated; any one is enough.
-    #[arg(long, global = true, env = "ROTA_ENDPOINTS", value_delimiter = ',', default_value = config::DEFAULT_LISTEN)]
+    /// Nodes to talk to, comma-separated; any one is enough [default: the client config
+    /// file's, else 127.0.0.1:7070].
+    #[arg(long, global = true, env = "ROTA_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Vec<String>,
+    /// The client config file (TOML: endpoints, tls_ca, tls_cert, tls_key, token or
+    /// token_file), for what flags and ROTA_* variables leave unset [default:
+    /// ~/.config/rota/client.toml, if there is one].
+    #[arg(long, global = true, env = "ROTA_CLIENT_CONFIG")]
+    pub client_config: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -53,6 +59,9 @@ pub struct Global {
     /// given as ROTA_TOKEN than on the command line, where other users' `ps` can see it.
     #[arg(long, global = true, env = "ROTA_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
+    /// A file whose first line is the bearer token (readable by its owner only).
+    #[arg(long, global = true, env = "ROTA_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A secret from the command line or the environment: printed nowhere, `Debug` included.

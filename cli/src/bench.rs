@@ -5,6 +5,7 @@ use clap::Args;
 use rota_benches::capacity;
 use rota_benches::cluster::Access;
 use rota_benches::load::{self, LoadConfig};
+use rota_client::ClientConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -88,13 +89,8 @@ pub struct BenchArgs {
 }
 
 /// Runs the bench and prints its report; an error when a job was lost or duplicated.
-/// `access` reaches the cluster at `endpoints` (with --connect).
-pub async fn bench(
-    args: BenchArgs,
-    endpoints: &[String],
-    access: Access,
-    json: bool,
-) -> Result<()> {
+/// `client` names the cluster to use with --connect, and how to reach it.
+pub async fn bench(args: BenchArgs, client: ClientConfig, json: bool) -> Result<()> {
     let bin = std::env::current_exe().context("finding the rota executable")?;
     let mut config = if args.quick {
         LoadConfig::quick(bin)
@@ -102,8 +98,11 @@ pub async fn bench(
         LoadConfig::new(bin)
     };
     if args.connect {
-        config.endpoints = endpoints.to_vec();
-        config.access = access;
+        config.endpoints = client.endpoints;
+        config.access = Access {
+            tls: client.tls,
+            token: client.token,
+        };
     }
     config.tls = args.tls;
     macro_rules! set {

@@ -54,13 +54,12 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
 /// Asks every endpoint for its own view; those that do not answer are named on stderr.
 async fn statuses(global: &Global) -> Result<Vec<pb::ClusterStatusResponse>> {
     let mut statuses = Vec::new();
-    let tls = crate::client_tls(global)?;
-    for endpoint in &global.endpoints {
+    let config = crate::client_config(global)?;
+    for endpoint in &config.endpoints {
         let one = Client::with_config(ClientConfig {
             retry_for: std::time::Duration::from_secs(2),
-            tls: tls.clone(),
-            token: global.token.as_ref().map(|t| t.0.clone()),
-            ..ClientConfig::new([endpoint.clone()])
+            endpoints: vec![endpoint.clone()],
+            ..config.clone()
         })?;
         match one
             .cluster_status(pb::ClusterStatusRequest { digest: true })

@@ -17,7 +17,7 @@ use anyhow::Result;
 use args::{Cli, Cmd, Global};
 use clap::Parser;
 use output::Output;
-use rota_client::{tls, Client, ClientConfig};
+use rota_client::{Client, ClientConfig, ClientSettings};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -105,13 +105,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Dev(args) => serve::dev(args).await,
         Cmd::Agent(args) => serve::agent(args).await,
-        Cmd::Bench(args) => {
-            let access = rota_benches::cluster::Access {
-                tls: client_tls(&global)?,
-                token: global.token.as_ref().map(|t| t.0.clone()),
-            };
-            bench::bench(args, &global.endpoints, access, global.json).await
-        }
+        Cmd::Bench(args) => bench::bench(args, client_config(&global)?, global.json).await,
         Cmd::Cert(cmd) => cert::run(cmd),
         Cmd::Token(cmd) => token::run(cmd, &global, &client()?, &out).await,
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,
@@ -128,30 +122,30 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// A client of the endpoints `--endpoints` names, retrying for `--wait-secs`, over TLS
-/// when `--tls-ca` is given.
-fn client(global: &Global) -> Result<Client> {
-    Ok(Client::with_config(ClientConfig {
-        retry_for: std::time::Duration::from_secs(global.wait_secs),
-        tls: client_tls(global)?,
+/// The client settings of the flags (and their `ROTA_*` variables), with what they leave
+/// unset taken from the client config file (`--client-config`, else the default one), and
+/// `--wait-secs` as how long calls keep retrying.
+fn client_config(global: &Global) -> Result<ClientConfig> {
+    let flags = ClientSettings {
+        endpoints: (!global.endpoints.is_empty()).then(|| global.endpoints.clone()),
+        tls_ca: global.tls_ca.clone(),
+        tls_cert: global.tls_cert.clone(),
+        tls_key: global.tls_key.clone(),
         token: global.token.as_ref().map(|t| t.0.clone()),
-        ..ClientConfig::new(global.endpoints.clone())
-    })?)
+        token_file: global.token_file.clone(),
+    };
+    let file = global
+        .client_config
+        .clone()
+        .or_else(ClientSettings::default_file);
+    let file = ClientSettings::from_optional_file(file.as_deref())?;
+    Ok(ClientConfig {
+        retry_for: std::time::Duration::from_secs(global.wait_secs),
+        ..flags.or(file).into_config()?
+    })
 }
 
-/// The TLS settings `--tls-ca`, `--tls-cert` and `--tls-key` give.
-fn client_tls(global: &Global) -> Result<Option<tls::ClientTlsConfig>> {
-    let Some(ca) = &global.tls_ca else {
-        if global.tls_cert.is_some() {
-            anyhow::bail!(
-                "--tls-cert needs --tls-ca: the CA the nodes' certificates are signed by"
-            );
-        }
-        return Ok(None);
-    };
-    let identity = match (&global.tls_cert, &global.tls_key) {
-        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-        _ => None,
-    };
-    Ok(Some(rota_client::tls_from_files(ca, identity)?))
+/// A client of the endpoints and with the credentials `client_config` finds.
+fn client(global: &Global) -> Result<Client> {
+    Ok(Client::with_config(client_config(global)?)?)
 }

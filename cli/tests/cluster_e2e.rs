@@ -218,6 +218,64 @@ fn event_index(job: &pb::Job, kind: &str) -> Option<u64> {
         .map(|e| e.log_index)
 }
 
+/// `rota` with the client config file `config` and nothing in the environment to help it.
+fn rota_with(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["--client-config"])
+        .arg(config)
+        .args(args)
+        .arg("--json")
+        .env_remove("ROTA_ENDPOINTS")
+        .env_remove("ROTA_TOKEN")
+        .env_remove("ROTA_TLS_CA")
+        .output()
+        .expect("rota runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rota {args:?} with {}: {}{stdout}",
+        config.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).expect("JSON")
+}
+
+/// The CLI finds the cluster and its credentials in a client config file: the operator's
+/// certificate named in one, the producer's token file in another (relative paths, from
+/// the certificates' directory).
+fn client_config_files(certs: &Path, addrs: &[String], producer_token: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let endpoints = format!(
+        "endpoints = [{}]\ntls_ca = \"ca.crt\"\n",
+        addrs
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let ops = certs.join("ops.toml");
+    let ops_text = "tls_cert = \"client.ops.crt\"\ntls_key = \"client.ops.key\"\n";
+    std::fs::write(&ops, format!("{endpoints}{ops_text}")).expect("ops config");
+    let status = rota_with(&ops, &["cluster", "status"]);
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+
+    let token = certs.join("producer.token");
+    std::fs::write(&token, format!("{producer_token}\n")).expect("token file");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let producer = certs.join("producer.toml");
+    std::fs::write(
+        &producer,
+        format!("{endpoints}token_file = \"producer.token\"\n"),
+    )
+    .expect("producer config");
+    let page = rota_with(&producer, &["job", "list", "--limit", "1"]);
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1), "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled() {
     let root = tempfile::TempDir::new().expect("temp dir");
@@ -360,6 +418,7 @@ async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled()
             digests.iter().all(|d| d.2 == digests[0].2),
             "replicas disagree at the same applied index: {digests:?}"
         );
+        client_config_files(&certs, &addrs, producing.token.as_deref().expect("token"));
         eprintln!(
             "{TOTAL} jobs; leader {leader} killed after {killed_at} handler successes; digests agree at {:?}",
             digests[0].1

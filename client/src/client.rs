@@ -12,6 +12,7 @@ use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::job_service_client::JobServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
 use crate::proto::*;
+use crate::settings::ClientSettings;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -86,52 +87,16 @@ impl ClientConfig {
         }
     }
 
-    /// Settings from the environment, as the `rota` CLI reads them: `ROTA_ENDPOINTS`
-    /// (comma-separated; default `127.0.0.1:7070`), `ROTA_TOKEN`, and for TLS `ROTA_TLS_CA`
-    /// with, for a client certificate, `ROTA_TLS_CERT` and `ROTA_TLS_KEY`.
+    /// Settings as the `rota` CLI reads them, without its flags: the `ROTA_*` variables
+    /// (`ROTA_ENDPOINTS`, comma-separated; `ROTA_TOKEN` or `ROTA_TOKEN_FILE`; for TLS
+    /// `ROTA_TLS_CA` with, for a client certificate, `ROTA_TLS_CERT` and `ROTA_TLS_KEY`),
+    /// then the client config file (`ClientSettings::default_file`) for what they leave
+    /// unset, then `127.0.0.1:7070`.
     pub fn from_env() -> Result<Self, ClientError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let endpoints = var("ROTA_ENDPOINTS").unwrap_or_else(|| "127.0.0.1:7070".to_owned());
-        let mut config = Self::new(
-            endpoints
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned),
-        );
-        config.token = var("ROTA_TOKEN");
-        match (
-            var("ROTA_TLS_CA"),
-            var("ROTA_TLS_CERT"),
-            var("ROTA_TLS_KEY"),
-        ) {
-            (None, None, None) => {}
-            (Some(ca), cert, key) => {
-                let pair = match (cert, key) {
-                    (Some(cert), Some(key)) => Some((cert, key)),
-                    (None, None) => None,
-                    (Some(_), None) => {
-                        return Err(ClientError::Config(
-                            "ROTA_TLS_CERT is set without ROTA_TLS_KEY, its key".to_owned(),
-                        ))
-                    }
-                    (None, Some(_)) => {
-                        return Err(ClientError::Config(
-                            "ROTA_TLS_KEY is set without ROTA_TLS_CERT, its certificate".to_owned(),
-                        ))
-                    }
-                };
-                let pair = pair.as_ref().map(|(c, k)| (Path::new(c), Path::new(k)));
-                config.tls = Some(tls_from_files(Path::new(&ca), pair)?);
-            }
-            (None, _, _) => {
-                return Err(ClientError::Config(
-                    "a client certificate (ROTA_TLS_CERT, ROTA_TLS_KEY) needs ROTA_TLS_CA, the CA to trust"
-                        .to_owned(),
-                ))
-            }
-        }
-        Ok(config)
+        let file = ClientSettings::default_file();
+        ClientSettings::from_env()
+            .or(ClientSettings::from_optional_file(file.as_deref())?)
+            .into_config()
     }
 }
 

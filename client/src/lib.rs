@@ -6,6 +6,7 @@
 
 mod client;
 mod error;
+mod settings;
 mod worker;
 
 /// Generated types and stubs of the public wire contract, `proto/rota/v1/*.proto`. Their
@@ -23,6 +24,7 @@ pub use client::{
     MAX_MESSAGE_BYTES,
 };
 pub use error::{ClientError, ERROR_KIND_KEY, FORWARDED_KEY, LEADER_KEY};
+pub use settings::{ClientSettings, CONFIG_VAR, DEFAULT_ENDPOINT};
 
 /// TLS settings for `ClientConfig::tls`: the CA to trust, a client certificate.
 pub mod tls {
