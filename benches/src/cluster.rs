@@ -139,6 +139,8 @@ pub struct Agent {
     pub addr: String,
     /// Where the agent's peer port listens (Raft, forwarded calls).
     pub peer_addr: String,
+    /// Where the agent's HTTP face listens (REST, health).
+    pub http_addr: String,
     pub dir: PathBuf,
     bin: PathBuf,
     peers: String,
@@ -155,7 +157,7 @@ impl Agent {
     pub fn new(
         bin: &Path,
         id: u64,
-        (addr, peer_addr): (String, String),
+        (addr, peer_addr, http_addr): (String, String, String),
         dir: PathBuf,
         peers: String,
     ) -> Self {
@@ -163,6 +165,7 @@ impl Agent {
             id,
             addr,
             peer_addr,
+            http_addr,
             dir,
             bin: bin.to_owned(),
             peers,
@@ -214,6 +217,8 @@ impl Agent {
                 &self.addr,
                 "--peer-listen",
                 &self.peer_addr,
+                "--http-listen",
+                &self.http_addr,
             ])
             .args(&security)
             .args(["--peers", &self.peers, "--data-dir"])
@@ -256,6 +261,18 @@ impl Agent {
         Some(kib * 1024)
     }
 
+    /// CPU time the process has used since it started (user and system, all threads), in
+    /// seconds, from `/proc` (Linux only).
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        // Fields after the command name (which may hold spaces, so skip to its ')'):
+        // utime and stime are the 14th and 15th of the line, in USER_HZ (100) ticks.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+    }
+
     /// The last lines of the agent's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default();
@@ -277,25 +294,26 @@ pub fn local_agents(
     root: &Path,
     extra_args: &[String],
 ) -> std::io::Result<Vec<Agent>> {
-    // A client port and a peer port each.
+    // A client port, a peer port and an HTTP port each.
     let ports = (0..n)
-        .map(|_| Ok((free_port()?, free_port()?)))
+        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
         .collect::<std::io::Result<Vec<_>>>()?;
     let peers = ports
         .iter()
         .enumerate()
-        .map(|(i, (_, peer))| format!("{}=127.0.0.1:{peer}", i + 1))
+        .map(|(i, (_, peer, _))| format!("{}=127.0.0.1:{peer}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
     Ok(ports
         .iter()
         .enumerate()
-        .map(|(i, (client, peer))| {
+        .map(|(i, (client, peer, http))| {
             let id = i as u64 + 1;
+            let addr = |port: &u16| format!("127.0.0.1:{port}");
             Agent::new(
                 bin,
                 id,
-                (format!("127.0.0.1:{client}"), format!("127.0.0.1:{peer}")),
+                (addr(client), addr(peer), addr(http)),
                 root.join(format!("node{id}")),
                 peers.clone(),
             )

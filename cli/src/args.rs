@@ -139,6 +139,9 @@ pub struct DevArgs {
     /// Address to listen on.
     #[arg(long, default_value = config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Address for HTTP (REST, OpenAPI, health) [default: the listen port + 2, 7072].
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
     /// Data directory [default: $ROTA_DEV_DIR or ~/.local/share/rota/dev].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -54,6 +54,11 @@ pub struct AgentArgs {
     /// listen address with the next port, e.g. 127.0.0.1:7071].
     #[arg(long, env = "ROTA_PEER_LISTEN")]
     pub peer_listen: Option<SocketAddr>,
+    /// Address for HTTP: the REST API, its OpenAPI document, /livez and /readyz, with the
+    /// client port's TLS and auth [default: the listen address with the port after the
+    /// peer's, e.g. 127.0.0.1:7072].
+    #[arg(long, env = "ROTA_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Peer address the other members reach this node at, if not the peer listen address.
     #[arg(long, env = "ROTA_ADVERTISE_PEER")]
     pub advertise_peer: Option<String>,
@@ -117,6 +122,7 @@ struct FileConfig {
     id: Option<NodeId>,
     listen: Option<SocketAddr>,
     peer_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     advertise_peer: Option<String>,
     peers: Option<Vec<String>>,
     ca: Option<PathBuf>,
@@ -208,7 +214,11 @@ impl AgentArgs {
         };
         let peer_listen = match self.peer_listen.or(file.peer_listen) {
             Some(addr) => addr,
-            None => next_port(listen)?,
+            None => next_port(listen, 1, "peer-listen")?,
+        };
+        let http_listen = match self.http_listen.or(file.http_listen) {
+            Some(addr) => addr,
+            None => next_port(listen, 2, "http-listen")?,
         };
         let mut peers = parse_peers(&self.peers.or(file.peers).unwrap_or_default())?;
         // This node's own entry in --peers is where the others reach it.
@@ -222,6 +232,7 @@ impl AgentArgs {
         )?;
         let mut settings = NodeSettings::new(id, listen, data_dir);
         settings.peer_listen = Some(peer_listen);
+        settings.http_listen = Some(http_listen);
         settings.advertise_peer = advertise_peer;
         settings.peers = peers;
         settings.tls = tls;
@@ -267,13 +278,18 @@ impl AgentArgs {
 }
 
 /// The peer port's default: the client port's next.
-fn next_port(listen: SocketAddr) -> Result<SocketAddr, ConfigError> {
+/// The listen address with its port `step` further on (port 0 stays 0: any free port).
+pub fn next_port(
+    listen: SocketAddr,
+    step: u16,
+    flag: &'static str,
+) -> Result<SocketAddr, ConfigError> {
     let port = match listen.port() {
         0 => 0,
-        port => port.checked_add(1).ok_or_else(|| {
+        port => port.checked_add(step).ok_or_else(|| {
             ConfigError::Invalid(
-                "peer-listen",
-                format!("the listen port {port} has no next port: give --peer-listen"),
+                flag,
+                format!("the listen port {port} leaves no port {step} after it: give --{flag}"),
             )
         })?,
     };

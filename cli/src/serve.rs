@@ -9,12 +9,19 @@ use rota_node::{NodeSettings, RunningNode};
 /// `rota dev`: founds a one-node cluster on first start and serves it.
 pub async fn dev(args: DevArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(config::default_dev_dir);
-    let settings = NodeSettings::new(1, args.listen, data_dir.clone());
+    let mut settings = NodeSettings::new(1, args.listen, data_dir.clone());
+    settings.http_listen = Some(match args.http_listen {
+        Some(addr) => addr,
+        None => config::next_port(args.listen, 2, "http-listen")?,
+    });
     let node = RunningNode::start(settings)
         .await
         .with_context(|| format!("starting the dev node with data in {}", data_dir.display()))?;
     let created = node.initialize_alone().await?;
     println!("rota dev: listening on {} (gRPC)", node.addr());
+    if let Some(http) = node.http_addr() {
+        println!("rota dev: HTTP on http://{http} (REST: /api/jobs, /api/openapi.json)");
+    }
     println!(
         "rota dev: data in {}{}",
         data_dir.display(),
@@ -41,15 +48,18 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
     let peer = node
         .peer_addr()
         .map_or_else(|| "none".to_owned(), |addr| addr.to_string());
+    let http = node
+        .http_addr()
+        .map_or_else(|| "none".to_owned(), |addr| addr.to_string());
     println!(
-        "rota agent {id}: clients on {}, peers on {peer} (gRPC), data in {data_dir}",
+        "rota agent {id}: clients on {} (gRPC) and {http} (HTTP), peers on {peer}, data in {data_dir}",
         node.addr(),
     );
     if secure {
         println!("rota agent {id}: peers: mutual TLS, node certificates of the cluster CA only; clients: TLS, and a bearer token or a client certificate of the CA on every call");
     } else {
         let warning = format!(
-            "rota agent {id}: INSECURE (--insecure): no TLS; anyone who reaches {} or {peer} is a peer and an administrator",
+            "rota agent {id}: INSECURE (--insecure): no TLS; anyone who reaches {}, {http} or {peer} is a peer and an administrator",
             node.addr()
         );
         println!("{warning}");

@@ -41,7 +41,7 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         rota_benches::cluster::free_port().expect("a free port")
     );
     let mut dev = Command::new(env!("CARGO_BIN_EXE_rota"))
-        .args(["dev", "--listen", &endpoint])
+        .args(["dev", "--listen", &endpoint, "--http-listen", "127.0.0.1:0"])
         .env("ROTA_DEV_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

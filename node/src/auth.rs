@@ -309,6 +309,26 @@ impl Gate {
         Ok(())
     }
 
+    /// Who sent an HTTP request for `path` with `headers`, over a connection whose client
+    /// certificate is `leaf`: what `admit` establishes for a gRPC call, scope left to the
+    /// route. Refusals are logged with the path.
+    pub async fn authenticate(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        leaf: Option<&[u8]>,
+    ) -> Result<Principal, Status> {
+        if !self.enabled {
+            return Ok(Principal::open());
+        }
+        let metadata = MetadataMap::from_headers(headers.clone());
+        let principal = self.principal(Port::Client, &metadata, leaf).await;
+        if let Err(refusal) = &principal {
+            tracing::warn!(path, why = %refusal.message(), "refused an HTTP call");
+        }
+        principal
+    }
+
     async fn principal(
         &self,
         port: Port,

@@ -7,6 +7,7 @@ pub mod auth;
 mod clock;
 mod commit;
 mod convert;
+mod http;
 mod server;
 mod status;
 mod tick;

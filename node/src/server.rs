@@ -48,6 +48,9 @@ pub struct NodeSettings {
     /// The peer port's address as the other members are told it (their membership records
     /// it); defaults to the bound peer address.
     pub advertise_peer: Option<String>,
+    /// Where the HTTP face (REST, OpenAPI, `/livez`, `/readyz`) listens; port 0 picks a free
+    /// one. `None`: no HTTP.
+    pub http_listen: Option<SocketAddr>,
     /// The other founding members' peer addresses, by id; used by `rota cluster init`
     /// without arguments and to recover a damaged snapshot.
     pub peers: BTreeMap<NodeId, String>,
@@ -81,6 +84,7 @@ impl NodeSettings {
             advertise: None,
             peer_listen: None,
             advertise_peer: None,
+            http_listen: None,
             peers: BTreeMap::new(),
             tls: None,
             limits: Limits::default(),
@@ -110,6 +114,7 @@ impl std::fmt::Debug for NodeSettings {
             .field("advertise", &self.advertise)
             .field("peer_listen", &self.peer_listen)
             .field("advertise_peer", &self.advertise_peer)
+            .field("http_listen", &self.http_listen)
             .field("tls", &self.tls)
             .field("data_dir", &self.data_dir())
             .field("peers", &self.peers)
@@ -121,6 +126,10 @@ impl std::fmt::Debug for NodeSettings {
 
 type Serving = JoinHandle<Result<(), tonic::transport::Error>>;
 
+/// Largest HTTP request body: a 4 MiB write request (the log entry's budget) with room for
+/// JSON's and base64's overhead.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 /// A node serving until `shutdown`.
 pub struct RunningNode {
     addr: SocketAddr,
@@ -128,6 +137,8 @@ pub struct RunningNode {
     raft: Arc<RaftNode>,
     stop: watch::Sender<bool>,
     servers: Vec<Serving>,
+    http_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
     ticker: JoinHandle<()>,
     committer: JoinHandle<()>,
 }
@@ -151,7 +162,12 @@ impl RunningNode {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
-        Self::serve(settings, bound, rota_raft::nodelay_incoming(listener), peer).await
+        let http = match settings.http_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let incoming = rota_raft::nodelay_incoming(listener);
+        Self::serve(settings, bound, incoming, (peer, http)).await
     }
 
     /// As `start` without a peer port, serving the connections `incoming` yields (a
@@ -166,14 +182,14 @@ impl RunningNode {
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        Self::serve(settings, bound, incoming, None).await
+        Self::serve(settings, bound, incoming, (None, None)).await
     }
 
     async fn serve<I, IO, IE>(
         mut settings: NodeSettings,
         bound: SocketAddr,
         incoming: I,
-        peer_listener: Option<TcpListener>,
+        (peer_listener, http_listener): (Option<TcpListener>, Option<TcpListener>),
     ) -> Result<Self, ClusterError>
     where
         I: Stream<Item = Result<IO, IE>> + Send + 'static,
@@ -206,6 +222,10 @@ impl RunningNode {
                 Some(server(settings.tls.as_ref().map(NodeTls::peer_server)).map_err(tls_error)?)
             }
             None => None,
+        };
+        let http_tls = match (&settings.tls, &http_listener) {
+            (Some(tls), Some(_)) => Some(tls.http_server().map_err(std::io::Error::other)?),
+            _ => None,
         };
         let peer_bound = match &peer_listener {
             Some(listener) => Some(listener.local_addr()?),
@@ -246,6 +266,14 @@ impl RunningNode {
         // Auth comes with TLS: without it a token would cross the network in the clear,
         // and the peer port could not tell a node forwarding a call from anyone else.
         let gate = Gate::new(secure, clock.clone(), raft.clone());
+        let http_addr = match &http_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let http = http_listener.map(|listener| {
+            let app = crate::http::router(api.clone(), gate.clone(), raft.clone(), MAX_BODY_BYTES);
+            tokio::spawn(crate::http::serve(listener, http_tls, app, stop_rx.clone()))
+        });
         let client = client_port(client_server, &raft, api.clone(), &gate, carries_raft).await;
         servers.push(tokio::spawn(
             client.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
@@ -269,6 +297,8 @@ impl RunningNode {
             raft,
             stop,
             servers,
+            http_addr,
+            http,
             ticker,
             committer: committer_task,
         })
@@ -277,6 +307,11 @@ impl RunningNode {
     /// Where the node listens for clients.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the HTTP face listens, if it has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Where the node listens for its peers, if it has a peer port.
@@ -317,9 +352,21 @@ impl RunningNode {
         let _ = self.stop.send(true);
         self.ticker.abort();
         let servers = futures_util::future::join_all(self.servers.iter_mut());
-        let _ = tokio::time::timeout(Duration::from_secs(5), servers).await;
+        let http = async {
+            if let Some(http) = self.http.as_mut() {
+                let _ = http.await;
+            }
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::future::join(servers, http),
+        )
+        .await;
         for server in &self.servers {
             server.abort();
+        }
+        if let Some(http) = &self.http {
+            http.abort();
         }
         self.committer.abort();
         self.raft.raft().shutdown().await?;

@@ -114,6 +114,11 @@ pub(crate) fn rss_mib(agents: &[Agent]) -> Vec<f64> {
         .collect()
 }
 
+/// CPU seconds each running agent has used since it (last) started.
+pub(crate) fn cpu_secs(agents: &[Agent]) -> Vec<f64> {
+    agents.iter().filter_map(Agent::cpu_secs).collect()
+}
+
 /// Bytes in MiB.
 pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)

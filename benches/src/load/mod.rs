@@ -25,7 +25,7 @@ mod report;
 mod tally;
 mod work;
 
-pub(crate) use local::{rss_mib, start_cluster, Target};
+pub(crate) use local::{cpu_secs, rss_mib, start_cluster, Target};
 pub use memory::{Memory, NodeMemory, RssSample, Verdict};
 pub(crate) use produce::{produce_all, Pace};
 pub use report::{table, Failover, Phase, Quantiles, Report};
@@ -246,6 +246,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, BenchError> {
     };
     if let Ok(agents) = agents.lock() {
         report.rss_mib = rss_mib(&agents);
+        report.cpu_secs = cpu_secs(&agents);
     }
     Ok(report)
 }

@@ -106,6 +106,9 @@ pub struct Report {
     pub elections: u64,
     /// Resident memory of each started agent at the end, in MiB.
     pub rss_mib: Vec<f64>,
+    /// CPU time each started agent used, user and system, in seconds: from its start, or
+    /// its last restart after a kill, to the end of the run.
+    pub cpu_secs: Vec<f64>,
     /// Resident memory over a duration run on started agents, and whether it held.
     pub memory: Option<Memory>,
 }
@@ -183,6 +186,14 @@ pub fn table(report: &Report) -> String {
     t.add_row(["elections".to_owned(), report.elections.to_string()]);
     if !report.rss_mib.is_empty() {
         t.add_row(["resident memory".to_owned(), mib(&report.rss_mib)]);
+    }
+    if !report.cpu_secs.is_empty() {
+        let each: Vec<String> = report
+            .cpu_secs
+            .iter()
+            .map(|s| format!("{s:.1} s"))
+            .collect();
+        t.add_row(["CPU time".to_owned(), each.join(" · ")]);
     }
     if let Some(memory) = &report.memory {
         for row in memory_rows(memory) {

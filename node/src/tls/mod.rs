@@ -28,6 +28,9 @@ pub enum TlsError {
     /// The certificate does not name a node.
     #[error("{}: {why}", path.display())]
     NotANode { path: PathBuf, why: String },
+    /// rustls refused the certificates or key for the HTTP listener.
+    #[error("the HTTP listener's TLS: {0}")]
+    Http(String),
 }
 
 /// What a node presents and trusts: the cluster CA's certificate, and its own certificate
@@ -121,6 +124,32 @@ impl NodeTls {
     /// caller's identity; a caller without one must bring a token.
     pub fn client_server(&self) -> ServerTlsConfig {
         self.peer_server().client_auth_optional(true)
+    }
+
+    /// The HTTP listener's settings, as the client port's (a certificate the CA signed is
+    /// the caller's identity; without one, a token), offering HTTP/2 and HTTP/1.1.
+    pub fn http_server(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |e: &dyn std::fmt::Display| TlsError::Http(e.to_string());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca) {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| bad(&e))?;
+        let chain = CertificateDer::pem_slice_iter(&self.cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| bad(&e))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| bad(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(std::sync::Arc::new(config))
     }
 
     /// Dialling a peer or the leader: this node's certificate, trusting the CA only.

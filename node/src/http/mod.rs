@@ -1,0 +1,142 @@
+//! The HTTP face: the REST API (JSON in camelCase, errors as problem+json), its OpenAPI
+//! document at `/api/openapi.json` (generated from the handlers by utoipa), `/livez` and
+//! `/readyz`.
+//!
+//! It listens on its own port, beside the client port: gRPC needs HTTP/2 (tonic's TLS
+//! offers only `h2` in ALPN, so an HTTP/1.1 client over TLS, such as Python's urllib3,
+//! could not even finish its handshake on the client port), while curl, browsers and
+//! scripts need HTTP/1.1 as well. Its own listener offers both, and lets an operator expose
+//! or firewall the REST API apart from gRPC. TLS and auth are the client port's: the same
+//! certificates, bearer tokens and client certificates, the same scopes per method (each
+//! route names the gRPC method it stands for), the same forwarding to the leader.
+
+mod model;
+mod problem;
+mod routes;
+mod serve;
+
+pub use problem::Problem;
+pub use serve::serve;
+
+use crate::api::Api;
+use crate::auth::Gate;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::Router;
+use rota_raft::RaftNode;
+use std::sync::{Arc, OnceLock};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every route shares.
+pub struct Http {
+    api: Arc<Api>,
+    gate: Arc<Gate>,
+    raft: Arc<RaftNode>,
+    /// The OpenAPI document, once the router that describes it is built.
+    openapi: OnceLock<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rota",
+        description = "rota's REST API: jobs, workers and the cluster over HTTP and JSON. Every node answers; writes reaching a follower are forwarded to the leader. On a cluster with TLS, authenticate with a bearer token (`Authorization: Bearer rota_…`) or a client certificate of the cluster's CA; each route needs the scope of the gRPC method it stands for. Errors are application/problem+json with a stable `kind`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "jobs", description = "Submit, read, cancel and replay jobs"),
+        (name = "workers", description = "Lease, heartbeat and complete jobs"),
+        (name = "cluster", description = "The cluster's state"),
+        (name = "health", description = "Liveness and readiness, without credentials"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the bearer-token security scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("rota_ and 64 hex digits")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, as served at `/api/openapi.json`.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "cluster",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+async fn openapi_json(
+    axum::extract::State(http): axum::extract::State<Arc<Http>>,
+) -> impl IntoResponse {
+    let doc = http.openapi.get().cloned().unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], doc)
+}
+
+async fn unknown_path(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown_path",
+        format!("no route {}: see /api/openapi.json", uri.path()),
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take this method: see /api/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+/// The routes and the OpenAPI document that describes them.
+fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::submit_job, routes::list_jobs))
+        .routes(routes!(routes::get_job))
+        .routes(routes!(routes::cancel_job))
+        .routes(routes!(routes::replay_job))
+        .routes(routes!(routes::lease))
+        .routes(routes!(routes::heartbeat))
+        .routes(routes!(routes::complete))
+        .routes(routes!(routes::cluster))
+        .routes(routes!(routes::livez))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(openapi_json))
+        .with_state(http)
+        .split_for_parts()
+}
+
+/// The HTTP face of the node `api` serves, behind `gate`. A body over `body_limit` bytes is
+/// refused with 413.
+pub fn router(api: Arc<Api>, gate: Arc<Gate>, raft: Arc<RaftNode>, body_limit: usize) -> Router {
+    let http = Arc::new(Http {
+        api,
+        gate,
+        raft,
+        openapi: OnceLock::new(),
+    });
+    let (router, doc) = routes_and_doc(http.clone());
+    let _ = http.openapi.set(
+        doc.to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string())),
+    );
+    router
+        .fallback(unknown_path)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+}

@@ -1,0 +1,393 @@
+//! The REST routes. Each authenticates its caller as gRPC does (`Caller`), checks the scope
+//! of the gRPC method it stands for, and calls that method's implementation: the same
+//! checks, the same forwarding to the leader, the same answers, in JSON.
+
+use super::model::*;
+use super::problem::{Problem, ProblemBody};
+use super::Http;
+use crate::api::{Admin, Jobs, Workers};
+use crate::auth::{needed, Principal};
+use crate::status;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use rota_client::proto as pb;
+use rota_client::proto::admin_service_server::AdminService;
+use rota_client::proto::job_service_server::JobService;
+use rota_client::proto::worker_service_server::WorkerService;
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// The peer's certificate chain on a TLS connection, leaf first, as the accept loop found
+/// it; absent without TLS or without a client certificate.
+#[derive(Clone, Debug, Default)]
+pub struct PeerChain(pub Arc<Vec<Vec<u8>>>);
+
+/// Who called, authenticated as a gRPC caller is: a bearer token or a client certificate
+/// with auth on, anyone with it off.
+pub struct Caller(Principal);
+
+impl FromRequestParts<Arc<Http>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, http: &Arc<Http>) -> Result<Self, Problem> {
+        let leaf = parts
+            .extensions
+            .get::<PeerChain>()
+            .and_then(|chain| chain.0.first().cloned());
+        let headers = parts.headers.clone();
+        let path = parts.uri.path().to_owned();
+        http.gate
+            .authenticate(&path, &headers, leaf.as_deref())
+            .await
+            .map(Caller)
+            .map_err(Problem::from)
+    }
+}
+
+impl Caller {
+    /// The gRPC request for the method at `path`, carrying `message` and the caller, once
+    /// the caller holds the method's scope.
+    fn request<T>(&self, path: &str, message: T) -> Result<tonic::Request<T>, Problem> {
+        let scope =
+            needed(path).ok_or_else(|| status::internal(format!("{path} has no scope rule")))?;
+        self.0.require(scope)?;
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self.0.clone());
+        Ok(request)
+    }
+}
+
+type Answer<T> = Result<Json<T>, Problem>;
+
+/// The `stale` read option of a query.
+fn read(stale: bool) -> Option<pb::ReadOptions> {
+    Some(pb::ReadOptions { stale })
+}
+
+/// Submits a job.
+#[utoipa::path(post, path = "/api/jobs", tag = "jobs",
+    request_body = SubmitJob,
+    responses(
+        (status = 201, description = "Enqueued", body = Submitted),
+        (status = 200, description = "The idempotency key matched an existing job", body = Submitted),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+        (status = "5XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_job(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    body: Result<Json<SubmitJob>, JsonRejection>,
+) -> Result<(StatusCode, Json<Submitted>), Problem> {
+    let Json(body) = body?;
+    let request = caller.request("/rota.v1.JobService/Enqueue", body.into_request()?)?;
+    let answer = Jobs(http.api.clone()).enqueue(request).await?.into_inner();
+    let code = if answer.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        code,
+        Json(Submitted {
+            job_id: answer.job_id,
+            created: answer.created,
+        }),
+    ))
+}
+
+/// Lists jobs, a page at a time, filtered as asked.
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, body = JobPage),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn list_jobs(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer<JobPage> {
+    let Query(query) = query?;
+    let request = caller.request("/rota.v1.JobService/ListJobs", query.into_request()?)?;
+    let page = Jobs(http.api.clone()).list_jobs(request).await?;
+    Ok(Json(page.into_inner().into()))
+}
+
+/// A job with its attempts and history, from memory or the archive.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
+    params(("id" = u64, Path, description = "The job's id"), ReadQuery),
+    responses(
+        (status = 200, body = JobView),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn get_job(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Answer<JobView> {
+    let (Path(job_id), Query(query)) = (id?, query?);
+    let message = pb::GetJobRequest {
+        job_id,
+        read: read(query.stale),
+    };
+    let request = caller.request("/rota.v1.JobService/GetJob", message)?;
+    let answer = Jobs(http.api.clone()).get_job(request).await?.into_inner();
+    let job = answer
+        .job
+        .ok_or_else(|| status::internal("a job answer without its job"))?;
+    Ok(Json(job.into()))
+}
+
+/// Cancels a job that has not finished.
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = u64, Path, description = "The job's id")),
+    request_body = StampedAction,
+    responses(
+        (status = 200, body = JobRef),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_job(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<StampedAction>, JsonRejection>,
+) -> Answer<JobRef> {
+    let (Path(job_id), Json(body)) = (id?, body?);
+    let (session, stamp) = body.into_parts();
+    let message = pb::CancelJobRequest {
+        session,
+        job_id,
+        stamp,
+    };
+    let request = caller.request("/rota.v1.JobService/CancelJob", message)?;
+    let answer = Jobs(http.api.clone())
+        .cancel_job(request)
+        .await?
+        .into_inner();
+    Ok(Json(JobRef {
+        job_id: answer.job_id,
+    }))
+}
+
+/// Runs a finished job's spec again as a new job (`replayOf` names the old one).
+#[utoipa::path(post, path = "/api/jobs/{id}/replay", tag = "jobs",
+    params(("id" = u64, Path, description = "The job to replay")),
+    request_body = StampedAction,
+    responses(
+        (status = 201, description = "The new job", body = JobRef),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn replay_job(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<StampedAction>, JsonRejection>,
+) -> Result<(StatusCode, Json<JobRef>), Problem> {
+    let (Path(job_id), Json(body)) = (id?, body?);
+    let (session, stamp) = body.into_parts();
+    let message = pb::ReplayJobRequest {
+        session,
+        job_id,
+        stamp,
+    };
+    let request = caller.request("/rota.v1.JobService/ReplayJob", message)?;
+    let answer = Jobs(http.api.clone())
+        .replay_job(request)
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(JobRef {
+            job_id: answer.job_id,
+        }),
+    ))
+}
+
+/// Leases up to `max` ready jobs of the given types; an empty list when there are none.
+#[utoipa::path(post, path = "/api/leases", tag = "workers",
+    request_body = LeaseJobs,
+    responses(
+        (status = 200, body = Leased),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn lease(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    body: Result<Json<LeaseJobs>, JsonRejection>,
+) -> Answer<Leased> {
+    let Json(body) = body?;
+    let request = caller.request("/rota.v1.WorkerService/Lease", body.into())?;
+    let answer = Workers(http.api.clone()).lease(request).await?;
+    Ok(Json(answer.into_inner().into()))
+}
+
+/// Extends a live lease by its time to live; says when the job was canceled.
+#[utoipa::path(post, path = "/api/jobs/{id}/heartbeat", tag = "workers",
+    params(("id" = u64, Path, description = "The leased job's id")),
+    request_body = Heartbeat,
+    responses(
+        (status = 200, body = HeartbeatAnswer),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn heartbeat(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<Heartbeat>, JsonRejection>,
+) -> Answer<HeartbeatAnswer> {
+    let (Path(job_id), Json(body)) = (id?, body?);
+    let message = pb::HeartbeatRequest {
+        session: session(body.session),
+        job_id,
+        lease_id: body.lease_id,
+    };
+    let request = caller.request("/rota.v1.WorkerService/Heartbeat", message)?;
+    let answer = Workers(http.api.clone())
+        .heartbeat(request)
+        .await?
+        .into_inner();
+    Ok(Json(HeartbeatAnswer {
+        lease_until: instant(answer.lease_until_ms),
+        canceled: answer.canceled,
+    }))
+}
+
+/// Reports how an attempt ended: succeeded, failed (retried unless `retryable` is false and
+/// attempts remain) or gave up (dead-lettered).
+#[utoipa::path(post, path = "/api/jobs/{id}/complete", tag = "workers",
+    params(("id" = u64, Path, description = "The leased job's id")),
+    request_body = Complete,
+    responses(
+        (status = 200, body = Completed),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn complete(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<Complete>, JsonRejection>,
+) -> Answer<Completed> {
+    let (Path(job_id), Json(body)) = (id?, body?);
+    let request = caller.request(
+        "/rota.v1.WorkerService/Complete",
+        body.into_request(job_id)?,
+    )?;
+    let answer = Workers(http.api.clone())
+        .complete(request)
+        .await?
+        .into_inner();
+    Ok(Json(Completed {
+        job_id: answer.job_id,
+        status: status_name(answer.status).to_owned(),
+    }))
+}
+
+/// One member of the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub id: u64,
+    /// Its peer address.
+    pub addr: String,
+    pub voter: bool,
+}
+
+/// How the answering node sees the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    pub node_id: u64,
+    /// leader, follower, candidate, learner or shutdown.
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_log_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_index: Option<u64>,
+    /// Log time as this node has applied it.
+    pub log_time: String,
+    pub members: Vec<MemberView>,
+    /// Jobs in memory by status.
+    pub jobs: std::collections::BTreeMap<String, u64>,
+    /// Why this node's Raft core stopped, if it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_error: Option<String>,
+}
+
+/// The answering node's view of the cluster: role, leader, log, members, jobs by status.
+#[utoipa::path(get, path = "/api/cluster", tag = "cluster",
+    responses(
+        (status = 200, body = ClusterView),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn cluster(State(http): State<Arc<Http>>, caller: Caller) -> Answer<ClusterView> {
+    let message = pb::ClusterStatusRequest { digest: false };
+    let request = caller.request("/rota.v1.AdminService/ClusterStatus", message)?;
+    let s = Admin(http.api.clone())
+        .cluster_status(request)
+        .await?
+        .into_inner();
+    Ok(Json(ClusterView {
+        node_id: s.node_id,
+        role: s.role,
+        leader_id: s.leader_id,
+        term: s.term,
+        last_log_index: s.last_log_index,
+        applied_index: s.applied_index,
+        log_time: instant(s.log_time_ms),
+        members: s
+            .members
+            .into_iter()
+            .map(|m| MemberView {
+                id: m.id,
+                addr: m.addr,
+                voter: m.voter,
+            })
+            .collect(),
+        jobs: s
+            .jobs
+            .iter()
+            .map(|c| (status_name(c.status).to_owned(), c.count))
+            .collect(),
+        raft_error: s.raft_error,
+    }))
+}
+
+/// Whether the process answers: always 200 while it runs. No credentials needed.
+#[utoipa::path(get, path = "/livez", tag = "health",
+    responses((status = 200, description = "The process is up", body = String)))]
+pub async fn livez() -> &'static str {
+    "ok\n"
+}
+
+/// Whether this node can serve: its Raft core runs and it knows a leader. 503 otherwise
+/// (an election is on, or the core stopped: see `/api/cluster`). No credentials needed.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = String),
+        (status = 503, description = "Not ready, and why", body = String),
+    ))]
+pub async fn readyz(State(http): State<Arc<Http>>) -> (StatusCode, String) {
+    let metrics = http.raft.metrics();
+    let metrics = metrics.borrow();
+    if let Err(e) = &metrics.running_state {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {e}\n"),
+        );
+    }
+    match metrics.current_leader {
+        Some(leader) => (StatusCode::OK, format!("ok: leader {leader}\n")),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader known: an election is on, or the cluster is not initialized\n".to_owned(),
+        ),
+    }
+}

@@ -1,0 +1,390 @@
+//! The REST API on a three-node cluster, every route called through a follower (which
+//! forwards writes to the leader), its errors as problem+json, and its OpenAPI document.
+
+use reqwest::{Client, Method, Response, StatusCode};
+use rota_node::{NodeSettings, RunningNode};
+use rota_raft::RotaNode;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Three nodes with peer and HTTP ports, founded; returns them once all know the leader.
+async fn cluster(dir: &std::path::Path) -> Vec<RunningNode> {
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let mut settings = NodeSettings::new(
+            id,
+            "127.0.0.1:0".parse().expect("addr"),
+            dir.join(id.to_string()),
+        );
+        settings.peer_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        settings.http_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        nodes.push(RunningNode::start(settings).await.expect("node starts"));
+    }
+    let members: BTreeMap<u64, RotaNode> = nodes
+        .iter()
+        .map(|n| {
+            let addr = n.peer_addr().expect("peer port").to_string();
+            (n.raft().id(), RotaNode { addr })
+        })
+        .collect();
+    nodes[0]
+        .raft()
+        .initialize(members)
+        .await
+        .expect("cluster founded");
+    for node in &nodes {
+        node.raft()
+            .wait_for_leader(Duration::from_secs(20))
+            .await
+            .expect("a leader");
+    }
+    nodes
+}
+
+/// A node that does not lead.
+fn follower(nodes: &[RunningNode]) -> &RunningNode {
+    nodes
+        .iter()
+        .find(|n| !n.raft().is_leader())
+        .expect("a follower")
+}
+
+struct Rest {
+    http: Client,
+    base: String,
+}
+
+impl Rest {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("the node answers")
+    }
+
+    /// The call's JSON answer, after checking its status.
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        want: StatusCode,
+    ) -> Value {
+        let response = self.call(method.clone(), path, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, want, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.json(Method::GET, path, None, StatusCode::OK).await
+    }
+
+    async fn post(&self, path: &str, body: Value, want: StatusCode) -> Value {
+        self.json(Method::POST, path, Some(body), want).await
+    }
+}
+
+/// Checks a problem+json answer of `status` and `kind`; returns its detail.
+async fn problem(response: Response, status: StatusCode, kind: &str) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("a problem");
+    assert_eq!(body["kind"], kind, "{body}");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert_eq!(body["type"], format!("urn:rota:error:{kind}"), "{body}");
+    body["detail"].as_str().expect("a detail").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_through_a_follower() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let nodes = cluster(dir.path()).await;
+    let via = follower(&nodes);
+    let rest = Rest {
+        http: Client::new(),
+        base: format!("http://{}", via.http_addr().expect("HTTP port")),
+    };
+
+    let live = rest.call(Method::GET, "/livez", None).await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready = rest.call(Method::GET, "/readyz", None).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    // Submit, twice with one idempotency key: one job.
+    let spec = json!({
+        "tenant": "acme", "jobType": "email", "payload": {"to": "a@example.com"},
+        "idempotencyKey": "welcome-1", "leaseTtlMs": 60_000,
+    });
+    let made = rest
+        .post("/api/jobs", spec.clone(), StatusCode::CREATED)
+        .await;
+    assert_eq!(made["created"], true);
+    let id = made["jobId"].as_u64().expect("jobId");
+    let again = rest.post("/api/jobs", spec, StatusCode::OK).await;
+    assert_eq!(
+        (again["jobId"].as_u64(), again["created"].as_bool()),
+        (Some(id), Some(false))
+    );
+
+    let job = rest.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["status"], "ready", "{job}");
+    assert_eq!(job["payload"], json!({"to": "a@example.com"}));
+    assert_eq!(job["idempotencyKey"], "welcome-1");
+    assert!(job["createdAt"].as_str().expect("createdAt").ends_with('Z'));
+    let stale = rest.get(&format!("/api/jobs/{id}?stale=true")).await;
+    assert_eq!(stale["jobId"].as_u64(), Some(id));
+    let page = rest
+        .get("/api/jobs?tenant=acme&status=ready&summary=true")
+        .await;
+    assert_eq!(page["jobs"][0]["jobId"].as_u64(), Some(id), "{page}");
+
+    // A worker's round: lease, heartbeat, complete.
+    let leased = rest
+        .post(
+            "/api/leases",
+            json!({"worker": "w1", "jobTypes": ["email"], "max": 10}),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(leased["held"], "none");
+    let grant = &leased["jobs"][0];
+    assert_eq!(grant["jobId"].as_u64(), Some(id), "{leased}");
+    assert_eq!(grant["payload"], json!({"to": "a@example.com"}));
+    let lease_id = grant["leaseId"].as_u64().expect("leaseId");
+    let beat = rest
+        .post(
+            &format!("/api/jobs/{id}/heartbeat"),
+            json!({"leaseId": lease_id}),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(beat["canceled"], false);
+    assert!(beat["leaseUntil"].as_str().is_some());
+    let done = rest
+        .post(
+            &format!("/api/jobs/{id}/complete"),
+            json!({"leaseId": lease_id, "outcome": "succeeded"}),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(done["status"], "succeeded");
+    let late = rest
+        .call(
+            Method::POST,
+            &format!("/api/jobs/{id}/complete"),
+            Some(json!({"leaseId": lease_id, "outcome": "succeeded"})),
+        )
+        .await;
+    problem(late, StatusCode::CONFLICT, "stale_lease").await;
+
+    // Replay the finished job, cancel the replay.
+    let replay = rest
+        .post(
+            &format!("/api/jobs/{id}/replay"),
+            json!({"reason": "resend"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let second = replay["jobId"].as_u64().expect("the replay's id");
+    assert_eq!(
+        rest.get(&format!("/api/jobs/{second}")).await["replayOf"].as_u64(),
+        Some(id)
+    );
+    rest.post(
+        &format!("/api/jobs/{second}/cancel"),
+        json!({"reason": "not needed", "ticket": "OPS-1"}),
+        StatusCode::OK,
+    )
+    .await;
+    let canceled = rest.get(&format!("/api/jobs/{second}")).await;
+    assert_eq!(canceled["status"], "canceled", "{canceled}");
+
+    let status = rest.get("/api/cluster").await;
+    assert_eq!(status["nodeId"].as_u64(), Some(via.raft().id()));
+    assert_eq!(status["role"], "follower", "{status}");
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+
+    // The document names exactly the routes this test called, and is whole.
+    let doc = rest.get("/api/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let served: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().expect("a path item").keys().cloned();
+            methods.map(move |m| (m, path.clone()))
+        })
+        .collect();
+    let called: BTreeSet<(String, String)> = [
+        ("get", "/livez"),
+        ("get", "/readyz"),
+        ("post", "/api/jobs"),
+        ("get", "/api/jobs"),
+        ("get", "/api/jobs/{id}"),
+        ("post", "/api/leases"),
+        ("post", "/api/jobs/{id}/heartbeat"),
+        ("post", "/api/jobs/{id}/complete"),
+        ("post", "/api/jobs/{id}/replay"),
+        ("post", "/api/jobs/{id}/cancel"),
+        ("get", "/api/cluster"),
+        ("get", "/api/openapi.json"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    assert_eq!(served, called);
+    every_reference_resolves(&doc, &doc);
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let responses = operation["responses"].as_object();
+            assert!(
+                responses.is_some_and(|r| !r.is_empty()),
+                "{method} {path} documents no response"
+            );
+        }
+    }
+
+    for node in nodes {
+        node.shutdown().await.expect("node stops");
+    }
+}
+
+/// Every `$ref` in `value` names a schema the document has.
+fn every_reference_resolves(doc: &Value, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                let name = target
+                    .strip_prefix("#/components/schemas/")
+                    .unwrap_or_else(|| panic!("a reference outside the schemas: {target}"));
+                assert!(
+                    doc["components"]["schemas"].get(name).is_some(),
+                    "{target} is not in the document"
+                );
+            }
+            map.values().for_each(|v| every_reference_resolves(doc, v));
+        }
+        Value::Array(items) => items.iter().for_each(|v| every_reference_resolves(doc, v)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_problem_json_and_changes_nothing() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let nodes = cluster(dir.path()).await;
+    let via = follower(&nodes);
+    let base = format!("http://{}", via.http_addr().expect("HTTP port"));
+    let http = Client::new();
+    let post_raw = |path: &str, body: Vec<u8>| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let malformed = post_raw("/api/jobs", b"{\"tenant\": ".to_vec())
+        .await
+        .expect("answer");
+    problem(malformed, StatusCode::BAD_REQUEST, "invalid_input").await;
+    let unknown_field = post_raw(
+        "/api/jobs",
+        br#"{"tenant": "acme", "jobType": "email", "tennant": "x"}"#.to_vec(),
+    )
+    .await
+    .expect("answer");
+    let detail = problem(unknown_field, StatusCode::BAD_REQUEST, "invalid_input").await;
+    assert!(detail.contains("tennant"), "{detail}");
+    let mut huge = br#"{"tenant": "acme", "jobType": "email", "payloadBase64": ""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'A', 9 * 1024 * 1024));
+    huge.extend(br#""}"#);
+    let oversized = post_raw("/api/jobs", huge).await.expect("answer");
+    problem(oversized, StatusCode::PAYLOAD_TOO_LARGE, "invalid_input").await;
+    let blank = post_raw(
+        "/api/jobs",
+        br#"{"tenant": "", "jobType": "email"}"#.to_vec(),
+    )
+    .await
+    .expect("answer");
+    problem(blank, StatusCode::BAD_REQUEST, "invalid_input").await;
+    let no_type = http
+        .post(format!("{base}/api/jobs"))
+        .body(r#"{"tenant": "acme", "jobType": "email"}"#)
+        .send()
+        .await
+        .expect("answer");
+    problem(
+        no_type,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let bad_time = post_raw(
+        "/api/jobs",
+        br#"{"tenant": "acme", "jobType": "email", "notBefore": "tomorrow"}"#.to_vec(),
+    )
+    .await
+    .expect("answer");
+    let detail = problem(bad_time, StatusCode::BAD_REQUEST, "invalid_input").await;
+    assert!(detail.contains("notBefore"), "{detail}");
+
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    problem(
+        get("/api/jobs/abc").await.expect("answer"),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        get("/api/jobs/77").await.expect("answer"),
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+    )
+    .await;
+    problem(
+        get("/api/jobs?status=done").await.expect("answer"),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        get("/api/jobs?colour=red").await.expect("answer"),
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    problem(
+        get("/api/nothing").await.expect("answer"),
+        StatusCode::NOT_FOUND,
+        "unknown_path",
+    )
+    .await;
+    let delete = http
+        .delete(format!("{base}/api/jobs"))
+        .send()
+        .await
+        .expect("answer");
+    problem(delete, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+
+    // Nothing above made a job.
+    let page: Value = get("/api/jobs")
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(page["jobs"], json!([]), "{page}");
+
+    for node in nodes {
+        node.shutdown().await.expect("node stops");
+    }
+}
