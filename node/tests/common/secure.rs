@@ -39,6 +39,7 @@ pub async fn start_secure(id: NodeId, data: &Path, certs: &Path) -> RunningNode 
         data.join(format!("node{id}")),
     );
     settings.peer_listen = Some("127.0.0.1:0".parse().unwrap());
+    settings.http_listen = Some("127.0.0.1:0".parse().unwrap());
     settings.tls = Some(node_tls(certs, id));
     settings.tick_interval = Duration::from_secs(3600);
     settings.raft.election_timeout_min = 1000;

@@ -1,0 +1,156 @@
+//! The REST API on a cluster with TLS: HTTP/1.1 over TLS works, and it takes the gRPC
+//! port's credentials with the same scopes and tenant bindings.
+
+mod common;
+
+use common::secure::{Credential, SecureCluster};
+use reqwest::{Certificate, Client, Identity, StatusCode};
+use rota_client::proto as pb;
+use rota_node::tls::issue::{client_files, CA_CERT};
+use serde_json::{json, Value};
+
+/// An HTTPS client trusting the cluster's CA, presenting the client certificate `name`
+/// when given. HTTP/1.1 only: what Python's urllib and most scripts speak.
+fn https(certs: &std::path::Path, name: Option<&str>) -> Client {
+    let ca = std::fs::read(certs.join(CA_CERT)).expect("CA");
+    let mut builder = Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(Certificate::from_pem(&ca).expect("CA certificate"))
+        .http1_only();
+    if let Some(name) = name {
+        let (cert, key) = client_files(name);
+        let mut pem = std::fs::read(certs.join(cert)).expect("certificate");
+        pem.extend(std::fs::read(certs.join(key)).expect("key"));
+        builder = builder.identity(Identity::from_pem(&pem).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
+async fn token(cluster: &SecureCluster, name: &str, scopes: &[&str], tenants: &[&str]) -> String {
+    cluster
+        .client(0, Credential::Certificate("ops"))
+        .create_token(pb::CreateTokenRequest {
+            name: name.to_owned(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            tenants: tenants.iter().map(|s| s.to_string()).collect(),
+            ttl_ms: None,
+            stamp: Some(pb::Stamp {
+                actor: "ops".to_owned(),
+                reason: "the HTTP test".to_owned(),
+                ticket: None,
+            }),
+        })
+        .await
+        .expect("token")
+        .secret
+}
+
+/// The status and JSON body of a request.
+async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("the node answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
+    let cluster = SecureCluster::start().await;
+    let certs = cluster.certs.path().to_owned();
+    let reader = token(&cluster, "reader", &["orchestrator:read"], &[]).await;
+    let acme_worker = token(
+        &cluster,
+        "acme-worker",
+        &["orchestrator:lease", "orchestrator:read"],
+        &["acme"],
+    )
+    .await;
+    // A follower's HTTP port: it must know the tokens (it waits for its log to bring them).
+    let base = format!(
+        "https://{}",
+        cluster.nodes[2].http_addr().expect("HTTP port")
+    );
+    let url = |path: &str| format!("{base}{path}");
+    let anonymous = https(&certs, None);
+    let ops = https(&certs, Some("ops"));
+
+    let (status, body) = answer(anonymous.get(url("/api/jobs"))).await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+        "{body}"
+    );
+    let health = anonymous.get(url("/readyz")).send().await.expect("answer");
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "health needs no credentials"
+    );
+
+    let (status, body) = answer(anonymous.get(url("/api/jobs")).bearer_auth(&reader)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let submit = |tenant: &str| json!({"tenant": tenant, "jobType": "email", "payload": tenant});
+    let (status, body) = answer(
+        anonymous
+            .post(url("/api/jobs"))
+            .bearer_auth(&reader)
+            .json(&submit("acme")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::FORBIDDEN, Some("missing_scope")),
+        "{body}"
+    );
+
+    // The operator's client certificate holds every scope.
+    let (status, acme) = answer(ops.post(url("/api/jobs")).json(&submit("acme"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{acme}");
+    let (status, other) = answer(ops.post(url("/api/jobs")).json(&submit("globex"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+
+    // A worker bound to acme leases acme's job only, and does not see globex's.
+    let lease = json!({"worker": "w", "jobTypes": ["email"], "max": 10});
+    let (status, leased) = answer(
+        anonymous
+            .post(url("/api/leases"))
+            .bearer_auth(&acme_worker)
+            .json(&lease),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{leased}");
+    let ids: Vec<_> = leased["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["jobId"].clone())
+        .collect();
+    assert_eq!(ids, vec![acme["jobId"].clone()], "{leased}");
+    let hidden = format!("/api/jobs/{}", other["jobId"]);
+    let (status, body) = answer(anonymous.get(url(&hidden)).bearer_auth(&acme_worker)).await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::NOT_FOUND, Some("job_not_found")),
+        "{body}"
+    );
+    let (status, body) = answer(anonymous.get(url("/api/cluster")).bearer_auth(&acme_worker)).await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tenant_denied")),
+        "{body}"
+    );
+
+    // A cancel's actor is the principal, whatever the body claims.
+    let canceled = format!("/api/jobs/{}/cancel", other["jobId"]);
+    let body = json!({"reason": "test", "actor": "mallory"});
+    let (status, _) = answer(ops.post(url(&canceled)).json(&body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, job) = answer(ops.get(url(&format!("/api/jobs/{}", other["jobId"])))).await;
+    let history = job["history"].to_string();
+    assert!(
+        history.contains("client:ops") && !history.contains("mallory"),
+        "{history}"
+    );
+
+    cluster.stop().await;
+}
