@@ -55,8 +55,8 @@ pub struct AgentArgs {
     #[arg(long, env = "ROTA_PEER_LISTEN")]
     pub peer_listen: Option<SocketAddr>,
     /// Address for HTTP: the REST API, its OpenAPI document, /livez and /readyz, with the
-    /// client port's TLS and auth [default: the listen address with the port after the
-    /// peer's, e.g. 127.0.0.1:7072].
+    /// client port's TLS and auth [default: the listen address with its port + 2, e.g.
+    /// 127.0.0.1:7072].
     #[arg(long, env = "ROTA_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
     /// Peer address the other members reach this node at, if not the peer listen address.
@@ -220,6 +220,14 @@ impl AgentArgs {
             Some(addr) => addr,
             None => next_port(listen, 2, "http-listen")?,
         };
+        for (other, flag) in [(listen, "listen"), (peer_listen, "peer-listen")] {
+            if http_listen.port() != 0 && http_listen == other {
+                return Err(ConfigError::Invalid(
+                    "http-listen",
+                    format!("{http_listen} is also the --{flag} address: give each its own port"),
+                ));
+            }
+        }
         let mut peers = parse_peers(&self.peers.or(file.peers).unwrap_or_default())?;
         // This node's own entry in --peers is where the others reach it.
         let listed_self = peers.remove(&id);

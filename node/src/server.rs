@@ -163,15 +163,18 @@ impl RunningNode {
             None => None,
         };
         let http = match settings.http_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("the HTTP listener on {addr}: {e}"))
+            })?),
             None => None,
         };
         let incoming = rota_raft::nodelay_incoming(listener);
         Self::serve(settings, bound, incoming, (peer, http)).await
     }
 
-    /// As `start` without a peer port, serving the connections `incoming` yields (a
-    /// simulated network's, say); `bound` is the address they arrive at.
+    /// As `start` without a peer port or HTTP (`peer_listen` and `http_listen` are not
+    /// used), serving the connections `incoming` yields (a simulated network's, say);
+    /// `bound` is the address they arrive at.
     pub async fn start_with_incoming<I, IO, IE>(
         settings: NodeSettings,
         bound: SocketAddr,

@@ -117,6 +117,8 @@ async fn every_route_answers_through_a_follower() {
     assert_eq!(live.status(), StatusCode::OK);
     let ready = rest.call(Method::GET, "/readyz", None).await;
     assert_eq!(ready.status(), StatusCode::OK);
+    let healthz = rest.call(Method::GET, "/healthz", None).await;
+    assert_eq!(healthz.status(), StatusCode::OK);
 
     // Submit, twice with one idempotency key: one job.
     let spec = json!({
@@ -133,6 +135,31 @@ async fn every_route_answers_through_a_follower() {
         (again["jobId"].as_u64(), again["created"].as_bool()),
         (Some(id), Some(false))
     );
+
+    // A payload's JSON comes back byte for byte: key order and big numbers kept.
+    let exact = r#"{"z": 1, "a": 123456789012345678901234567890}"#;
+    let raw = rest
+        .http
+        .post(format!("{}/api/jobs", rest.base))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"tenant": "acme", "jobType": "report", "payload": {exact}}}"#
+        ))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(raw.status(), StatusCode::CREATED);
+    let made_raw: Value = raw.json().await.expect("JSON");
+    let shown = rest
+        .http
+        .get(format!("{}/api/jobs/{}", rest.base, made_raw["jobId"]))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("text");
+    assert!(shown.contains(&format!(r#""payload":{exact}"#)), "{shown}");
 
     let job = rest.get(&format!("/api/jobs/{id}")).await;
     assert_eq!(job["status"], "ready", "{job}");
@@ -215,6 +242,13 @@ async fn every_route_answers_through_a_follower() {
     // The document names exactly the routes this test called, and is whole.
     let doc = rest.get("/api/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
+    let submit_security = &doc["paths"]["/api/jobs"]["post"]["security"];
+    assert_eq!(
+        submit_security[0],
+        json!({"bearer": []}),
+        "{submit_security}"
+    );
+    assert!(doc["paths"]["/livez"]["get"].get("security").is_none());
     let served: BTreeSet<(String, String)> = doc["paths"]
         .as_object()
         .expect("paths")
@@ -226,6 +260,7 @@ async fn every_route_answers_through_a_follower() {
         .collect();
     let called: BTreeSet<(String, String)> = [
         ("get", "/livez"),
+        ("get", "/healthz"),
         ("get", "/readyz"),
         ("post", "/api/jobs"),
         ("get", "/api/jobs"),
@@ -308,7 +343,7 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
     huge.extend(std::iter::repeat_n(b'A', 9 * 1024 * 1024));
     huge.extend(br#""}"#);
     let oversized = post_raw("/api/jobs", huge).await.expect("answer");
-    problem(oversized, StatusCode::PAYLOAD_TOO_LARGE, "invalid_input").await;
+    problem(oversized, StatusCode::PAYLOAD_TOO_LARGE, "over_budget").await;
     let blank = post_raw(
         "/api/jobs",
         br#"{"tenant": "", "jobType": "email"}"#.to_vec(),

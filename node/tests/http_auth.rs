@@ -6,20 +6,20 @@ mod common;
 use common::secure::{Credential, SecureCluster};
 use reqwest::{Certificate, Client, Identity, StatusCode};
 use rota_client::proto as pb;
-use rota_node::tls::issue::{client_files, CA_CERT};
+use rota_node::tls::issue::{client_files, node_files, CA_CERT};
 use serde_json::{json, Value};
 
-/// An HTTPS client trusting the cluster's CA, presenting the client certificate `name`
-/// when given. HTTP/1.1 only: what Python's urllib and most scripts speak.
-fn https(certs: &std::path::Path, name: Option<&str>) -> Client {
+/// An HTTPS client trusting the cluster's CA, presenting the certificate and key `files`
+/// (as `rota cert` names them) when given. HTTP/1.1 only: what Python's urllib and most
+/// scripts speak.
+fn https(certs: &std::path::Path, files: Option<(String, String)>) -> Client {
     let ca = std::fs::read(certs.join(CA_CERT)).expect("CA");
     let mut builder = Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(Certificate::from_pem(&ca).expect("CA certificate"))
         .http1_only();
-    if let Some(name) = name {
-        let (cert, key) = client_files(name);
+    if let Some((cert, key)) = files {
         let mut pem = std::fs::read(certs.join(cert)).expect("certificate");
         pem.extend(std::fs::read(certs.join(key)).expect("key"));
         builder = builder.identity(Identity::from_pem(&pem).expect("identity"));
@@ -66,13 +66,19 @@ async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
     )
     .await;
     // A follower's HTTP port: it must know the tokens (it waits for its log to bring them).
-    let base = format!(
-        "https://{}",
-        cluster.nodes[2].http_addr().expect("HTTP port")
-    );
+    let via = cluster
+        .nodes
+        .iter()
+        .find(|n| !n.raft().is_leader())
+        .expect("a follower");
+    via.raft()
+        .wait_for_leader(std::time::Duration::from_secs(10))
+        .await
+        .expect("the follower knows the leader");
+    let base = format!("https://{}", via.http_addr().expect("HTTP port"));
     let url = |path: &str| format!("{base}{path}");
     let anonymous = https(&certs, None);
-    let ops = https(&certs, Some("ops"));
+    let ops = https(&certs, Some(client_files("ops")));
 
     let (status, body) = answer(anonymous.get(url("/api/jobs"))).await;
     assert_eq!(
@@ -80,11 +86,21 @@ async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
         (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
         "{body}"
     );
-    let health = anonymous.get(url("/readyz")).send().await.expect("answer");
+    for open in ["/readyz", "/livez", "/api/openapi.json"] {
+        let health = anonymous.get(url(open)).send().await.expect("answer");
+        assert_eq!(
+            health.status(),
+            StatusCode::OK,
+            "{open} needs no credentials"
+        );
+    }
+    // A node's certificate is for the peer port, not for clients.
+    let node = https(&certs, Some(node_files(1)));
+    let (status, body) = answer(node.get(url("/api/jobs"))).await;
     assert_eq!(
-        health.status(),
-        StatusCode::OK,
-        "health needs no credentials"
+        (status, body["kind"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+        "{body}"
     );
 
     let (status, body) = answer(anonymous.get(url("/api/jobs")).bearer_auth(&reader)).await;

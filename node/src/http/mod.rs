@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use rota_raft::RaftNode;
 use std::sync::{Arc, OnceLock};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -46,7 +46,6 @@ pub struct Http {
         title = "rota",
         description = "rota's REST API: jobs, workers and the cluster over HTTP and JSON. Every node answers; writes reaching a follower are forwarded to the leader. On a cluster with TLS, authenticate with a bearer token (`Authorization: Bearer rota_…`) or a client certificate of the cluster's CA; each route needs the scope of the gRPC method it stands for. Errors are application/problem+json with a stable `kind`."
     ),
-    modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Submit, read, cancel and replay jobs"),
         (name = "workers", description = "Lease, heartbeat and complete jobs"),
@@ -56,7 +55,8 @@ pub struct Http {
 )]
 struct ApiDoc;
 
-/// Adds the bearer-token security scheme.
+/// Adds the bearer-token security scheme, and requires it of every route that takes
+/// credentials: applied to the finished document, once the routes are in it.
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -68,9 +68,23 @@ impl utoipa::Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("rota_ and 64 hex digits")
+                    .description(Some(
+                        "On a cluster with TLS: a token, or instead a client certificate of the cluster's CA (mutual TLS). Without TLS, auth is off.",
+                    ))
                     .build(),
             ),
         );
+        // Every route but health and this document takes credentials when auth is on;
+        // the empty requirement says a cluster without TLS asks for none.
+        let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") || path == "/api/openapi.json" {
+                continue;
+            }
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                operation.security = Some(vec![bearer.clone(), SecurityRequirement::default()]);
+            }
+        }
     }
 }
 
@@ -115,6 +129,7 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::complete))
         .routes(routes!(routes::cluster))
         .routes(routes!(routes::livez))
+        .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))
         .routes(routes!(openapi_json))
         .with_state(http)
@@ -130,7 +145,8 @@ pub fn router(api: Arc<Api>, gate: Arc<Gate>, raft: Arc<RaftNode>, body_limit: u
         raft,
         openapi: OnceLock::new(),
     });
-    let (router, doc) = routes_and_doc(http.clone());
+    let (router, mut doc) = routes_and_doc(http.clone());
+    utoipa::Modify::modify(&BearerAuth, &mut doc);
     let _ = http.openapi.set(
         doc.to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string())),

@@ -1,6 +1,6 @@
 //! The REST API's JSON: field names in camelCase, instants as RFC 3339 UTC strings
 //! (`leaseUntil`, `createdAt`), durations in milliseconds (`leaseTtlMs`). A payload is any
-//! JSON value (`payload`, kept as its compact JSON text) or raw bytes in base64
+//! JSON value (`payload`, kept byte for byte as the request spelled it) or raw bytes in base64
 //! (`payloadBase64`); a job's payload is shown as JSON when its bytes are JSON, else in
 //! base64. Each type converts to or from the gRPC message it stands for, so REST and gRPC
 //! share every check and every answer.
@@ -9,7 +9,7 @@ use super::problem::Problem;
 use base64::Engine;
 use rota_client::proto as pb;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 /// An instant as RFC 3339 UTC with milliseconds.
@@ -84,14 +84,12 @@ pub fn session(session: Option<SessionJson>) -> Option<pb::Session> {
 }
 
 /// A job's payload from its two spellings; an empty payload when neither is given.
-fn payload_in(json: Option<Value>, base64: Option<String>) -> Result<Vec<u8>, Problem> {
+fn payload_in(json: Option<Box<RawValue>>, base64: Option<String>) -> Result<Vec<u8>, Problem> {
     match (json, base64) {
         (Some(_), Some(_)) => Err(Problem::invalid(
             "payload and payloadBase64: give one of them, not both",
         )),
-        (Some(value), None) => {
-            serde_json::to_vec(&value).map_err(|e| Problem::invalid(format!("payload: {e}")))
-        }
+        (Some(value), None) => Ok(value.get().as_bytes().to_vec()),
         (None, Some(text)) => base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|e| Problem::invalid(format!("payloadBase64: not base64 ({e})"))),
@@ -99,14 +97,18 @@ fn payload_in(json: Option<Value>, base64: Option<String>) -> Result<Vec<u8>, Pr
     }
 }
 
-/// A payload as JSON when its bytes are a JSON text, else as base64.
-fn payload_out(bytes: &[u8]) -> (Option<Value>, Option<String>) {
+/// A payload as JSON when its bytes are a JSON text (passed through as they are), else as
+/// base64.
+fn payload_out(bytes: &[u8]) -> (Option<Box<RawValue>>, Option<String>) {
     if bytes.is_empty() {
         return (None, None);
     }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(value) => (Some(value), None),
-        Err(_) => (
+    let json = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| RawValue::from_string(text.trim().to_owned()).ok());
+    match json {
+        Some(value) => (Some(value), None),
+        None => (
             None,
             Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
         ),
@@ -173,7 +175,7 @@ pub struct SubmitJob {
     /// Any JSON value, kept as its compact JSON text.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     /// Raw payload bytes in base64, instead of `payload`.
     #[serde(default)]
     pub payload_base64: Option<String>,
@@ -300,7 +302,7 @@ pub struct JobView {
     /// The payload, when its bytes are JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     /// The payload in base64, when its bytes are not JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
@@ -591,7 +593,7 @@ pub struct LeasedJobView {
     pub job_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -656,14 +658,16 @@ pub struct HeartbeatAnswer {
     pub canceled: bool,
 }
 
-/// How an attempt ended.
+/// How an attempt ended. Values are snake_case like every other enum value here
+/// (statuses, attempt outcomes); `gaveUp` is taken too.
 #[derive(Clone, Copy, Debug, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "snake_case")]
 pub enum OutcomeJson {
     Succeeded,
     /// `error` says why; `retryable` (default true) whether to try again.
     Failed,
     /// The worker will not run it: `reason` says why; the job is dead-lettered.
+    #[serde(alias = "gaveUp")]
     GaveUp,
 }
 
@@ -762,13 +766,22 @@ mod tests {
 
     #[test]
     fn payloads_show_as_json_when_they_are_and_as_base64_when_not() {
-        let json = payload_in(Some(serde_json::json!({"to": "a@b"})), None).unwrap();
-        assert_eq!(json, br#"{"to":"a@b"}"#);
-        assert_eq!(payload_out(&json).0, Some(serde_json::json!({"to": "a@b"})));
-        let raw = payload_in(None, Some("AAEC/w==".to_owned())).unwrap();
-        assert_eq!(raw, vec![0, 1, 2, 255]);
-        assert_eq!(payload_out(&raw), (None, Some("AAEC/w==".to_owned())));
-        assert!(payload_in(Some(Value::Null), Some(String::new())).is_err());
+        // Key order and big numbers survive: the bytes are the request's own.
+        let text = r#"{"z": 1, "a": 123456789012345678901234567890}"#;
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        let json = payload_in(Some(raw), None).unwrap();
+        assert_eq!(json, text.as_bytes());
+        assert_eq!(
+            payload_out(&json).0.map(|v| v.get().to_owned()),
+            Some(text.to_owned())
+        );
+        let bytes = payload_in(None, Some("AAEC/w==".to_owned())).unwrap();
+        assert_eq!(bytes, vec![0, 1, 2, 255]);
+        let (json, base64) = payload_out(&bytes);
+        assert!(json.is_none());
+        assert_eq!(base64.as_deref(), Some("AAEC/w=="));
+        let both = RawValue::from_string("1".to_owned()).unwrap();
+        assert!(payload_in(Some(both), Some(String::new())).is_err());
         assert!(payload_in(None, Some("not base64!".to_owned())).is_err());
     }
 
@@ -789,9 +802,9 @@ mod tests {
         let mixed = parse(r#"{"leaseId": 3, "outcome": "succeeded", "error": "boom"}"#);
         assert!(mixed.into_request(9).is_err());
         assert!(serde_json::from_str::<Complete>(r#"{"leaseId": 3, "outcome": "done"}"#).is_err());
-        assert!(
-            serde_json::from_str::<Complete>(r#"{"leaseId": 3, "outcome": "gaveUp", "x": 1}"#)
-                .is_err()
-        );
+        assert!(serde_json::from_str::<Complete>(
+            r#"{"leaseId": 3, "outcome": "gave_up", "x": 1}"#
+        )
+        .is_err());
     }
 }

@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 /// `rota-error` names it), `detail` what went wrong for people (it may change; match on
 /// `kind`). Besides the gRPC kinds, HTTP has its own: `unknown_path` (404),
 /// `method_not_allowed` (405), `unsupported_media_type` (415: a body that is not
-/// `application/json`), and `invalid_input` for a body that is not the JSON a route takes.
+/// `application/json`), `invalid_input` for a body that is not the JSON a route takes, and
+/// `over_budget` (413) for a body over the limit.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Problem)]
@@ -123,6 +124,8 @@ impl From<JsonRejection> for Problem {
         let status = rejection.status();
         let kind = match status {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            // Over the body limit: as gRPC's byte budgets answer.
+            StatusCode::PAYLOAD_TOO_LARGE => "over_budget",
             _ => "invalid_input",
         };
         // 422 (a body that is JSON but not the request's shape) is answered as 400, as

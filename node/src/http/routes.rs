@@ -9,7 +9,7 @@ use crate::api::{Admin, Jobs, Workers};
 use crate::auth::{needed, Principal};
 use crate::status;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
@@ -26,38 +26,83 @@ use utoipa::ToSchema;
 #[derive(Clone, Debug, Default)]
 pub struct PeerChain(pub Arc<Vec<Vec<u8>>>);
 
-/// Who called, authenticated as a gRPC caller is: a bearer token or a client certificate
-/// with auth on, anyone with it off.
-pub struct Caller(Principal);
+/// Each REST route that takes credentials, as (method, path template), with the gRPC
+/// method it stands for: its scope is the route's, checked before the body is read.
+pub const RULES: &[(&str, &str, &str)] = &[
+    ("POST", "/api/jobs", "/rota.v1.JobService/Enqueue"),
+    ("GET", "/api/jobs", "/rota.v1.JobService/ListJobs"),
+    ("GET", "/api/jobs/{id}", "/rota.v1.JobService/GetJob"),
+    (
+        "POST",
+        "/api/jobs/{id}/cancel",
+        "/rota.v1.JobService/CancelJob",
+    ),
+    (
+        "POST",
+        "/api/jobs/{id}/replay",
+        "/rota.v1.JobService/ReplayJob",
+    ),
+    ("POST", "/api/leases", "/rota.v1.WorkerService/Lease"),
+    (
+        "POST",
+        "/api/jobs/{id}/heartbeat",
+        "/rota.v1.WorkerService/Heartbeat",
+    ),
+    (
+        "POST",
+        "/api/jobs/{id}/complete",
+        "/rota.v1.WorkerService/Complete",
+    ),
+    ("GET", "/api/cluster", "/rota.v1.AdminService/ClusterStatus"),
+];
+
+/// The gRPC method of the route `method` `template`, if it takes credentials.
+pub fn rpc_of(method: &str, template: &str) -> Option<&'static str> {
+    RULES
+        .iter()
+        .find(|(m, t, _)| *m == method && *t == template)
+        .map(|&(_, _, rpc)| rpc)
+}
+
+/// Who called, authenticated as a gRPC caller is (a bearer token or a client certificate
+/// with auth on, anyone with it off) and holding the scope of the route's gRPC method.
+pub struct Caller {
+    principal: Principal,
+}
 
 impl FromRequestParts<Arc<Http>> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, http: &Arc<Http>) -> Result<Self, Problem> {
+        let template = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let rpc = rpc_of(parts.method.as_str(), &template).ok_or_else(|| {
+            status::internal(format!("{} {template} has no scope rule", parts.method))
+        })?;
+        let scope = needed(rpc).ok_or_else(|| status::internal(format!("{rpc} has no scope")))?;
         let leaf = parts
             .extensions
             .get::<PeerChain>()
             .and_then(|chain| chain.0.first().cloned());
         let headers = parts.headers.clone();
-        let path = parts.uri.path().to_owned();
-        http.gate
-            .authenticate(&path, &headers, leaf.as_deref())
-            .await
-            .map(Caller)
-            .map_err(Problem::from)
+        let principal = http
+            .gate
+            .authenticate(&template, &headers, leaf.as_deref())
+            .await?;
+        principal.require(scope)?;
+        Ok(Self { principal })
     }
 }
 
 impl Caller {
-    /// The gRPC request for the method at `path`, carrying `message` and the caller, once
-    /// the caller holds the method's scope.
-    fn request<T>(&self, path: &str, message: T) -> Result<tonic::Request<T>, Problem> {
-        let scope =
-            needed(path).ok_or_else(|| status::internal(format!("{path} has no scope rule")))?;
-        self.0.require(scope)?;
+    /// The route's gRPC request, carrying `message` and the caller.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.extensions_mut().insert(self.0.clone());
-        Ok(request)
+        request.extensions_mut().insert(self.principal.clone());
+        request
     }
 }
 
@@ -83,7 +128,7 @@ pub async fn submit_job(
     body: Result<Json<SubmitJob>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), Problem> {
     let Json(body) = body?;
-    let request = caller.request("/rota.v1.JobService/Enqueue", body.into_request()?)?;
+    let request = caller.request(body.into_request()?);
     let answer = Jobs(http.api.clone()).enqueue(request).await?.into_inner();
     let code = if answer.created {
         StatusCode::CREATED
@@ -112,7 +157,7 @@ pub async fn list_jobs(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Answer<JobPage> {
     let Query(query) = query?;
-    let request = caller.request("/rota.v1.JobService/ListJobs", query.into_request()?)?;
+    let request = caller.request(query.into_request()?);
     let page = Jobs(http.api.clone()).list_jobs(request).await?;
     Ok(Json(page.into_inner().into()))
 }
@@ -135,7 +180,7 @@ pub async fn get_job(
         job_id,
         read: read(query.stale),
     };
-    let request = caller.request("/rota.v1.JobService/GetJob", message)?;
+    let request = caller.request(message);
     let answer = Jobs(http.api.clone()).get_job(request).await?.into_inner();
     let job = answer
         .job
@@ -164,7 +209,7 @@ pub async fn cancel_job(
         job_id,
         stamp,
     };
-    let request = caller.request("/rota.v1.JobService/CancelJob", message)?;
+    let request = caller.request(message);
     let answer = Jobs(http.api.clone())
         .cancel_job(request)
         .await?
@@ -195,7 +240,7 @@ pub async fn replay_job(
         job_id,
         stamp,
     };
-    let request = caller.request("/rota.v1.JobService/ReplayJob", message)?;
+    let request = caller.request(message);
     let answer = Jobs(http.api.clone())
         .replay_job(request)
         .await?
@@ -221,7 +266,7 @@ pub async fn lease(
     body: Result<Json<LeaseJobs>, JsonRejection>,
 ) -> Answer<Leased> {
     let Json(body) = body?;
-    let request = caller.request("/rota.v1.WorkerService/Lease", body.into())?;
+    let request = caller.request(body.into());
     let answer = Workers(http.api.clone()).lease(request).await?;
     Ok(Json(answer.into_inner().into()))
 }
@@ -246,7 +291,7 @@ pub async fn heartbeat(
         job_id,
         lease_id: body.lease_id,
     };
-    let request = caller.request("/rota.v1.WorkerService/Heartbeat", message)?;
+    let request = caller.request(message);
     let answer = Workers(http.api.clone())
         .heartbeat(request)
         .await?
@@ -273,10 +318,7 @@ pub async fn complete(
     body: Result<Json<Complete>, JsonRejection>,
 ) -> Answer<Completed> {
     let (Path(job_id), Json(body)) = (id?, body?);
-    let request = caller.request(
-        "/rota.v1.WorkerService/Complete",
-        body.into_request(job_id)?,
-    )?;
+    let request = caller.request(body.into_request(job_id)?);
     let answer = Workers(http.api.clone())
         .complete(request)
         .await?
@@ -329,7 +371,7 @@ pub struct ClusterView {
     ))]
 pub async fn cluster(State(http): State<Arc<Http>>, caller: Caller) -> Answer<ClusterView> {
     let message = pb::ClusterStatusRequest { digest: false };
-    let request = caller.request("/rota.v1.AdminService/ClusterStatus", message)?;
+    let request = caller.request(message);
     let s = Admin(http.api.clone())
         .cluster_status(request)
         .await?
@@ -367,6 +409,13 @@ pub async fn livez() -> &'static str {
     "ok\n"
 }
 
+/// `/livez` by the name DESIGN.md gives it.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is up", body = String)))]
+pub async fn healthz() -> &'static str {
+    livez().await
+}
+
 /// Whether this node can serve: its Raft core runs and it knows a leader. 503 otherwise
 /// (an election is on, or the core stopped: see `/api/cluster`). No credentials needed.
 #[utoipa::path(get, path = "/readyz", tag = "health",
@@ -377,10 +426,11 @@ pub async fn livez() -> &'static str {
 pub async fn readyz(State(http): State<Arc<Http>>) -> (StatusCode, String) {
     let metrics = http.raft.metrics();
     let metrics = metrics.borrow();
-    if let Err(e) = &metrics.running_state {
+    if metrics.running_state.is_err() {
+        // Why is for authenticated eyes (`/api/cluster`): it may name paths on disk.
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("raft stopped: {e}\n"),
+            "raft stopped: see /api/cluster or `rota cluster status`\n".to_owned(),
         );
     }
     match metrics.current_leader {
@@ -389,5 +439,25 @@ pub async fn readyz(State(http): State<Arc<Http>>) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader known: an election is on, or the cluster is not initialized\n".to_owned(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_with_credentials_stands_for_a_grpc_method_with_a_scope() {
+        for (method, template, rpc) in RULES {
+            assert!(
+                needed(rpc).is_some(),
+                "{method} {template}: {rpc} has no scope"
+            );
+            assert_eq!(rpc_of(method, template), Some(*rpc));
+        }
+        let caller = Caller {
+            principal: Principal::open(),
+        };
+        assert!(caller.request(()).extensions().get::<Principal>().is_some());
     }
 }
