@@ -10,6 +10,7 @@
 //! certificates, bearer tokens and client certificates, the same scopes per method (each
 //! route names the gRPC method it stands for), the same forwarding to the leader.
 
+mod govern;
 mod model;
 mod problem;
 mod routes;
@@ -49,6 +50,7 @@ pub struct Http {
     tags(
         (name = "jobs", description = "Submit, read, cancel and replay jobs"),
         (name = "workers", description = "Lease, heartbeat and complete jobs"),
+        (name = "governance", description = "Quotas, throttles, paused sources, breakers, maintenance"),
         (name = "cluster", description = "The cluster's state"),
         (name = "health", description = "Liveness and readiness, without credentials"),
     )
@@ -128,6 +130,17 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::heartbeat))
         .routes(routes!(routes::complete))
         .routes(routes!(routes::cluster))
+        .routes(routes!(govern::submit_plan))
+        .routes(routes!(govern::get_plan))
+        .routes(routes!(govern::dead_letters))
+        .routes(routes!(govern::set_quota))
+        .routes(routes!(govern::throttle))
+        .routes(routes!(govern::pause_source))
+        .routes(routes!(govern::resume_source))
+        .routes(routes!(govern::configure_breaker))
+        .routes(routes!(govern::reset_breaker))
+        .routes(routes!(govern::maintenance))
+        .routes(routes!(govern::governance))
         .routes(routes!(routes::livez))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

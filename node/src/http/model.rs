@@ -209,6 +209,15 @@ pub struct SubmitJob {
 impl SubmitJob {
     /// The gRPC request this submit stands for.
     pub fn into_request(self) -> Result<pb::EnqueueRequest, Problem> {
+        let (spec, session) = self.into_spec()?;
+        Ok(pb::EnqueueRequest {
+            session,
+            spec: Some(spec),
+        })
+    }
+
+    /// The job's spec, and the session the submit carries.
+    pub fn into_spec(self) -> Result<(pb::JobSpec, Option<pb::Session>), Problem> {
         let not_before_ms = self
             .not_before
             .as_deref()
@@ -236,10 +245,7 @@ impl SubmitJob {
                 ticket: b.ticket,
             }),
         };
-        Ok(pb::EnqueueRequest {
-            session: session(self.session),
-            spec: Some(spec),
-        })
+        Ok((spec, session(self.session)))
     }
 }
 
@@ -666,7 +672,7 @@ pub enum OutcomeJson {
     Succeeded,
     /// `error` says why; `retryable` (default true) whether to try again.
     Failed,
-    /// The worker will not run it: `reason` says why; the job is dead-lettered.
+    /// The worker gives the job up for good: `reason` says why; the job is canceled.
     #[serde(alias = "gaveUp")]
     GaveUp,
 }

@@ -54,6 +54,49 @@ pub const RULES: &[(&str, &str, &str)] = &[
         "/rota.v1.WorkerService/Complete",
     ),
     ("GET", "/api/cluster", "/rota.v1.AdminService/ClusterStatus"),
+    ("POST", "/api/plans", "/rota.v1.JobService/SubmitPlan"),
+    ("GET", "/api/plans/{id}", "/rota.v1.JobService/GetPlan"),
+    (
+        "GET",
+        "/api/dead-letters",
+        "/rota.v1.JobService/ListDeadLetters",
+    ),
+    ("POST", "/api/quotas", "/rota.v1.AdminService/SetQuota"),
+    (
+        "POST",
+        "/api/limits/throttle",
+        "/rota.v1.AdminService/Throttle",
+    ),
+    (
+        "POST",
+        "/api/sources/pause",
+        "/rota.v1.AdminService/PauseSource",
+    ),
+    (
+        "POST",
+        "/api/sources/resume",
+        "/rota.v1.AdminService/ResumeSource",
+    ),
+    (
+        "POST",
+        "/api/breakers/{jobType}",
+        "/rota.v1.AdminService/ConfigureBreaker",
+    ),
+    (
+        "POST",
+        "/api/breakers/{jobType}/reset",
+        "/rota.v1.AdminService/ResetBreaker",
+    ),
+    (
+        "POST",
+        "/api/maintenance",
+        "/rota.v1.AdminService/SetMaintenance",
+    ),
+    (
+        "GET",
+        "/api/governance",
+        "/rota.v1.AdminService/GetGovernance",
+    ),
 ];
 
 /// The gRPC method of the route `method` `template`, if it takes credentials.
@@ -99,7 +142,7 @@ impl FromRequestParts<Arc<Http>> for Caller {
 
 impl Caller {
     /// The route's gRPC request, carrying `message` and the caller.
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    pub(super) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.extensions_mut().insert(self.principal.clone());
         request
@@ -302,8 +345,8 @@ pub async fn heartbeat(
     }))
 }
 
-/// Reports how an attempt ended: succeeded, failed (retried unless `retryable` is false and
-/// attempts remain) or gave up (dead-lettered).
+/// Reports how an attempt ended: succeeded, failed (retried while attempts remain, unless
+/// `retryable` is false: then dead-lettered at once) or gave up (the job is canceled).
 #[utoipa::path(post, path = "/api/jobs/{id}/complete", tag = "workers",
     params(("id" = u64, Path, description = "The leased job's id")),
     request_body = Complete,
