@@ -1,54 +1,12 @@
 //! The REST API on a three-node cluster, every route called through a follower (which
 //! forwards writes to the leader), its errors as problem+json, and its OpenAPI document.
 
+mod common;
+
+use common::{cluster, follower};
 use reqwest::{Client, Method, Response, StatusCode};
-use rota_node::{NodeSettings, RunningNode};
-use rota_raft::RotaNode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
-/// Three nodes with peer and HTTP ports, founded; returns them once all know the leader.
-async fn cluster(dir: &std::path::Path) -> Vec<RunningNode> {
-    let mut nodes = Vec::new();
-    for id in 1..=3 {
-        let mut settings = NodeSettings::new(
-            id,
-            "127.0.0.1:0".parse().expect("addr"),
-            dir.join(id.to_string()),
-        );
-        settings.peer_listen = Some("127.0.0.1:0".parse().expect("addr"));
-        settings.http_listen = Some("127.0.0.1:0".parse().expect("addr"));
-        nodes.push(RunningNode::start(settings).await.expect("node starts"));
-    }
-    let members: BTreeMap<u64, RotaNode> = nodes
-        .iter()
-        .map(|n| {
-            let addr = n.peer_addr().expect("peer port").to_string();
-            (n.raft().id(), RotaNode { addr })
-        })
-        .collect();
-    nodes[0]
-        .raft()
-        .initialize(members)
-        .await
-        .expect("cluster founded");
-    for node in &nodes {
-        node.raft()
-            .wait_for_leader(Duration::from_secs(20))
-            .await
-            .expect("a leader");
-    }
-    nodes
-}
-
-/// A node that does not lead.
-fn follower(nodes: &[RunningNode]) -> &RunningNode {
-    nodes
-        .iter()
-        .find(|n| !n.raft().is_leader())
-        .expect("a follower")
-}
 
 struct Rest {
     http: Client,
@@ -380,7 +338,7 @@ async fn every_route_answers_through_a_follower() {
     assert_eq!(status["role"], "follower", "{status}");
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
 
-    // The document names exactly the routes this test called, and is whole.
+    // The document names exactly the routes the tests call, and is whole.
     let doc = rest.get("/api/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     let submit_security = &doc["paths"]["/api/jobs"]["post"]["security"];
@@ -424,6 +382,8 @@ async fn every_route_answers_through_a_follower() {
         ("post", "/api/breakers/{jobType}/reset"),
         ("post", "/api/maintenance"),
         ("get", "/api/governance"),
+        // Watched in http_events.rs.
+        ("get", "/api/events"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

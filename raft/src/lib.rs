@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod events;
 pub mod guard;
 mod log_store;
 mod network;
@@ -23,6 +24,7 @@ pub mod proto {
 }
 
 pub use archive::Archive;
+pub use events::{Event, EventBody, EventHub, Gone, Position, EVENT_BACKLOG, EVENT_RING};
 pub use log_store::{open_db, MemLogStore, RocksLogStore, DEFAULT_MAX_APPEND_BYTES};
 pub use network::{
     admit_peer, nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, PeerNode, RaftService,

@@ -428,6 +428,11 @@ impl RaftNode {
         Ok(read(&self.state.read()))
     }
 
+    /// The stream of what each entry this replica applies changed (`/api/events`).
+    pub fn events(&self) -> Arc<crate::EventHub> {
+        self.state.events()
+    }
+
     /// Reads this replica's applied state as it is (a stale read).
     pub fn read_local<R>(&self, read: impl FnOnce(&Applied) -> R) -> R {
         read(&self.state.read())

@@ -400,6 +400,7 @@ impl State {
         let number = attempt.number;
         record(
             job,
+            &mut self.journal,
             at,
             JobEventKind::AttemptEnded {
                 attempt: number,

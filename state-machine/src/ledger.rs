@@ -7,6 +7,7 @@ use crate::governance::{
 };
 use crate::ids::{ClientId, IncidentId, JobId, JobType, PlanId, ScheduleId, TenantId};
 use crate::job::{Job, JobEvent, JobEventKind, JobState, Status};
+use crate::journal::Note;
 use crate::plan::Plan;
 use crate::schedule::Schedule;
 use serde::{Deserialize, Serialize};
@@ -323,6 +324,9 @@ pub struct State {
     pub(crate) fencing_disabled: bool,
     /// What the store must still do to the archive; drained by `take_archive_ops`.
     pub(crate) archive_ops: Vec<ArchiveOp>,
+    /// What applying changed, for watchers, when kept (`keep_journal`); drained by
+    /// `take_journal`. Never read by a decision.
+    pub(crate) journal: Option<Vec<Note>>,
 }
 
 impl State {
@@ -487,11 +491,18 @@ impl State {
         self.idx.remove(job);
         job.state = state;
         self.idx.add(job);
-        record(job, at, event);
+        record(job, &mut self.journal, at, event);
     }
 
     /// Appends to the cluster-wide governance history.
     pub(crate) fn govern(&mut self, stamp: Option<Stamp>, change: GovernanceChange, at: At) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(Note::Governance {
+                change: change.clone(),
+                stamp: stamp.clone(),
+                at_ms: at.now_ms,
+            });
+        }
         self.ledger.governance.push(GovernanceEvent {
             log_index: at.log_index,
             at_ms: at.now_ms,
@@ -504,10 +515,36 @@ impl State {
     pub fn now_ms(&self) -> u64 {
         self.ledger.now_ms
     }
+
+    /// Starts (or stops) keeping the journal of what applying changes: the notes of each
+    /// command for `take_journal`. Off by default, so that nothing grows where nobody
+    /// drains it.
+    pub fn keep_journal(&mut self, keep: bool) {
+        self.journal = keep.then(Vec::new);
+    }
+
+    /// What applying changed since the last call, in order; empty when not kept.
+    pub fn take_journal(&mut self) -> Vec<Note> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
 }
 
-/// Appends an event to a job's history.
-pub(crate) fn record(job: &mut Job, at: At, kind: JobEventKind) {
+/// Appends an event to a job's history, and notes it in `journal` when one is kept.
+pub(crate) fn record(job: &mut Job, journal: &mut Option<Vec<Note>>, at: At, kind: JobEventKind) {
+    if let Some(journal) = journal {
+        journal.push(Note::Job {
+            job: job.id,
+            tenant: job.spec.tenant.to_string(),
+            job_type: job.spec.job_type.to_string(),
+            status: job.status(),
+            event: kind.clone(),
+            attempts: job.attempts.len() as u32,
+            at_ms: at.now_ms,
+        });
+    }
     job.history.push(JobEvent {
         log_index: at.log_index,
         at_ms: at.now_ms,

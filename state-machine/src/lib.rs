@@ -16,6 +16,7 @@ mod governance;
 mod ids;
 mod invariants;
 mod job;
+mod journal;
 mod leasing;
 mod ledger;
 mod operate;
@@ -50,6 +51,7 @@ pub use job::{
     Artifact, Attempt, AttemptOutcome, Backfill, Job, JobEvent, JobEventKind, JobSpec, JobState,
     Lease, Origin, RetryPolicy, Status, DEFAULT_LEASE_TTL_MS, DEFAULT_PRIORITY, REPLAY_PRIORITY,
 };
+pub use journal::Note;
 pub use leasing::{backoff_ms, MAX_LEASE_BATCH, MAX_LEASE_PAYLOAD_BYTES};
 pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};

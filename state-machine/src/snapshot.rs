@@ -134,6 +134,7 @@ impl State {
             #[cfg(feature = "simulation")]
             fencing_disabled: false,
             archive_ops: Vec::new(),
+            journal: None,
         };
         Ok((state, rest))
     }

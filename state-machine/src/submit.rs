@@ -365,7 +365,12 @@ impl State {
             .get_mut(&job_id)
             .map(Arc::make_mut)
             .expect("job_or_err found the replayed job");
-        record(original, at, JobEventKind::Replayed { new_job });
+        record(
+            original,
+            &mut self.journal,
+            at,
+            JobEventKind::Replayed { new_job },
+        );
         self.govern(
             Some(stamp),
             GovernanceChange::JobReplayed {
@@ -479,9 +484,9 @@ impl State {
             attempts: Vec::new(),
             history: Vec::new(),
         };
-        record(&mut job, at, JobEventKind::Enqueued);
+        record(&mut job, &mut self.journal, at, JobEventKind::Enqueued);
         if job.status() == Status::Ready {
-            record(&mut job, at, JobEventKind::Ready);
+            record(&mut job, &mut self.journal, at, JobEventKind::Ready);
         }
         self.idx.add_created(&job);
         self.idx.add(&job);

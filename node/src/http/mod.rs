@@ -10,6 +10,7 @@
 //! certificates, bearer tokens and client certificates, the same scopes per method (each
 //! route names the gRPC method it stands for), the same forwarding to the leader.
 
+mod events;
 mod govern;
 mod model;
 mod problem;
@@ -51,6 +52,7 @@ pub struct Http {
         (name = "jobs", description = "Submit, read, cancel and replay jobs"),
         (name = "workers", description = "Lease, heartbeat and complete jobs"),
         (name = "governance", description = "Quotas, throttles, paused sources, breakers, maintenance"),
+        (name = "events", description = "What the cluster does, live, resumable by log position"),
         (name = "cluster", description = "The cluster's state"),
         (name = "health", description = "Liveness and readiness, without credentials"),
     )
@@ -141,6 +143,7 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(govern::reset_breaker))
         .routes(routes!(govern::maintenance))
         .routes(routes!(govern::governance))
+        .routes(routes!(events::events))
         .routes(routes!(routes::livez))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))

@@ -97,6 +97,8 @@ pub const RULES: &[(&str, &str, &str)] = &[
         "/api/governance",
         "/rota.v1.AdminService/GetGovernance",
     ),
+    // Watching takes what reading jobs takes; a caller bound to tenants sees only theirs.
+    ("GET", "/api/events", "/rota.v1.JobService/ListJobs"),
 ];
 
 /// The gRPC method of the route `method` `template`, if it takes credentials.
@@ -141,6 +143,11 @@ impl FromRequestParts<Arc<Http>> for Caller {
 }
 
 impl Caller {
+    /// Who called.
+    pub(super) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// The route's gRPC request, carrying `message` and the caller.
     pub(super) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);

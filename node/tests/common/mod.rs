@@ -4,6 +4,8 @@
 pub mod secure;
 
 use rota_node::{Clock, NodeSettings, RunningNode};
+use rota_raft::RotaNode;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,4 +52,46 @@ impl ManualClock {
     pub fn advance_to(&self, ms: u64) {
         self.0.fetch_max(ms, Ordering::SeqCst);
     }
+}
+
+/// Three nodes with peer and HTTP ports, founded; returns them once all know the leader.
+pub async fn cluster(dir: &std::path::Path) -> Vec<RunningNode> {
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let mut settings = NodeSettings::new(
+            id,
+            "127.0.0.1:0".parse().expect("addr"),
+            dir.join(id.to_string()),
+        );
+        settings.peer_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        settings.http_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        nodes.push(RunningNode::start(settings).await.expect("node starts"));
+    }
+    let members: BTreeMap<u64, RotaNode> = nodes
+        .iter()
+        .map(|n| {
+            let addr = n.peer_addr().expect("peer port").to_string();
+            (n.raft().id(), RotaNode { addr })
+        })
+        .collect();
+    nodes[0]
+        .raft()
+        .initialize(members)
+        .await
+        .expect("cluster founded");
+    for node in &nodes {
+        node.raft()
+            .wait_for_leader(Duration::from_secs(20))
+            .await
+            .expect("a leader");
+    }
+    nodes
+}
+
+/// A node that does not lead.
+pub fn follower(nodes: &[RunningNode]) -> &RunningNode {
+    nodes
+        .iter()
+        .find(|n| !n.raft().is_leader())
+        .expect("a follower")
 }

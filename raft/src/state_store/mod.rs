@@ -20,6 +20,7 @@
 mod file;
 
 use crate::archive::Archive;
+use crate::events::{EventBody, EventHub};
 use crate::types::{BatchReply, Entry, LogId, NodeId, RotaNode, StorageError, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError, StoredMembership};
@@ -145,6 +146,8 @@ pub struct StateStore {
     archive: Archive,
     /// Snapshots installed from a leader; shared with restarted incarnations.
     installs: Arc<AtomicU64>,
+    /// What each applied entry changed, for watchers.
+    events: Arc<EventHub>,
     /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
     #[cfg(feature = "simulation")]
     fencing_disabled: Arc<AtomicBool>,
@@ -171,15 +174,18 @@ impl StateStore {
     /// A state machine whose snapshots and archive stay in memory.
     pub fn in_memory() -> Self {
         let archive = Archive::in_memory();
+        let mut applied = Applied {
+            archive: archive.clone(),
+            ..Applied::default()
+        };
+        applied.state.keep_journal(true);
         Self {
-            applied: Arc::new(RwLock::new(Applied {
-                archive: archive.clone(),
-                ..Applied::default()
-            })),
+            applied: Arc::new(RwLock::new(applied)),
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
             kept: Arc::default(),
             archive,
             installs: Arc::default(),
+            events: Arc::default(),
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         }
@@ -263,15 +269,26 @@ impl StateStore {
             }
         };
         let kept = Arc::new(Mutex::new(applied.last_applied));
+        let mut applied = applied;
+        applied.state.keep_journal(true);
+        // The entries after the snapshot are applied again as the node starts, and so
+        // published again; what came before it is gone here.
+        let events = Arc::new(EventHub::new(applied.last_applied.map(|id| id.index)));
         Ok(Self {
             applied: Arc::new(RwLock::new(applied)),
             snapshots,
             kept,
             archive,
             installs: Arc::default(),
+            events,
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
         })
+    }
+
+    /// The stream of what each applied entry changed.
+    pub fn events(&self) -> Arc<EventHub> {
+        self.events.clone()
     }
 
     /// How many snapshots this store (and the incarnations it restarted from) installed.
@@ -411,6 +428,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let mut replies = Vec::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
+            let is_blank = matches!(entry.payload, EntryPayload::Blank);
             let reply = match entry.payload {
                 EntryPayload::Blank => BatchReply::default(),
                 EntryPayload::Normal(batch) => {
@@ -437,6 +455,21 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             };
             replies.push(reply);
+            let mut events: Vec<EventBody> = Vec::new();
+            if is_blank {
+                events.push(EventBody::Leader {
+                    term: entry.log_id.leader_id.term,
+                    node: entry.log_id.leader_id.node_id,
+                });
+            }
+            events.extend(
+                applied
+                    .state
+                    .take_journal()
+                    .into_iter()
+                    .map(EventBody::Note),
+            );
+            self.events.publish(entry.log_id.index, events);
             let ops = applied.state.take_archive_ops();
             applied
                 .archive
@@ -496,7 +529,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 .replace_all(&rewrite, owned_records(records))
                 .map_err(read_err)?;
             applied.state = state;
+            applied.state.keep_journal(true);
             applied.last_applied = meta.last_log_id;
+            self.events.reset(meta.last_log_id.map_or(0, |id| id.index));
             applied.membership = meta.last_membership.clone();
         }
         drop(rewrite);

@@ -1,0 +1,37 @@
+//! What applying a command changed, for watchers: the node's event stream (`/api/events`).
+//! Off unless the store asks for it (`State::keep_journal`); notes are collected while a
+//! command applies and drained by the store after each log entry (`State::take_journal`).
+//! Not part of the state, its snapshots or its digest, and never read by a decision.
+
+use crate::{GovernanceChange, JobEventKind, JobId, Stamp, Status};
+
+/// One change an applied command made.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Note {
+    /// An event was added to a job's history.
+    Job {
+        /// The job.
+        job: JobId,
+        /// Its tenant.
+        tenant: String,
+        /// Its type.
+        job_type: String,
+        /// Its status after the event.
+        status: Status,
+        /// What happened.
+        event: JobEventKind,
+        /// Attempts it has had.
+        attempts: u32,
+        /// Log time of the event.
+        at_ms: u64,
+    },
+    /// A governance change.
+    Governance {
+        /// What changed.
+        change: GovernanceChange,
+        /// Who changed it and why; none for the scheduler's own (a breaker tripping).
+        stamp: Option<Stamp>,
+        /// Log time of the change.
+        at_ms: u64,
+    },
+}
