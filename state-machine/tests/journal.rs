@@ -9,18 +9,22 @@ use rota_state_machine::*;
 #[test]
 fn the_journal_notes_each_change_in_order_only_when_kept() {
     let mut cluster = Cluster::new();
-    cluster.apply(Command::Enqueue {
-        spec: spec("acme", "email"),
-    });
+    cluster
+        .apply(Command::Enqueue {
+            spec: spec("acme", "email"),
+        })
+        .expect("enqueued");
     assert!(
         cluster.state.take_journal().is_empty(),
         "off by default: nothing grows where nobody drains it"
     );
 
     cluster.state.keep_journal(true);
-    cluster.apply(Command::Enqueue {
-        spec: spec("acme", "email"),
-    });
+    cluster
+        .apply(Command::Enqueue {
+            spec: spec("acme", "email"),
+        })
+        .expect("enqueued");
     let notes = cluster.state.take_journal();
     let kinds: Vec<(JobEventKind, Status)> = notes
         .iter()
@@ -47,10 +51,12 @@ fn the_journal_notes_each_change_in_order_only_when_kept() {
     );
     assert!(cluster.state.take_journal().is_empty(), "taken once");
 
-    cluster.apply(Command::SetMaintenance {
-        enabled: true,
-        stamp: stamp(),
-    });
+    cluster
+        .apply(Command::SetMaintenance {
+            enabled: true,
+            stamp: stamp(),
+        })
+        .expect("maintenance on");
     let notes = cluster.state.take_journal();
     assert!(
         matches!(
