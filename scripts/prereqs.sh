@@ -1,15 +1,17 @@
 # Sourced by the other scripts: installs what a bare Debian machine lacks for building rota
-# (libclang for RocksDB's bindings, protoc for prost, cargo-nextest for the test run), and
+# (libclang for RocksDB's bindings, protoc for prost, cargo-nextest for the test run, Chromium
+# and chromedriver for the dashboard's browser test), and
 # points cargo at a target directory outside the clone so later runs reuse the build.
 
-ensure_build_prereqs() {
+# Installs the Debian packages named (those not installed yet).
+ensure_packages() {
   local missing=()
   if command -v dpkg >/dev/null 2>&1; then
-    for pkg in libclang-dev protobuf-compiler; do
+    for pkg in "$@"; do
       dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
   else
-    echo "==> not a Debian machine: make sure libclang and protoc are installed" >&2
+    echo "==> not a Debian machine: make sure these are installed: $*" >&2
   fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"
@@ -20,8 +22,15 @@ ensure_build_prereqs() {
   fi
 }
 
+BUILD_PACKAGES=(libclang-dev protobuf-compiler)
+
+ensure_build_prereqs() {
+  ensure_packages "${BUILD_PACKAGES[@]}"
+}
+
 ensure_prereqs() {
-  ensure_build_prereqs
+  # The dashboard's browser test drives Debian's headless Chromium through chromedriver.
+  ensure_packages "${BUILD_PACKAGES[@]}" chromium chromium-driver
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "==> installing cargo-nextest"
     cargo install --locked cargo-nextest

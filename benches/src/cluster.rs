@@ -344,7 +344,10 @@ pub async fn statuses(
             continue;
         };
         if let Ok(status) = client
-            .cluster_status(pb::ClusterStatusRequest { digest })
+            .cluster_status(pb::ClusterStatusRequest {
+                digest,
+                leader_view: false,
+            })
             .await
         {
             out.push(status);

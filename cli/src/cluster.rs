@@ -17,6 +17,7 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
                     id,
                     addr,
                     voter: true,
+                    matched_index: None,
                 })
                 .collect();
             let status = client
@@ -62,7 +63,10 @@ async fn statuses(global: &Global) -> Result<Vec<pb::ClusterStatusResponse>> {
             ..config.clone()
         })?;
         match one
-            .cluster_status(pb::ClusterStatusRequest { digest: true })
+            .cluster_status(pb::ClusterStatusRequest {
+                digest: true,
+                leader_view: false,
+            })
             .await
         {
             Ok(status) => statuses.push(status),

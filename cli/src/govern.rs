@@ -191,7 +191,10 @@ pub async fn retention(
     match cmd {
         RetentionCmd::Show => {
             let status = client
-                .cluster_status(pb::ClusterStatusRequest { digest: false })
+                .cluster_status(pb::ClusterStatusRequest {
+                    digest: false,
+                    leader_view: false,
+                })
                 .await?;
             out.retention(&status);
         }

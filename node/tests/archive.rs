@@ -98,7 +98,10 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
         .await
         .expect("set retention");
     let status = leader
-        .cluster_status(pb::ClusterStatusRequest { digest: false })
+        .cluster_status(pb::ClusterStatusRequest {
+            digest: false,
+            leader_view: false,
+        })
         .await
         .expect("status");
     let retention = status.retention.expect("retention shown");
@@ -162,7 +165,10 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
         .expect_err("archived jobs are read-only");
     assert_eq!(refused.kind(), Some("archived"), "{refused}");
     let status = leader
-        .cluster_status(pb::ClusterStatusRequest { digest: false })
+        .cluster_status(pb::ClusterStatusRequest {
+            digest: false,
+            leader_view: false,
+        })
         .await
         .expect("status");
     let size = status.archive.expect("archive size shown");

@@ -90,7 +90,10 @@ async fn enqueue(client: &Client, payload: Vec<u8>) -> Result<pb::EnqueueRespons
 /// (the callers leave nothing due on the clock, so no tick moves it meanwhile).
 async fn applied_index(client: &Client) -> Option<u64> {
     client
-        .cluster_status(pb::ClusterStatusRequest { digest: false })
+        .cluster_status(pb::ClusterStatusRequest {
+            digest: false,
+            leader_view: false,
+        })
         .await
         .expect("status")
         .applied_index

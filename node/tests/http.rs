@@ -337,6 +337,34 @@ async fn every_route_answers_through_a_follower() {
     assert_eq!(status["nodeId"].as_u64(), Some(via.raft().id()));
     assert_eq!(status["role"], "follower", "{status}");
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
+    assert!(
+        status["members"][0].get("matchedIndex").is_none(),
+        "a follower does not know replication: {status}"
+    );
+    // The leader's view, forwarded: every member's replication, none past the leader's log.
+    let seen = rest.get("/api/cluster?leader=true").await;
+    assert_eq!(seen["role"], "leader", "{seen}");
+    assert_eq!(seen["nodeId"], status["leaderId"], "{seen}");
+    let head = seen["lastLogIndex"].as_u64().expect("the leader's log");
+    for member in seen["members"].as_array().expect("members") {
+        let matched = member["matchedIndex"].as_u64().expect("matchedIndex");
+        assert!(matched <= head, "{seen}");
+    }
+    problem(
+        rest.call(Method::GET, "/api/cluster?leader=maybe", None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    let detail = problem(
+        rest.call(Method::GET, "/api/events?kind=leased,finished", None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    )
+    .await;
+    assert!(detail.contains("finished"), "{detail}");
 
     // The document names exactly the routes the tests call, and is whole.
     let doc = rest.get("/api/openapi.json").await;

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::secure::{Credential, SecureCluster};
+use common::secure::SecureCluster;
 use reqwest::{Certificate, Client, Identity, StatusCode};
-use rota_client::proto as pb;
 use rota_node::tls::issue::{client_files, node_files, CA_CERT};
 use serde_json::{json, Value};
 
@@ -27,25 +26,6 @@ fn https(certs: &std::path::Path, files: Option<(String, String)>) -> Client {
     builder.build().expect("client")
 }
 
-async fn token(cluster: &SecureCluster, name: &str, scopes: &[&str], tenants: &[&str]) -> String {
-    cluster
-        .client(0, Credential::Certificate("ops"))
-        .create_token(pb::CreateTokenRequest {
-            name: name.to_owned(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            tenants: tenants.iter().map(|s| s.to_string()).collect(),
-            ttl_ms: None,
-            stamp: Some(pb::Stamp {
-                actor: "ops".to_owned(),
-                reason: "the HTTP test".to_owned(),
-                ticket: None,
-            }),
-        })
-        .await
-        .expect("token")
-        .secret
-}
-
 /// The status and JSON body of a request.
 async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("the node answers");
@@ -57,14 +37,14 @@ async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
     let cluster = SecureCluster::start().await;
     let certs = cluster.certs.path().to_owned();
-    let reader = token(&cluster, "reader", &["orchestrator:read"], &[]).await;
-    let acme_worker = token(
-        &cluster,
-        "acme-worker",
-        &["orchestrator:lease", "orchestrator:read"],
-        &["acme"],
-    )
-    .await;
+    let reader = cluster.token("reader", &["orchestrator:read"], &[]).await;
+    let acme_worker = cluster
+        .token(
+            "acme-worker",
+            &["orchestrator:lease", "orchestrator:read"],
+            &["acme"],
+        )
+        .await;
     // A follower's HTTP port: it must know the tokens (it waits for its log to bring them).
     let via = cluster
         .nodes
@@ -93,6 +73,23 @@ async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
             StatusCode::OK,
             "{open} needs no credentials"
         );
+    }
+    // The dashboard's files hold no data: they need no credentials, and run only the
+    // node's own script. What the page reads does need them (above).
+    for file in ["/", "/dashboard/app.js", "/dashboard/style.css"] {
+        let page = anonymous.get(url(file)).send().await.expect("answer");
+        assert_eq!(page.status(), StatusCode::OK, "{file}");
+        let policy = page.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(policy.contains("default-src 'self'"), "{file}: {policy}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{file}: {policy}"
+        );
+        let kind = page.headers()["content-type"].to_str().expect("ascii");
+        assert!(kind.starts_with("text/"), "{file}: {kind}");
     }
     // A node's certificate is for the peer port, not for clients.
     let node = https(&certs, Some(node_files(1)));

@@ -69,7 +69,10 @@ async fn a_node_joins_a_running_cluster_catches_up_and_leaves() {
         .collect();
     assert_eq!(voters, vec![1, 2]);
     let joined = outsider
-        .cluster_status(pb::ClusterStatusRequest { digest: true })
+        .cluster_status(pb::ClusterStatusRequest {
+            digest: true,
+            leader_view: false,
+        })
         .await
         .expect("status");
     assert_eq!(joined.leader_id, Some(1));

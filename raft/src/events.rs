@@ -128,10 +128,13 @@ impl EventHub {
     /// The state jumped to `index` without its entries (a snapshot was installed): earlier
     /// positions are gone here, and watchers are told so.
     pub fn reset(&self, index: u64) {
-        if let Ok(mut ring) = self.ring.lock() {
-            ring.events.clear();
-            ring.floor = Some((index, u32::MAX));
-        }
+        // Under the ring's lock, as `publish` sends: no watcher subscribes between the
+        // reset and its notice.
+        let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        ring.events.clear();
+        ring.floor = Some((index, u32::MAX));
         let _ = self.live.send(Arc::new(Event {
             index,
             ordinal: u32::MAX,
@@ -151,12 +154,11 @@ impl EventHub {
         }
         let receiver = self.live.subscribe();
         let backlog = match after {
-            Some(after) => ring
-                .events
-                .iter()
-                .filter(|e| e.position() > after)
-                .cloned()
-                .collect(),
+            Some(after) => {
+                // The ring is in log order: start at the first event after `after`.
+                let start = ring.events.partition_point(|e| e.position() <= after);
+                ring.events.range(start..).cloned().collect()
+            }
             None => Vec::new(),
         };
         Ok((backlog, receiver))

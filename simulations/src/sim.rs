@@ -241,6 +241,7 @@ fn add_clients(
                     id: j as u64 + 1,
                     addr: a.clone(),
                     voter: true,
+                    matched_index: None,
                 })
                 .collect::<Vec<_>>();
             let founder = client("founder", &addrs[..1]);
@@ -408,7 +409,10 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
         replicas = Vec::new();
         for one in &nodes {
             if let Ok(s) = one
-                .cluster_status(pb::ClusterStatusRequest { digest: true })
+                .cluster_status(pb::ClusterStatusRequest {
+                    digest: true,
+                    leader_view: false,
+                })
                 .await
             {
                 replicas.push((s.node_id, s.applied_index, s.state_digest));

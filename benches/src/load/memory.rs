@@ -168,7 +168,10 @@ async fn held_by(access: &Access, addr: &str, dir: &std::path::Path) -> Option<H
     })
     .ok()?;
     let status = client
-        .cluster_status(rota_client::proto::ClusterStatusRequest { digest: false })
+        .cluster_status(rota_client::proto::ClusterStatusRequest {
+            digest: false,
+            leader_view: false,
+        })
         .await
         .ok()?;
     let archive = status.archive.unwrap_or_default();

@@ -145,6 +145,8 @@ impl AdminService for Admin {
         if request.get_ref().digest {
             principal.require(AuthScope::Admin)?;
         }
+        let here = !request.get_ref().leader_view;
+        forward_unless_here!(self.0, request, here, admin_service, cluster_status);
         Ok(Response::new(cluster_status(
             &self.0,
             request.get_ref().digest,
@@ -363,12 +365,17 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
     };
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    // Only a leader knows how far each member has replicated.
+    let matched = metrics.replication.as_ref();
     let members = membership
         .nodes()
         .map(|(id, node)| pb::Member {
             id: *id,
             addr: node.addr.clone(),
             voter: voters.contains(id),
+            matched_index: matched
+                .and_then(|m| m.get(id))
+                .and_then(|log| log.map(|l| l.index)),
         })
         .collect();
     let leader_addr = metrics

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use rota_raft::{Event, EventBody, Position};
-use rota_state_machine::{GovernanceChange, JobEventKind, Note, Status};
+use rota_state_machine::{GovernanceChange, JobEventKind, Note};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -102,6 +102,47 @@ fn parse_position(text: &str) -> Result<Position, Problem> {
     })
 }
 
+/// Every event kind a stream shows, as `?kind=` names them.
+const KINDS: [&str; 11] = [
+    "enqueued",
+    "ready",
+    "leased",
+    "attempt_ended",
+    "retry_scheduled",
+    "succeeded",
+    "dead_lettered",
+    "canceled",
+    "replayed",
+    "governance",
+    "leader",
+];
+
+/// The kinds of `?kind=a,b`: each must be one of `KINDS`, and at least one given.
+fn parse_kinds(text: &str) -> Result<BTreeSet<String>, Problem> {
+    let kinds = text
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            if KINDS.contains(&k) {
+                Ok(k.to_owned())
+            } else {
+                Err(Problem::invalid(format!(
+                    "kind {k:?} is none of {}",
+                    KINDS.join(", ")
+                )))
+            }
+        })
+        .collect::<Result<BTreeSet<String>, Problem>>()?;
+    if kinds.is_empty() {
+        return Err(Problem::invalid(format!(
+            "kind names no kind: leave it out for every kind, or give some of {}",
+            KINDS.join(", ")
+        )));
+    }
+    Ok(kinds)
+}
+
 fn job_kind(event: &JobEventKind) -> &'static str {
     match event {
         JobEventKind::Enqueued => "enqueued",
@@ -128,18 +169,6 @@ fn job_detail(event: &JobEventKind) -> String {
         JobEventKind::Canceled { reason } => reason.clone(),
         JobEventKind::Replayed { new_job } => format!("replayed as job {new_job}"),
         _ => String::new(),
-    }
-}
-
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Pending => "pending",
-        Status::Ready => "ready",
-        Status::Leased => "leased",
-        Status::Succeeded => "succeeded",
-        Status::Failed => "failed",
-        Status::DeadLettered => "dead_lettered",
-        Status::Canceled => "canceled",
     }
 }
 
@@ -189,7 +218,7 @@ fn shown(event: &Event, filter: &Filter) -> Option<EventData> {
             data.job_id = Some(job.0);
             data.tenant = Some(tenant.clone());
             data.job_type = Some(job_type.clone());
-            data.status = Some(status_name(*status).to_owned());
+            data.status = Some(status.as_str().to_owned());
             data.attempts = Some(*attempts);
             if let JobEventKind::Leased { lease_id, worker } = kind {
                 data.worker_id = Some(worker.to_string());
@@ -291,9 +320,7 @@ pub async fn events(
     let filter = Filter {
         tenant: query.tenant,
         job_type: query.job_type,
-        kinds: query
-            .kind
-            .map(|k| k.split(',').map(|s| s.trim().to_owned()).collect()),
+        kinds: query.kind.as_deref().map(parse_kinds).transpose()?,
         bound: caller
             .principal()
             .tenants
@@ -375,5 +402,27 @@ mod tests {
         assert_eq!(parse_position(" 12 ").ok(), Some((12, u32::MAX)));
         assert!(parse_position("12-").is_err());
         assert!(parse_position("x").is_err());
+    }
+
+    #[test]
+    fn kinds_are_checked_and_every_job_event_has_one() {
+        let kinds = parse_kinds("leased, succeeded,,leader").ok();
+        let want: BTreeSet<String> = ["leased", "succeeded", "leader"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(kinds, Some(want));
+        assert!(parse_kinds("leased,finished").is_err());
+        assert!(parse_kinds(" , ").is_err());
+        for event in [
+            JobEventKind::Enqueued,
+            JobEventKind::Ready,
+            JobEventKind::Succeeded,
+            JobEventKind::Replayed {
+                new_job: rota_state_machine::JobId(2),
+            },
+        ] {
+            assert!(KINDS.contains(&job_kind(&event)), "{event:?}");
+        }
     }
 }

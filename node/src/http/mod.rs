@@ -1,6 +1,6 @@
 //! The HTTP face: the REST API (JSON in camelCase, errors as problem+json), its OpenAPI
-//! document at `/api/openapi.json` (generated from the handlers by utoipa), `/livez` and
-//! `/readyz`.
+//! document at `/api/openapi.json` (generated from the handlers by utoipa), the event stream
+//! at `/api/events`, `/livez` and `/readyz`, and the dashboard at `/`.
 //!
 //! It listens on its own port, beside the client port: gRPC needs HTTP/2 (tonic's TLS
 //! offers only `h2` in ALPN, so an HTTP/1.1 client over TLS, such as Python's urllib3,
@@ -10,6 +10,7 @@
 //! certificates, bearer tokens and client certificates, the same scopes per method (each
 //! route names the gRPC method it stands for), the same forwarding to the leader.
 
+mod dashboard;
 mod events;
 mod govern;
 mod model;
@@ -168,6 +169,7 @@ pub fn router(api: Arc<Api>, gate: Arc<Gate>, raft: Arc<RaftNode>, body_limit: u
             .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string())),
     );
     router
+        .merge(dashboard::routes())
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

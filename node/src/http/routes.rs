@@ -17,9 +17,9 @@ use rota_client::proto as pb;
 use rota_client::proto::admin_service_server::AdminService;
 use rota_client::proto::job_service_server::JobService;
 use rota_client::proto::worker_service_server::WorkerService;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// The peer's certificate chain on a TLS connection, leaf first, as the accept loop found
 /// it; absent without TLS or without a client certificate.
@@ -387,6 +387,20 @@ pub struct MemberView {
     /// Its peer address.
     pub addr: String,
     pub voter: bool,
+    /// The last log index the answering node knows it holds: only in the leader's view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_index: Option<u64>,
+}
+
+/// `GET /api/cluster`: whose view.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ClusterQuery {
+    /// Answer as the leader sees the cluster (forwarded to it), with each member's
+    /// `matchedIndex`; by default the answering node's own view.
+    #[serde(default)]
+    pub leader: bool,
 }
 
 /// How the answering node sees the cluster.
@@ -413,14 +427,24 @@ pub struct ClusterView {
     pub raft_error: Option<String>,
 }
 
-/// The answering node's view of the cluster: role, leader, log, members, jobs by status.
+/// The answering node's view of the cluster (or the leader's, with `leader=true`): role,
+/// leader, log, members, jobs by status.
 #[utoipa::path(get, path = "/api/cluster", tag = "cluster",
+    params(ClusterQuery),
     responses(
         (status = 200, body = ClusterView),
         (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn cluster(State(http): State<Arc<Http>>, caller: Caller) -> Answer<ClusterView> {
-    let message = pb::ClusterStatusRequest { digest: false };
+pub async fn cluster(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+    query: Result<Query<ClusterQuery>, QueryRejection>,
+) -> Answer<ClusterView> {
+    let Query(query) = query?;
+    let message = pb::ClusterStatusRequest {
+        digest: false,
+        leader_view: query.leader,
+    };
     let request = caller.request(message);
     let s = Admin(http.api.clone())
         .cluster_status(request)
@@ -441,6 +465,7 @@ pub async fn cluster(State(http): State<Arc<Http>>, caller: Caller) -> Answer<Cl
                 id: m.id,
                 addr: m.addr,
                 voter: m.voter,
+                matched_index: m.matched_index,
             })
             .collect(),
         jobs: s

@@ -123,6 +123,7 @@ impl SecureCluster {
                 id: node.raft().id(),
                 addr: node.peer_addr().unwrap().to_string(),
                 voter: true,
+                matched_index: None,
             })
             .collect();
         cluster
@@ -157,6 +158,26 @@ impl SecureCluster {
             ..ClientConfig::new([self.nodes[i].addr().to_string()])
         })
         .unwrap()
+    }
+
+    /// A bearer token `name` with `scopes`, bound to `tenants` when some are given, made by
+    /// the admin certificate `ops`: its secret.
+    pub async fn token(&self, name: &str, scopes: &[&str], tenants: &[&str]) -> String {
+        self.client(0, Credential::Certificate("ops"))
+            .create_token(pb::CreateTokenRequest {
+                name: name.to_owned(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                tenants: tenants.iter().map(|s| s.to_string()).collect(),
+                ttl_ms: None,
+                stamp: Some(pb::Stamp {
+                    actor: "ops".to_owned(),
+                    reason: "a test".to_owned(),
+                    ticket: None,
+                }),
+            })
+            .await
+            .expect("token")
+            .secret
     }
 
     /// The log index at which all three nodes have everything applied, once they agree.
