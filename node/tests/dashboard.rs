@@ -9,11 +9,11 @@
 
 mod common;
 
-use common::secure::SecureCluster;
+use common::rest::Rest;
+use common::secure::{https, SecureCluster};
 use common::{cluster, follower};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
-use rota_node::tls::issue::CA_CERT;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -99,26 +99,7 @@ async fn browser(driver: &Driver, insecure: bool) -> Client {
         .expect("a Chromium session")
 }
 
-struct Rest {
-    http: reqwest::Client,
-    base: String,
-}
-
 impl Rest {
-    async fn post(&self, path: &str, body: Value, want: StatusCode) -> Value {
-        let answer = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("the node answers");
-        let status = answer.status();
-        let text = answer.text().await.expect("a body");
-        assert_eq!(status, want, "POST {path}: {text}");
-        serde_json::from_str(&text).expect("JSON")
-    }
-
     async fn submit(&self, tenant: &str, job_type: &str, extra: Value) -> u64 {
         let mut spec = json!({"tenant": tenant, "jobType": job_type, "payload": {"n": 1}});
         if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
@@ -176,6 +157,16 @@ async fn wait_for_text(page: &Client, css: &str, good: impl Fn(&str) -> bool) ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{css} never showed what the test waits for; last {last:?}");
+}
+
+/// The text of the element with id `id`.
+async fn text_of(page: &Client, id: &str) -> String {
+    page.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+        .text()
+        .await
+        .expect("text")
 }
 
 async fn save_screenshot(page: &Client, name: &str) -> PathBuf {
@@ -242,13 +233,7 @@ async fn the_dashboard_shows_jobs_live_in_a_real_browser() {
     }
     wait_for(&page, "#queues tr[data-tenant='globex'][data-type='email']").await;
     wait_for(&page, &format!("#dead a[data-job='{doomed}']")).await;
-    let leader_line = page
-        .find(Locator::Id("node-line"))
-        .await
-        .expect("node line")
-        .text()
-        .await
-        .expect("text");
+    let leader_line = text_of(&page, "node-line").await;
     assert!(
         leader_line.contains(&format!("node {} · follower", via.raft().id())),
         "{leader_line}"
@@ -329,13 +314,7 @@ async fn the_dashboard_shows_jobs_live_in_a_real_browser() {
         .await
         .expect("text");
     assert!(attempts.contains("w-render"), "{attempts}");
-    let lineage = page
-        .find(Locator::Id("job-lineage"))
-        .await
-        .expect("lineage")
-        .text()
-        .await
-        .expect("text");
+    let lineage = text_of(&page, "job-lineage").await;
     assert!(lineage.contains("s3://bucket/scene.json"), "{lineage}");
     assert!(lineage.contains("s3://bucket/frame.png"), "{lineage}");
     wait_for(&page, "#job-history tr[data-kind='succeeded']").await;
@@ -346,13 +325,7 @@ async fn the_dashboard_shows_jobs_live_in_a_real_browser() {
         .await
         .expect("navigates");
     wait_for(&page, "#job-title[data-status='unknown']").await;
-    let text = page
-        .find(Locator::Id("job-error"))
-        .await
-        .expect("the job's error")
-        .text()
-        .await
-        .expect("text");
+    let text = text_of(&page, "job-error").await;
     assert!(text.contains("not found"), "{text}");
 
     page.close().await.expect("the session closes");
@@ -367,23 +340,9 @@ async fn with_auth_on_the_dashboard_asks_for_a_token_and_streams_with_it() {
     let producer = cluster
         .token("producer", &["orchestrator:write"], &[])
         .await;
-    let via = cluster
-        .nodes
-        .iter()
-        .find(|n| !n.raft().is_leader())
-        .expect("a follower");
-    via.raft()
-        .wait_for_leader(PATIENCE)
-        .await
-        .expect("the follower knows the leader");
+    let via = cluster.follower().await;
     let base = format!("https://{}", via.http_addr().expect("HTTP port"));
-    let ca = std::fs::read(cluster.certs.path().join(CA_CERT)).expect("CA");
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"))
-        .build()
-        .expect("client");
+    let http = https(cluster.certs.path(), None);
 
     let driver = chromedriver().await;
     let page = browser(&driver, true).await;
@@ -435,14 +394,15 @@ async fn with_auth_on_the_dashboard_asks_for_a_token_and_streams_with_it() {
         &format!("#events tr[data-kind='enqueued'][data-job='{job}']"),
     )
     .await;
-    // The token stays in the tab: not in the address, not in a cookie.
-    let url = page.current_url().await.expect("url");
-    assert!(!url.as_str().contains(&reader), "{url}");
-    let cookies = page
-        .execute("return document.cookie;", vec![])
+    // The token is kept for this tab only: in session storage, not in local storage.
+    let kept = page
+        .execute(
+            "return [sessionStorage.getItem('rota-token'), localStorage.length];",
+            vec![],
+        )
         .await
         .expect("script runs");
-    assert_eq!(cookies, json!(""));
+    assert_eq!(kept, json!([reader, 0]));
 
     page.close().await.expect("the session closes");
     cluster.stop().await;

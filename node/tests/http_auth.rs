@@ -3,28 +3,10 @@
 
 mod common;
 
-use common::secure::SecureCluster;
-use reqwest::{Certificate, Client, Identity, StatusCode};
-use rota_node::tls::issue::{client_files, node_files, CA_CERT};
+use common::secure::{https, SecureCluster};
+use reqwest::StatusCode;
+use rota_node::tls::issue::{client_files, node_files};
 use serde_json::{json, Value};
-
-/// An HTTPS client trusting the cluster's CA, presenting the certificate and key `files`
-/// (as `rota cert` names them) when given. HTTP/1.1 only: what Python's urllib and most
-/// scripts speak.
-fn https(certs: &std::path::Path, files: Option<(String, String)>) -> Client {
-    let ca = std::fs::read(certs.join(CA_CERT)).expect("CA");
-    let mut builder = Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(Certificate::from_pem(&ca).expect("CA certificate"))
-        .http1_only();
-    if let Some((cert, key)) = files {
-        let mut pem = std::fs::read(certs.join(cert)).expect("certificate");
-        pem.extend(std::fs::read(certs.join(key)).expect("key"));
-        builder = builder.identity(Identity::from_pem(&pem).expect("identity"));
-    }
-    builder.build().expect("client")
-}
 
 /// The status and JSON body of a request.
 async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -46,15 +28,7 @@ async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
         )
         .await;
     // A follower's HTTP port: it must know the tokens (it waits for its log to bring them).
-    let via = cluster
-        .nodes
-        .iter()
-        .find(|n| !n.raft().is_leader())
-        .expect("a follower");
-    via.raft()
-        .wait_for_leader(std::time::Duration::from_secs(10))
-        .await
-        .expect("the follower knows the leader");
+    let via = cluster.follower().await;
     let base = format!("https://{}", via.http_addr().expect("HTTP port"));
     let url = |path: &str| format!("{base}{path}");
     let anonymous = https(&certs, None);

@@ -6,7 +6,7 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 
 const INDEX: &str = include_str!("dashboard/index.html");
@@ -25,27 +25,27 @@ const SECURITY: [(header::HeaderName, &str); 4] = [
     (header::CACHE_CONTROL, "no-cache"),
 ];
 
-fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    let [a, b, c, d] = SECURITY;
-    ([(header::CONTENT_TYPE, content_type), a, b, c, d], body)
-}
-
-async fn index() -> impl IntoResponse {
-    file("text/html; charset=utf-8", INDEX)
-}
-
-async fn script() -> impl IntoResponse {
-    file("text/javascript; charset=utf-8", SCRIPT)
-}
-
-async fn style() -> impl IntoResponse {
-    file("text/css; charset=utf-8", STYLE)
+/// A route serving `body` as `content_type`.
+fn asset<S: Clone + Send + Sync + 'static>(
+    content_type: &'static str,
+    body: &'static str,
+) -> MethodRouter<S> {
+    get(move || async move {
+        let [a, b, c, d] = SECURITY;
+        ([(header::CONTENT_TYPE, content_type), a, b, c, d], body).into_response()
+    })
 }
 
 /// The dashboard's routes: `/` and its two assets.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(index))
-        .route("/dashboard/app.js", get(script))
-        .route("/dashboard/style.css", get(style))
+        .route("/", asset("text/html; charset=utf-8", INDEX))
+        .route(
+            "/dashboard/app.js",
+            asset("text/javascript; charset=utf-8", SCRIPT),
+        )
+        .route(
+            "/dashboard/style.css",
+            asset("text/css; charset=utf-8", STYLE),
+        )
 }

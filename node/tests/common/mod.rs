@@ -1,6 +1,7 @@
 //! Helpers for the node's tests: one-node clusters in the test's own process.
 #![allow(dead_code)]
 
+pub mod rest;
 pub mod secure;
 
 use rota_node::{Clock, NodeSettings, RunningNode};

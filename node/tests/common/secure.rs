@@ -90,6 +90,24 @@ pub enum Credential {
     Token(String),
 }
 
+/// An HTTPS client trusting the CA in `certs`, presenting the certificate and key `files`
+/// (as `rota cert` names them) when given. HTTP/1.1 only: what Python's urllib and most
+/// scripts speak.
+pub fn https(certs: &Path, files: Option<(String, String)>) -> reqwest::Client {
+    let ca = std::fs::read(certs.join(CA_CERT)).expect("CA");
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"))
+        .http1_only();
+    if let Some((cert, key)) = files {
+        let mut pem = std::fs::read(certs.join(cert)).expect("certificate");
+        pem.extend(std::fs::read(certs.join(key)).expect("key"));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
 /// Three nodes with mutual TLS between them, founded by a client holding the admin
 /// certificate `ops`.
 pub struct SecureCluster {
@@ -178,6 +196,20 @@ impl SecureCluster {
             .await
             .expect("token")
             .secret
+    }
+
+    /// A node that does not lead, once it knows the leader.
+    pub async fn follower(&self) -> &RunningNode {
+        let via = self
+            .nodes
+            .iter()
+            .find(|n| !n.raft().is_leader())
+            .expect("a follower");
+        via.raft()
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .expect("the follower knows the leader");
+        via
     }
 
     /// The log index at which all three nodes have everything applied, once they agree.

@@ -32,10 +32,7 @@ const state = {
   // Browser clock minus log time, from the newest event: the chart's "now" in log time.
   skewMs: 0,
   jobTimer: null,
-  events: 0,
 };
-// For tests and the curious: what the page has seen.
-window.rota = state;
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -76,8 +73,8 @@ function clock(iso) {
   return isNaN(d) ? "" : d.toISOString().slice(11, 19);
 }
 
-function fill(tbody, rows, columns, emptyText) {
-  const body = typeof tbody === "string" ? document.querySelector(`#${tbody} tbody`) : tbody;
+function fill(table, rows, columns, emptyText) {
+  const body = document.querySelector(`#${table} tbody`);
   body.replaceChildren();
   if (rows.length === 0) {
     body.append(el("tr", { class: "empty" }, el("td", { colSpan: columns }, emptyText)));
@@ -208,7 +205,8 @@ function renderDead(page) {
 
 /// Asks the leader how far each node has replicated, at most once per LEADER_POLL_MS;
 /// between asks (or when no leader answers) the last answer stands.
-async function leaderView() {
+async function leaderView(local) {
+  if (local && local.role === "leader") return local;
   if (Date.now() - state.leaderAskedAt < LEADER_POLL_MS) return state.leader;
   state.leaderAskedAt = Date.now();
   state.leader = await api("/api/cluster?leader=true").catch(() => null);
@@ -224,9 +222,10 @@ async function refresh() {
   if (state.refreshing) { state.again = true; return; }
   state.refreshing = true;
   try {
+    const here = await api("/api/cluster").then((v) => ({ value: v }), (e) => ({ error: e }));
     const parts = await Promise.allSettled([
-      api("/api/cluster"),
-      leaderView(),
+      here.error ? Promise.reject(here.error) : here.value,
+      leaderView(here.value),
       api("/api/governance?stale=true"),
       api("/api/jobs?status=leased&summary=true&limit=20&stale=true"),
       api("/api/dead-letters?limit=20&stale=true"),
@@ -342,7 +341,6 @@ function eventDetail(data) {
 }
 
 function onEvent(kind, data) {
-  state.events += 1;
   if (data.at) {
     const at = Date.parse(data.at);
     if (!isNaN(at) && Math.floor(at / 1000) >= state.newestSecond) state.skewMs = Date.now() - at;
@@ -353,10 +351,9 @@ function onEvent(kind, data) {
   }
   if (FINISHED.has(kind)) countFinish(data);
   const body = document.querySelector("#events tbody");
-  if (body.querySelector("tr.empty")) body.replaceChildren();
   body.prepend(el("tr", { class: "fresh", "data-kind": kind, "data-job": data.jobId, "data-id": data.id },
     el("td", {}, data.id),
-    el("td", {}, data.at ? clock(data.at) : ""),
+    el("td", {}, clock(data.at)),
     el("td", {}, statusSpan(kind)),
     el("td", {}, data.jobId !== undefined ? jobLink(data.jobId) : ""),
     el("td", {}, data.tenant ? `${data.tenant} / ${data.jobType}` : ""),
