@@ -6,16 +6,7 @@ use serde_json::{json, Value};
 
 /// A job status as the CLI names it.
 pub fn status_name(status: i32) -> &'static str {
-    match pb::JobStatus::try_from(status) {
-        Ok(pb::JobStatus::Pending) => "pending",
-        Ok(pb::JobStatus::Ready) => "ready",
-        Ok(pb::JobStatus::Leased) => "leased",
-        Ok(pb::JobStatus::Succeeded) => "succeeded",
-        Ok(pb::JobStatus::Failed) => "failed",
-        Ok(pb::JobStatus::DeadLettered) => "dead_lettered",
-        Ok(pb::JobStatus::Canceled) => "canceled",
-        _ => "unknown",
-    }
+    pb::job_status_name(status).unwrap_or("unknown")
 }
 
 fn plan_status_name(status: pb::PlanStatus) -> &'static str {

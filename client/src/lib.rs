@@ -17,6 +17,21 @@ pub mod proto {
 
     /// The encoded `FileDescriptorSet` of `proto/rota/v1/*.proto`: every service and method.
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rota_v1.bin"));
+
+    /// A wire job status by the name the CLI, REST and `?status=` use (`dead_lettered`);
+    /// none for `UNSPECIFIED` or a value this build does not know.
+    pub fn job_status_name(status: i32) -> Option<&'static str> {
+        match JobStatus::try_from(status).ok()? {
+            JobStatus::Unspecified => None,
+            JobStatus::Pending => Some("pending"),
+            JobStatus::Ready => Some("ready"),
+            JobStatus::Leased => Some("leased"),
+            JobStatus::Succeeded => Some("succeeded"),
+            JobStatus::Failed => Some("failed"),
+            JobStatus::DeadLettered => Some("dead_lettered"),
+            JobStatus::Canceled => Some("canceled"),
+        }
+    }
 }
 
 pub use client::{

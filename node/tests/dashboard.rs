@@ -169,6 +169,19 @@ async fn text_of(page: &Client, id: &str) -> String {
         .expect("text")
 }
 
+/// Types `token` into the sign-in form (replacing what is there) and sends it.
+async fn sign_in(page: &Client, token: &str) {
+    let field = page.find(Locator::Id("token")).await.expect("token field");
+    field.clear().await.expect("cleared");
+    field.send_keys(token).await.expect("typed");
+    page.find(Locator::Css("#login button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("clicked");
+}
+
 async fn save_screenshot(page: &Client, name: &str) -> PathBuf {
     let dir = std::env::var_os("ROTA_DASHBOARD_SCREENSHOTS")
         .map(PathBuf::from)
@@ -353,27 +366,10 @@ async fn with_auth_on_the_dashboard_asks_for_a_token_and_streams_with_it() {
     wait_for(&page, "#login:not([hidden])").await;
     wait_for(&page, "#overview[hidden]").await;
     // ...refuses a wrong token...
-    let field = page.find(Locator::Id("token")).await.expect("token field");
-    field
-        .send_keys(&format!("rota_{}", "0".repeat(64)))
-        .await
-        .expect("typed");
-    page.find(Locator::Css("#login button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("clicked");
+    sign_in(&page, &format!("rota_{}", "0".repeat(64))).await;
     wait_for_text(&page, "#login-error", |t| t.contains("refused")).await;
     // ...and with a reader's token shows the cluster and its events, read with fetch().
-    field.clear().await.expect("cleared");
-    field.send_keys(&reader).await.expect("typed");
-    page.find(Locator::Css("#login button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("clicked");
+    sign_in(&page, &reader).await;
     wait_for(&page, "#login[hidden]").await;
     wait_for(&page, "#members tr[data-node='1']").await;
     wait_for(&page, "#live.on").await;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::rest::Rest;
 use common::{cluster, follower};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
@@ -93,16 +94,9 @@ impl Reader {
     }
 }
 
-async fn submit(http: &Client, base: &str, n: u32) -> u64 {
-    let made: Value = http
-        .post(format!("{base}/api/jobs"))
-        .json(&json!({"tenant": "acme", "jobType": "email", "payload": n}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+async fn submit(rest: &Rest, n: u32) -> u64 {
+    let spec = json!({"tenant": "acme", "jobType": "email", "payload": n});
+    let made = rest.post("/api/jobs", spec, StatusCode::CREATED).await;
     made["jobId"]
         .as_u64()
         .unwrap_or_else(|| panic!("a job id: {made}"))
@@ -116,9 +110,13 @@ async fn events_resume_by_log_position_on_another_node_after_a_leader_kill() {
     let via_http = via.http_addr();
     let base = format!("http://{}", via.http_addr().expect("HTTP port"));
     let http = Client::new();
+    let rest = Rest {
+        http: http.clone(),
+        base: base.clone(),
+    };
 
     let mut watching = Reader::open(&http, format!("{base}/api/events?tenant=acme"), None).await;
-    let first = submit(&http, &base, 1).await;
+    let first = submit(&rest, 1).await;
     let events = watching.until("ready", first).await;
     let enqueued = events
         .iter()
@@ -134,15 +132,8 @@ async fn events_resume_by_log_position_on_another_node_after_a_leader_kill() {
         .expect("INDEX-ORDINAL");
     assert_eq!(enqueued.data["logIndex"].as_u64(), Some(index));
     // Leased and completed through the REST worker calls.
-    let leased: Value = http
-        .post(format!("{base}/api/leases"))
-        .json(&json!({"worker": "w1", "jobTypes": ["email"]}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let lease = json!({"worker": "w1", "jobTypes": ["email"]});
+    let leased = rest.post("/api/leases", lease, StatusCode::OK).await;
     let lease_id = leased["jobs"][0]["leaseId"].as_u64().expect("a lease");
     let leased_events = watching.until("leased", first).await;
     assert_eq!(
@@ -150,11 +141,9 @@ async fn events_resume_by_log_position_on_another_node_after_a_leader_kill() {
         Some(json!("w1"))
     );
     let resume_at = leased_events.last().map(|e| e.id.clone()).expect("an id");
-    http.post(format!("{base}/api/jobs/{first}/complete"))
-        .json(&json!({"leaseId": lease_id, "outcome": "succeeded"}))
-        .send()
-        .await
-        .expect("answer");
+    let done = json!({"leaseId": lease_id, "outcome": "succeeded"});
+    rest.post(&format!("/api/jobs/{first}/complete"), done, StatusCode::OK)
+        .await;
     let mut after_resume = watching.until("succeeded", first).await;
 
     // Kill the leader; more jobs go in through the follower once another leads.

@@ -414,14 +414,31 @@ mod tests {
         assert_eq!(kinds, Some(want));
         assert!(parse_kinds("leased,finished").is_err());
         assert!(parse_kinds(" , ").is_err());
-        for event in [
+        use rota_state_machine::{AttemptOutcome, JobId, LeaseId, WorkerId};
+        let every = [
             JobEventKind::Enqueued,
             JobEventKind::Ready,
-            JobEventKind::Succeeded,
-            JobEventKind::Replayed {
-                new_job: rota_state_machine::JobId(2),
+            JobEventKind::Leased {
+                lease_id: LeaseId(1),
+                worker: WorkerId::new("w"),
             },
-        ] {
+            JobEventKind::AttemptEnded {
+                attempt: 1,
+                outcome: AttemptOutcome::TimedOut,
+            },
+            JobEventKind::RetryScheduled { retry_at_ms: 5 },
+            JobEventKind::Succeeded,
+            JobEventKind::DeadLettered {
+                error: "e".to_owned(),
+            },
+            JobEventKind::Canceled {
+                reason: "r".to_owned(),
+            },
+            JobEventKind::Replayed { new_job: JobId(2) },
+        ];
+        let named: BTreeSet<&str> = every.iter().map(job_kind).collect();
+        assert_eq!(named.len(), every.len(), "one name per kind");
+        for event in every {
             assert!(KINDS.contains(&job_kind(&event)), "{event:?}");
         }
     }

@@ -35,16 +35,7 @@ pub fn parse_instant(field: &str, text: &str) -> Result<u64, Problem> {
 
 /// A job status by its REST name.
 pub fn status_name(status: i32) -> &'static str {
-    match pb::JobStatus::try_from(status) {
-        Ok(pb::JobStatus::Pending) => "pending",
-        Ok(pb::JobStatus::Ready) => "ready",
-        Ok(pb::JobStatus::Leased) => "leased",
-        Ok(pb::JobStatus::Succeeded) => "succeeded",
-        Ok(pb::JobStatus::Failed) => "failed",
-        Ok(pb::JobStatus::DeadLettered) => "dead_lettered",
-        Ok(pb::JobStatus::Canceled) => "canceled",
-        _ => "unspecified",
-    }
+    pb::job_status_name(status).unwrap_or("unspecified")
 }
 
 /// A job status from its REST name.
