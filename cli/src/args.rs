@@ -22,6 +22,16 @@ pub struct Cli {
     pub global: Global,
 }
 
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line, the event's fields at its top level.
+    Json,
+}
+
 /// Options every client subcommand takes.
 #[derive(Args, Debug)]
 pub struct Global {
@@ -46,6 +56,17 @@ pub struct Global {
     /// Who you are, recorded with governance changes [default: $USER].
     #[arg(long, global = true, env = "ROTA_ACTOR")]
     pub actor: Option<String>,
+    /// How log lines are written to stderr: text for people, json (one object a line) for
+    /// collectors. Which lines: the ROTA_LOG filter, in RUST_LOG's syntax [default:
+    /// warn,openraft=error,rota::job=info,rota::governance=info,rota::incident=info].
+    #[arg(
+        long,
+        global = true,
+        env = "ROTA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// The cluster CA's certificate (PEM): talk TLS to the nodes, trusting it.
     #[arg(long, global = true, env = "ROTA_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -145,6 +166,9 @@ pub struct DevArgs {
     /// Data directory [default: $ROTA_DEV_DIR or ~/.local/share/rota/dev].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Write the job log (target `rota::job`): leader or all (the same on one node), or off.
+    #[arg(long, default_value = "leader")]
+    pub job_log: rota_node::JobLog,
 }
 
 #[derive(Subcommand, Debug)]

@@ -113,6 +113,11 @@ pub struct AgentArgs {
     /// Most log entries proposed and not yet answered [default: 4].
     #[arg(long, env = "ROTA_COMMIT_IN_FLIGHT")]
     pub commit_in_flight: Option<usize>,
+    /// Which applied entries this node writes to the job log (target `rota::job`): leader
+    /// (those it proposed as leader: each transition once across the cluster), all, or off
+    /// [default: leader].
+    #[arg(long, env = "ROTA_JOB_LOG")]
+    pub job_log: Option<String>,
 }
 
 /// The same settings as a TOML file spells them.
@@ -139,6 +144,7 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     commit_max_batch: Option<usize>,
     commit_in_flight: Option<usize>,
+    job_log: Option<String>,
 }
 
 /// A setting that must be positive, if given.
@@ -280,6 +286,11 @@ impl AgentArgs {
             self.commit_in_flight.or(file.commit_in_flight),
         )? {
             settings.commit.max_in_flight = n;
+        }
+        if let Some(mode) = self.job_log.or(file.job_log) {
+            settings.job_log = mode
+                .parse()
+                .map_err(|e| ConfigError::Invalid("job-log", e))?;
         }
         Ok(settings)
     }

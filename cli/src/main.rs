@@ -14,7 +14,7 @@ mod serve;
 mod token;
 
 use anyhow::Result;
-use args::{Cli, Cmd, Global};
+use args::{Cli, Cmd, Global, LogFormat};
 use clap::Parser;
 use output::Output;
 use rota_client::{Client, ClientConfig, ClientSettings};
@@ -79,16 +79,34 @@ fn return_freed_memory() {
     }
 }
 
+/// What is logged when ROTA_LOG says nothing: warnings, and a node's job log, governance
+/// changes and incidents.
+const DEFAULT_LOG: &str =
+    "warn,openraft=error,rota::job=info,rota::governance=info,rota::incident=info";
+
+/// Logs to stderr in `format`, filtered by ROTA_LOG (RUST_LOG's syntax).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
 async fn async_main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format);
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

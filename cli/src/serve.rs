@@ -10,6 +10,7 @@ use rota_node::{NodeSettings, RunningNode};
 pub async fn dev(args: DevArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(config::default_dev_dir);
     let mut settings = NodeSettings::new(1, args.listen, data_dir.clone());
+    settings.job_log = args.job_log;
     settings.http_listen = Some(match args.http_listen {
         Some(addr) => addr,
         None => config::next_port(args.listen, 2, "http-listen")?,

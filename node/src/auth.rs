@@ -10,6 +10,7 @@
 //! With auth off (`--insecure`, `rota dev`), every caller holds every scope, as before.
 
 use crate::clock::LogClock;
+use crate::observe::Metrics;
 use crate::status;
 use crate::tls::Identity;
 use rota_raft::RaftNode;
@@ -456,13 +457,30 @@ pub struct Guarded<S> {
     inner: S,
     gate: Arc<Gate>,
     port: Port,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Guarded<S> {
-    /// `inner`, reached only through `gate`.
-    pub fn new(inner: S, gate: Arc<Gate>, port: Port) -> Self {
-        Self { inner, gate, port }
+    /// `inner`, reached only through `gate`; each call is counted in `metrics`.
+    pub fn new(inner: S, gate: Arc<Gate>, port: Port, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            gate,
+            port,
+            metrics,
+        }
     }
+}
+
+/// The gRPC status a response carries in its headers (an error answered at once), or OK
+/// (the status of a success comes in the trailers).
+fn answered_code(response: &http::Response<Body>) -> tonic::Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
 }
 
 impl<S: NamedService> NamedService for Guarded<S> {
@@ -494,11 +512,22 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let gate = self.gate.clone();
         let port = self.port;
+        let metrics = self.metrics.clone();
         Box::pin(async move {
-            match gate.admit(port, &mut request).await {
-                Ok(()) => inner.call(request).await,
-                Err(refusal) => Ok(refusal.into_http()),
-            }
+            let started = std::time::Instant::now();
+            // A known method's path, never what a caller made up: labels stay bounded.
+            let method = RULES
+                .iter()
+                .find(|(p, _)| *p == request.uri().path())
+                .map_or("unknown", |&(p, _)| p);
+            let response = match gate.admit(port, &mut request).await {
+                Ok(()) => inner.call(request).await?,
+                Err(refusal) => refusal.into_http(),
+            };
+            metrics
+                .calls
+                .rpc(method, answered_code(&response), started.elapsed());
+            Ok(response)
         })
     }
 }

@@ -4,6 +4,7 @@
 //! a new batch gathers while the previous one replicates.
 
 use crate::clock::LogClock;
+use crate::observe::Metrics;
 use crate::status;
 use rota_raft::{Batch, ClusterError, RaftNode, Write};
 use rota_state_machine::Response;
@@ -67,9 +68,10 @@ impl Committer {
         raft: Arc<RaftNode>,
         settings: CommitSettings,
         clock: LogClock,
+        metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(settings.max_batch.max(1) * 4);
-        let task = tokio::spawn(run(raft, settings, clock, incoming));
+        let task = tokio::spawn(run(raft, settings, clock, metrics, incoming));
         let max_entry_bytes = settings.max_entry_bytes;
         (
             Self {
@@ -138,6 +140,7 @@ async fn run(
     raft: Arc<RaftNode>,
     settings: CommitSettings,
     clock: LogClock,
+    metrics: Arc<Metrics>,
     mut incoming: mpsc::Receiver<Pending>,
 ) {
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
@@ -158,6 +161,8 @@ async fn run(
         let (pending, over) = gather(first, &mut incoming, &settings);
         carried = over;
         let now_ms = clock.stamp();
+        let bytes = pending.iter().map(|p| p.bytes).sum();
+        metrics.commit.proposed(pending.len(), bytes);
         let (writes, answers): (Vec<Write>, Vec<_>) =
             pending.into_iter().map(|p| (p.write, p.answer)).unzip();
         let raft = raft.clone();

@@ -8,6 +8,7 @@ use crate::auth::{Gate, Guarded, Port};
 use crate::clock::{system_clock, Clock, LogClock};
 use crate::commit::{CommitSettings, Committer};
 use crate::convert::Limits;
+use crate::observe::{JobLog, Metrics};
 use crate::tls::{Identity, NodeTls};
 use rota_client::proto::admin_service_server::AdminServiceServer;
 use rota_client::proto::job_service_server::JobServiceServer;
@@ -73,6 +74,8 @@ pub struct NodeSettings {
     pub dial: Option<Dial>,
     /// The clock the leader stamps log time from.
     pub clock: Clock,
+    /// Which applied entries this node writes to the job log.
+    pub job_log: JobLog,
 }
 
 impl NodeSettings {
@@ -94,6 +97,7 @@ impl NodeSettings {
             storage: Storage::Disk(data_dir),
             dial: None,
             clock: system_clock(),
+            job_log: JobLog::default(),
         }
     }
 
@@ -120,6 +124,7 @@ impl std::fmt::Debug for NodeSettings {
             .field("peers", &self.peers)
             .field("limits", &self.limits)
             .field("tick_interval", &self.tick_interval)
+            .field("job_log", &self.job_log)
             .finish_non_exhaustive()
     }
 }
@@ -247,9 +252,16 @@ impl RunningNode {
         };
         let raft =
             Arc::new(open_raft(&settings, peer_bound.unwrap_or(bound), &peer_advertise).await?);
+        let (stop, stop_rx) = watch::channel(false);
+        let metrics = Metrics::start(raft.clone());
+        crate::observe::joblog::start(&raft, settings.job_log, stop_rx.clone());
         let clock = LogClock::new(settings.clock.clone(), raft.clone());
-        let (committer, committer_task) =
-            Committer::start(raft.clone(), settings.commit, clock.clone());
+        let (committer, committer_task) = Committer::start(
+            raft.clone(),
+            settings.commit,
+            clock.clone(),
+            metrics.clone(),
+        );
         let mut peers = settings.peers.clone();
         peers.insert(settings.id, peer_advertise);
         let api = Api::new(
@@ -262,7 +274,6 @@ impl RunningNode {
                 dial: settings.dial.clone(),
             },
         );
-        let (stop, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
         let carries_raft = peer_listener.is_none();
         let secure = settings.tls.is_some();
@@ -274,15 +285,27 @@ impl RunningNode {
             None => None,
         };
         let http = http_listener.map(|listener| {
-            let app = crate::http::router(api.clone(), gate.clone(), raft.clone(), MAX_BODY_BYTES);
+            let app = crate::http::router(
+                api.clone(),
+                gate.clone(),
+                raft.clone(),
+                metrics.clone(),
+                MAX_BODY_BYTES,
+            );
             tokio::spawn(crate::http::serve(listener, http_tls, app, stop_rx.clone()))
         });
-        let client = client_port(client_server, &raft, api.clone(), &gate, carries_raft).await;
+        let client = client_port(
+            client_server,
+            &raft,
+            (api.clone(), &gate, &metrics),
+            carries_raft,
+        )
+        .await;
         servers.push(tokio::spawn(
             client.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
         ));
         if let (Some(listener), Some(peer_server)) = (peer_listener, peer_server) {
-            let peer = peer_port(peer_server, &raft, api, &gate, secure);
+            let peer = peer_port(peer_server, &raft, (api, &gate, &metrics), secure);
             servers.push(tokio::spawn(peer.serve_with_incoming_shutdown(
                 rota_raft::nodelay_incoming(listener),
                 stopped(stop_rx),
@@ -441,8 +464,11 @@ type PublicServices = (
     Guarded<AdminServiceServer<Admin>>,
 );
 
+/// What the public services share: the API, the gate and the metrics.
+type Shared<'a> = (Arc<Api>, &'a Arc<Gate>, &'a Arc<Metrics>);
+
 /// The public services, with their message limits, each behind the gate for `port`.
-fn public_services(api: &Arc<Api>, gate: &Arc<Gate>, port: Port) -> PublicServices {
+fn public_services((api, gate, metrics): Shared<'_>, port: Port) -> PublicServices {
     (
         Guarded::new(
             JobServiceServer::new(Jobs(api.clone()))
@@ -450,6 +476,7 @@ fn public_services(api: &Arc<Api>, gate: &Arc<Gate>, port: Port) -> PublicServic
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             gate.clone(),
             port,
+            metrics.clone(),
         ),
         Guarded::new(
             WorkerServiceServer::new(Workers(api.clone()))
@@ -457,13 +484,15 @@ fn public_services(api: &Arc<Api>, gate: &Arc<Gate>, port: Port) -> PublicServic
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             gate.clone(),
             port,
+            metrics.clone(),
         ),
         Guarded::new(
-            AdminServiceServer::new(Admin(api.clone()))
+            AdminServiceServer::new(Admin(api))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             gate.clone(),
             port,
+            metrics.clone(),
         ),
     )
 }
@@ -514,8 +543,7 @@ fn server(tls: Option<ServerTlsConfig>) -> Result<Server, tonic::transport::Erro
 async fn client_port(
     mut server: Server,
     raft: &RaftNode,
-    api: Arc<Api>,
-    gate: &Arc<Gate>,
+    shared: Shared<'_>,
     carries_raft: bool,
 ) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -523,7 +551,7 @@ async fn client_port(
     health.set_serving::<WorkerServiceServer<Workers>>().await;
     health.set_serving::<AdminServiceServer<Admin>>().await;
     tokio::spawn(report_stopped_raft(raft.metrics(), health));
-    let (jobs, workers, admin) = public_services(&api, gate, Port::Client);
+    let (jobs, workers, admin) = public_services(shared, Port::Client);
     let transport = carries_raft.then(|| raft.transport());
     server
         .add_service(health_service)
@@ -535,15 +563,9 @@ async fn client_port(
 
 /// What the peer port serves, to nodes only: the Raft transport, and the public services
 /// for the calls a follower forwards to its leader.
-fn peer_port(
-    mut server: Server,
-    raft: &RaftNode,
-    api: Arc<Api>,
-    gate: &Arc<Gate>,
-    secure: bool,
-) -> Router {
+fn peer_port(mut server: Server, raft: &RaftNode, shared: Shared<'_>, secure: bool) -> Router {
     let check = nodes_only(secure, raft.metrics());
-    let (jobs, workers, admin) = public_services(&api, gate, Port::Peer);
+    let (jobs, workers, admin) = public_services(shared, Port::Peer);
     server
         .add_service(InterceptedService::new(raft.transport(), check.clone()))
         .add_service(InterceptedService::new(jobs, check.clone()))

@@ -7,7 +7,7 @@
 use crate::NodeId;
 use rota_state_machine::Note;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
 
 /// Events a node keeps for watchers that resume.
@@ -42,6 +42,9 @@ pub struct Event {
     pub index: u64,
     /// Its ordinal among the entry's events, from 0.
     pub ordinal: u32,
+    /// The leader that proposed the entry (0 for a `Jumped` notice): the one node that
+    /// reports it where each event should be told once (the job log).
+    pub leader: NodeId,
     /// What happened.
     pub body: EventBody,
 }
@@ -69,10 +72,15 @@ struct Ring {
     floor: Option<Position>,
 }
 
+/// Called with each entry's events as they are applied, before any watcher sees them:
+/// for what must count every event (metrics), so it must be quick.
+pub type Tap = Arc<dyn Fn(&[Arc<Event>]) + Send + Sync>;
+
 /// The stream of one node's applied events.
 pub struct EventHub {
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<Event>>,
+    taps: RwLock<Vec<Tap>>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -97,23 +105,43 @@ impl EventHub {
                 floor: floor.map(|index| (index, u32::MAX)),
             }),
             live,
+            taps: RwLock::default(),
         }
     }
 
-    /// Publishes the events of entry `index`, in order.
-    pub fn publish(&self, index: u64, bodies: Vec<EventBody>) {
+    /// Calls `tap` with every entry's events from now on.
+    pub fn tap(&self, tap: Tap) {
+        if let Ok(mut taps) = self.taps.write() {
+            taps.push(tap);
+        }
+    }
+
+    /// Publishes the events of entry `index`, which `leader` proposed, in order.
+    pub fn publish(&self, index: u64, leader: NodeId, bodies: Vec<EventBody>) {
         if bodies.is_empty() {
             return;
+        }
+        let events: Vec<Arc<Event>> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(ordinal, body)| {
+                Arc::new(Event {
+                    index,
+                    ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+                    leader,
+                    body,
+                })
+            })
+            .collect();
+        if let Ok(taps) = self.taps.read() {
+            for tap in taps.iter() {
+                tap(&events);
+            }
         }
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
-        for (ordinal, body) in bodies.into_iter().enumerate() {
-            let event = Arc::new(Event {
-                index,
-                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
-                body,
-            });
+        for event in events {
             if ring.events.len() == EVENT_RING {
                 if let Some(old) = ring.events.pop_front() {
                     ring.floor = Some(old.position());
@@ -138,6 +166,7 @@ impl EventHub {
         let _ = self.live.send(Arc::new(Event {
             index,
             ordinal: u32::MAX,
+            leader: 0,
             body: EventBody::Jumped,
         }));
     }
@@ -176,12 +205,12 @@ mod tests {
     #[test]
     fn a_watcher_resumes_after_its_position_and_hears_what_follows() {
         let hub = EventHub::new(None);
-        hub.publish(3, vec![leader(1), leader(2)]);
-        hub.publish(5, vec![leader(3)]);
+        hub.publish(3, 1, vec![leader(1), leader(2)]);
+        hub.publish(5, 1, vec![leader(3)]);
         let (backlog, mut live) = hub.subscribe(Some((3, 0))).unwrap();
         let seen: Vec<Position> = backlog.iter().map(|e| e.position()).collect();
         assert_eq!(seen, vec![(3, 1), (5, 0)]);
-        hub.publish(6, vec![leader(4)]);
+        hub.publish(6, 1, vec![leader(4)]);
         assert_eq!(live.try_recv().unwrap().position(), (6, 0));
         let (fresh, _) = hub.subscribe(None).unwrap();
         assert!(fresh.is_empty(), "without a position, only what comes next");

@@ -15,6 +15,7 @@ mod network;
 mod node;
 mod recover;
 mod state_store;
+mod stats;
 mod types;
 
 /// Generated gRPC types of the Raft transport (documented in `proto/rota/raft/v1/`).
@@ -24,7 +25,7 @@ pub mod proto {
 }
 
 pub use archive::Archive;
-pub use events::{Event, EventBody, EventHub, Gone, Position, EVENT_BACKLOG, EVENT_RING};
+pub use events::{Event, EventBody, EventHub, Gone, Position, Tap, EVENT_BACKLOG, EVENT_RING};
 pub use log_store::{open_db, MemLogStore, RocksLogStore, DEFAULT_MAX_APPEND_BYTES};
 pub use network::{
     admit_peer, nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, PeerNode, RaftService,
@@ -36,6 +37,7 @@ pub use node::{
 };
 pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
+pub use stats::{Stats, StatsSnapshot};
 /// What openraft reports of a node: role, term, indexes, membership, and whether it runs.
 pub type RaftMetrics = openraft::RaftMetrics<NodeId, RotaNode>;
 pub use state_store::{Applied, ArchiveReadError, StateStore, UnusableSnapshot};

@@ -5,6 +5,7 @@
 //! flushed, a vote, a truncation, a purge) is one `WriteBatch` written with `sync`, so the
 //! WAL is on disk before we answer; one sync covers all the entries of an append.
 
+use crate::stats::Stats;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
@@ -79,6 +80,7 @@ pub const DEFAULT_MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
 pub struct RocksLogStore {
     db: Arc<DB>,
     append_budget: usize,
+    stats: Arc<Stats>,
 }
 
 impl RocksLogStore {
@@ -87,7 +89,14 @@ impl RocksLogStore {
         Self {
             db,
             append_budget: DEFAULT_MAX_APPEND_BYTES,
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts what it appends into `stats`.
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Bounds what openraft reads for one AppendEntries to `bytes` of encoded entries (one
@@ -270,13 +279,19 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
     {
         let logs = self.cf(CF_LOGS)?;
         let mut batch = WriteBatch::default();
+        let (mut count, mut bytes) = (0u64, 0u64);
         for entry in entries {
             let value = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            count += 1;
+            bytes += value.len() as u64;
             batch.put_cf(logs, index_key(entry.log_id.index), value);
         }
         // Synced before the callback: openraft counts these entries towards the commit quorum
         // as soon as it hears they are flushed.
         let result = self.synced(batch).await;
+        if result.is_ok() {
+            self.stats.appended(count, bytes);
+        }
         let report = match &result {
             Ok(()) => Ok(()),
             Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),

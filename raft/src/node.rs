@@ -307,6 +307,7 @@ impl RaftNode {
                         StateStore::open(&snapshots, &archive)?
                     }
                 };
+                let log = log.with_stats(state.stats());
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state)
             }
@@ -431,6 +432,11 @@ impl RaftNode {
     /// The stream of what each entry this replica applies changed (`/api/events`).
     pub fn events(&self) -> Arc<crate::EventHub> {
         self.state.events()
+    }
+
+    /// What this node's log and snapshots did since it started.
+    pub fn stats(&self) -> Arc<crate::Stats> {
+        self.state.stats()
     }
 
     /// Reads this replica's applied state as it is (a stale read).

@@ -3,7 +3,7 @@
 //! command applies and drained by the store after each log entry (`State::take_journal`).
 //! Not part of the state, its snapshots or its digest, and never read by a decision.
 
-use crate::{GovernanceChange, JobEventKind, JobId, Stamp, Status};
+use crate::{GovernanceChange, JobEventKind, JobId, LeaseId, Stamp, Status, WorkerId};
 
 /// One change an applied command made.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +22,33 @@ pub enum Note {
         event: JobEventKind,
         /// Attempts it has had.
         attempts: u32,
+        /// The worker and lease of its latest attempt, if it has had one.
+        holder: Option<(WorkerId, LeaseId)>,
+        /// Log time it was enqueued.
+        created_ms: u64,
+        /// Log time its latest attempt started, if it has had one.
+        started_ms: Option<u64>,
         /// Log time of the event.
+        at_ms: u64,
+    },
+    /// A heartbeat extended a lease. Not in the job's history (heartbeats would swamp it):
+    /// for the job log and metrics only.
+    LeaseExtended {
+        /// The job.
+        job: JobId,
+        /// Its tenant.
+        tenant: String,
+        /// Its type.
+        job_type: String,
+        /// The worker holding the lease.
+        worker: WorkerId,
+        /// The lease.
+        lease_id: LeaseId,
+        /// The attempt it belongs to.
+        attempt: u32,
+        /// Log time the lease now lasts until.
+        until_ms: u64,
+        /// Log time of the heartbeat.
         at_ms: u64,
     },
     /// A governance change.

@@ -5,6 +5,7 @@ use crate::error::SchedulerError;
 use crate::governance::{GovernanceChange, Incident, Scope};
 use crate::ids::{IncidentId, JobId, JobType, LeaseId, TenantId, WorkerId};
 use crate::job::{Artifact, Attempt, AttemptOutcome, JobEventKind, JobState, Lease, RetryPolicy};
+use crate::journal::Note;
 use crate::ledger::{record, At, ReadyKey, State};
 use crate::submit::{
     check_artifact, check_name, check_text, check_ttl, MAX_ARTIFACTS, MAX_TEXT_LEN,
@@ -302,6 +303,18 @@ impl State {
             .get_mut(&job_id)
             .map(Arc::make_mut)
             .expect("live_lease found the job");
+        if let Some(journal) = &mut self.journal {
+            journal.push(Note::LeaseExtended {
+                job: job_id,
+                tenant: job.spec.tenant.to_string(),
+                job_type: job.spec.job_type.to_string(),
+                worker: lease.worker.clone(),
+                lease_id,
+                attempt: job.attempts.len() as u32,
+                until_ms: lease_until_ms,
+                at_ms: at.now_ms,
+            });
+        }
         self.idx.remove(job);
         job.state = JobState::Leased { lease };
         self.idx.add(job);

@@ -535,6 +535,7 @@ impl State {
 /// Appends an event to a job's history, and notes it in `journal` when one is kept.
 pub(crate) fn record(job: &mut Job, journal: &mut Option<Vec<Note>>, at: At, kind: JobEventKind) {
     if let Some(journal) = journal {
+        let latest = job.attempts.last();
         journal.push(Note::Job {
             job: job.id,
             tenant: job.spec.tenant.to_string(),
@@ -542,6 +543,9 @@ pub(crate) fn record(job: &mut Job, journal: &mut Option<Vec<Note>>, at: At, kin
             status: job.status(),
             event: kind.clone(),
             attempts: job.attempts.len() as u32,
+            holder: latest.map(|a| (a.worker.clone(), a.lease_id)),
+            created_ms: job.created_ms,
+            started_ms: latest.map(|a| a.started_ms),
             at_ms: at.now_ms,
         });
     }

@@ -245,6 +245,24 @@ impl State {
             .collect()
     }
 
+    /// Jobs per (tenant, job type) and status (indexed by `Status as usize`), terminal
+    /// ones included, in name order; pairs with no job left are absent. Kept as jobs move,
+    /// so reading it costs a walk over the pairs only.
+    pub fn depth_by_status(&self) -> impl Iterator<Item = (&TenantId, &JobType, [u32; 7])> {
+        self.idx
+            .depth
+            .iter()
+            .map(|((tenant, job_type), n)| (tenant, job_type, *n))
+    }
+
+    /// Each job type with a breaker, and whether it is open (tripped, not yet reset).
+    pub fn breakers(&self) -> impl Iterator<Item = (&JobType, bool)> {
+        self.ledger
+            .breakers
+            .iter()
+            .map(|(job_type, breaker)| (job_type, breaker.open_incident.is_some()))
+    }
+
     /// Jobs per status across the ledger.
     pub fn status_counts(&self) -> [(Status, usize); 7] {
         Status::ALL.map(|s| (s, self.idx.status_counts[s as usize] as usize))

@@ -207,6 +207,7 @@ fn shown(event: &Event, filter: &Filter) -> Option<EventData> {
             event: kind,
             attempts,
             at_ms,
+            ..
         }) => {
             if !filter.tenant_shown(tenant)
                 || filter.job_type.as_ref().is_some_and(|t| t != job_type)
@@ -251,7 +252,8 @@ fn shown(event: &Event, filter: &Filter) -> Option<EventData> {
             data.term = Some(*term);
             data.leader = Some(*node);
         }
-        EventBody::Jumped => return None,
+        // Heartbeats would swamp a watcher; the job log and metrics have them.
+        EventBody::Note(Note::LeaseExtended { .. }) | EventBody::Jumped => return None,
     }
     filter
         .kinds

@@ -23,6 +23,7 @@ pub use serve::serve;
 
 use crate::api::Api;
 use crate::auth::Gate;
+use crate::observe::Metrics;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -39,6 +40,7 @@ pub struct Http {
     api: Arc<Api>,
     gate: Arc<Gate>,
     raft: Arc<RaftNode>,
+    metrics: Arc<Metrics>,
     /// The OpenAPI document, once the router that describes it is built.
     openapi: OnceLock<String>,
 }
@@ -83,7 +85,8 @@ impl utoipa::Modify for BearerAuth {
         // the empty requirement says a cluster without TLS asks for none.
         let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/") || path == "/api/openapi.json" {
+            let guarded = path.starts_with("/api/") || path == "/metrics";
+            if !guarded || path == "/api/openapi.json" {
                 continue;
             }
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
@@ -148,6 +151,7 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::livez))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
         .routes(routes!(openapi_json))
         .with_state(http)
         .split_for_parts()
@@ -155,11 +159,18 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
 
 /// The HTTP face of the node `api` serves, behind `gate`. A body over `body_limit` bytes is
 /// refused with 413.
-pub fn router(api: Arc<Api>, gate: Arc<Gate>, raft: Arc<RaftNode>, body_limit: usize) -> Router {
+pub fn router(
+    api: Arc<Api>,
+    gate: Arc<Gate>,
+    raft: Arc<RaftNode>,
+    metrics: Arc<Metrics>,
+    body_limit: usize,
+) -> Router {
     let http = Arc::new(Http {
         api,
         gate,
         raft,
+        metrics: metrics.clone(),
         openapi: OnceLock::new(),
     });
     let (router, mut doc) = routes_and_doc(http.clone());
@@ -173,4 +184,37 @@ pub fn router(api: Arc<Api>, gate: Arc<Gate>, raft: Arc<RaftNode>, body_limit: u
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(metrics, counted))
+}
+
+/// Counts a request in the metrics, by the route it matched (a template: bounded).
+async fn counted(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // Any token is a method to HTTP: only the standard ones get a label of their own.
+    let method = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    metrics.calls.http(
+        &route,
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }

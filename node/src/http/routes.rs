@@ -99,6 +99,8 @@ pub const RULES: &[(&str, &str, &str)] = &[
     ),
     // Watching takes what reading jobs takes; a caller bound to tenants sees only theirs.
     ("GET", "/api/events", "/rota.v1.JobService/ListJobs"),
+    // Metrics take what the cluster's status takes (they name every tenant).
+    ("GET", "/metrics", "/rota.v1.AdminService/ClusterStatus"),
 ];
 
 /// The gRPC method of the route `method` `template`, if it takes credentials.
@@ -475,6 +477,29 @@ pub async fn cluster(
             .collect(),
         raft_error: s.raft_error,
     }))
+}
+
+/// This node's metrics in Prometheus' text format: jobs, leases, breakers, quotas, Raft,
+/// the group commit, calls and memory (docs/observability.md lists them). With auth on, a
+/// scraper needs a token (or client certificate) that may read the cluster's status, not
+/// bound to tenants.
+#[utoipa::path(get, path = "/metrics", tag = "cluster",
+    responses(
+        (status = 200, description = "The exposition", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(
+    State(http): State<Arc<Http>>,
+    caller: Caller,
+) -> Result<impl axum::response::IntoResponse, Problem> {
+    caller.principal().unbound("the metrics")?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::observe::METRICS_CONTENT_TYPE,
+        )],
+        http.metrics.render(),
+    ))
 }
 
 /// Whether the process answers: always 200 while it runs. No credentials needed.

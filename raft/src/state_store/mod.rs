@@ -21,6 +21,7 @@ mod file;
 
 use crate::archive::Archive;
 use crate::events::{EventBody, EventHub};
+use crate::stats::Stats;
 use crate::types::{BatchReply, Entry, LogId, NodeId, RotaNode, StorageError, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError, StoredMembership};
@@ -29,7 +30,6 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 #[cfg(feature = "simulation")]
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 pub use file::{adopt_snapshot, set_aside, vet_snapshot};
@@ -144,8 +144,9 @@ pub struct StateStore {
     /// The last log id of the snapshot kept; shared with restarted incarnations.
     kept: Arc<Mutex<Option<LogId>>>,
     archive: Archive,
-    /// Snapshots installed from a leader; shared with restarted incarnations.
-    installs: Arc<AtomicU64>,
+    /// What this store's snapshots and (through the log store) its log did; shared with
+    /// restarted incarnations.
+    stats: Arc<Stats>,
     /// What each applied entry changed, for watchers.
     events: Arc<EventHub>,
     /// Simulations only: apply with fencing off (see `State::set_fencing_disabled_for_simulation`).
@@ -184,7 +185,7 @@ impl StateStore {
             snapshots: Arc::new(SnapshotStore::Memory(Mutex::new(None))),
             kept: Arc::default(),
             archive,
-            installs: Arc::default(),
+            stats: Arc::default(),
             events: Arc::default(),
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
@@ -210,7 +211,7 @@ impl StateStore {
         };
         let mut restarted = Self::start(self.snapshots.clone(), archive)?;
         restarted.kept = self.kept.clone();
-        restarted.installs = self.installs.clone();
+        restarted.stats = self.stats.clone();
         #[cfg(feature = "simulation")]
         {
             let disabled = self.fencing_disabled.load(Ordering::SeqCst);
@@ -279,7 +280,7 @@ impl StateStore {
             snapshots,
             kept,
             archive,
-            installs: Arc::default(),
+            stats: Arc::default(),
             events,
             #[cfg(feature = "simulation")]
             fencing_disabled: Arc::default(),
@@ -293,7 +294,12 @@ impl StateStore {
 
     /// How many snapshots this store (and the incarnations it restarted from) installed.
     pub fn installs(&self) -> u64 {
-        self.installs.load(AtomicOrdering::Relaxed)
+        self.stats.read().snapshots_installed
+    }
+
+    /// What this node's log and snapshots did since it started.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// The last log id the snapshot kept covers, if there is one.
@@ -396,7 +402,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         // What is offered is the file kept: this build's, or a newer one an install kept
         // meanwhile (then this build was dropped), so its meta is read from the file.
         let meta = read_meta(&mut file).map_err(write_err)?;
-        tracing::info!(took = ?started.elapsed(), snapshot = %meta.snapshot_id, "snapshot built");
+        let took = started.elapsed();
+        let size = file.metadata().map_or(0, |m| m.len());
+        self.stats.built(size, took);
+        tracing::info!(?took, size, snapshot = %meta.snapshot_id, "snapshot built");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
@@ -469,7 +478,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                     .into_iter()
                     .map(EventBody::Note),
             );
-            self.events.publish(entry.log_id.index, events);
+            self.events
+                .publish(entry.log_id.index, entry.log_id.leader_id.node_id, events);
             let ops = applied.state.take_archive_ops();
             applied
                 .archive
@@ -543,11 +553,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             kept: self.kept.clone(),
             this: meta.last_log_id,
         };
+        let size = bytes.len() as u64;
         offload(&self.snapshots, move || snapshots.save(&[&bytes], &newest))
             .await
             .map_err(|e| write_err(io_error(e.to_string())))?
             .map_err(write_err)?;
-        self.installs.fetch_add(1, AtomicOrdering::Relaxed);
+        self.stats.installed(size);
         Ok(())
     }
 

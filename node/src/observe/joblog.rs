@@ -1,0 +1,234 @@
+//! The job log: one structured event per job transition and per governance change, under
+//! the targets `rota::job` and `rota::governance`, with the fields an operator filters on
+//! (`jobId`, `jobType`, `tenant`, `workerId`, `leaseId`, `status`, `attempt`, `node`,
+//! `logIndex`). Every node applies every entry; by default only the node that proposed an
+//! entry (its leader then) logs it, so a cluster tells each transition once. A node does not
+//! log again what it replays as it restarts (entries up to its log's end at start).
+//!
+//! The log is written by a task that follows the node's event stream, off the apply path;
+//! should it fall behind past the stream's ring it says which positions it skipped.
+
+use rota_raft::{Event, EventBody, EventHub, NodeId, Position, RaftNode};
+use rota_state_machine::{AttemptOutcome, JobEventKind, Note};
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
+
+/// Which entries a node logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JobLog {
+    /// Those this node proposed as leader: each transition once across the cluster.
+    #[default]
+    Leader,
+    /// Every entry this node applies (each transition once per node).
+    All,
+    /// None.
+    Off,
+}
+
+impl std::str::FromStr for JobLog {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "leader" => Ok(Self::Leader),
+            "all" => Ok(Self::All),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "unknown job log mode {other:?}: leader, all or off"
+            )),
+        }
+    }
+}
+
+/// Starts the job log of `raft`'s node, until `stop`.
+pub fn start(raft: &RaftNode, mode: JobLog, stop: watch::Receiver<bool>) {
+    if mode == JobLog::Off {
+        return;
+    }
+    let me = raft.id();
+    let boot_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let logs = move |event: &Event| {
+        event.index > boot_index && (mode == JobLog::All || event.leader == me)
+    };
+    tokio::spawn(follow(raft.events(), me, boot_index, logs, stop));
+}
+
+async fn follow(
+    hub: Arc<EventHub>,
+    me: NodeId,
+    boot_index: u64,
+    logs: impl Fn(&Event) -> bool,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: Position = (boot_index, u32::MAX);
+    loop {
+        let (backlog, mut live) = match hub.subscribe(Some(last)) {
+            Ok(subscription) => subscription,
+            Err(gone) => {
+                tracing::warn!(
+                    target: "rota::job",
+                    after = ?last,
+                    upto = ?gone.floor,
+                    "the job log fell behind the event ring and skipped these positions"
+                );
+                last = gone.floor;
+                continue;
+            }
+        };
+        for event in backlog {
+            last = event.position();
+            if logs(&event) {
+                log(&event, me);
+            }
+        }
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match received {
+                Ok(event) => {
+                    if event.position() <= last {
+                        continue;
+                    }
+                    last = event.position();
+                    if logs(&event) {
+                        log(&event, me);
+                    }
+                }
+                // Resubscribe after `last`: the ring has what was missed.
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// The name a job event is logged under, or none for those not logged on their own (a job
+/// becoming ready; an attempt's success, which `succeeded` tells).
+fn transition(kind: &JobEventKind) -> Option<&'static str> {
+    Some(match kind {
+        JobEventKind::Enqueued => "enqueued",
+        JobEventKind::Leased { .. } => "leased",
+        JobEventKind::AttemptEnded { outcome, .. } => match outcome {
+            AttemptOutcome::Failed { .. } => "failed",
+            AttemptOutcome::TimedOut => "lease_expired",
+            AttemptOutcome::Canceled { .. } => "attempt_canceled",
+            AttemptOutcome::Succeeded => return None,
+        },
+        JobEventKind::RetryScheduled { .. } => "retried",
+        JobEventKind::Succeeded => "succeeded",
+        JobEventKind::DeadLettered { .. } => "dead_lettered",
+        JobEventKind::Canceled { .. } => "canceled",
+        JobEventKind::Replayed { .. } => "replayed",
+        JobEventKind::Ready => return None,
+    })
+}
+
+fn log(event: &Event, me: NodeId) {
+    let EventBody::Note(note) = &event.body else {
+        return;
+    };
+    match note {
+        Note::Job {
+            job,
+            tenant,
+            job_type,
+            status,
+            event: kind,
+            attempts,
+            holder,
+            at_ms,
+            ..
+        } => {
+            let Some(name) = transition(kind) else {
+                return;
+            };
+            let (error, retry_at, reason, replay) = match kind {
+                JobEventKind::AttemptEnded {
+                    outcome: AttemptOutcome::Failed { error, .. },
+                    ..
+                } => (Some(error.as_str()), None, None, None),
+                JobEventKind::AttemptEnded {
+                    outcome: AttemptOutcome::Canceled { reason },
+                    ..
+                } => (None, None, Some(reason.as_str()), None),
+                JobEventKind::DeadLettered { error } => (Some(error.as_str()), None, None, None),
+                JobEventKind::RetryScheduled { retry_at_ms } => {
+                    (None, Some(*retry_at_ms), None, None)
+                }
+                JobEventKind::Canceled { reason } => (None, None, Some(reason.as_str()), None),
+                JobEventKind::Replayed { new_job } => (None, None, None, Some(new_job.0)),
+                _ => (None, None, None, None),
+            };
+            tracing::info!(
+                target: "rota::job",
+                event = name,
+                jobId = job.0,
+                jobType = job_type.as_str(),
+                tenant = tenant.as_str(),
+                workerId = holder.as_ref().map(|(worker, _)| worker.as_str()),
+                leaseId = holder.as_ref().map(|(_, lease)| lease.0),
+                status = status.as_str(),
+                attempt = *attempts,
+                node = me,
+                logIndex = event.index,
+                ordinal = event.ordinal,
+                atMs = *at_ms,
+                error,
+                retryAtMs = retry_at,
+                reason,
+                replayJobId = replay,
+                "job {name}"
+            );
+        }
+        Note::LeaseExtended {
+            job,
+            tenant,
+            job_type,
+            worker,
+            lease_id,
+            attempt,
+            until_ms,
+            at_ms,
+        } => {
+            tracing::info!(
+                target: "rota::job",
+                event = "extended",
+                jobId = job.0,
+                jobType = job_type.as_str(),
+                tenant = tenant.as_str(),
+                workerId = worker.as_str(),
+                leaseId = lease_id.0,
+                status = "leased",
+                attempt = *attempt,
+                node = me,
+                logIndex = event.index,
+                ordinal = event.ordinal,
+                atMs = *at_ms,
+                leaseUntilMs = *until_ms,
+                "job extended"
+            );
+        }
+        Note::Governance {
+            change,
+            stamp,
+            at_ms,
+        } => {
+            tracing::info!(
+                target: "rota::governance",
+                event = super::jobs::change_kind(change),
+                change = ?change,
+                actor = stamp.as_ref().map(|s| s.actor.as_str()),
+                reason = stamp.as_ref().map(|s| s.reason.as_str()),
+                ticket = stamp.as_ref().and_then(|s| s.ticket.as_deref()),
+                node = me,
+                logIndex = event.index,
+                ordinal = event.ordinal,
+                atMs = *at_ms,
+                "governance {}",
+                super::jobs::change_kind(change)
+            );
+        }
+    }
+}
