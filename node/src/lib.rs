@@ -17,5 +17,5 @@ pub mod tls;
 pub use clock::{system_clock, Clock};
 pub use commit::{CommitSettings, DEFAULT_MAX_ENTRY_BYTES};
 pub use convert::{Limits, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
-pub use observe::JobLog;
+pub use observe::{IncidentSettings, JobLog, Webhook};
 pub use server::{NodeSettings, RunningNode};

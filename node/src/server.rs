@@ -8,7 +8,7 @@ use crate::auth::{Gate, Guarded, Port};
 use crate::clock::{system_clock, Clock, LogClock};
 use crate::commit::{CommitSettings, Committer};
 use crate::convert::Limits;
-use crate::observe::{JobLog, Metrics};
+use crate::observe::{IncidentSettings, JobLog, Metrics};
 use crate::tls::{Identity, NodeTls};
 use rota_client::proto::admin_service_server::AdminServiceServer;
 use rota_client::proto::job_service_server::JobServiceServer;
@@ -76,6 +76,8 @@ pub struct NodeSettings {
     pub clock: Clock,
     /// Which applied entries this node writes to the job log.
     pub job_log: JobLog,
+    /// When incidents are raised and where they are pushed.
+    pub incidents: IncidentSettings,
 }
 
 impl NodeSettings {
@@ -98,6 +100,7 @@ impl NodeSettings {
             dial: None,
             clock: system_clock(),
             job_log: JobLog::default(),
+            incidents: IncidentSettings::default(),
         }
     }
 
@@ -125,6 +128,7 @@ impl std::fmt::Debug for NodeSettings {
             .field("limits", &self.limits)
             .field("tick_interval", &self.tick_interval)
             .field("job_log", &self.job_log)
+            .field("incidents", &self.incidents)
             .finish_non_exhaustive()
     }
 }
@@ -254,7 +258,12 @@ impl RunningNode {
             Arc::new(open_raft(&settings, peer_bound.unwrap_or(bound), &peer_advertise).await?);
         let (stop, stop_rx) = watch::channel(false);
         let metrics = Metrics::start(raft.clone());
-        crate::observe::joblog::start(&raft, settings.job_log, stop_rx.clone());
+        crate::observe::joblog::start(
+            &raft,
+            settings.job_log,
+            settings.incidents.clone(),
+            stop_rx.clone(),
+        );
         let clock = LogClock::new(settings.clock.clone(), raft.clone());
         let (committer, committer_task) = Committer::start(
             raft.clone(),

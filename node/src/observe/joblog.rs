@@ -6,8 +6,10 @@
 //! log again what it replays as it restarts (entries up to its log's end at start).
 //!
 //! The log is written by a task that follows the node's event stream, off the apply path;
-//! should it fall behind past the stream's ring it says which positions it skipped.
+//! should it fall behind past the stream's ring it says which positions it skipped. The
+//! same task raises incidents (`incidents.rs`) from the entries this node proposed.
 
+use super::incidents::{IncidentSettings, Incidents};
 use rota_raft::{Event, EventBody, EventHub, NodeId, Position, RaftNode};
 use rota_state_machine::{AttemptOutcome, JobEventKind, Note};
 use std::sync::Arc;
@@ -40,24 +42,35 @@ impl std::str::FromStr for JobLog {
     }
 }
 
-/// Starts the job log of `raft`'s node, until `stop`.
-pub fn start(raft: &RaftNode, mode: JobLog, stop: watch::Receiver<bool>) {
-    if mode == JobLog::Off {
-        return;
-    }
+/// Starts the job log and the incidents of `raft`'s node, until `stop`.
+pub fn start(
+    raft: &RaftNode,
+    mode: JobLog,
+    incidents: IncidentSettings,
+    stop: watch::Receiver<bool>,
+) {
     let me = raft.id();
     let boot_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
-    let logs = move |event: &Event| {
-        event.index > boot_index && (mode == JobLog::All || event.leader == me)
+    let mut incidents = Incidents::start(incidents, stop.clone());
+    let watch = move |event: &Event| {
+        if event.index <= boot_index {
+            return;
+        }
+        let proposed = event.leader == me;
+        if mode == JobLog::All || (mode == JobLog::Leader && proposed) {
+            log(event, me);
+        }
+        if proposed {
+            incidents.see(event, me);
+        }
     };
-    tokio::spawn(follow(raft.events(), me, boot_index, logs, stop));
+    tokio::spawn(follow(raft.events(), boot_index, watch, stop));
 }
 
 async fn follow(
     hub: Arc<EventHub>,
-    me: NodeId,
     boot_index: u64,
-    logs: impl Fn(&Event) -> bool,
+    mut watch: impl FnMut(&Event),
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last: Position = (boot_index, u32::MAX);
@@ -77,9 +90,7 @@ async fn follow(
         };
         for event in backlog {
             last = event.position();
-            if logs(&event) {
-                log(&event, me);
-            }
+            watch(&event);
         }
         loop {
             let received = tokio::select! {
@@ -92,9 +103,7 @@ async fn follow(
                         continue;
                     }
                     last = event.position();
-                    if logs(&event) {
-                        log(&event, me);
-                    }
+                    watch(&event);
                 }
                 // Resubscribe after `last`: the ring has what was missed.
                 Err(broadcast::error::RecvError::Lagged(_)) => break,

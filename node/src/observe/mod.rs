@@ -3,12 +3,14 @@
 //! webhook. Nothing here is read by a decision; it watches what the log applied.
 
 mod calls;
+mod incidents;
 pub mod joblog;
 mod jobs;
 mod labels;
 mod state;
 
 pub use calls::{CallMetrics, CommitMetrics};
+pub use incidents::{signature, Incident, IncidentSettings, Webhook};
 pub use joblog::JobLog;
 
 use prometheus_client::registry::Registry;
