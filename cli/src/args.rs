@@ -67,6 +67,10 @@ pub struct Global {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Export traces over OTLP/HTTP to this URL (the collector's traces path, e.g.
+    /// http://127.0.0.1:4318/v1/traces). Off when unset.
+    #[arg(long, global = true, env = "ROTA_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// The cluster CA's certificate (PEM): talk TLS to the nodes, trusting it.
     #[arg(long, global = true, env = "ROTA_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -108,7 +112,7 @@ pub enum Cmd {
     /// Runs a one-node cluster with its data in ~/.local/share/rota/dev. No setup needed.
     Dev(DevArgs),
     /// Runs a cluster node.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Cluster membership and health.
     #[command(subcommand)]
     Cluster(ClusterCmd),

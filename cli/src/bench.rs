@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// Give up after this many seconds (after the --duration) [default: 600].
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// Scrape every agent's /metrics this often during the run (e.g. 1s), as Prometheus
+    /// would: to see what watching costs (plaintext agents the bench starts only).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub scrape_metrics: Option<Duration>,
 }
 
 /// Runs the bench and prints its report; an error when a job was lost or duplicated.
@@ -137,6 +141,7 @@ pub async fn bench(args: BenchArgs, client: ClientConfig, json: bool) -> Result<
         config.timeout = Duration::from_secs(secs);
     }
     config.agent_args = args.agent_args;
+    config.scrape_every = args.scrape_metrics;
     config.data_root = args.data_root;
     if let Some(jobs) = args.capacity {
         config.jobs = jobs;

@@ -3,7 +3,7 @@
 
 use clap::Args;
 use rota_node::tls::NodeTls;
-use rota_node::{Limits, NodeSettings, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
+use rota_node::{Limits, NodeSettings, Webhook, DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAYLOAD_BYTES};
 use rota_raft::{NodeId, RaftConfig, SnapshotPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -118,6 +118,20 @@ pub struct AgentArgs {
     /// [default: leader].
     #[arg(long, env = "ROTA_JOB_LOG")]
     pub job_log: Option<String>,
+    /// Push incidents (a breaker trips, dead letters pass --incident-dead-letters) to this
+    /// http(s) URL as signed JSON; needs --incident-webhook-secret-file.
+    #[arg(long, env = "ROTA_INCIDENT_WEBHOOK")]
+    pub incident_webhook: Option<String>,
+    /// File holding the webhook's shared secret (HMAC-SHA256 in X-Rota-Signature).
+    #[arg(long, env = "ROTA_INCIDENT_WEBHOOK_SECRET_FILE")]
+    pub incident_webhook_secret_file: Option<PathBuf>,
+    /// Dead letters of one job type within --incident-window that raise an incident
+    /// [default: 10].
+    #[arg(long, env = "ROTA_INCIDENT_DEAD_LETTERS")]
+    pub incident_dead_letters: Option<u32>,
+    /// The window for --incident-dead-letters, in log time (e.g. 1h, 15m) [default: 1h].
+    #[arg(long, env = "ROTA_INCIDENT_WINDOW")]
+    pub incident_window: Option<String>,
 }
 
 /// The same settings as a TOML file spells them.
@@ -145,6 +159,10 @@ struct FileConfig {
     commit_max_batch: Option<usize>,
     commit_in_flight: Option<usize>,
     job_log: Option<String>,
+    incident_webhook: Option<String>,
+    incident_webhook_secret_file: Option<PathBuf>,
+    incident_dead_letters: Option<u32>,
+    incident_window: Option<String>,
 }
 
 /// A setting that must be positive, if given.
@@ -291,6 +309,53 @@ impl AgentArgs {
             settings.job_log = mode
                 .parse()
                 .map_err(|e| ConfigError::Invalid("job-log", e))?;
+        }
+        if let Some(n) = positive(
+            "incident-dead-letters",
+            self.incident_dead_letters.or(file.incident_dead_letters),
+        )? {
+            settings.incidents.dead_letters = n;
+        }
+        if let Some(window) = self.incident_window.or(file.incident_window) {
+            settings.incidents.window = humantime::parse_duration(&window)
+                .ok()
+                .filter(|w| !w.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "incident-window",
+                        format!("{window:?} is not a positive duration such as 1h or 15m"),
+                    )
+                })?;
+        }
+        let secret_file = self
+            .incident_webhook_secret_file
+            .or(file.incident_webhook_secret_file);
+        match (self.incident_webhook.or(file.incident_webhook), secret_file) {
+            (Some(url), Some(path)) => {
+                let secret =
+                    std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                settings.incidents.webhook = Some(
+                    Webhook::new(&url, &secret)
+                        .map_err(|e| ConfigError::Invalid("incident-webhook", e))?,
+                );
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "incident-webhook",
+                    "give --incident-webhook-secret-file too: incidents are pushed signed"
+                        .to_owned(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "incident-webhook-secret-file",
+                    "there is no --incident-webhook to sign for".to_owned(),
+                ))
+            }
+            (None, None) => {}
         }
         Ok(settings)
     }

@@ -18,6 +18,7 @@ use args::{Cli, Cmd, Global, LogFormat};
 use clap::Parser;
 use output::Output;
 use rota_client::{Client, ClientConfig, ClientSettings};
+use rota_node::observe::otel::Otlp;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -84,29 +85,63 @@ fn return_freed_memory() {
 const DEFAULT_LOG: &str =
     "warn,openraft=error,rota::job=info,rota::governance=info,rota::incident=info";
 
-/// Logs to stderr in `format`, filtered by ROTA_LOG (RUST_LOG's syntax).
-fn init_logging(format: LogFormat) {
+/// Logs to stderr in `format`, filtered by ROTA_LOG (RUST_LOG's syntax); spans at info and
+/// above also go to `otlp` when traces are exported.
+fn init_logging(format: LogFormat, otlp: Option<&Otlp>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => builder
+            .boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(lines.with_filter(filter));
+    match otlp {
+        Some(otlp) => registry
+            .with(
+                otlp.layer()
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
             .init(),
+        None => registry.init(),
     }
 }
 
 async fn async_main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.log_format);
-    match run(cli).await {
+    let otlp = match cli
+        .global
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| Otlp::start(endpoint, "rota", std::time::Duration::from_secs(1)))
+    {
+        Some(Err(e)) => {
+            eprintln!("error: --otlp-endpoint: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(otlp)) => Some(otlp),
+        None => None,
+    };
+    init_logging(cli.global.log_format, otlp.as_ref());
+    let ran = run(cli).await;
+    if let Some(otlp) = otlp {
+        // Sends what is batched; blocking, so off the runtime's threads.
+        let flushed = tokio::task::spawn_blocking(move || otlp.shutdown()).await;
+        if let Ok(Err(e)) = flushed {
+            eprintln!("warning: the last traces were not exported: {e}");
+        }
+    }
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -122,7 +157,7 @@ async fn run(cli: Cli) -> Result<()> {
     let out = Output { json: global.json };
     match cli.command {
         Cmd::Dev(args) => serve::dev(args).await,
-        Cmd::Agent(args) => serve::agent(args).await,
+        Cmd::Agent(args) => serve::agent(*args).await,
         Cmd::Bench(args) => bench::bench(args, client_config(&global)?, global.json).await,
         Cmd::Cert(cmd) => cert::run(cmd),
         Cmd::Token(cmd) => token::run(cmd, &global, &client()?, &out).await,

@@ -391,6 +391,27 @@ macro_rules! write_rpc {
     };
 }
 
+/// A write of jobs: as `write_rpc!`, and each spec without trace context gets the
+/// caller's current span's (`trace::current_traceparent`).
+macro_rules! traced_write_rpc {
+    ($(#[$doc:meta])* $name:ident, $stub:ident, $request:ty, $response:ty) => {
+        $(#[$doc])*
+        pub async fn $name(&self, request: $request) -> Result<$response, ClientError> {
+            let mut request = request;
+            if let Some(traceparent) = crate::trace::current_traceparent() {
+                crate::trace::Traceable::fill_traceparent(&mut request, &traceparent);
+            }
+            self.write(|session, channel| {
+                let mut request = request.clone();
+                request.session = Some(session);
+                let request = self.request(request);
+                async move { $stub(channel).$name(request).await }
+            })
+            .await
+        }
+    };
+}
+
 /// A read (or an idempotent admin call): retried across nodes as it is.
 macro_rules! read_rpc {
     ($(#[$doc:meta])* $name:ident, $stub:ident, $request:ty, $response:ty) => {
@@ -406,15 +427,15 @@ macro_rules! read_rpc {
 }
 
 impl Client {
-    write_rpc!(
+    traced_write_rpc!(
         /// Adds a job (or returns the one its idempotency key names).
         enqueue, job_service, EnqueueRequest, EnqueueResponse
     );
-    write_rpc!(
+    traced_write_rpc!(
         /// Adds up to 1,000 jobs in one call, each answered on its own.
         enqueue_batch, job_service, EnqueueBatchRequest, EnqueueBatchResponse
     );
-    write_rpc!(
+    traced_write_rpc!(
         /// Adds a plan of steps with dependencies, whole or not at all.
         submit_plan, job_service, SubmitPlanRequest, SubmitPlanResponse
     );

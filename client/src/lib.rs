@@ -7,6 +7,7 @@
 mod client;
 mod error;
 mod settings;
+pub mod trace;
 mod worker;
 
 /// Generated types and stubs of the public wire contract, `proto/rota/v1/*.proto`. Their

@@ -313,7 +313,15 @@ impl RunningJob {
             job: job.clone(),
             canceled: canceled.clone(),
         };
-        let mut work = tokio::spawn(handler(context));
+        let span = tracing::info_span!(
+            "worker_execute",
+            job_id = job.job_id,
+            job_type = %job.job_type,
+            tenant = %job.tenant,
+            attempt = job.attempt,
+        );
+        crate::trace::join(&span, job.traceparent.as_deref());
+        let mut work = tokio::spawn(tracing::Instrument::instrument(handler(context), span));
         let outcome = loop {
             tokio::select! {
                 finished = &mut work => break Some(match finished {
@@ -441,6 +449,7 @@ mod tests {
                         payload: Vec::new(),
                         correlation_id: None,
                         ttl_ms: 30_000,
+                        traceparent: None,
                     })
                     .collect()
             } else {

@@ -473,14 +473,24 @@ impl<S> Guarded<S> {
 }
 
 /// The gRPC status a response carries in its headers (an error answered at once), or OK
-/// (the status of a success comes in the trailers).
-fn answered_code(response: &http::Response<Body>) -> tonic::Code {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
+/// (the status of a success comes in the trailers), and the error's `rota-error` kind.
+fn answered(response: &http::Response<Body>) -> (tonic::Code, &str) {
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let code = header("grpc-status")
         .and_then(|v| v.parse::<i32>().ok())
-        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    // Our own kinds are short snake_case names; anything else is not a label.
+    let kind = match header(rota_client::ERROR_KIND_KEY) {
+        Some(kind)
+            if kind.len() <= 40 && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+        {
+            kind
+        }
+        Some(_) => "other",
+        None if code == tonic::Code::Ok => "",
+        None => "unknown",
+    };
+    (code, kind)
 }
 
 impl<S: NamedService> NamedService for Guarded<S> {
@@ -524,9 +534,8 @@ where
                 Ok(()) => inner.call(request).await?,
                 Err(refusal) => refusal.into_http(),
             };
-            metrics
-                .calls
-                .rpc(method, answered_code(&response), started.elapsed());
+            let (code, kind) = answered(&response);
+            metrics.calls.rpc(method, code, kind, started.elapsed());
             Ok(response)
         })
     }

@@ -373,6 +373,8 @@ async fn every_route_answers_through_a_follower() {
         ("get", "/api/governance"),
         // Watched in http_events.rs.
         ("get", "/api/events"),
+        // Scraped in metrics.rs (and with auth in http_auth.rs).
+        ("get", "/metrics"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

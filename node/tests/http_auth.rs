@@ -127,6 +127,26 @@ async fn rest_takes_the_same_credentials_scopes_and_tenants_as_grpc() {
         "{body}"
     );
 
+    // Metrics name every tenant: a reader not bound to tenants scrapes them, a tenant's
+    // worker and an anonymous caller do not.
+    let scrape = anonymous
+        .get(url("/metrics"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let text = scrape.text().await.expect("a body");
+    assert!(text.contains("job_queue_depth{"), "{text}");
+    let (status, body) = answer(anonymous.get(url("/metrics"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = answer(anonymous.get(url("/metrics")).bearer_auth(&acme_worker)).await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tenant_denied")),
+        "{body}"
+    );
+
     // A cancel's actor is the principal, whatever the body claims.
     let canceled = format!("/api/jobs/{}/cancel", other["jobId"]);
     let body = json!({"reason": "test", "actor": "mallory"});

@@ -205,6 +205,15 @@ async fn metrics_say_what_the_cluster_did_on_every_node() {
     let sms = lease(&client, "sms", 1).await;
     complete(&client, &sms[0], failed(false)).await;
 
+    // A refused call, counted with its kind.
+    let missing = client
+        .get_job(pb::GetJobRequest {
+            job_id: 999_999,
+            read: None,
+        })
+        .await;
+    assert!(missing.is_err(), "{missing:?}");
+
     let scrapes = settled_scrapes(&nodes).await;
     for (i, scrape) in scrapes.iter().enumerate() {
         let node = format!("node {}", nodes[i].raft().id());
@@ -315,6 +324,24 @@ async fn metrics_say_what_the_cluster_did_on_every_node() {
     assert!(
         calls >= 7.0,
         "seven enqueues answered, some maybe forwarded: {calls}"
+    );
+    let refused: f64 = scrapes
+        .iter()
+        .filter_map(|s| {
+            value(
+                s,
+                "rpc_requests_total",
+                &[
+                    ("method", "/rota.v1.JobService/GetJob"),
+                    ("code", "NotFound"),
+                    ("kind", "job_not_found"),
+                ],
+            )
+        })
+        .sum();
+    assert!(
+        refused >= 1.0,
+        "the refused read is counted with its kind: {refused}"
     );
     let scraped = value(
         &parse_strictly(&scrape_text(&nodes[0]).await),

@@ -305,6 +305,7 @@ impl State {
     }
 
     fn archive_job(&mut self, id: JobId, at: At) {
+        self.ledger.traces.remove(&id);
         let Some(job) = self.ledger.jobs.remove(&id) else {
             // Only the index named it; the invariants would catch how.
             self.idx.finished.retain(|&(_, _, j)| j != id);

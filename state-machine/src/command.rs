@@ -241,6 +241,15 @@ pub enum Command {
         /// The only tenants whose jobs may be granted; at least one.
         tenants: std::collections::BTreeSet<TenantId>,
     },
+    /// An `Enqueue`, `EnqueueBatch` or `SubmitPlan` whose jobs carry W3C trace context:
+    /// each job it creates keeps the `traceparent` at its spec's position (empty: none),
+    /// and a lease hands it to the worker. New variants go last: the log numbers them.
+    Traced {
+        /// One per spec of `command`, in order; empty for a job without one.
+        traceparents: Vec<String>,
+        /// The command that creates the jobs.
+        command: Box<Command>,
+    },
 }
 
 /// One completion of a `CompleteBatch`.

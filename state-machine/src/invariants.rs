@@ -12,6 +12,13 @@ impl State {
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_indexes()?;
         let ledger = &self.ledger;
+        if let Some(job) = ledger
+            .traces
+            .keys()
+            .find(|id| !ledger.jobs.contains_key(id))
+        {
+            return Err(format!("{job} keeps trace context but is not in memory"));
+        }
         let mut live_leases = BTreeSet::new();
         let mut created_ms = 0;
         for (id, job) in &ledger.jobs {

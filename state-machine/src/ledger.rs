@@ -60,6 +60,10 @@ pub(crate) struct Ledger {
     /// Tokens. Encoded after `retained` in a snapshot (version 3), for the same reason.
     #[serde(skip)]
     pub access: crate::access::Access,
+    /// The W3C trace context of each job in memory that was enqueued with one (removed
+    /// with the job). Encoded after `access` in a snapshot (version 4).
+    #[serde(skip)]
+    pub traces: BTreeMap<JobId, String>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -360,6 +364,11 @@ impl State {
         self.ledger.now_ms = now_ms;
         let at = At { now_ms, log_index };
         self.advance_time(at);
+        self.execute(command, at)
+    }
+
+    /// Applies one command once time-driven work has run.
+    pub(crate) fn execute(&mut self, command: Command, at: At) -> Response {
         match command {
             Command::Tick => Ok(Reply::Ticked),
             Command::Enqueue { spec } => self.enqueue(spec, at),
@@ -427,6 +436,10 @@ impl State {
                 ttl_ms,
                 tenants,
             } => self.lease_within(worker, job_types, max, ttl_ms, tenants, at),
+            Command::Traced {
+                traceparents,
+                command,
+            } => self.traced(traceparents, *command, at),
         }
     }
 

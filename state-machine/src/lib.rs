@@ -27,6 +27,7 @@ mod schedule;
 mod session;
 mod snapshot;
 mod submit;
+mod trace;
 mod validate;
 
 pub use access::{
@@ -61,3 +62,4 @@ pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};
 pub use submit::{MAX_ARTIFACTS, MAX_NAME_LEN, MAX_PAYLOAD_BYTES};
+pub use trace::{check_traceparent, TRACEPARENT_LEN};

@@ -3,13 +3,17 @@
 use crate::access::Access;
 use crate::archive::{ArchiveKey, BookEntry, Retained};
 use crate::ledger::{Indexes, Ledger, State};
+
+/// The jobs' trace contexts as a snapshot encodes them.
+type Traces = std::collections::BTreeMap<crate::ids::JobId, String>;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// The snapshot format's version, its first byte. Version 2 adds the retention windows
-/// and the archive's book after the ledger, version 3 the tokens after those; versions 1
-/// and 2 still read (with no tokens, and version 1 with no retention either).
-pub const SNAPSHOT_VERSION: u8 = 3;
+/// and the archive's book after the ledger, version 3 the tokens after those, version 4 the
+/// jobs' trace contexts after those; earlier versions still read (with none of what they
+/// lack).
+pub const SNAPSHOT_VERSION: u8 = 4;
 
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
@@ -30,7 +34,13 @@ pub enum SnapshotError {
 
 fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
     Ok(postcard::to_extend(
-        &(SNAPSHOT_VERSION, ledger, &ledger.retained, &ledger.access),
+        &(
+            SNAPSHOT_VERSION,
+            ledger,
+            &ledger.retained,
+            &ledger.access,
+            &ledger.traces,
+        ),
         Vec::new(),
     )?)
 }
@@ -38,7 +48,13 @@ fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
 fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError> {
     // A u8 is one raw byte in postcard, so this starts with the version byte.
     Ok(postcard::to_io(
-        &(SNAPSHOT_VERSION, ledger, &ledger.retained, &ledger.access),
+        &(
+            SNAPSHOT_VERSION,
+            ledger,
+            &ledger.retained,
+            &ledger.access,
+            &ledger.traces,
+        ),
         out,
     )?)
 }
@@ -118,11 +134,19 @@ impl State {
                 ledger.retained = retained;
                 (ledger, rest)
             }
-            SNAPSHOT_VERSION => {
+            3 => {
                 let ((mut ledger, retained, access), rest) =
                     postcard::take_from_bytes::<(Ledger, Retained, Access)>(body)?;
                 ledger.retained = retained;
                 ledger.access = access;
+                (ledger, rest)
+            }
+            SNAPSHOT_VERSION => {
+                let ((mut ledger, retained, access, traces), rest) =
+                    postcard::take_from_bytes::<(Ledger, Retained, Access, Traces)>(body)?;
+                ledger.retained = retained;
+                ledger.access = access;
+                ledger.traces = traces;
                 (ledger, rest)
             }
             _ => return Err(SnapshotError::UnsupportedVersion(version)),

@@ -115,6 +115,10 @@ impl Command {
                 check_lease(worker, job_types, *max, *ttl_ms)?;
                 check_tenants(tenants)
             }
+            Command::Traced {
+                traceparents,
+                command,
+            } => crate::trace::check_traced(traceparents, command),
         }
     }
 }
@@ -139,6 +143,7 @@ impl Command {
             | Command::SetRetention { stamp, .. }
             | Command::CreateToken { stamp, .. }
             | Command::RevokeToken { stamp, .. } => Some(stamp),
+            Command::Traced { command, .. } => command.stamp_mut(),
             Command::Tick
             | Command::Enqueue { .. }
             | Command::SubmitPlan { .. }

@@ -22,6 +22,7 @@ mod memory;
 mod phases;
 mod produce;
 mod report;
+mod scrape;
 mod tally;
 mod work;
 
@@ -93,6 +94,9 @@ pub struct LoadConfig {
     pub retain: Option<Duration>,
     /// Sets how long archived jobs stay in the archive before the run.
     pub archive_for: Option<Duration>,
+    /// Scrape every started agent's `/metrics` this often during the run, as a Prometheus
+    /// server would (to measure what watching costs).
+    pub scrape_every: Option<Duration>,
 }
 
 impl LoadConfig {
@@ -121,6 +125,7 @@ impl LoadConfig {
             timeout: Duration::from_secs(600),
             retain: None,
             archive_for: None,
+            scrape_every: None,
         }
     }
 
@@ -168,6 +173,14 @@ impl LoadConfig {
             return Err(BenchError::Settings(
                 "--kill-leader needs the cluster the bench starts itself",
             ));
+        }
+        if self.scrape_every.is_some() && (self.tls || !self.endpoints.is_empty()) {
+            return Err(BenchError::Settings(
+                "--scrape-metrics scrapes the plaintext agents the bench starts itself",
+            ));
+        }
+        if self.scrape_every.is_some_and(|every| every.is_zero()) {
+            return Err(BenchError::Settings("--scrape-metrics must be positive"));
         }
         if self.rate == Some(0) {
             return Err(BenchError::Settings("rate must be at least 1 job/s"));
@@ -234,12 +247,20 @@ pub async fn run(config: LoadConfig) -> Result<Report, BenchError> {
     config.check()?;
     let (target, local) = start_cluster(&config).await?;
     let Local { agents, _dir } = local;
+    let scraper = config.scrape_every.map(|every| {
+        let urls = agents
+            .iter()
+            .map(|agent| format!("http://{}/metrics", agent.http_addr))
+            .collect();
+        scrape::start(urls, every)
+    });
     let agents = Arc::new(Mutex::new(agents));
     let result = tokio::time::timeout(
         config.give_up_after() + Duration::from_secs(120),
         phases::phases(&config, &target, agents.clone()),
     )
     .await;
+    let scrapes = scraper.map(scrape::Scraper::stop);
     let mut report = match result {
         Ok(report) => report?,
         Err(_) => return Err(BenchError::RunTimeout(config.give_up_after())),
@@ -248,6 +269,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, BenchError> {
         report.rss_mib = rss_mib(&agents);
         report.cpu_secs = cpu_secs(&agents);
     }
+    report.scrapes = scrapes;
     Ok(report)
 }
 

@@ -111,6 +111,8 @@ pub struct Report {
     pub cpu_secs: Vec<f64>,
     /// Resident memory over a duration run on started agents, and whether it held.
     pub memory: Option<Memory>,
+    /// With `--scrape-metrics`: the scrapes of `/metrics` answered, and those that failed.
+    pub scrapes: Option<(u64, u64)>,
 }
 
 impl Report {
@@ -184,6 +186,12 @@ pub fn table(report: &Report) -> String {
     ]);
     t.add_row(["errors".to_owned(), report.errors.to_string()]);
     t.add_row(["elections".to_owned(), report.elections.to_string()]);
+    if let Some((answered, failed)) = report.scrapes {
+        t.add_row([
+            "metrics scrapes".to_owned(),
+            format!("{answered} answered · {failed} failed"),
+        ]);
+    }
     if !report.rss_mib.is_empty() {
         t.add_row(["resident memory".to_owned(), mib(&report.rss_mib)]);
     }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod jobs;
+mod traces;
 mod workers;
 
 pub use admin::Admin;
@@ -156,10 +157,13 @@ impl Api {
         request: W,
         bytes: usize,
     ) -> Result<Response<W::Answer>, Status> {
+        let started = std::time::SystemTime::now();
         let (session, mut command) = request.command(&self.limits)?;
         self.bind(principal, &mut command)?;
         let session = own_session(principal, session)?;
+        let watched = traces::Watched::of(&command);
         let reply = self.write(session, command, bytes).await?;
+        self.record_write(watched, &reply, started);
         W::answer(reply).map(Response::new)
     }
 
@@ -223,6 +227,7 @@ impl Api {
             | Command::Throttle { .. }
             | Command::PauseSource { .. }
             | Command::ResumeSource { .. } => principal.unbound("quotas, throttles and pauses"),
+            Command::Traced { command, .. } => self.bind(principal, command),
             Command::Tick
             | Command::LeaseWithin { .. }
             | Command::ConfigureBreaker { .. }

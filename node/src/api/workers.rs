@@ -105,6 +105,8 @@ impl WorkerService for Workers {
         forward_unless_here!(self.0, request, false, worker_service, lease);
         let principal = principal_of(&request)?;
         let request = request.into_inner();
+        let started = std::time::SystemTime::now();
+        let worker = request.worker.clone();
         let bytes = prost::Message::encoded_len(&request);
         let (session, mut command) = request.command(&self.0.limits)?;
         self.0.bind(&principal, &mut command)?;
@@ -123,7 +125,9 @@ impl WorkerService for Workers {
             }));
         }
         let reply = self.0.write(session, command, bytes).await?;
-        pb::LeaseRequest::answer(reply).map(Response::new)
+        let mut answer = pb::LeaseRequest::answer(reply)?;
+        self.0.trace_leases(&mut answer.jobs, &worker, started);
+        Ok(Response::new(answer))
     }
 
     async fn heartbeat(

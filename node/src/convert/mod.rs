@@ -15,8 +15,8 @@ pub use requests::{SourceChange, WireWrite};
 use crate::status::invalid;
 use rota_client::proto as pb;
 use rota_state_machine::{
-    Artifact, Backfill, Completion, JobId, JobSpec, JobType, PlanStep, RetryPolicy, Scope, Stamp,
-    Status, TenantId, DEFAULT_PRIORITY,
+    Artifact, Backfill, Command, Completion, JobId, JobSpec, JobType, PlanStep, RetryPolicy, Scope,
+    Stamp, Status, TenantId, DEFAULT_PRIORITY,
 };
 use tonic::Status as GrpcStatus;
 
@@ -83,6 +83,36 @@ pub fn spec(spec: Option<pb::JobSpec>, limits: &Limits) -> Result<JobSpec, GrpcS
     out.inputs = spec.inputs.into_iter().map(artifact).collect();
     out.backfill = spec.backfill.map(backfill);
     Ok(out)
+}
+
+/// `command` with the trace contexts of its specs (in order), if any spec has one: a
+/// `Command::Traced` around it. Each is checked here, naming the spec it came with.
+pub fn traced(traceparents: Vec<Option<String>>, command: Command) -> Result<Command, GrpcStatus> {
+    if traceparents.iter().all(Option::is_none) {
+        return Ok(command);
+    }
+    let many = traceparents.len() > 1;
+    let traceparents = traceparents
+        .into_iter()
+        .enumerate()
+        .map(|(i, traceparent)| {
+            let traceparent = traceparent.unwrap_or_default();
+            if !traceparent.is_empty() {
+                let field = if many {
+                    format!("specs[{i}].traceparent")
+                } else {
+                    "spec.traceparent".to_owned()
+                };
+                rota_state_machine::check_traceparent(&field, &traceparent)
+                    .map_err(|e| crate::status::scheduler(&e))?;
+            }
+            Ok(traceparent)
+        })
+        .collect::<Result<Vec<_>, GrpcStatus>>()?;
+    Ok(Command::Traced {
+        traceparents,
+        command: Box::new(command),
+    })
 }
 
 /// A plan's steps from the wire, each spec checked as `spec` checks one.

@@ -67,6 +67,8 @@ pub fn grant_out(grant: Grant) -> pb::LeasedJob {
         payload: grant.payload,
         correlation_id: grant.correlation_id,
         ttl_ms: grant.ttl_ms,
+        // Filled from the state by the lease call (`Api::trace_leases`).
+        traceparent: None,
     }
 }
 
@@ -100,6 +102,8 @@ fn spec_out(spec: &JobSpec) -> pb::JobSpec {
             reason: b.reason.clone(),
             ticket: b.ticket.clone(),
         }),
+        // Kept beside the spec (`State::traceparent`), not in it.
+        traceparent: None,
     }
 }
 

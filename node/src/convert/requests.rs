@@ -3,7 +3,7 @@
 //! all: convert, propose under the request's session, convert back.
 
 use super::out::{grant_out, hold_out};
-use super::{completion, item_outcome, plan_steps, scope, spec, stamp, status_out, Limits};
+use super::{completion, item_outcome, plan_steps, scope, spec, stamp, status_out, traced, Limits};
 use crate::status::{self, invalid};
 use rota_client::proto as pb;
 use rota_state_machine::{
@@ -27,8 +27,10 @@ pub trait WireWrite: Sized {
 impl WireWrite for pb::EnqueueRequest {
     type Answer = pb::EnqueueResponse;
     fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let traceparent = self.spec.as_ref().and_then(|s| s.traceparent.clone());
         let spec = spec(self.spec, limits)?;
-        Ok((self.session, Command::Enqueue { spec }))
+        let command = traced(vec![traceparent], Command::Enqueue { spec })?;
+        Ok((self.session, command))
     }
     fn answer(reply: Reply) -> Result<Self::Answer, Status> {
         match reply {
@@ -44,6 +46,7 @@ impl WireWrite for pb::EnqueueRequest {
 impl WireWrite for pb::EnqueueBatchRequest {
     type Answer = pb::EnqueueBatchResponse;
     fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let traceparents = self.specs.iter().map(|s| s.traceparent.clone()).collect();
         let specs = self
             .specs
             .into_iter()
@@ -52,7 +55,8 @@ impl WireWrite for pb::EnqueueBatchRequest {
                 spec(Some(s), limits).map_err(|e| invalid(&format!("specs[{i}]"), e.message()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((self.session, Command::EnqueueBatch { specs }))
+        let command = traced(traceparents, Command::EnqueueBatch { specs })?;
+        Ok((self.session, command))
     }
     fn answer(reply: Reply) -> Result<Self::Answer, Status> {
         use pb::enqueue_result::Result as R;
@@ -71,11 +75,16 @@ impl WireWrite for pb::EnqueueBatchRequest {
 impl WireWrite for pb::SubmitPlanRequest {
     type Answer = pb::SubmitPlanResponse;
     fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let traceparents = self
+            .steps
+            .iter()
+            .map(|step| step.spec.as_ref().and_then(|s| s.traceparent.clone()))
+            .collect();
         let command = Command::SubmitPlan {
             steps: plan_steps(self.steps, limits)?,
             backfill: self.backfill.map(super::backfill),
         };
-        Ok((self.session, command))
+        Ok((self.session, traced(traceparents, command)?))
     }
     fn answer(reply: Reply) -> Result<Self::Answer, Status> {
         match reply {

@@ -193,6 +193,10 @@ pub struct SubmitJob {
     pub inputs: Vec<ArtifactJson>,
     #[serde(default)]
     pub backfill: Option<BackfillJson>,
+    /// W3C trace context (`00-…-…-01`): the job joins this trace, and the worker that leases
+    /// it gets it back.
+    #[serde(default)]
+    pub traceparent: Option<String>,
     #[serde(default)]
     pub session: Option<SessionJson>,
 }
@@ -235,6 +239,7 @@ impl SubmitJob {
                 reason: b.reason,
                 ticket: b.ticket,
             }),
+            traceparent: self.traceparent,
         };
         Ok((spec, session(self.session)))
     }
@@ -595,6 +600,9 @@ pub struct LeasedJobView {
     pub payload_base64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The W3C trace context the job was enqueued with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What a lease call granted: possibly nothing.
@@ -629,6 +637,7 @@ impl From<pb::LeaseResponse> for Leased {
                         payload,
                         payload_base64,
                         correlation_id: j.correlation_id,
+                        traceparent: j.traceparent,
                     }
                 })
                 .collect(),

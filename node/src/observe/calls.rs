@@ -13,6 +13,8 @@ use std::time::Duration;
 struct RpcLabels {
     method: String,
     code: String,
+    /// The error's `rota-error` kind (`stale_lease`, `not_leader`, …); empty for OK.
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,7 +58,7 @@ impl CallMetrics {
         };
         registry.register(
             "rpc_requests",
-            "gRPC calls answered, by method and status code (OK, or the error's kind)",
+            "gRPC calls answered, by method, status code and (for errors) rota's error kind",
             metrics.rpc_requests.clone(),
         );
         registry.register(
@@ -77,12 +79,14 @@ impl CallMetrics {
         metrics
     }
 
-    /// A gRPC call to `method` (its path) answered with `code` after `took`.
-    pub fn rpc(&self, method: &str, code: tonic::Code, took: Duration) {
+    /// A gRPC call to `method` (its path) answered with `code` (and the error's `kind`)
+    /// after `took`.
+    pub fn rpc(&self, method: &str, code: tonic::Code, kind: &str, took: Duration) {
         self.rpc_requests
             .get_or_create(&RpcLabels {
                 method: method.to_owned(),
                 code: format!("{code:?}"),
+                kind: kind.to_owned(),
             })
             .inc();
         self.rpc_seconds

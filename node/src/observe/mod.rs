@@ -1,12 +1,13 @@
 //! What an operator watches: Prometheus metrics at `/metrics` (one registry per node), the
-//! job log (one structured event per job transition, told once), and incidents pushed to a
-//! webhook. Nothing here is read by a decision; it watches what the log applied.
+//! job log (one structured event per job transition, told once), incidents pushed to a
+//! webhook, and traces over OTLP. Nothing here is read by a decision.
 
 mod calls;
 mod incidents;
 pub mod joblog;
 mod jobs;
 mod labels;
+pub mod otel;
 mod state;
 
 pub use calls::{CallMetrics, CommitMetrics};
