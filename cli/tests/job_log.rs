@@ -263,3 +263,66 @@ async fn a_jobs_life_is_in_the_json_log_once_per_transition() {
     positions.dedup();
     assert_eq!(positions.len(), all, "an event logged twice");
 }
+
+/// Starts `rota dev` on `endpoint` with its data in `data` and its JSON log in `log`.
+fn dev(endpoint: &str, data: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["dev", "--listen", endpoint, "--http-listen", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .env("ROTA_DEV_DIR", data)
+        .env_remove("ROTA_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("rota dev starts")
+}
+
+/// Waits until the log at `log` tells `event` of `job`.
+async fn wait_for(log: &std::path::Path, job: u64, event: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = job_events(log);
+        if events
+            .iter()
+            .any(|e| e["jobId"] == job && e["event"] == event)
+        {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event} of job {job}: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_does_not_log_again_what_it_replays() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let data = dir.path().join("data");
+    let (first_log, second_log) = (
+        dir.path().join("first.jsonl"),
+        dir.path().join("second.jsonl"),
+    );
+    let endpoint = format!(
+        "127.0.0.1:{}",
+        rota_benches::cluster::free_port().expect("a free port")
+    );
+    let mut node = dev(&endpoint, &data, &first_log);
+    let client = Client::connect([endpoint.clone()]).expect("client");
+    let before = enqueue(&client, spec("email", 3)).await;
+    wait_for(&first_log, before, "enqueued").await;
+    let _ = node.kill();
+    let _ = node.wait();
+
+    // The restarted node replays its log (the job is still there) and logs only what is new.
+    let mut node = dev(&endpoint, &data, &second_log);
+    let after = enqueue(&client, spec("email", 3)).await;
+    let events = wait_for(&second_log, after, "enqueued").await;
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(
+        events.iter().all(|e| e["jobId"] != before),
+        "the replayed job was logged again: {events:#?}"
+    );
+}

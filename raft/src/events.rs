@@ -73,7 +73,8 @@ struct Ring {
 }
 
 /// Called with each entry's events as they are applied, before any watcher sees them:
-/// for what must count every event (metrics), so it must be quick.
+/// for what must see every event (metrics, the job log), so it must be quick. Taps alone
+/// see lease extensions (heartbeats); the ring and live watchers do not.
 pub type Tap = Arc<dyn Fn(&[Arc<Event>]) + Send + Sync>;
 
 /// The stream of one node's applied events.
@@ -141,7 +142,12 @@ impl EventHub {
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
-        for event in events {
+        // Heartbeats go to the taps only: in the ring they would crowd out the transitions
+        // a watcher resumes to (the ids of those kept stay as they were).
+        let watched = events
+            .into_iter()
+            .filter(|e| !matches!(e.body, EventBody::Note(Note::LeaseExtended { .. })));
+        for event in watched {
             if ring.events.len() == EVENT_RING {
                 if let Some(old) = ring.events.pop_front() {
                     ring.floor = Some(old.position());

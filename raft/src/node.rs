@@ -5,7 +5,7 @@ use crate::log_store::{open_db, MemLogStore, RocksLogStore};
 use crate::network::{GrpcNetwork, RaftService};
 use crate::proto::raft_transport_server::RaftTransportServer;
 use crate::state_store::{Applied, StateStore, UnusableSnapshot};
-use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode};
+use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode, TypeConfig};
 use openraft::error::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, RaftError,
 };
@@ -221,7 +221,21 @@ pub struct RaftNode {
     addr: SocketAddr,
     raft: Raft,
     state: StateStore,
+    /// The last index in the log when the node opened it: entries up to it are replayed
+    /// as it starts, and were reported (logged, counted) by the process before.
+    boot_index: u64,
     server: Option<Server>,
+}
+
+/// The last index in `log`, 0 when empty.
+async fn last_index<L: openraft::storage::RaftLogStorage<TypeConfig>>(
+    log: &mut L,
+) -> Result<u64, ClusterError> {
+    let state = log
+        .get_log_state()
+        .await
+        .map_err(|e| ClusterError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(state.last_log_id.map_or(0, |id| id.index))
 }
 
 impl RaftNode {
@@ -275,7 +289,7 @@ impl RaftNode {
         peers: &[String],
     ) -> Result<Self, ClusterError> {
         let raft_config = Arc::new(config.raft.validate()?);
-        let (raft, state) = match config.storage {
+        let (raft, state, boot_index) = match config.storage {
             Storage::Disk(dir) => {
                 let mut log = RocksLogStore::new(open_db(&dir.join("raft-log"))?)
                     .with_append_budget(network.max_append_bytes());
@@ -307,14 +321,16 @@ impl RaftNode {
                         StateStore::open(&snapshots, &archive)?
                     }
                 };
-                let log = log.with_stats(state.stats());
+                let mut log = log.with_stats(state.stats());
+                let boot_index = last_index(&mut log).await?;
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
-                (raft, state)
+                (raft, state, boot_index)
             }
             Storage::Memory { log, state } => {
-                let log = log.with_append_budget(network.max_append_bytes());
+                let mut log = log.with_append_budget(network.max_append_bytes());
+                let boot_index = last_index(&mut log).await?;
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
-                (raft, state)
+                (raft, state, boot_index)
             }
         };
         Ok(Self {
@@ -322,6 +338,7 @@ impl RaftNode {
             addr,
             raft,
             state,
+            boot_index,
             server: None,
         })
     }
@@ -432,6 +449,12 @@ impl RaftNode {
     /// The stream of what each entry this replica applies changed (`/api/events`).
     pub fn events(&self) -> Arc<crate::EventHub> {
         self.state.events()
+    }
+
+    /// The last index in the log when this node opened it (0: empty): what it replays as
+    /// it starts, which the process before it already reported.
+    pub fn boot_index(&self) -> u64 {
+        self.boot_index
     }
 
     /// What this node's log and snapshots did since it started.

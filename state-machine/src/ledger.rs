@@ -61,9 +61,10 @@ pub(crate) struct Ledger {
     #[serde(skip)]
     pub access: crate::access::Access,
     /// The W3C trace context of each job in memory that was enqueued with one (removed
-    /// with the job). Encoded after `access` in a snapshot (version 4).
+    /// with the job). Encoded after `access` in a snapshot (version 4). Persistent, as
+    /// `jobs` is, so that freezing the state for a snapshot copies no string.
     #[serde(skip)]
-    pub traces: BTreeMap<JobId, String>,
+    pub traces: imbl::OrdMap<JobId, Arc<str>>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible

@@ -5,7 +5,7 @@ use crate::archive::{ArchiveKey, BookEntry, Retained};
 use crate::ledger::{Indexes, Ledger, State};
 
 /// The jobs' trace contexts as a snapshot encodes them.
-type Traces = std::collections::BTreeMap<crate::ids::JobId, String>;
+type Traces = imbl::OrdMap<crate::ids::JobId, std::sync::Arc<str>>;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 

@@ -8,6 +8,7 @@ use crate::command::{Command, Reply, Response};
 use crate::error::SchedulerError;
 use crate::ids::JobId;
 use crate::ledger::{At, State};
+use std::sync::Arc;
 
 /// Length of a version-00 `traceparent`: `00-` 32 hex `-` 16 hex `-` 2 hex.
 pub const TRACEPARENT_LEN: usize = 55;
@@ -21,16 +22,25 @@ pub fn check_traceparent(field: &str, traceparent: &str) -> Result<(), Scheduler
             "is not a W3C traceparent (00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)",
         )
     };
-    let parts: Vec<&str> = traceparent.split('-').collect();
-    let [version, trace_id, parent_id, flags] = parts.as_slice() else {
+    // The length first: nothing below runs over a long string a client made up.
+    if traceparent.len() != TRACEPARENT_LEN {
+        return Err(invalid());
+    }
+    let mut parts = traceparent.splitn(5, '-');
+    let (Some(version), Some(trace_id), Some(parent_id), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(invalid());
     };
     let hex = |s: &str, len: usize| {
         s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
     let zero = |s: &str| s.bytes().all(|b| b == b'0');
-    if traceparent.len() != TRACEPARENT_LEN
-        || *version != "00"
+    if version != "00"
         || !hex(trace_id, 32)
         || !hex(parent_id, 16)
         || !hex(flags, 2)
@@ -101,14 +111,25 @@ impl State {
                     _ => None,
                 })
                 .collect(),
-            Reply::PlanSubmitted { jobs, .. } => jobs.iter().map(|(_, id)| Some(*id)).collect(),
+            // A step may name an existing job (its idempotency key): only jobs this entry
+            // enqueued take the context.
+            Reply::PlanSubmitted { jobs, .. } => jobs
+                .iter()
+                .map(|(_, id)| {
+                    let job = self.ledger.jobs.get(id)?;
+                    let enqueued_here = job
+                        .history
+                        .first()
+                        .is_some_and(|first| first.log_index == at.log_index);
+                    enqueued_here.then_some(*id)
+                })
+                .collect(),
             _ => Vec::new(),
         };
         for (job, traceparent) in created.into_iter().zip(traceparents) {
             match job {
                 Some(job) if !traceparent.is_empty() && self.ledger.jobs.contains_key(&job) => {
-                    // A plan step that names an existing job keeps that job's context.
-                    self.ledger.traces.entry(job).or_insert(traceparent);
+                    self.ledger.traces.insert(job, Arc::from(traceparent));
                 }
                 _ => {}
             }
@@ -118,7 +139,7 @@ impl State {
 
     /// The W3C `traceparent` the job was enqueued with, if any (and it is in memory).
     pub fn traceparent(&self, job: JobId) -> Option<&str> {
-        self.ledger.traces.get(&job).map(String::as_str)
+        self.ledger.traces.get(&job).map(|t| &**t)
     }
 
     /// Whether any job in memory carries trace context (a lease answer looks up none

@@ -26,8 +26,8 @@ pub trait WireWrite: Sized {
 
 impl WireWrite for pb::EnqueueRequest {
     type Answer = pb::EnqueueResponse;
-    fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
-        let traceparent = self.spec.as_ref().and_then(|s| s.traceparent.clone());
+    fn command(mut self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let traceparent = self.spec.as_mut().and_then(|s| s.traceparent.take());
         let spec = spec(self.spec, limits)?;
         let command = traced(vec![traceparent], Command::Enqueue { spec })?;
         Ok((self.session, command))
@@ -45,8 +45,12 @@ impl WireWrite for pb::EnqueueRequest {
 
 impl WireWrite for pb::EnqueueBatchRequest {
     type Answer = pb::EnqueueBatchResponse;
-    fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
-        let traceparents = self.specs.iter().map(|s| s.traceparent.clone()).collect();
+    fn command(mut self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let traceparents = self
+            .specs
+            .iter_mut()
+            .map(|s| s.traceparent.take())
+            .collect();
         let specs = self
             .specs
             .into_iter()
@@ -74,11 +78,11 @@ impl WireWrite for pb::EnqueueBatchRequest {
 
 impl WireWrite for pb::SubmitPlanRequest {
     type Answer = pb::SubmitPlanResponse;
-    fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+    fn command(mut self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
         let traceparents = self
             .steps
-            .iter()
-            .map(|step| step.spec.as_ref().and_then(|s| s.traceparent.clone()))
+            .iter_mut()
+            .map(|step| step.spec.as_mut().and_then(|s| s.traceparent.take()))
             .collect();
         let command = Command::SubmitPlan {
             steps: plan_steps(self.steps, limits)?,

@@ -252,7 +252,7 @@ fn shown(event: &Event, filter: &Filter) -> Option<EventData> {
             data.term = Some(*term);
             data.leader = Some(*node);
         }
-        // Heartbeats would swamp a watcher; the job log and metrics have them.
+        // Heartbeats never reach the ring (taps only): the job log and metrics have them.
         EventBody::Note(Note::LeaseExtended { .. }) | EventBody::Jumped => return None,
     }
     filter

@@ -28,8 +28,18 @@ pub struct Webhook {
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A URL may carry credentials (user:password@): not for logs.
+        let url = match reqwest::Url::parse(&self.url) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("redacted"));
+                }
+                url.to_string()
+            }
+            Err(_) => "<unparsable>".to_owned(),
+        };
         f.debug_struct("Webhook")
-            .field("url", &self.url)
+            .field("url", &url)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -164,17 +174,23 @@ impl Incidents {
                 } else {
                     OTHER.to_owned()
                 };
+                let threshold = self.settings.dead_letters.max(1) as usize;
+                // The latest `threshold` times are all the check needs: memory stays
+                // bounded however fast jobs fail.
                 let times = self.dead.entry(key.clone()).or_default();
                 times.push_back(*at_ms);
-                while times.front().is_some_and(|&t| t + window < *at_ms) {
+                while times.len() > threshold
+                    || times
+                        .front()
+                        .is_some_and(|&t| t.saturating_add(window) < *at_ms)
+                {
                     times.pop_front();
                 }
                 let count = times.len();
-                let threshold = self.settings.dead_letters.max(1) as usize;
                 let quiet = self
                     .raised
                     .get(&key)
-                    .is_none_or(|&last| last + window <= *at_ms);
+                    .is_none_or(|&last| last.saturating_add(window) <= *at_ms);
                 if count >= threshold && quiet {
                     self.raised.insert(key.clone(), *at_ms);
                     self.raise(incident(
@@ -239,8 +255,10 @@ async fn deliver(
     mut pending: mpsc::Receiver<Incident>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // No redirects: a signed body goes to the configured URL and nowhere else.
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
     {
         Ok(client) => client,
@@ -305,8 +323,11 @@ mod tests {
         assert!(Webhook::new("ftp://ops.example.com/hook", "s3cret").is_err());
         assert!(Webhook::new("not a url", "s3cret").is_err());
         assert!(Webhook::new("http://127.0.0.1:9/hook", "  ").is_err());
-        let debug = format!("{:?}", Webhook::new("http://h/x", "s3cret").unwrap());
-        assert!(!debug.contains("s3cret"), "{debug}");
+        let debug = format!("{:?}", Webhook::new("http://u:pw@h/x", "s3cret").unwrap());
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("pw@"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -5,15 +5,17 @@
 //! entry (its leader then) logs it, so a cluster tells each transition once. A node does not
 //! log again what it replays as it restarts (entries up to its log's end at start).
 //!
-//! The log is written by a task that follows the node's event stream, off the apply path;
-//! should it fall behind past the stream's ring it says which positions it skipped. The
-//! same task raises incidents (`incidents.rs`) from the entries this node proposed.
+//! The log is written by a task fed by a tap on the node's event stream (which alone sees
+//! heartbeats), off the apply path; should it fall 16,384 entries behind it skips entries
+//! and logs how many events it skipped. The same task raises incidents (`incidents.rs`)
+//! from the entries this node proposed.
 
 use super::incidents::{IncidentSettings, Incidents};
-use rota_raft::{Event, EventBody, EventHub, NodeId, Position, RaftNode};
+use rota_raft::{Event, EventBody, NodeId, RaftNode};
 use rota_state_machine::{AttemptOutcome, JobEventKind, Note};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Which entries a node logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +44,9 @@ impl std::str::FromStr for JobLog {
     }
 }
 
+/// Entries waiting for the job log's task; past this it skips entries, and says so.
+const BACKLOG: usize = 16_384;
+
 /// Starts the job log and the incidents of `raft`'s node, until `stop`.
 pub fn start(
     raft: &RaftNode,
@@ -50,12 +55,22 @@ pub fn start(
     stop: watch::Receiver<bool>,
 ) {
     let me = raft.id();
-    let boot_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
-    let mut incidents = Incidents::start(incidents, stop.clone());
-    let watch = move |event: &Event| {
-        if event.index <= boot_index {
+    let boot_index = raft.boot_index();
+    // A tap sees every entry's events, heartbeats included (the event ring does not keep
+    // those); what it hands over is formatted off the apply path.
+    let (sender, entries) = mpsc::channel::<Vec<Arc<Event>>>(BACKLOG);
+    let skipped = Arc::new(AtomicU64::new(0));
+    let dropped = skipped.clone();
+    raft.events().tap(Arc::new(move |events: &[Arc<Event>]| {
+        if events.first().is_none_or(|e| e.index <= boot_index) {
             return;
         }
+        if sender.try_send(events.to_vec()).is_err() {
+            dropped.fetch_add(events.len() as u64, Ordering::Relaxed);
+        }
+    }));
+    let mut incidents = Incidents::start(incidents, stop.clone());
+    let watch = move |event: &Event| {
         let proposed = event.leader == me;
         if mode == JobLog::All || (mode == JobLog::Leader && proposed) {
             log(event, me);
@@ -64,51 +79,35 @@ pub fn start(
             incidents.see(event, me);
         }
     };
-    tokio::spawn(follow(raft.events(), boot_index, watch, stop));
+    tokio::spawn(follow(entries, skipped, watch, stop));
 }
 
 async fn follow(
-    hub: Arc<EventHub>,
-    boot_index: u64,
+    mut entries: mpsc::Receiver<Vec<Arc<Event>>>,
+    skipped: Arc<AtomicU64>,
     mut watch: impl FnMut(&Event),
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last: Position = (boot_index, u32::MAX);
+    let mut reported = 0;
     loop {
-        let (backlog, mut live) = match hub.subscribe(Some(last)) {
-            Ok(subscription) => subscription,
-            Err(gone) => {
-                tracing::warn!(
-                    target: "rota::job",
-                    after = ?last,
-                    upto = ?gone.floor,
-                    "the job log fell behind the event ring and skipped these positions"
-                );
-                last = gone.floor;
-                continue;
-            }
+        let events = tokio::select! {
+            events = entries.recv() => match events {
+                Some(events) => events,
+                None => return,
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
         };
-        for event in backlog {
-            last = event.position();
-            watch(&event);
+        let now = skipped.load(Ordering::Relaxed);
+        if now > reported {
+            tracing::warn!(
+                target: "rota::job",
+                skipped = now - reported,
+                "the job log fell behind and skipped events"
+            );
+            reported = now;
         }
-        loop {
-            let received = tokio::select! {
-                received = live.recv() => received,
-                _ = stop.wait_for(|stop| *stop) => return,
-            };
-            match received {
-                Ok(event) => {
-                    if event.position() <= last {
-                        continue;
-                    }
-                    last = event.position();
-                    watch(&event);
-                }
-                // Resubscribe after `last`: the ring has what was missed.
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+        for event in &events {
+            watch(event);
         }
     }
 }

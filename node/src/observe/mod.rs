@@ -44,7 +44,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let calls = CallMetrics::register(&mut registry);
         let commit = CommitMetrics::register(&mut registry);
-        let boot_index = raft.metrics().borrow().last_log_index.unwrap_or(0);
+        let boot_index = raft.boot_index();
         let tallies = Arc::new(jobs::Tallies::default());
         let tap = tallies.clone();
         raft.events().tap(Arc::new(move |events| {

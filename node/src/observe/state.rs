@@ -303,13 +303,12 @@ impl Collector for StateGauges {
             let matched: BTreeMap<NodeId, u64> = membership
                 .nodes()
                 .map(|(id, _)| {
-                    let index = if *id == metrics.id {
-                        last
-                    } else {
-                        replication
-                            .get(id)
-                            .and_then(|log| log.map(|l| l.index))
-                            .unwrap_or(0)
+                    // The leader's own entry, where openraft reports it, is what it synced.
+                    let matched = replication.get(id).and_then(|log| log.map(|l| l.index));
+                    let index = match matched {
+                        Some(index) => index,
+                        None if *id == metrics.id => last,
+                        None => 0,
                     };
                     (*id, index)
                 })
@@ -323,7 +322,7 @@ impl Collector for StateGauges {
             gauge(
                 &mut encoder,
                 "raft_commit_index",
-                "The index a majority of voters holds (leader only)",
+                "The index a majority of voters has matched (leader only; openraft commits it once it is of the current term)",
                 signed(commit.unwrap_or(0)),
             )?;
             let mut family = encoder.encode_descriptor(
