@@ -17,9 +17,19 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
+
+/// Set once an exporter is installed: until then a span would go nowhere, and the node does
+/// not look up trace contexts to record one.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports spans.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// The OTLP exporter's HTTP client: each request runs on the runtime the exporter was
 /// started on, whichever thread asks.
@@ -97,6 +107,7 @@ impl Otlp {
             .with_span_processor(batches)
             .build();
         opentelemetry::global::set_tracer_provider(provider.clone());
+        EXPORTING.store(true, Ordering::Relaxed);
         Ok(Self { provider })
     }
 
@@ -125,13 +136,16 @@ pub fn log_time(ms: u64) -> SystemTime {
 }
 
 /// Records span `name` of the job whose trace `traceparent` names, from `start` to `end`.
-/// Does nothing (but parse) when no exporter is installed.
+/// Does nothing when no exporter is installed.
 pub fn record(
     name: &'static str,
     traceparent: &str,
     (start, end): (SystemTime, SystemTime),
     attributes: Vec<KeyValue>,
 ) {
+    if !exporting() {
+        return;
+    }
     let Some(parent) = rota_client::trace::remote_context(traceparent) else {
         return;
     };
