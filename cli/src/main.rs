@@ -9,6 +9,8 @@ mod cluster;
 mod config;
 mod govern;
 mod jobs;
+mod jsonlog;
+mod logbuf;
 mod output;
 mod serve;
 mod token;
@@ -85,25 +87,22 @@ fn return_freed_memory() {
 const DEFAULT_LOG: &str =
     "warn,openraft=error,rota::job=info,rota::governance=info,rota::incident=info";
 
-/// Logs to stderr in `format`, filtered by ROTA_LOG (RUST_LOG's syntax); spans at info and
-/// above also go to `otlp` when traces are exported.
-fn init_logging(format: LogFormat, otlp: Option<&Otlp>) {
+/// Logs to stderr in `format`, filtered by ROTA_LOG (RUST_LOG's syntax), in batches (flush
+/// what it returns before the process ends); spans at info and above also go to `otlp` when
+/// traces are exported.
+fn init_logging(format: LogFormat, otlp: Option<&Otlp>) -> logbuf::Batched<std::io::Stderr> {
+    let stderr = logbuf::Batched::start(std::io::stderr());
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROTA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = tracing_subscriber::fmt::layer().with_writer(stderr.clone());
     let lines = match format {
         LogFormat::Text => lines
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
-        LogFormat::Json => lines
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .boxed(),
+        LogFormat::Json => lines.event_format(jsonlog::JsonLines).boxed(),
     };
     let registry = tracing_subscriber::registry().with(lines.with_filter(filter));
     match otlp {
@@ -115,6 +114,7 @@ fn init_logging(format: LogFormat, otlp: Option<&Otlp>) {
             .init(),
         None => registry.init(),
     }
+    stderr
 }
 
 async fn async_main() -> ExitCode {
@@ -132,8 +132,9 @@ async fn async_main() -> ExitCode {
         Some(Ok(otlp)) => Some(otlp),
         None => None,
     };
-    init_logging(cli.global.log_format, otlp.as_ref());
+    let log = init_logging(cli.global.log_format, otlp.as_ref());
     let ran = run(cli).await;
+    log.flush();
     if let Some(otlp) = otlp {
         // Sends what is batched; blocking, so off the runtime's threads.
         let flushed = tokio::task::spawn_blocking(move || otlp.shutdown()).await;
