@@ -339,9 +339,11 @@ impl State {
         check_stamp(&stamp)?;
         let job = self.job_or_err(job_id)?;
         let status = job.status();
+        // Only finished work: a failed job waiting for its retry would run twice, the
+        // replay and the retry side by side.
         if !matches!(
             status,
-            Status::DeadLettered | Status::Failed | Status::Succeeded | Status::Canceled
+            Status::DeadLettered | Status::Succeeded | Status::Canceled
         ) {
             return Err(SchedulerError::WrongState {
                 job_id,

@@ -377,7 +377,7 @@ fn replay_clones_payload_with_high_priority() {
 }
 
 #[test]
-fn replay_works_on_every_finished_state_and_not_on_live_ones() {
+fn replay_works_on_every_finished_state_and_not_on_live_ones_nor_a_pending_retry() {
     let mut c = Cluster::new();
     let ok = c.enqueue(spec("acme", "a"));
     let g = c.lease("w", &["a"], 1).remove(0);
@@ -392,7 +392,23 @@ fn replay_works_on_every_finished_state_and_not_on_live_ones() {
     let g = c.lease("w", &["a"], 1).remove(0);
     c.fail(&g, true);
     assert_eq!(c.status(failed), Status::Failed);
-    for id in [ok, canceled, failed] {
+    let dead = c.enqueue(spec("acme", "a"));
+    let g = c.lease("w", &["a"], 1).remove(0);
+    c.fail(&g, false);
+    assert_eq!(c.status(dead), Status::DeadLettered);
+    // Waiting for its retry: a replay would run beside the retry, the same work twice.
+    assert_eq!(
+        c.apply(Command::Replay {
+            job_id: failed,
+            stamp: stamp()
+        }),
+        Err(SchedulerError::WrongState {
+            job_id: failed,
+            status: Status::Failed,
+            action: "replayed".to_owned()
+        })
+    );
+    for id in [ok, canceled, dead] {
         assert!(matches!(
             c.apply(Command::Replay {
                 job_id: id,
