@@ -80,23 +80,33 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, |out| out.write_str(itoa::Buffer::new().format(value)));
+        self.put(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, |out| out.write_str(itoa::Buffer::new().format(value)));
+        self.put(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.put(field, |out| out.write_str(itoa::Buffer::new().format(value)));
+        self.put(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.put(field, |out| out.write_str(itoa::Buffer::new().format(value)));
+        self.put(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, |out| out.write_str(if value { "true" } else { "false" }));
+        self.put(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {

@@ -178,7 +178,11 @@ mod tests {
 
             tracing::info!("third");
             tracing::warn!("fourth");
-            assert_eq!(sink.writes(), 2, "a warning goes out at once, with what waited");
+            assert_eq!(
+                sink.writes(),
+                2,
+                "a warning goes out at once, with what waited"
+            );
             let text = sink.text();
             assert!(text.find("third") < text.find("fourth"), "{text}");
 
