@@ -122,6 +122,9 @@ pub enum Cmd {
     /// Plans: DAGs of jobs.
     #[command(subcommand)]
     Plan(PlanCmd),
+    /// Recurring schedules: a job template fired on a cron expression (UTC) or an interval.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
     /// The dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCmd),
@@ -219,12 +222,37 @@ pub struct SubmitArgs {
     pub depends_on: Vec<u64>,
     #[arg(long)]
     pub lease_ttl_ms: Option<u64>,
+    /// The project within the tenant (default "default").
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Not leased before this time (RFC 3339, e.g. 2026-12-24T06:00:00Z).
+    #[arg(long)]
+    pub not_before: Option<humantime::Timestamp>,
+    /// An id that ties the job to the caller's own records.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// An artifact the job reads, for lineage: name=NAME,uri=URI[,digest=DIGEST]; repeat
+    /// for more.
+    #[arg(long = "input")]
+    pub inputs: Vec<String>,
+    /// Marks the job as a backfill (needs orch:backfill), with --backfill-ticket.
+    #[arg(long, requires = "backfill_ticket")]
+    pub backfill_reason: Option<String>,
+    /// The backfill's ticket.
+    #[arg(long, requires = "backfill_reason")]
+    pub backfill_ticket: Option<String>,
+    /// The first retry's backoff, doubled at each retry (e.g. 1s).
+    #[arg(long)]
+    pub base_backoff: Option<humantime::Duration>,
+    /// The longest backoff (e.g. 5m).
+    #[arg(long)]
+    pub max_backoff: Option<humantime::Duration>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
     /// Enqueues a job.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Lists jobs, newest ids last.
     List {
         #[arg(long)]
@@ -256,6 +284,83 @@ pub enum JobCmd {
         #[arg(long)]
         reason: String,
     },
+}
+
+/// Why a change is made, and under which ticket.
+#[derive(Args, Debug)]
+pub struct ReasonArgs {
+    /// Why (recorded in the governance history).
+    #[arg(long)]
+    pub reason: String,
+    /// The change ticket it is made under.
+    #[arg(long)]
+    pub ticket: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCmd {
+    /// Adds a schedule: each firing enqueues the job the flags describe, under the
+    /// idempotency key `schedule:NAME:FIRE_MS`.
+    Create(Box<ScheduleCreateArgs>),
+    /// Lists every schedule with its next fire time.
+    List,
+    /// Shows a schedule and its next fire times.
+    Show {
+        name: String,
+        /// How many next fire times to list (at most 100).
+        #[arg(long, default_value_t = 5)]
+        upcoming: u32,
+    },
+    /// Stops a schedule's firings.
+    Pause {
+        name: String,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
+    /// Resumes a paused schedule; firings due while it was paused are not made up.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
+    /// Removes a schedule; the jobs it enqueued stay.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleCreateArgs {
+    /// The schedule's name, unique in the cluster.
+    pub name: String,
+    /// A cron expression in UTC: five fields (minute first), six with seconds first, or
+    /// @hourly, @daily, ...
+    #[arg(long, required_unless_present = "every", conflicts_with = "every")]
+    pub cron: Option<String>,
+    /// A fixed interval instead, e.g. 30s, 15m, 1h (at least 1s).
+    #[arg(long)]
+    pub every: Option<humantime::Duration>,
+    /// Missed firings (the cluster was down): skip (cron's way, the default), run-once
+    /// (one run for the latest), or run-each (each of them, the latest --catch-up-max).
+    #[arg(long, default_value = "skip")]
+    pub catch_up: String,
+    /// How many missed firings run-each makes up (1-100).
+    #[arg(long, default_value_t = 10)]
+    pub catch_up_max: u32,
+    /// No firing before this time (RFC 3339, e.g. 2026-12-24T06:00:00Z); an interval
+    /// schedule's first firing falls on it.
+    #[arg(long)]
+    pub start: Option<humantime::Timestamp>,
+    /// No firing after this time (RFC 3339).
+    #[arg(long)]
+    pub end: Option<humantime::Timestamp>,
+    /// The job each firing enqueues.
+    #[command(flatten)]
+    pub job: SubmitArgs,
+    #[command(flatten)]
+    pub why: ReasonArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 /// `rota job ...`.
 pub async fn job(cmd: JobCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
     match cmd {
-        JobCmd::Submit(args) => submit(args, client, out).await,
+        JobCmd::Submit(args) => submit(*args, client, out).await,
         JobCmd::List {
             status,
             tenant,
@@ -148,7 +148,7 @@ pub async fn dlq(cmd: DlqCmd, global: &Global, client: &Client, out: &Output) ->
     Ok(())
 }
 
-fn submit_spec(args: SubmitArgs) -> Result<pb::JobSpec> {
+pub fn submit_spec(args: SubmitArgs) -> Result<pb::JobSpec> {
     let payload = match (args.payload, args.payload_file) {
         (Some(text), _) => text.into_bytes(),
         (None, Some(path)) => std::fs::read(&path)
@@ -156,22 +156,72 @@ fn submit_spec(args: SubmitArgs) -> Result<pb::JobSpec> {
         (None, None) => Vec::new(),
     };
     let default_retry = rota_state_machine::RetryPolicy::default();
-    let retry = args.max_attempts.map(|max_attempts| pb::RetryPolicy {
-        max_attempts,
-        base_backoff_ms: default_retry.base_backoff_ms,
-        max_backoff_ms: default_retry.max_backoff_ms,
-    });
+    let backoff = |d: Option<humantime::Duration>, default: u64| -> Result<u64> {
+        d.map_or(Ok(default), |d| {
+            u64::try_from(d.as_millis()).context("the backoff is out of range")
+        })
+    };
+    let retry = match (args.max_attempts, args.base_backoff, args.max_backoff) {
+        (None, None, None) => None,
+        (max_attempts, base, max) => Some(pb::RetryPolicy {
+            max_attempts: max_attempts.unwrap_or(default_retry.max_attempts),
+            base_backoff_ms: backoff(base, default_retry.base_backoff_ms)?,
+            max_backoff_ms: backoff(max, default_retry.max_backoff_ms)?,
+        }),
+    };
+    let not_before_ms = args
+        .not_before
+        .map(|t| {
+            std::time::SystemTime::from(t)
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| u64::try_from(d.as_millis()).ok())
+                .context("--not-before is out of range")
+        })
+        .transpose()?;
+    let backfill = match (args.backfill_reason, args.backfill_ticket) {
+        (Some(reason), Some(ticket)) => Some(pb::Backfill { reason, ticket }),
+        _ => None,
+    };
     Ok(pb::JobSpec {
         tenant: args.tenant,
         job_type: args.job_type,
         payload,
+        project: args.project,
         idempotency_key: args.idempotency_key,
         priority: args.priority,
         depends_on: args.depends_on,
+        not_before_ms,
         retry,
         lease_ttl_ms: args.lease_ttl_ms,
-        ..pb::JobSpec::default()
+        correlation_id: args.correlation_id,
+        inputs: args
+            .inputs
+            .iter()
+            .map(|text| artifact(text))
+            .collect::<Result<_>>()?,
+        backfill,
+        traceparent: None,
     })
+}
+
+/// An artifact from `name=NAME,uri=URI[,digest=DIGEST]`.
+fn artifact(text: &str) -> Result<pb::Artifact> {
+    let mut artifact = pb::Artifact::default();
+    for part in text.split(',') {
+        match part.split_once('=') {
+            Some(("name", v)) => artifact.name = v.to_owned(),
+            Some(("uri", v)) => artifact.uri = v.to_owned(),
+            Some(("digest", v)) => artifact.digest = Some(v.to_owned()),
+            _ => anyhow::bail!(
+                "--input {text:?}: expected name=NAME,uri=URI[,digest=DIGEST], found {part:?}"
+            ),
+        }
+    }
+    if artifact.name.is_empty() || artifact.uri.is_empty() {
+        anyhow::bail!("--input {text:?}: name= and uri= are both required");
+    }
+    Ok(artifact)
 }
 
 /// A plan file: steps with dependencies by key, in JSON or YAML.
@@ -262,6 +312,18 @@ fn parse_status(name: &str) -> Result<pb::JobStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_input_reads_its_name_uri_and_digest_and_bad_ones_are_refused() {
+        let a = artifact("name=raw,uri=s3://bucket/day=1/x.csv,digest=sha256:ab").unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.uri.as_str(), a.digest.as_deref()),
+            ("raw", "s3://bucket/day=1/x.csv", Some("sha256:ab"))
+        );
+        assert!(artifact("name=raw").is_err());
+        assert!(artifact("raw,uri=x").is_err());
+        assert!(artifact("name=raw,uri=x,color=red").is_err());
+    }
 
     #[test]
     fn plan_files_read_as_yaml_and_as_json() {

@@ -12,6 +12,7 @@ mod jobs;
 mod jsonlog;
 mod logbuf;
 mod output;
+mod schedule;
 mod serve;
 mod token;
 
@@ -165,6 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,
         Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
+        Cmd::Schedule(cmd) => schedule::schedule(cmd, &global, &client()?, &out).await,
         Cmd::Dlq(cmd) => jobs::dlq(cmd, &global, &client()?, &out).await,
         Cmd::Quota(cmd) => govern::quota(cmd, &global, &client()?, &out).await,
         Cmd::Throttle(args) => govern::throttle(args, &global, &client()?, &out).await,

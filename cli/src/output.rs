@@ -53,6 +53,18 @@ fn job_json(job: &pb::Job) -> Value {
         "payload_digest": job.payload_digest,
         "idempotency_key": spec.idempotency_key,
         "depends_on": spec.depends_on,
+        "project": spec.project,
+        "not_before_ms": spec.not_before_ms,
+        "correlation_id": spec.correlation_id,
+        "lease_ttl_ms": spec.lease_ttl_ms,
+        "retry": spec.retry.map(|r| json!({
+            "max_attempts": r.max_attempts,
+            "base_backoff_ms": r.base_backoff_ms,
+            "max_backoff_ms": r.max_backoff_ms,
+        })),
+        "inputs": spec.inputs.iter().map(artifact_json).collect::<Vec<_>>(),
+        "backfill": spec.backfill.map(|b| json!({"reason": b.reason, "ticket": b.ticket})),
+        "schedule_id": job.schedule_id,
         "created_ms": job.created_ms,
         "plan_id": job.plan_id,
         "plan_step": job.plan_step,
@@ -71,11 +83,16 @@ fn job_json(job: &pb::Job) -> Value {
             "started_ms": a.started_ms, "ended_ms": a.ended_ms,
             "outcome": pb::AttemptOutcome::try_from(a.outcome).map_or("unknown", |o| o.as_str_name()),
             "error": a.error,
+            "outputs": a.outputs.iter().map(artifact_json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "history": job.history.iter().map(|e| json!({
             "log_index": e.log_index, "at_ms": e.at_ms, "kind": e.kind, "detail": e.detail,
         })).collect::<Vec<_>>(),
     })
+}
+
+fn artifact_json(a: &pb::Artifact) -> Value {
+    json!({"name": a.name, "uri": a.uri, "digest": a.digest})
 }
 
 /// A byte count for people: B, KiB, MiB or GiB.

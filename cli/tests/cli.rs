@@ -73,6 +73,146 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert_eq!(shown["status"], "ready");
     assert_eq!(shown["history"][0]["kind"], "enqueued");
 
+    // Every field of the wire's job spec from flags.
+    let full = json(
+        &endpoint,
+        &[
+            "job",
+            "submit",
+            "--tenant",
+            "acme",
+            "--type",
+            "etl",
+            "--project",
+            "billing",
+            "--priority",
+            "7",
+            "--not-before",
+            "2099-01-01T00:00:00Z",
+            "--correlation-id",
+            "order-42",
+            "--input",
+            "name=raw,uri=s3://b/raw.csv,digest=sha256:ab",
+            "--input",
+            "name=rates,uri=s3://b/rates.csv",
+            "--backfill-reason",
+            "rerun december",
+            "--backfill-ticket",
+            "OPS-9",
+            "--max-attempts",
+            "4",
+            "--base-backoff",
+            "2s",
+            "--max-backoff",
+            "1m",
+        ],
+    );
+    let full = json(
+        &endpoint,
+        &[
+            "job",
+            "show",
+            &full["job_id"].as_u64().expect("id").to_string(),
+        ],
+    );
+    assert_eq!(full["status"], "pending", "{full}");
+    assert_eq!(full["project"], "billing");
+    assert_eq!(full["priority"], 7);
+    assert_eq!(full["not_before_ms"].as_u64(), Some(4_070_908_800_000));
+    assert_eq!(full["correlation_id"], "order-42");
+    assert_eq!(full["inputs"][0]["digest"], "sha256:ab");
+    assert_eq!(full["inputs"][1]["uri"], "s3://b/rates.csv");
+    assert_eq!(full["backfill"]["ticket"], "OPS-9");
+    assert_eq!(
+        full["retry"],
+        serde_json::json!({"max_attempts": 4, "base_backoff_ms": 2000, "max_backoff_ms": 60000})
+    );
+    let bad_input = rota(
+        &endpoint,
+        &[
+            "job", "submit", "--tenant", "acme", "--type", "etl", "--input", "raw.csv",
+        ],
+    );
+    assert!(!bad_input.status.success());
+    assert!(String::from_utf8_lossy(&bad_input.stderr).contains("name=NAME,uri=URI"));
+
+    // Schedules: made, shown with their next firings, paused, resumed, deleted.
+    ok(
+        &endpoint,
+        &[
+            "schedule",
+            "create",
+            "nightly",
+            "--cron",
+            "0 3 * * *",
+            "--catch-up",
+            "run-each",
+            "--catch-up-max",
+            "3",
+            "--tenant",
+            "acme",
+            "--type",
+            "report",
+            "--reason",
+            "nightly report",
+            "--ticket",
+            "OPS-10",
+        ],
+    );
+    let shown = json(
+        &endpoint,
+        &["schedule", "show", "nightly", "--upcoming", "3"],
+    );
+    assert_eq!(shown["cron"], "0 3 * * *");
+    assert_eq!(shown["catch_up"], "run-each (at most 3)");
+    assert_eq!(shown["created_by"]["ticket"], "OPS-10");
+    let upcoming = shown["upcoming_ms"].as_array().expect("fire times");
+    assert_eq!(upcoming.len(), 3);
+    for pair in upcoming.windows(2) {
+        let (a, b) = (pair[0].as_u64().unwrap(), pair[1].as_u64().unwrap());
+        assert_eq!(b - a, 86_400_000, "daily at 03:00 UTC");
+        assert_eq!(a % 86_400_000, 3 * 3_600_000);
+    }
+    assert!(ok(&endpoint, &["schedule", "list"]).contains("cron 0 3 * * *"));
+    ok(
+        &endpoint,
+        &["schedule", "pause", "nightly", "--reason", "freeze"],
+    );
+    assert_eq!(
+        json(&endpoint, &["schedule", "list"])["schedules"][0]["paused"],
+        true
+    );
+    ok(
+        &endpoint,
+        &["schedule", "resume", "nightly", "--reason", "thaw"],
+    );
+    ok(
+        &endpoint,
+        &["schedule", "delete", "nightly", "--reason", "gone"],
+    );
+    assert_eq!(
+        json(&endpoint, &["schedule", "list"])["schedules"],
+        serde_json::json!([])
+    );
+    let bad_cron = rota(
+        &endpoint,
+        &[
+            "schedule",
+            "create",
+            "x",
+            "--cron",
+            "61 * * * *",
+            "--tenant",
+            "acme",
+            "--type",
+            "r",
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(!bad_cron.status.success());
+    assert!(String::from_utf8_lossy(&bad_cron.stderr).contains("61 * * * *"));
+
     let plan = dir.path().join("plan.yaml");
     std::fs::write(
         &plan,

@@ -464,6 +464,30 @@ impl Client {
         list_dead_letters, job_service, ListDeadLettersRequest, ListJobsResponse
     );
     write_rpc!(
+        /// Adds a recurring schedule.
+        create_schedule, job_service, CreateScheduleRequest, ScheduleResponse
+    );
+    read_rpc!(
+        /// One schedule with its next fire times.
+        get_schedule, job_service, GetScheduleRequest, GetScheduleResponse
+    );
+    read_rpc!(
+        /// Every schedule.
+        list_schedules, job_service, ListSchedulesRequest, ListSchedulesResponse
+    );
+    write_rpc!(
+        /// Stops a schedule's firings.
+        pause_schedule, job_service, ScheduleRequest, ScheduleResponse
+    );
+    write_rpc!(
+        /// Resumes a paused schedule from its next fire time.
+        resume_schedule, job_service, ScheduleRequest, ScheduleResponse
+    );
+    write_rpc!(
+        /// Removes a schedule (its jobs stay).
+        delete_schedule, job_service, ScheduleRequest, ScheduleResponse
+    );
+    write_rpc!(
         /// Leases up to `max` jobs.
         lease, worker_service, LeaseRequest, LeaseResponse
     );

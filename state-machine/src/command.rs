@@ -184,6 +184,11 @@ pub enum Command {
         cadence: Cadence,
         /// What it does about firings missed while the cluster was down.
         catch_up: CatchUp,
+        /// No firing before this log time (the first firing of an interval schedule falls
+        /// on it); `None` starts now.
+        start_ms: Option<u64>,
+        /// No firing after this log time; `None` runs without end.
+        end_ms: Option<u64>,
         /// Who creates it and why.
         stamp: Stamp,
     },

@@ -417,8 +417,20 @@ impl State {
                 template,
                 cadence,
                 catch_up,
+                start_ms,
+                end_ms,
                 stamp,
-            } => self.create_schedule(id, template, cadence, catch_up, stamp, at),
+            } => {
+                let new = crate::operate::NewSchedule {
+                    id,
+                    template,
+                    cadence,
+                    catch_up,
+                    start_ms,
+                    end_ms,
+                };
+                self.create_schedule(new, stamp, at)
+            }
             Command::PauseSchedule { id, paused, stamp } => {
                 self.pause_schedule(id, paused, stamp, at)
             }

@@ -58,7 +58,7 @@ pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};
 pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
 pub use retention::{Retention, RetentionChange, MAX_RETENTION_MS};
-pub use schedule::{Cadence, CatchUp, Schedule, ON_TIME_GRACE_MS};
+pub use schedule::{Cadence, CatchUp, Schedule, MAX_CATCH_UP, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};
 pub use submit::{MAX_ARTIFACTS, MAX_NAME_LEN, MAX_PAYLOAD_BYTES};

@@ -73,6 +73,16 @@ pub(crate) fn check_scope(scope: &Scope) -> Result<(), SchedulerError> {
     Ok(())
 }
 
+/// A schedule as `CreateSchedule` asks for it.
+pub(crate) struct NewSchedule {
+    pub id: ScheduleId,
+    pub template: JobSpec,
+    pub cadence: Cadence,
+    pub catch_up: CatchUp,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+}
+
 impl State {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn set_quota(
@@ -229,16 +239,16 @@ impl State {
         Ok(Reply::Done)
     }
 
-    pub(crate) fn create_schedule(
-        &mut self,
-        id: ScheduleId,
-        template: JobSpec,
-        cadence: Cadence,
-        catch_up: CatchUp,
-        stamp: Stamp,
-        at: At,
-    ) -> Response {
+    pub(crate) fn create_schedule(&mut self, new: NewSchedule, stamp: Stamp, at: At) -> Response {
         check_stamp(&stamp)?;
+        let NewSchedule {
+            id,
+            template,
+            cadence,
+            catch_up,
+            start_ms,
+            end_ms,
+        } = new;
         check_name("schedule", id.as_str())?;
         check_spec(&template)?;
         if !template.depends_on.is_empty() || template.idempotency_key.is_some() {
@@ -248,20 +258,45 @@ impl State {
             ));
         }
         cadence.validate(at.now_ms)?;
+        catch_up.validate()?;
+        if let Some(end) = end_ms {
+            if end <= at.now_ms || start_ms.is_some_and(|start| end <= start) {
+                return Err(SchedulerError::invalid(
+                    "end_ms",
+                    "must be after the start and in the future",
+                ));
+            }
+        }
         if self.ledger.schedules.contains_key(&id) {
             return Err(SchedulerError::ScheduleExists(id));
         }
-        let schedule = Schedule {
+        // An interval schedule fires at its start and every interval after; without a
+        // start, one interval after its creation.
+        let anchor_ms = match (&cadence, start_ms) {
+            (Cadence::Every { interval_ms }, Some(start)) => start.saturating_sub(*interval_ms),
+            _ => at.now_ms,
+        };
+        let mut schedule = Schedule {
             id: id.clone(),
-            next_fire_ms: cadence.next_after(at.now_ms, at.now_ms),
+            next_fire_ms: None,
             template,
             cadence,
             catch_up,
-            anchor_ms: at.now_ms,
+            anchor_ms,
+            start_ms,
+            end_ms,
             paused: false,
             last_fired_ms: None,
             created_by: stamp.clone(),
         };
+        // A start in the past counts its firings since then as missed, as after an outage.
+        schedule.next_fire_ms = schedule.first_from(start_ms.unwrap_or(at.now_ms + 1));
+        if schedule.next_fire_ms.is_none() {
+            return Err(SchedulerError::invalid(
+                "end_ms",
+                "the schedule would never fire before its end",
+            ));
+        }
         self.idx.add_schedule(&schedule);
         self.ledger.schedules.insert(id.clone(), schedule);
         self.govern(
@@ -286,7 +321,7 @@ impl State {
         self.idx.remove_schedule(schedule);
         if schedule.paused && !paused {
             // Firings that fell due while paused are not made up.
-            schedule.next_fire_ms = schedule.cadence.next_after(schedule.anchor_ms, at.now_ms);
+            schedule.next_fire_ms = schedule.first_from(at.now_ms + 1);
         }
         schedule.paused = paused;
         self.idx.add_schedule(schedule);
@@ -312,9 +347,10 @@ impl State {
         Ok(Reply::Done)
     }
 
-    /// Enqueues the schedule's due firing, if any, under its firing key, and moves it on.
-    /// `id` comes from the due-schedule index, so the schedule exists; were it missing,
-    /// returning would leave the index entry in place and `advance_time` would loop on it.
+    /// Enqueues the schedule's due firings, if any, each under its firing key, and moves
+    /// it on. `id` comes from the due-schedule index, so the schedule exists; were it
+    /// missing, returning would leave the index entry in place and `advance_time` would
+    /// loop on it.
     pub(crate) fn fire_schedule(&mut self, id: &ScheduleId, at: At) {
         let schedule = self
             .ledger
@@ -322,13 +358,16 @@ impl State {
             .get(id)
             .expect("a schedule in the due index is in the ledger");
         let (fire, next) = schedule.due(at.now_ms);
-        let firing = fire.map(|fire_ms| {
-            let mut spec = schedule.template.clone();
-            spec.idempotency_key = Some(schedule.firing_key(fire_ms));
-            spec.not_before_ms = None;
-            (fire_ms, spec)
-        });
-        if let Some((fire_ms, spec)) = firing {
+        let firings: Vec<(u64, JobSpec)> = fire
+            .iter()
+            .map(|&fire_ms| {
+                let mut spec = schedule.template.clone();
+                spec.idempotency_key = Some(schedule.firing_key(fire_ms));
+                spec.not_before_ms = None;
+                (fire_ms, spec)
+            })
+            .collect();
+        for (fire_ms, spec) in firings {
             if self
                 .idempotent_match(&spec.tenant, &spec.idempotency_key)
                 .is_none()
@@ -346,8 +385,8 @@ impl State {
             .get_mut(id)
             .expect("enqueueing a firing removes no schedule");
         self.idx.remove_schedule(schedule);
-        if fire.is_some() {
-            schedule.last_fired_ms = fire;
+        if let Some(&latest) = fire.last() {
+            schedule.last_fired_ms = Some(latest);
         }
         schedule.next_fire_ms = next;
         self.idx.add_schedule(schedule);

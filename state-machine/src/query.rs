@@ -2,7 +2,7 @@
 
 use crate::archive::ArchiveKey;
 use crate::governance::{GovernanceEvent, Incident, Quota, Scope, Stamp};
-use crate::ids::{JobId, JobType, PlanId, TenantId, WorkerId};
+use crate::ids::{JobId, JobType, PlanId, ScheduleId, TenantId, WorkerId};
 use crate::job::{Artifact, Job, Status};
 use crate::ledger::State;
 use crate::plan::{Plan, PlanStatus};
@@ -319,6 +319,11 @@ impl State {
     /// Recurring schedules by name.
     pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
         self.ledger.schedules.values()
+    }
+
+    /// One schedule.
+    pub fn schedule(&self, id: &ScheduleId) -> Option<&Schedule> {
+        self.ledger.schedules.get(id)
     }
 
     /// Quotas by scope.

@@ -28,13 +28,37 @@ pub enum Cadence {
     },
 }
 
-/// What a schedule does about firings missed while the cluster was down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a schedule does about firings missed while the cluster was down (a firing is
+/// missed when the log's time passes it by more than [`ON_TIME_GRACE_MS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CatchUp {
-    /// Missed firings are dropped; the schedule waits for its next fire time.
+    /// Missed firings are dropped; the schedule waits for its next fire time (what cron
+    /// does; the default).
+    #[default]
     Skip,
     /// Missed firings are made up by a single run, for the latest of them.
     RunOnce,
+    /// Each missed firing runs, the latest `max` of them (1 to [`MAX_CATCH_UP`]), oldest
+    /// first.
+    RunEach {
+        /// The most missed firings made up.
+        max: u32,
+    },
+}
+
+/// The most missed firings `CatchUp::RunEach` makes up after one outage.
+pub const MAX_CATCH_UP: u32 = 100;
+
+impl CatchUp {
+    /// Checks the bound of `RunEach`.
+    pub fn validate(self) -> Result<(), SchedulerError> {
+        match self {
+            CatchUp::RunEach { max } if max == 0 || max > MAX_CATCH_UP => Err(
+                SchedulerError::invalid("catch_up", "run-each makes up 1 to 100 missed firings"),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A recurring job template.
@@ -48,8 +72,13 @@ pub struct Schedule {
     pub cadence: Cadence,
     /// What it does about firings missed while the cluster was down.
     pub catch_up: CatchUp,
-    /// Interval schedules count from here.
+    /// Interval schedules fire at `anchor_ms` plus whole intervals (the creation time, or
+    /// one interval before the start time given).
     pub anchor_ms: u64,
+    /// No firing before this log time.
+    pub start_ms: Option<u64>,
+    /// No firing after this log time; past it the schedule stays, with no next fire time.
+    pub end_ms: Option<u64>,
     /// A paused schedule does not fire; firings due meanwhile are not made up.
     pub paused: bool,
     /// The next fire time; `None` when the cadence has no future firing.
@@ -112,18 +141,73 @@ impl Cadence {
 }
 
 impl Schedule {
-    /// The fire time to enqueue at `now_ms`, if any, and the schedule's next fire time.
-    ///
-    /// However many firings fell due since the last evaluation, at most one job is
-    /// enqueued: the latest due one if it is on time, or (with `RunOnce`) even if late.
-    pub fn due(&self, now_ms: u64) -> (Option<u64>, Option<u64>) {
-        let next = self.cadence.next_after(self.anchor_ms, now_ms);
-        let Some(latest) = self.cadence.latest_at_or_before(self.anchor_ms, now_ms) else {
-            return (None, next);
+    /// The fire times to enqueue at `now_ms`, oldest first, and the schedule's next fire
+    /// time after them. Called once log time reaches `next_fire_ms`; every fire time from
+    /// there up to `now_ms` (and the end) is due: the latest fires if it is on time, and the
+    /// catch-up policy says what happens to the rest (and to a late latest one).
+    pub fn due(&self, now_ms: u64) -> (Vec<u64>, Option<u64>) {
+        let horizon = self.end_ms.map_or(now_ms, |end| end.min(now_ms));
+        let next = self
+            .cadence
+            .next_after(self.anchor_ms, now_ms)
+            .filter(|&next| self.within(next));
+        let first = self.next_fire_ms.unwrap_or(0);
+        let Some(latest) = self
+            .cadence
+            .latest_at_or_before(self.anchor_ms, horizon)
+            .filter(|&latest| latest >= first && self.within(latest))
+        else {
+            return (Vec::new(), next);
         };
         let on_time = now_ms - latest <= ON_TIME_GRACE_MS;
-        let fire = on_time || self.catch_up == CatchUp::RunOnce;
-        (fire.then_some(latest), next)
+        let fire = match self.catch_up {
+            CatchUp::Skip if on_time => vec![latest],
+            CatchUp::Skip => Vec::new(),
+            CatchUp::RunOnce => vec![latest],
+            CatchUp::RunEach { max } => {
+                let mut times = vec![latest];
+                while times.len() < max as usize {
+                    let before = times[times.len() - 1] - 1;
+                    match self.cadence.latest_at_or_before(self.anchor_ms, before) {
+                        Some(t) if t >= first && self.within(t) => times.push(t),
+                        _ => break,
+                    }
+                }
+                times.reverse();
+                times
+            }
+        };
+        (fire, next)
+    }
+
+    /// Whether `t_ms` falls between the schedule's start and end.
+    fn within(&self, t_ms: u64) -> bool {
+        self.start_ms.is_none_or(|start| t_ms >= start) && self.end_ms.is_none_or(|end| t_ms <= end)
+    }
+
+    /// The first fire time at or after `from_ms`, within the start and end.
+    pub fn first_from(&self, from_ms: u64) -> Option<u64> {
+        let from = self.start_ms.map_or(from_ms, |start| start.max(from_ms));
+        self.cadence
+            .next_after(self.anchor_ms, from.checked_sub(1)?)
+            .filter(|&t| self.within(t))
+    }
+
+    /// Up to `count` fire times from the next one on (none while paused).
+    pub fn upcoming(&self, count: usize) -> Vec<u64> {
+        let mut times = Vec::new();
+        let mut next = if self.paused { None } else { self.next_fire_ms };
+        while let Some(t) = next {
+            if times.len() == count {
+                break;
+            }
+            times.push(t);
+            next = self
+                .cadence
+                .next_after(self.anchor_ms, t)
+                .filter(|&t| self.within(t));
+        }
+        times
     }
 
     /// The idempotency key of the firing at `fire_ms`, so a firing is never doubled.
@@ -139,8 +223,10 @@ fn parse_cron(expression: &str) -> Result<Cron, SchedulerError> {
     })
 }
 
+/// `t_ms` as a time, down to its whole second: cron fire times are whole seconds, and
+/// croner keeps the fraction of the time it starts from.
 fn to_datetime(t_ms: u64) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(i64::try_from(t_ms).ok()?)
+    DateTime::from_timestamp_millis(i64::try_from(t_ms - t_ms % 1_000).ok()?)
 }
 
 fn next_cron(cron: &Cron, t_ms: u64) -> Option<u64> {
@@ -174,6 +260,16 @@ mod tests {
         assert_eq!(cron.next_after(0, base), Some(base + 5 * MINUTE));
         assert_eq!(
             cron.latest_at_or_before(0, base + 7 * MINUTE),
+            Some(base + 5 * MINUTE)
+        );
+        // From a time with a fraction of a second, fire times are still whole.
+        assert_eq!(cron.next_after(0, base + 753), Some(base + 5 * MINUTE));
+        assert_eq!(
+            cron.latest_at_or_before(0, base + 7 * MINUTE + 999),
+            Some(base + 5 * MINUTE)
+        );
+        assert_eq!(
+            cron.latest_at_or_before(0, base + 5 * MINUTE + 1),
             Some(base + 5 * MINUTE)
         );
     }

@@ -311,6 +311,8 @@ impl Driver {
                         interval_ms: every_s * 1_000,
                     },
                     catch_up: CatchUp::RunOnce,
+                    start_ms: None,
+                    end_ms: None,
                     stamp: stamp(),
                 }
             }

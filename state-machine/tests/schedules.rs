@@ -12,6 +12,8 @@ fn create_command(id: &str, cadence: Cadence, catch_up: CatchUp) -> Command {
         template: spec("acme", "report"),
         cadence,
         catch_up,
+        start_ms: None,
+        end_ms: None,
         stamp: stamp(),
     }
 }
@@ -137,6 +139,97 @@ fn downtime_with_run_once_makes_up_one_run() {
 }
 
 #[test]
+fn downtime_with_run_each_makes_up_every_missed_firing_up_to_its_bound() {
+    let mut c = Cluster::new();
+    let start = c.now_ms;
+    let every_ten = Cadence::Every {
+        interval_ms: 10 * MINUTE,
+    };
+    create(
+        &mut c,
+        "all",
+        every_ten.clone(),
+        CatchUp::RunEach { max: 100 },
+    );
+    create(&mut c, "four", every_ten, CatchUp::RunEach { max: 4 });
+    // 65 minutes of silence: six firings missed.
+    c.advance(65 * MINUTE);
+    let missed: Vec<u64> = (1..=6).map(|k| start + k * 10 * MINUTE).collect();
+    assert_eq!(fired(&c, "all"), missed, "each missed firing, oldest first");
+    assert_eq!(fired(&c, "four"), missed[2..], "the latest four");
+    // Evaluated again, nothing is made up twice; the next firing comes on time.
+    c.advance(1);
+    assert_eq!(fired(&c, "all").len(), 6);
+    c.advance(5 * MINUTE);
+    assert_eq!(fired(&c, "all").last(), Some(&(start + 70 * MINUTE)));
+    assert_eq!(fired(&c, "all").len(), 7);
+    let schedule = c
+        .state
+        .schedules()
+        .find(|s| s.id.as_str() == "all")
+        .unwrap();
+    assert_eq!(schedule.last_fired_ms, Some(start + 70 * MINUTE));
+}
+
+#[test]
+fn a_schedule_fires_from_its_start_to_its_end_and_shows_what_comes() {
+    let mut c = Cluster::new();
+    let now = c.now_ms;
+    c.apply(Command::CreateSchedule {
+        id: ScheduleId::new("window"),
+        template: spec("acme", "report"),
+        cadence: Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        catch_up: CatchUp::Skip,
+        start_ms: Some(now + 10 * MINUTE),
+        end_ms: Some(now + 12 * MINUTE + 30_000),
+        stamp: stamp(),
+    })
+    .unwrap();
+    let schedule = c.state.schedules().next().unwrap();
+    assert_eq!(
+        schedule.upcoming(5),
+        vec![now + 10 * MINUTE, now + 11 * MINUTE, now + 12 * MINUTE],
+        "from the start, none past the end"
+    );
+    for _ in 0..20 {
+        c.advance(MINUTE);
+    }
+    assert_eq!(
+        fired(&c, "window"),
+        vec![now + 10 * MINUTE, now + 11 * MINUTE, now + 12 * MINUTE]
+    );
+    let schedule = c.state.schedules().next().unwrap();
+    assert_eq!(schedule.next_fire_ms, None, "ended");
+    assert!(schedule.upcoming(5).is_empty());
+}
+
+#[test]
+fn a_start_in_the_past_counts_its_firings_as_missed() {
+    let mut c = Cluster::new();
+    let now = c.now_ms;
+    c.apply(Command::CreateSchedule {
+        id: ScheduleId::new("past"),
+        template: spec("acme", "report"),
+        cadence: Cadence::Every {
+            interval_ms: MINUTE,
+        },
+        catch_up: CatchUp::RunEach { max: 3 },
+        start_ms: Some(now - 10 * MINUTE),
+        end_ms: None,
+        stamp: stamp(),
+    })
+    .unwrap();
+    c.advance(1);
+    assert_eq!(
+        fired(&c, "past"),
+        vec![now - 2 * MINUTE, now - MINUTE, now],
+        "the latest three since the start"
+    );
+}
+
+#[test]
 fn cron_schedule_fires_at_matching_times() {
     let mut c = Cluster::new();
     // Start at 2026-01-01T00:00:00Z.
@@ -207,6 +300,37 @@ fn bad_schedules_are_rejected() {
         c.apply(create_command("x", too_fast, CatchUp::Skip)),
         Err(SchedulerError::InvalidInput { .. })
     ));
+    for max in [0, MAX_CATCH_UP + 1] {
+        assert!(matches!(
+            c.apply(create_command(
+                "x",
+                every_minute.clone(),
+                CatchUp::RunEach { max }
+            )),
+            Err(SchedulerError::InvalidInput { .. })
+        ));
+    }
+    let now = c.now_ms;
+    for (start_ms, end_ms) in [
+        (None, Some(now)),
+        (Some(now + 10 * MINUTE), Some(now + 5 * MINUTE)),
+        // Ends before its first firing.
+        (None, Some(now + 30_000)),
+    ] {
+        let windowed = Command::CreateSchedule {
+            id: ScheduleId::new("x"),
+            template: spec("acme", "report"),
+            cadence: every_minute.clone(),
+            catch_up: CatchUp::Skip,
+            start_ms,
+            end_ms,
+            stamp: stamp(),
+        };
+        assert!(
+            matches!(c.apply(windowed), Err(SchedulerError::InvalidInput { .. })),
+            "{start_ms:?}..{end_ms:?}"
+        );
+    }
     create(&mut c, "x", every_minute.clone(), CatchUp::Skip);
     assert_eq!(
         c.apply(create_command("x", every_minute, CatchUp::Skip)),

@@ -22,6 +22,8 @@ fn busy_cluster() -> Cluster {
             interval_ms: 60_000,
         },
         catch_up: CatchUp::Skip,
+        start_ms: None,
+        end_ms: None,
         stamp: stamp(),
     })
     .unwrap();

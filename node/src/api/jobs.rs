@@ -2,7 +2,7 @@
 
 use super::{forward_unless_here, forwarded, page_limit, stale, tenant_of, Api, Route};
 use crate::auth::principal_of;
-use crate::convert;
+use crate::convert::{self, ScheduleAction, ScheduleChange};
 use crate::status;
 use prost::Message;
 use rota_client::job_service;
@@ -11,13 +11,32 @@ use rota_client::proto::job_service_server::JobService;
 use rota_raft::Applied;
 use rota_state_machine::{
     ArchiveKey, ArchiveKind, Archived, ArchivedItem, JobFilter, JobId, JobPage, JobType, PlanId,
-    PlanStatus, SchedulerError, TenantId,
+    PlanStatus, ScheduleId, SchedulerError, TenantId,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The producer's service.
 pub struct Jobs(pub Arc<Api>);
+
+/// Next fire times `GetSchedule` lists unless asked, and the most it lists.
+const DEFAULT_UPCOMING: usize = 5;
+const MAX_UPCOMING: usize = 100;
+
+impl Jobs {
+    async fn change_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+        action: ScheduleAction,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        let principal = principal_of(&request)?;
+        let request = request.into_inner();
+        let bytes = request.encoded_len();
+        self.0
+            .serve_sized(&principal, ScheduleChange { request, action }, bytes)
+            .await
+    }
+}
 
 /// A page as the wire carries it, closed early (naming where the next starts) before it
 /// would pass `max_bytes`; the first job always fits.
@@ -327,5 +346,88 @@ impl JobService for Jobs {
                 .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
         });
         Ok(Response::new(page))
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<pb::CreateScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, create_schedule);
+        self.0.serve_write(request).await
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<pb::GetScheduleRequest>,
+    ) -> Result<Response<pb::GetScheduleResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, get_schedule);
+        let principal = principal_of(&request)?;
+        let wanted = request.into_inner();
+        let upcoming = match wanted.upcoming {
+            0 => DEFAULT_UPCOMING,
+            n => (n as usize).min(MAX_UPCOMING),
+        };
+        let id = ScheduleId::new(wanted.id);
+        let schedule = self
+            .0
+            .read_applied(is_stale, |applied| {
+                applied
+                    .state
+                    .schedule(&id)
+                    .filter(|s| principal.allows(&s.template.tenant))
+                    .map(|s| convert::schedule_out(s, upcoming))
+            })
+            .await?;
+        let schedule =
+            schedule.ok_or_else(|| status::scheduler(&SchedulerError::ScheduleNotFound(id)))?;
+        Ok(Response::new(pb::GetScheduleResponse {
+            schedule: Some(schedule),
+        }))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, list_schedules);
+        let principal = principal_of(&request)?;
+        let schedules = self
+            .0
+            .read_applied(is_stale, |applied| {
+                applied
+                    .state
+                    .schedules()
+                    .filter(|s| principal.allows(&s.template.tenant))
+                    .map(|s| convert::schedule_out(s, 1))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::ListSchedulesResponse { schedules }))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, pause_schedule);
+        self.change_schedule(request, ScheduleAction::Pause).await
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, resume_schedule);
+        self.change_schedule(request, ScheduleAction::Resume).await
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<pb::ScheduleRequest>,
+    ) -> Result<Response<pb::ScheduleResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, delete_schedule);
+        self.change_schedule(request, ScheduleAction::Delete).await
     }
 }

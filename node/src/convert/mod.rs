@@ -8,9 +8,10 @@ mod out;
 mod requests;
 
 pub use out::{
-    archived_job_out, job_out, plan_status_out, retention_out, scope_out, stamp_out, status_out,
+    archived_job_out, job_out, plan_status_out, retention_out, schedule_out, scope_out, stamp_out,
+    status_out,
 };
-pub use requests::{SourceChange, WireWrite};
+pub use requests::{ScheduleAction, ScheduleChange, SourceChange, WireWrite};
 
 use crate::status::invalid;
 use rota_client::proto as pb;

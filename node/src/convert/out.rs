@@ -2,8 +2,8 @@
 
 use rota_client::proto as pb;
 use rota_state_machine::{
-    Artifact, Attempt, AttemptOutcome, Grant, Job, JobEventKind, JobSpec, JobState, LeaseHold,
-    PlanStatus, Retention, Scope, Stamp, Status,
+    Artifact, Attempt, AttemptOutcome, Cadence, CatchUp, Grant, Job, JobEventKind, JobSpec,
+    JobState, LeaseHold, PlanStatus, Retention, Schedule, Scope, Stamp, Status,
 };
 
 fn artifact_out(a: &Artifact) -> pb::Artifact {
@@ -234,4 +234,30 @@ pub fn job_out(job: &Job, summary: bool) -> pb::Job {
             .collect();
     }
     out
+}
+
+/// A schedule as the wire shows it, with up to `upcoming` next fire times.
+pub fn schedule_out(schedule: &Schedule, upcoming: usize) -> pb::Schedule {
+    let (catch_up, catch_up_max) = match schedule.catch_up {
+        CatchUp::Skip => (pb::CatchUp::Skip, 0),
+        CatchUp::RunOnce => (pb::CatchUp::RunOnce, 0),
+        CatchUp::RunEach { max } => (pb::CatchUp::RunEach, max),
+    };
+    pb::Schedule {
+        id: schedule.id.as_str().to_owned(),
+        template: Some(spec_out(&schedule.template)),
+        cadence: Some(match &schedule.cadence {
+            Cadence::Cron { expression } => pb::schedule::Cadence::Cron(expression.clone()),
+            Cadence::Every { interval_ms } => pb::schedule::Cadence::IntervalMs(*interval_ms),
+        }),
+        catch_up: catch_up.into(),
+        catch_up_max,
+        start_ms: schedule.start_ms,
+        end_ms: schedule.end_ms,
+        paused: schedule.paused,
+        next_fire_ms: schedule.next_fire_ms.filter(|_| !schedule.paused),
+        last_fired_ms: schedule.last_fired_ms,
+        upcoming_ms: schedule.upcoming(upcoming),
+        created_by: Some(stamp_out(&schedule.created_by)),
+    }
 }

@@ -7,8 +7,8 @@ use super::{completion, item_outcome, plan_steps, scope, spec, stamp, status_out
 use crate::status::{self, invalid};
 use rota_client::proto as pb;
 use rota_state_machine::{
-    BreakerConfig, Command, CompleteItem, JobId, JobType, LeaseId, Reply, Response,
-    RetentionChange, TenantId, WorkerId,
+    BreakerConfig, Cadence, CatchUp, Command, CompleteItem, JobId, JobType, LeaseId, Reply,
+    Response, RetentionChange, ScheduleId, TenantId, WorkerId,
 };
 use tonic::Status;
 
@@ -343,4 +343,111 @@ fn breaker_config(c: pb::BreakerConfig) -> Result<BreakerConfig, Status> {
         window_ms: c.window_ms,
         min_attempts: c.min_attempts,
     })
+}
+
+/// A schedule call's answer: `Done`.
+fn schedule_done(reply: Reply) -> Result<pb::ScheduleResponse, Status> {
+    match reply {
+        Reply::Done => Ok(pb::ScheduleResponse {}),
+        other => Err(status::unexpected(&other)),
+    }
+}
+
+impl WireWrite for pb::CreateScheduleRequest {
+    type Answer = pb::ScheduleResponse;
+    fn command(self, limits: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let cadence = match self.cadence {
+            Some(pb::create_schedule_request::Cadence::Cron(expression)) => {
+                Cadence::Cron { expression }
+            }
+            Some(pb::create_schedule_request::Cadence::IntervalMs(interval_ms)) => {
+                Cadence::Every { interval_ms }
+            }
+            None => return Err(invalid("cadence", "give a cron expression or an interval")),
+        };
+        let catch_up = catch_up(self.catch_up, self.catch_up_max)?;
+        let command = Command::CreateSchedule {
+            id: ScheduleId::new(self.id),
+            template: spec(self.template, limits)?,
+            cadence,
+            catch_up,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            stamp: stamp(self.stamp)?,
+        };
+        Ok((self.session, command))
+    }
+    fn answer(reply: Reply) -> Result<Self::Answer, Status> {
+        schedule_done(reply)
+    }
+}
+
+/// The catch-up policy of the wire's enum and bound.
+fn catch_up(policy: i32, max: u32) -> Result<CatchUp, Status> {
+    let policy = pb::CatchUp::try_from(policy)
+        .map_err(|_| invalid("catch_up", format!("unknown policy {policy}")))?;
+    let bound_unused = |name: &str| match max {
+        0 => Ok(()),
+        _ => Err(invalid(
+            "catch_up_max",
+            format!("is for CATCH_UP_RUN_EACH, not {name}"),
+        )),
+    };
+    Ok(match policy {
+        pb::CatchUp::Unspecified | pb::CatchUp::Skip => {
+            bound_unused("skip")?;
+            CatchUp::Skip
+        }
+        pb::CatchUp::RunOnce => {
+            bound_unused("run-once")?;
+            CatchUp::RunOnce
+        }
+        pb::CatchUp::RunEach => CatchUp::RunEach { max },
+    })
+}
+
+/// What a `ScheduleRequest` asks of its schedule.
+#[derive(Clone, Copy, Debug)]
+pub enum ScheduleAction {
+    /// Stop firing.
+    Pause,
+    /// Fire again from the next fire time.
+    Resume,
+    /// Remove it.
+    Delete,
+}
+
+/// `PauseSchedule`, `ResumeSchedule` and `DeleteSchedule` share one request message; the
+/// call it came with says which command it asks for.
+pub struct ScheduleChange {
+    /// The wire request.
+    pub request: pb::ScheduleRequest,
+    /// What to do.
+    pub action: ScheduleAction,
+}
+
+impl WireWrite for ScheduleChange {
+    type Answer = pb::ScheduleResponse;
+    fn command(self, _: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let r = self.request;
+        let id = ScheduleId::new(r.id);
+        let stamp = stamp(r.stamp)?;
+        let command = match self.action {
+            ScheduleAction::Pause => Command::PauseSchedule {
+                id,
+                paused: true,
+                stamp,
+            },
+            ScheduleAction::Resume => Command::PauseSchedule {
+                id,
+                paused: false,
+                stamp,
+            },
+            ScheduleAction::Delete => Command::DeleteSchedule { id, stamp },
+        };
+        Ok((r.session, command))
+    }
+    fn answer(reply: Reply) -> Result<Self::Answer, Status> {
+        schedule_done(reply)
+    }
 }

@@ -57,6 +57,14 @@ impl ManualClock {
 
 /// Three nodes with peer and HTTP ports, founded; returns them once all know the leader.
 pub async fn cluster(dir: &std::path::Path) -> Vec<RunningNode> {
+    cluster_with(dir, |_| {}).await
+}
+
+/// As `cluster`, each node's settings changed by `adjust` before it starts.
+pub async fn cluster_with(
+    dir: &std::path::Path,
+    adjust: impl Fn(&mut NodeSettings),
+) -> Vec<RunningNode> {
     let mut nodes = Vec::new();
     for id in 1..=3 {
         let mut settings = NodeSettings::new(
@@ -66,6 +74,7 @@ pub async fn cluster(dir: &std::path::Path) -> Vec<RunningNode> {
         );
         settings.peer_listen = Some("127.0.0.1:0".parse().expect("addr"));
         settings.http_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        adjust(&mut settings);
         nodes.push(RunningNode::start(settings).await.expect("node starts"));
     }
     let members: BTreeMap<u64, RotaNode> = nodes
