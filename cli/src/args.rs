@@ -142,11 +142,14 @@ pub enum Cmd {
     /// Circuit breakers.
     #[command(subcommand)]
     Breaker(BreakerCmd),
-    /// Shows quotas, throttles, pauses, incidents, maintenance and queue depths.
+    /// Shows quotas, throttles, pauses, incidents, maintenance and queue depths; `history`
+    /// lists every change.
     Governance {
         /// Also list resolved incidents from the archive.
         #[arg(long)]
         archived: bool,
+        #[command(subcommand)]
+        cmd: Option<GovernanceCmd>,
     },
     /// How long finished work stays in memory, then in the archive.
     #[command(subcommand)]
@@ -283,6 +286,32 @@ pub enum JobCmd {
         id: u64,
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GovernanceCmd {
+    /// The governance history, oldest first: who changed what, why, under which ticket,
+    /// when and at which log index.
+    History {
+        /// Only this kind (repeat for more): quota_set, throttled, source_paused,
+        /// source_resumed, breaker_configured, breaker_tripped, breaker_reset, maintenance,
+        /// schedule_created, schedule_paused, schedule_deleted, job_canceled, job_replayed,
+        /// backfill, retention_set, token_created, token_revoked.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only changes at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<humantime::Timestamp>,
+        /// Only changes before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<humantime::Timestamp>,
+        /// Also the archived changes (past the history's retention window).
+        #[arg(long)]
+        archived: bool,
+        /// Most changes listed.
+        #[arg(long, default_value_t = 1_000)]
+        limit: usize,
     },
 }
 

@@ -2,12 +2,14 @@
 //! circuit breakers, and the view of all of them (`rota governance`).
 
 use crate::args::{
-    BreakerCmd, Global, MaintenanceCmd, QuotaCmd, RetentionCmd, ScopeArgs, SourceCmd, ThrottleArgs,
+    BreakerCmd, Global, GovernanceCmd, MaintenanceCmd, QuotaCmd, RetentionCmd, ScopeArgs,
+    SourceCmd, ThrottleArgs,
 };
-use crate::output::Output;
-use anyhow::{bail, Result};
+use crate::output::{table, Output};
+use anyhow::{bail, Context, Result};
 use rota_client::proto as pb;
 use rota_client::Client;
+use serde_json::{json, Value};
 
 /// `rota quota set`.
 pub async fn quota(cmd: QuotaCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
@@ -170,6 +172,85 @@ async fn configure_breaker(
 }
 
 /// `rota governance`: everything in force, and the queues.
+/// `rota governance history`: pages through the history until `limit` changes.
+pub async fn history(
+    cmd: GovernanceCmd,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    let GovernanceCmd::History {
+        kinds,
+        since,
+        until,
+        archived,
+        limit,
+    } = cmd;
+    let millis = |t: humantime::Timestamp, flag: &str| -> Result<u64> {
+        std::time::SystemTime::from(t)
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok())
+            .with_context(|| format!("{flag} is out of range"))
+    };
+    let mut request = pb::GovernanceHistoryRequest {
+        read: global.read_options(),
+        kinds,
+        since_ms: since.map(|t| millis(t, "--since")).transpose()?,
+        until_ms: until.map(|t| millis(t, "--until")).transpose()?,
+        after_index: None,
+        limit: 1_000,
+        archived,
+    };
+    let mut events = Vec::new();
+    while events.len() < limit {
+        let page = client.governance_history(request.clone()).await?;
+        events.extend(page.events);
+        match page.next_after {
+            Some(next) => request.after_index = Some(next),
+            None => break,
+        }
+    }
+    events.truncate(limit);
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "log_index": e.log_index,
+                "at_ms": e.at_ms,
+                "kind": e.kind,
+                "actor": e.stamp.as_ref().map(|s| s.actor.clone()),
+                "reason": e.stamp.as_ref().map(|s| s.reason.clone()),
+                "ticket": e.stamp.as_ref().and_then(|s| s.ticket.clone()),
+                "detail": e.detail,
+                "archived": e.archived,
+            })
+        })
+        .collect();
+    out.show(json!({ "events": rows }), || {
+        let mut table = table(&[
+            "index", "time", "kind", "actor", "reason", "ticket", "detail",
+        ]);
+        for e in &events {
+            let stamp = e.stamp.clone().unwrap_or_default();
+            table.add_row(vec![
+                e.log_index.to_string(),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms),
+                )
+                .to_string(),
+                e.kind.clone(),
+                stamp.actor,
+                stamp.reason,
+                stamp.ticket.unwrap_or_default(),
+                e.detail.clone(),
+            ]);
+        }
+        table.to_string()
+    });
+    Ok(())
+}
+
 pub async fn show(archived: bool, global: &Global, client: &Client, out: &Output) -> Result<()> {
     let view = client
         .get_governance(pb::GetGovernanceRequest {

@@ -173,7 +173,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Source(cmd) => govern::source(cmd, &global, &client()?, &out).await,
         Cmd::Maintenance(cmd) => govern::maintenance(cmd, &global, &client()?, &out).await,
         Cmd::Breaker(cmd) => govern::breaker(cmd, &global, &client()?, &out).await,
-        Cmd::Governance { archived } => govern::show(archived, &global, &client()?, &out).await,
+        Cmd::Governance { cmd: Some(cmd), .. } => {
+            govern::history(cmd, &global, &client()?, &out).await
+        }
+        Cmd::Governance {
+            archived,
+            cmd: None,
+        } => govern::show(archived, &global, &client()?, &out).await,
         Cmd::Retention(cmd) => govern::retention(cmd, &global, &client()?, &out).await,
     }
 }

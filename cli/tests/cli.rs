@@ -194,6 +194,25 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         json(&endpoint, &["schedule", "list"])["schedules"],
         serde_json::json!([])
     );
+    let history = json(
+        &endpoint,
+        &[
+            "governance",
+            "history",
+            "--kind",
+            "schedule_created",
+            "--kind",
+            "schedule_deleted",
+        ],
+    );
+    let events = history["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2, "{history}");
+    assert_eq!(events[0]["kind"], "schedule_created");
+    assert_eq!(events[0]["ticket"], "OPS-10");
+    assert_eq!(events[0]["actor"], "ops@example.com");
+    assert_eq!(events[1]["kind"], "schedule_deleted");
+    assert_eq!(events[1]["reason"], "gone");
+    assert!(ok(&endpoint, &["governance", "history"]).contains("schedule_paused"));
     let bad_cron = rota(
         &endpoint,
         &[

@@ -540,6 +540,10 @@ impl Client {
         get_governance, admin_service, GetGovernanceRequest, GetGovernanceResponse
     );
     read_rpc!(
+        /// A page of the governance history.
+        governance_history, admin_service, GovernanceHistoryRequest, GovernanceHistoryResponse
+    );
+    read_rpc!(
         /// The answering node's view of the cluster.
         cluster_status, admin_service, ClusterStatusRequest, ClusterStatusResponse
     );

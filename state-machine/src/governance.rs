@@ -347,6 +347,52 @@ pub enum GovernanceChange {
     },
 }
 
+impl GovernanceChange {
+    /// Every kind's name, as `kind` gives it.
+    pub const KINDS: [&'static str; 17] = [
+        "quota_set",
+        "throttled",
+        "source_paused",
+        "source_resumed",
+        "breaker_configured",
+        "breaker_tripped",
+        "breaker_reset",
+        "maintenance",
+        "schedule_created",
+        "schedule_paused",
+        "schedule_deleted",
+        "job_canceled",
+        "job_replayed",
+        "backfill",
+        "retention_set",
+        "token_created",
+        "token_revoked",
+    ];
+
+    /// The change's kind, in snake case: what logs, metrics and history filters name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GovernanceChange::QuotaSet { .. } => "quota_set",
+            GovernanceChange::Throttled { .. } => "throttled",
+            GovernanceChange::SourcePaused { .. } => "source_paused",
+            GovernanceChange::SourceResumed { .. } => "source_resumed",
+            GovernanceChange::BreakerConfigured { .. } => "breaker_configured",
+            GovernanceChange::BreakerTripped { .. } => "breaker_tripped",
+            GovernanceChange::BreakerReset { .. } => "breaker_reset",
+            GovernanceChange::Maintenance { .. } => "maintenance",
+            GovernanceChange::ScheduleCreated { .. } => "schedule_created",
+            GovernanceChange::SchedulePaused { .. } => "schedule_paused",
+            GovernanceChange::ScheduleDeleted { .. } => "schedule_deleted",
+            GovernanceChange::JobCanceled { .. } => "job_canceled",
+            GovernanceChange::JobReplayed { .. } => "job_replayed",
+            GovernanceChange::Backfill { .. } => "backfill",
+            GovernanceChange::RetentionSet { .. } => "retention_set",
+            GovernanceChange::TokenCreated { .. } => "token_created",
+            GovernanceChange::TokenRevoked { .. } => "token_revoked",
+        }
+    }
+}
+
 /// One entry in the cluster-wide governance history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GovernanceEvent {

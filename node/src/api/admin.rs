@@ -127,6 +127,23 @@ impl AdminService for Admin {
         Ok(Response::new(view))
     }
 
+    async fn governance_history(
+        &self,
+        request: Request<pb::GovernanceHistoryRequest>,
+    ) -> Result<Response<pb::GovernanceHistoryResponse>, Status> {
+        principal_of(&request)?.unbound("the governance history")?;
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, admin_service, governance_history);
+        let wanted = request.into_inner();
+        let page = self
+            .0
+            .read_applied(is_stale, |applied| {
+                super::history::history(applied, &wanted)
+            })
+            .await??;
+        Ok(Response::new(page))
+    }
+
     async fn set_retention(
         &self,
         request: Request<pb::SetRetentionRequest>,

@@ -4,6 +4,7 @@
 //! cluster status are served from the local replica.
 
 mod admin;
+mod history;
 mod jobs;
 mod traces;
 mod workers;

@@ -225,7 +225,7 @@ fn log(event: &Event, me: NodeId) {
         } => {
             tracing::info!(
                 target: "rota::governance",
-                event = super::jobs::change_kind(change),
+                event = change.kind(),
                 change = ?change,
                 actor = stamp.as_ref().map(|s| s.actor.as_str()),
                 reason = stamp.as_ref().map(|s| s.reason.as_str()),
@@ -235,7 +235,7 @@ fn log(event: &Event, me: NodeId) {
                 ordinal = event.ordinal,
                 atMs = *at_ms,
                 "governance {}",
-                super::jobs::change_kind(change)
+                change.kind()
             );
         }
     }

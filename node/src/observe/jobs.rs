@@ -199,7 +199,7 @@ impl Tallies {
                     book.tally(tenant, job_type).counts[Count::LeaseExtensions as usize] += 1;
                 }
                 Note::Governance { change, .. } => {
-                    *book.changes.entry(change_kind(change)).or_default() += 1;
+                    *book.changes.entry(change.kind()).or_default() += 1;
                     if let GovernanceChange::BreakerTripped { job_type, .. } = change {
                         if book.trips.contains_key(job_type.as_str())
                             || book.trips.len() < MAX_PAIRS
@@ -212,29 +212,6 @@ impl Tallies {
                 }
             }
         }
-    }
-}
-
-/// A governance change's kind, as a label.
-pub fn change_kind(change: &GovernanceChange) -> &'static str {
-    match change {
-        GovernanceChange::QuotaSet { .. } => "quota_set",
-        GovernanceChange::Throttled { .. } => "throttled",
-        GovernanceChange::SourcePaused { .. } => "source_paused",
-        GovernanceChange::SourceResumed { .. } => "source_resumed",
-        GovernanceChange::BreakerConfigured { .. } => "breaker_configured",
-        GovernanceChange::BreakerTripped { .. } => "breaker_tripped",
-        GovernanceChange::BreakerReset { .. } => "breaker_reset",
-        GovernanceChange::Maintenance { .. } => "maintenance",
-        GovernanceChange::ScheduleCreated { .. } => "schedule_created",
-        GovernanceChange::SchedulePaused { .. } => "schedule_paused",
-        GovernanceChange::ScheduleDeleted { .. } => "schedule_deleted",
-        GovernanceChange::JobCanceled { .. } => "job_canceled",
-        GovernanceChange::JobReplayed { .. } => "job_replayed",
-        GovernanceChange::Backfill { .. } => "backfill",
-        GovernanceChange::RetentionSet { .. } => "retention_set",
-        GovernanceChange::TokenCreated { .. } => "token_created",
-        GovernanceChange::TokenRevoked { .. } => "token_revoked",
     }
 }
 
