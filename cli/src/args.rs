@@ -125,6 +125,21 @@ pub enum Cmd {
     /// Recurring schedules: a job template fired on a cron expression (UTC) or an interval.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
+    /// Which jobs wrote and read an artifact (by name, URI or digest), and the chain up and
+    /// down.
+    Lineage {
+        /// The artifact's name, URI or digest.
+        artifact: String,
+        /// Only up the chain: what the writers read, and who wrote that.
+        #[arg(long, conflicts_with = "down")]
+        up: bool,
+        /// Only down the chain: what the readers wrote, and who read that.
+        #[arg(long)]
+        down: bool,
+        /// Steps beyond the artifact's own writers and readers (at most 20).
+        #[arg(long, default_value_t = 5)]
+        depth: u32,
+    },
     /// The dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCmd),

@@ -2,7 +2,7 @@
 //! plan file format.
 
 use crate::args::{DlqCmd, Global, JobCmd, PlanCmd, SubmitArgs};
-use crate::output::{table, Output};
+use crate::output::{status_name, table, Output};
 use anyhow::{bail, Context, Result};
 use rota_client::proto as pb;
 use rota_client::Client;
@@ -98,6 +98,68 @@ async fn submit(args: SubmitArgs, client: &Client, out: &Output) -> Result<()> {
                 "job {} already exists for this idempotency key",
                 answer.job_id
             ),
+        },
+    );
+    Ok(())
+}
+
+/// `rota lineage ARTIFACT`.
+pub async fn lineage(
+    artifact: String,
+    direction: pb::LineageDirection,
+    depth: u32,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    let answer = client
+        .get_lineage(pb::GetLineageRequest {
+            artifact: artifact.clone(),
+            direction: direction.into(),
+            depth,
+            read: global.read_options(),
+        })
+        .await?;
+    let links: Vec<Value> = answer
+        .links
+        .iter()
+        .map(|l| {
+            let a = l.artifact.clone().unwrap_or_default();
+            json!({
+                "job_id": l.job_id,
+                "tenant": l.tenant,
+                "job_type": l.job_type,
+                "status": status_name(l.status),
+                "wrote": l.wrote,
+                "artifact": {"name": a.name, "uri": a.uri, "digest": a.digest},
+                "depth": l.depth,
+            })
+        })
+        .collect();
+    out.show(
+        json!({"links": links, "truncated": answer.truncated}),
+        || {
+            if answer.links.is_empty() {
+                return format!("no job in memory wrote or read {artifact}");
+            }
+            let mut table = table(&["depth", "job", "tenant/type", "status", "", "artifact"]);
+            for l in &answer.links {
+                let a = l.artifact.clone().unwrap_or_default();
+                table.add_row(vec![
+                    l.depth.to_string(),
+                    l.job_id.to_string(),
+                    format!("{}/{}", l.tenant, l.job_type),
+                    status_name(l.status).to_owned(),
+                    if l.wrote { "wrote" } else { "read" }.to_owned(),
+                    format!("{} ({})", a.name, a.uri),
+                ]);
+            }
+            let more = if answer.truncated {
+                "\n(cut at 1,000 links)"
+            } else {
+                ""
+            };
+            format!("{table}{more}")
         },
     );
     Ok(())

@@ -167,6 +167,19 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
         Cmd::Schedule(cmd) => schedule::schedule(cmd, &global, &client()?, &out).await,
+        Cmd::Lineage {
+            artifact,
+            up,
+            down,
+            depth,
+        } => {
+            let direction = match (up, down) {
+                (true, _) => rota_client::proto::LineageDirection::Up,
+                (_, true) => rota_client::proto::LineageDirection::Down,
+                _ => rota_client::proto::LineageDirection::Unspecified,
+            };
+            jobs::lineage(artifact, direction, depth, &global, &client()?, &out).await
+        }
         Cmd::Dlq(cmd) => jobs::dlq(cmd, &global, &client()?, &out).await,
         Cmd::Quota(cmd) => govern::quota(cmd, &global, &client()?, &out).await,
         Cmd::Throttle(args) => govern::throttle(args, &global, &client()?, &out).await,

@@ -127,6 +127,12 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         full["retry"],
         serde_json::json!({"max_attempts": 4, "base_backoff_ms": 2000, "max_backoff_ms": 60000})
     );
+    let lineage = json(&endpoint, &["lineage", "sha256:ab"]);
+    assert_eq!(lineage["links"][0]["job_id"], full["id"], "{lineage}");
+    assert_eq!(lineage["links"][0]["wrote"], false);
+    assert_eq!(lineage["links"][0]["artifact"]["name"], "raw");
+    assert!(ok(&endpoint, &["lineage", "s3://b/rates.csv"]).contains("read"));
+    assert!(ok(&endpoint, &["lineage", "nothing"]).contains("no job in memory"));
     let bad_input = rota(
         &endpoint,
         &[

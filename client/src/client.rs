@@ -463,6 +463,10 @@ impl Client {
         /// A page of the dead-letter queue.
         list_dead_letters, job_service, ListDeadLettersRequest, ListJobsResponse
     );
+    read_rpc!(
+        /// An artifact's writers and readers, and the chain up and down.
+        get_lineage, job_service, GetLineageRequest, GetLineageResponse
+    );
     write_rpc!(
         /// Adds a recurring schedule.
         create_schedule, job_service, CreateScheduleRequest, ScheduleResponse

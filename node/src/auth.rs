@@ -153,6 +153,7 @@ const RULES: &[(&str, AuthScope)] = {
         ("/rota.v1.JobService/GetJob", Read),
         ("/rota.v1.JobService/ListJobs", Read),
         ("/rota.v1.JobService/ListDeadLetters", Read),
+        ("/rota.v1.JobService/GetLineage", Read),
         ("/rota.v1.JobService/CreateSchedule", Write),
         ("/rota.v1.JobService/GetSchedule", Read),
         ("/rota.v1.JobService/ListSchedules", Read),

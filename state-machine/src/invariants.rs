@@ -92,12 +92,13 @@ impl State {
     fn check_indexes(&self) -> Result<(), String> {
         let rebuilt = Indexes::rebuild(&self.ledger);
         let idx = &self.idx;
-        let checks: [(&str, bool); 16] = [
+        let checks: [(&str, bool); 17] = [
             ("ready", idx.ready == rebuilt.ready),
             ("by_status", idx.by_status == rebuilt.by_status),
             ("status_counts", idx.status_counts == rebuilt.status_counts),
             ("by_tenant", idx.by_tenant == rebuilt.by_tenant),
             ("by_type", idx.by_type == rebuilt.by_type),
+            ("artifacts", idx.artifacts == rebuilt.artifacts),
             ("idempotency", idx.idempotency == rebuilt.idempotency),
             ("dependents", idx.dependents == rebuilt.dependents),
             ("timers", idx.timers == rebuilt.timers),

@@ -409,6 +409,8 @@ impl State {
             .expect("a leased job has the attempt its lease opened");
         attempt.ended_ms = Some(at.now_ms);
         attempt.outcome = Some(outcome.clone());
+        self.idx
+            .add_artifacts(job_id, &outputs, crate::ledger::ArtifactUse::Wrote);
         attempt.outputs = outputs;
         let number = attempt.number;
         record(

@@ -6,7 +6,7 @@ use crate::governance::{
     Breaker, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
 };
 use crate::ids::{ClientId, IncidentId, JobId, JobType, PlanId, ScheduleId, TenantId};
-use crate::job::{Job, JobEvent, JobEventKind, JobState, Status};
+use crate::job::{Artifact, Job, JobEvent, JobEventKind, JobState, Status};
 use crate::journal::Note;
 use crate::plan::Plan;
 use crate::schedule::Schedule;
@@ -107,6 +107,29 @@ pub(crate) struct Indexes {
     pub archived_keys: BTreeMap<(TenantId, String), JobId>,
     /// Token names by the SHA-256 of their secrets: how a presented token is found.
     pub token_by_hash: BTreeMap<[u8; 32], String>,
+    /// Lineage: each artifact's name, URI and digest to the jobs in memory that read it
+    /// (their inputs) or wrote it (an attempt's outputs).
+    pub artifacts: BTreeMap<String, BTreeSet<(JobId, ArtifactUse)>>,
+}
+
+/// How a job used an artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ArtifactUse {
+    /// Declared it as an input.
+    Read,
+    /// An attempt reported it as an output.
+    Wrote,
+}
+
+/// The index keys of an artifact: its name, URI and digest.
+fn artifact_keys(artifact: &Artifact) -> impl Iterator<Item = &str> {
+    [
+        Some(artifact.name.as_str()),
+        Some(artifact.uri.as_str()),
+        artifact.digest.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Files `id` under `name`, cloning the name only the first time it is seen.
@@ -137,6 +160,9 @@ impl Indexes {
         for job in ledger.jobs.values() {
             idx.add_created(job);
             idx.add(job);
+            for attempt in &job.attempts {
+                idx.add_artifacts(job.id, &attempt.outputs, ArtifactUse::Wrote);
+            }
         }
         for schedule in ledger.schedules.values() {
             idx.add_schedule(schedule);
@@ -182,6 +208,39 @@ impl Indexes {
         }
         unfile(&mut self.by_tenant, &spec.tenant, job.id);
         unfile(&mut self.by_type, &spec.job_type, job.id);
+        let outputs = job.attempts.iter().flat_map(|a| &a.outputs);
+        for (artifact, used) in spec
+            .inputs
+            .iter()
+            .map(|a| (a, ArtifactUse::Read))
+            .chain(outputs.map(|a| (a, ArtifactUse::Wrote)))
+        {
+            for key in artifact_keys(artifact) {
+                if let Some(jobs) = self.artifacts.get_mut(key) {
+                    jobs.remove(&(job.id, used));
+                    if jobs.is_empty() {
+                        self.artifacts.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Files `artifacts` as read or written by `job`.
+    pub(crate) fn add_artifacts(&mut self, job: JobId, artifacts: &[Artifact], used: ArtifactUse) {
+        for artifact in artifacts {
+            for key in artifact_keys(artifact) {
+                match self.artifacts.get_mut(key) {
+                    Some(jobs) => {
+                        jobs.insert((job, used));
+                    }
+                    None => {
+                        self.artifacts
+                            .insert(key.to_owned(), BTreeSet::from([(job, used)]));
+                    }
+                }
+            }
+        }
     }
 
     /// Adds the entries a job has for its whole life: its idempotency key, tenant and type.
@@ -193,6 +252,7 @@ impl Indexes {
         }
         file_under(&mut self.by_tenant, &spec.tenant, job.id);
         file_under(&mut self.by_type, &spec.job_type, job.id);
+        self.add_artifacts(job.id, &spec.inputs, ArtifactUse::Read);
     }
 
     /// Adds the entries of `job` in its current state.

@@ -56,7 +56,9 @@ pub use journal::Note;
 pub use leasing::{backoff_ms, MAX_LEASE_BATCH, MAX_LEASE_PAYLOAD_BYTES};
 pub use ledger::{Session, State};
 pub use plan::{Plan, PlanStatus};
-pub use query::{JobFilter, JobPage, Lineage, PlanView, QueueDepth, MAX_PAGE};
+pub use query::{
+    JobFilter, JobPage, Lineage, LineageLink, LineageScope, PlanView, QueueDepth, MAX_PAGE,
+};
 pub use retention::{Retention, RetentionChange, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, MAX_CATCH_UP, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};

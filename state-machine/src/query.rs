@@ -92,6 +92,32 @@ pub struct PlanView<'a> {
     pub steps: Vec<(&'a str, JobId, Status)>,
 }
 
+/// Which way `State::lineage_of` follows an artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineageScope {
+    /// Up: what the producers read, and who wrote that.
+    pub up: bool,
+    /// Down: what the consumers wrote, and who read that.
+    pub down: bool,
+    /// Steps beyond the jobs that read or wrote the artifact itself.
+    pub depth: u32,
+    /// The most links returned.
+    pub max_links: usize,
+}
+
+/// One job's use of one artifact in a lineage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineageLink<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// True when the job wrote the artifact (an attempt's output), false when it read it.
+    pub wrote: bool,
+    /// The artifact as the job named it.
+    pub artifact: &'a Artifact,
+    /// 0 for the artifact asked about; each step up or down adds one.
+    pub depth: u32,
+}
+
 /// What a job read and what each of its attempts wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lineage<'a> {
@@ -314,6 +340,72 @@ impl State {
             inputs: &job.spec.inputs,
             outputs,
         })
+    }
+
+    /// The jobs in memory that read or wrote the artifact named `term` (its name, URI or
+    /// digest), then step by step up (what the writers read, who wrote that) and down (what
+    /// the readers wrote, who read that), each job's use listed once, at most
+    /// `scope.max_links`; the bool is true when that bound cut the walk short. Steps follow
+    /// artifacts by URI.
+    pub fn lineage_of(&self, term: &str, scope: LineageScope) -> (Vec<LineageLink<'_>>, bool) {
+        let mut links: Vec<LineageLink<'_>> = Vec::new();
+        let mut seen: BTreeSet<(JobId, bool, &str)> = BTreeSet::new();
+        // (key to look up, depth, follow up, follow down)
+        // Breadth first, so that each link has its shortest depth.
+        let mut frontier: std::collections::VecDeque<(&str, u32, bool, bool)> =
+            [(term, 0, true, true)].into();
+        while let Some((key, depth, up, down)) = frontier.pop_front() {
+            let Some(users) = self.idx.artifacts.get(key) else {
+                continue;
+            };
+            for &(id, used) in users {
+                let wrote = used == crate::ledger::ArtifactUse::Wrote;
+                // Up follows writers, down follows readers; the artifact asked about shows both.
+                if (wrote && !up) || (!wrote && !down) {
+                    continue;
+                }
+                let Some(job) = self.ledger.jobs.get(&id).map(Arc::as_ref) else {
+                    continue;
+                };
+                let named = |a: &&Artifact| {
+                    a.name == key || a.uri == key || a.digest.as_deref() == Some(key)
+                };
+                let artifact = match wrote {
+                    true => job.attempts.iter().flat_map(|a| &a.outputs).find(named),
+                    false => job.spec.inputs.iter().find(named),
+                };
+                let Some(artifact) = artifact else {
+                    continue;
+                };
+                if !seen.insert((id, wrote, artifact.uri.as_str())) {
+                    continue;
+                }
+                if links.len() == scope.max_links {
+                    return (links, true);
+                }
+                links.push(LineageLink {
+                    job,
+                    wrote,
+                    artifact,
+                    depth,
+                });
+                if depth == scope.depth {
+                    continue;
+                }
+                if wrote && scope.up {
+                    for input in &job.spec.inputs {
+                        frontier.push_back((input.uri.as_str(), depth + 1, true, false));
+                    }
+                }
+                if !wrote && scope.down {
+                    for output in job.attempts.iter().flat_map(|a| &a.outputs) {
+                        frontier.push_back((output.uri.as_str(), depth + 1, false, true));
+                    }
+                }
+            }
+        }
+        links.sort_by_key(|l| (l.depth, l.job.id, !l.wrote));
+        (links, false)
     }
 
     /// Recurring schedules by name.

@@ -531,6 +531,115 @@ fn lineage_keeps_inputs_and_each_attempts_outputs() {
     assert_eq!(lineage.outputs, vec![(1, &[out][..])]);
 }
 
+fn artifact(name: &str, uri: &str) -> Artifact {
+    Artifact {
+        name: name.into(),
+        uri: uri.into(),
+        digest: Some(format!("sha256:{name}")),
+    }
+}
+
+/// Enqueues a job of `job_type` reading `inputs`, runs it, and has it write `outputs`.
+fn run(c: &mut Cluster, job_type: &str, inputs: &[Artifact], outputs: &[Artifact]) -> JobId {
+    let mut s = spec("acme", job_type);
+    s.inputs = inputs.to_vec();
+    let id = c.enqueue(s);
+    let g = c.lease("w", &[job_type], 1).remove(0);
+    assert_eq!(g.job_id, id);
+    c.complete(
+        &g,
+        Completion::Succeeded {
+            outputs: outputs.to_vec(),
+        },
+    )
+    .unwrap();
+    id
+}
+
+#[test]
+fn lineage_finds_writers_and_readers_and_walks_the_chain_up_and_down() {
+    let mut c = Cluster::new();
+    let raw = artifact("raw", "s3://lake/raw");
+    let clean = artifact("clean", "s3://lake/clean");
+    let report = artifact("report", "s3://lake/report");
+    let audit = artifact("audit", "s3://lake/audit");
+    let extract = run(&mut c, "extract", &[], &[raw.clone()]);
+    let transform = run(&mut c, "transform", &[raw.clone()], &[clean.clone()]);
+    let reporting = run(&mut c, "report", &[clean.clone()], &[report.clone()]);
+    let auditing = run(&mut c, "audit", &[clean.clone()], &[audit.clone()]);
+    let unrelated = run(&mut c, "other", &[], &[artifact("x", "s3://x")]);
+    let all = LineageScope {
+        up: true,
+        down: true,
+        depth: 10,
+        max_links: 100,
+    };
+    let links = |term: &str, scope: LineageScope| -> Vec<(JobId, bool, String, u32)> {
+        let (links, cut) = c.state.lineage_of(term, scope);
+        assert!(!cut);
+        links
+            .iter()
+            .map(|l| (l.job.id, l.wrote, l.artifact.name.clone(), l.depth))
+            .collect()
+    };
+    // By name, URI or digest: who wrote `clean`, who read it.
+    let direct = LineageScope { depth: 0, ..all };
+    let expected = vec![
+        (transform, true, "clean".to_owned(), 0),
+        (reporting, false, "clean".to_owned(), 0),
+        (auditing, false, "clean".to_owned(), 0),
+    ];
+    for term in ["clean", "s3://lake/clean", "sha256:clean"] {
+        assert_eq!(links(term, direct), expected, "{term}");
+    }
+    // The whole chain: up to `extract`, down to the report and the audit.
+    let chain = links("clean", all);
+    assert_eq!(
+        chain,
+        vec![
+            (transform, true, "clean".to_owned(), 0),
+            (reporting, false, "clean".to_owned(), 0),
+            (auditing, false, "clean".to_owned(), 0),
+            (extract, true, "raw".to_owned(), 1),
+        ],
+        "down stops where nobody reads what the readers wrote"
+    );
+    // Up only, from the report: its writer, what that read, who wrote that, and so on.
+    let up = links("report", LineageScope { down: false, ..all });
+    assert_eq!(
+        up,
+        vec![
+            (reporting, true, "report".to_owned(), 0),
+            (transform, true, "clean".to_owned(), 1),
+            (extract, true, "raw".to_owned(), 2),
+        ]
+    );
+    // Down only, from raw: its writer and reader (the artifact's own are always listed),
+    // then what read what the reader wrote.
+    let down = links("s3://lake/raw", LineageScope { up: false, ..all });
+    assert_eq!(
+        down,
+        vec![
+            (extract, true, "raw".to_owned(), 0),
+            (transform, false, "raw".to_owned(), 0),
+            (reporting, false, "clean".to_owned(), 1),
+            (auditing, false, "clean".to_owned(), 1),
+        ]
+    );
+    assert!(links("nothing", all).is_empty());
+    assert!(!chain.iter().any(|l| l.0 == unrelated));
+    // A bound on links cuts the walk and says so.
+    let (cut, truncated) = c.state.lineage_of(
+        "clean",
+        LineageScope {
+            max_links: 2,
+            ..all
+        },
+    );
+    assert_eq!(cut.len(), 2);
+    assert!(truncated);
+}
+
 #[test]
 fn list_jobs_filters_and_pages() {
     let mut c = Cluster::new();

@@ -10,14 +10,18 @@ use rota_client::proto as pb;
 use rota_client::proto::job_service_server::JobService;
 use rota_raft::Applied;
 use rota_state_machine::{
-    ArchiveKey, ArchiveKind, Archived, ArchivedItem, JobFilter, JobId, JobPage, JobType, PlanId,
-    PlanStatus, ScheduleId, SchedulerError, TenantId,
+    ArchiveKey, ArchiveKind, Archived, ArchivedItem, JobFilter, JobId, JobPage, JobType,
+    LineageScope, PlanId, PlanStatus, ScheduleId, SchedulerError, TenantId,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The producer's service.
 pub struct Jobs(pub Arc<Api>);
+
+/// The most steps `GetLineage` walks beyond the artifact, and the most links it answers.
+const MAX_LINEAGE_DEPTH: u32 = 20;
+const MAX_LINEAGE_LINKS: usize = 1_000;
 
 /// Next fire times `GetSchedule` lists unless asked, and the most it lists.
 const DEFAULT_UPCOMING: usize = 5;
@@ -346,6 +350,61 @@ impl JobService for Jobs {
                 .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
         });
         Ok(Response::new(page))
+    }
+
+    async fn get_lineage(
+        &self,
+        request: Request<pb::GetLineageRequest>,
+    ) -> Result<Response<pb::GetLineageResponse>, Status> {
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, job_service, get_lineage);
+        let principal = principal_of(&request)?;
+        let wanted = request.into_inner();
+        if wanted.artifact.is_empty() {
+            return Err(status::invalid(
+                "artifact",
+                "name an artifact: its name, URI or digest",
+            ));
+        }
+        if wanted.depth > MAX_LINEAGE_DEPTH {
+            return Err(status::invalid(
+                "depth",
+                format!("at most {MAX_LINEAGE_DEPTH} steps"),
+            ));
+        }
+        let direction = pb::LineageDirection::try_from(wanted.direction).map_err(|_| {
+            status::invalid(
+                "direction",
+                format!("unknown direction {}", wanted.direction),
+            )
+        })?;
+        let scope = LineageScope {
+            up: direction != pb::LineageDirection::Down,
+            down: direction != pb::LineageDirection::Up,
+            depth: wanted.depth,
+            max_links: MAX_LINEAGE_LINKS,
+        };
+        let answer = self
+            .0
+            .read_applied(is_stale, |applied| {
+                let (links, truncated) = applied.state.lineage_of(&wanted.artifact, scope);
+                let links = links
+                    .iter()
+                    .filter(|l| principal.allows(&l.job.spec.tenant))
+                    .map(|l| pb::LineageLink {
+                        job_id: l.job.id.0,
+                        tenant: l.job.spec.tenant.0.clone(),
+                        job_type: l.job.spec.job_type.0.clone(),
+                        status: convert::status_out(l.job.status()).into(),
+                        wrote: l.wrote,
+                        artifact: Some(convert::artifact_out(l.artifact)),
+                        depth: l.depth,
+                    })
+                    .collect();
+                pb::GetLineageResponse { links, truncated }
+            })
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn create_schedule(

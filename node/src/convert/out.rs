@@ -6,7 +6,7 @@ use rota_state_machine::{
     JobState, LeaseHold, PlanStatus, Retention, Schedule, Scope, Stamp, Status,
 };
 
-fn artifact_out(a: &Artifact) -> pb::Artifact {
+pub fn artifact_out(a: &Artifact) -> pb::Artifact {
     pb::Artifact {
         name: a.name.clone(),
         uri: a.uri.clone(),
