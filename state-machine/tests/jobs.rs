@@ -563,10 +563,25 @@ fn lineage_finds_writers_and_readers_and_walks_the_chain_up_and_down() {
     let clean = artifact("clean", "s3://lake/clean");
     let report = artifact("report", "s3://lake/report");
     let audit = artifact("audit", "s3://lake/audit");
-    let extract = run(&mut c, "extract", &[], &[raw.clone()]);
-    let transform = run(&mut c, "transform", &[raw.clone()], &[clean.clone()]);
-    let reporting = run(&mut c, "report", &[clean.clone()], &[report.clone()]);
-    let auditing = run(&mut c, "audit", &[clean.clone()], &[audit.clone()]);
+    let extract = run(&mut c, "extract", &[], std::slice::from_ref(&raw));
+    let transform = run(
+        &mut c,
+        "transform",
+        std::slice::from_ref(&raw),
+        std::slice::from_ref(&clean),
+    );
+    let reporting = run(
+        &mut c,
+        "report",
+        std::slice::from_ref(&clean),
+        std::slice::from_ref(&report),
+    );
+    let auditing = run(
+        &mut c,
+        "audit",
+        std::slice::from_ref(&clean),
+        std::slice::from_ref(&audit),
+    );
     let unrelated = run(&mut c, "other", &[], &[artifact("x", "s3://x")]);
     let all = LineageScope {
         up: true,
