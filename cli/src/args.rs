@@ -125,6 +125,9 @@ pub enum Cmd {
     /// Recurring schedules: a job template fired on a cron expression (UTC) or an interval.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
+    /// Signed audit bundles: make a key, export a window of log time, verify offline.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Which jobs wrote and read an artifact (by name, URI or digest), and the chain up and
     /// down.
     Lineage {
@@ -194,6 +197,10 @@ pub struct DevArgs {
     /// Write the job log (target `rota::job`): leader or all (the same on one node), or off.
     #[arg(long, default_value = "leader")]
     pub job_log: rota_node::JobLog,
+    /// The key audit bundles are signed with [default: audit.key in the data directory,
+    /// made on first start].
+    #[arg(long)]
+    pub audit_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -327,6 +334,41 @@ pub enum GovernanceCmd {
         /// Most changes listed.
         #[arg(long, default_value_t = 1_000)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Makes an audit signing key: DIR/audit.key (secret, for the nodes' --audit-key) and
+    /// DIR/audit.pub (for `rota audit verify --key`).
+    Keygen {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Exports the jobs created in a window of log time, with their history, the throttle
+    /// changes, incidents and replays, signed by the answering node's key.
+    Export {
+        /// Jobs created at or after this time (RFC 3339) [default: the beginning].
+        #[arg(long)]
+        since: Option<humantime::Timestamp>,
+        /// Jobs created before this time (RFC 3339) [default: now and on].
+        #[arg(long)]
+        until: Option<humantime::Timestamp>,
+        /// Only this tenant's jobs.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The directory to write the bundle into (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Checks a bundle offline: the signature, every file's digest and line chain, the
+    /// counts, that every history line belongs to a job of the bundle.
+    Verify {
+        /// The bundle's directory.
+        bundle: PathBuf,
+        /// The public key (audit.pub).
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 

@@ -132,6 +132,10 @@ pub struct AgentArgs {
     /// The window for --incident-dead-letters, in log time (e.g. 1h, 15m) [default: 1h].
     #[arg(long, env = "ROTA_INCIDENT_WINDOW")]
     pub incident_window: Option<String>,
+    /// The ed25519 key (`rota audit keygen`) this node signs audit bundles with; without
+    /// one, `rota audit export` through this node is refused.
+    #[arg(long, env = "ROTA_AUDIT_KEY")]
+    pub audit_key: Option<PathBuf>,
 }
 
 /// The same settings as a TOML file spells them.
@@ -163,6 +167,7 @@ struct FileConfig {
     incident_webhook_secret_file: Option<PathBuf>,
     incident_dead_letters: Option<u32>,
     incident_window: Option<String>,
+    audit_key: Option<PathBuf>,
 }
 
 /// A setting that must be positive, if given.
@@ -357,6 +362,9 @@ impl AgentArgs {
             }
             (None, None) => {}
         }
+        if let Some(path) = self.audit_key.or(file.audit_key) {
+            settings.audit_key = Some(std::sync::Arc::new(read_audit_key(&path)?));
+        }
         Ok(settings)
     }
 }
@@ -459,6 +467,23 @@ pub fn default_dev_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".local/share/rota/dev")
+}
+
+/// The audit signing key in `path`, as `rota audit keygen` writes it.
+pub fn read_audit_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    rota_node::audit::format::signing_key(&text).ok_or_else(|| {
+        ConfigError::Invalid(
+            "audit-key",
+            format!(
+                "{} does not hold an audit signing key (64 hex digits; rota audit keygen makes one)",
+                path.display()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! clear message and exit code 1 on any error.
 
 mod args;
+mod audit;
 mod bench;
 mod cert;
 mod cluster;
@@ -167,6 +168,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
         Cmd::Schedule(cmd) => schedule::schedule(cmd, &global, &client()?, &out).await,
+        Cmd::Audit(cmd) => audit::audit(cmd, &global, client, &out).await,
         Cmd::Lineage {
             artifact,
             up,

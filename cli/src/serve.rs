@@ -11,6 +11,10 @@ pub async fn dev(args: DevArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(config::default_dev_dir);
     let mut settings = NodeSettings::new(1, args.listen, data_dir.clone());
     settings.job_log = args.job_log;
+    settings.audit_key = Some(std::sync::Arc::new(dev_audit_key(
+        args.audit_key.as_deref(),
+        &data_dir,
+    )?));
     settings.http_listen = Some(match args.http_listen {
         Some(addr) => addr,
         None => config::next_port(args.listen, 2, "http-listen")?,
@@ -81,4 +85,31 @@ async fn serve_until_signal(node: RunningNode) -> Result<()> {
     node.shutdown().await?;
     println!("rota: stopped");
     Ok(())
+}
+
+/// The dev node's audit key: the one given, else `audit.key` in its data directory (made,
+/// with `audit.pub` beside it, on first start).
+fn dev_audit_key(
+    given: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> Result<ed25519_dalek::SigningKey> {
+    use rota_node::audit::format;
+    if let Some(path) = given {
+        return Ok(config::read_audit_key(path)?);
+    }
+    let path = data_dir.join("audit.key");
+    if path.exists() {
+        return Ok(config::read_audit_key(&path)?);
+    }
+    let key = format::generate().context("drawing an audit key")?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("making {}", data_dir.display()))?;
+    std::fs::write(&path, format::hex_line(&key.to_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    let public = data_dir.join("audit.pub");
+    std::fs::write(&public, format::hex_line(key.verifying_key().as_bytes()))
+        .with_context(|| format!("writing {}", public.display()))?;
+    Ok(key)
 }

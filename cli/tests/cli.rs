@@ -238,6 +238,51 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert!(!bad_cron.status.success());
     assert!(String::from_utf8_lossy(&bad_cron.stderr).contains("61 * * * *"));
 
+    // Audit: the dev node made its key in its data directory; a bundle verifies with it,
+    // and a changed byte is named by file and line. A key of one's own: keygen.
+    let bundle = dir.path().join("bundle");
+    let exported = json(
+        &endpoint,
+        &["audit", "export", "--out", bundle.to_str().expect("utf-8")],
+    );
+    assert!(exported["jobs"].as_u64() >= Some(2), "{exported}");
+    let public = dir.path().join("audit.pub");
+    let verify = |key: &std::path::Path| {
+        rota(
+            &endpoint,
+            &[
+                "audit",
+                "verify",
+                bundle.to_str().expect("utf-8"),
+                "--key",
+                key.to_str().expect("utf-8"),
+            ],
+        )
+    };
+    let verified = verify(&public);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("bundle verifies"));
+    let keys = dir.path().join("keys");
+    let made = json(
+        &endpoint,
+        &["audit", "keygen", "--out", keys.to_str().expect("utf-8")],
+    );
+    assert_eq!(made["key_id"].as_str().map(str::len), Some(16));
+    let wrong = verify(&keys.join("audit.pub"));
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no signature by key"));
+    let jobs_file = bundle.join("jobs.jsonl");
+    let text = std::fs::read_to_string(&jobs_file).expect("jobs.jsonl");
+    std::fs::write(&jobs_file, text.replacen("acme", "acmf", 1)).expect("tamper");
+    let tampered = verify(&public);
+    assert!(!tampered.status.success());
+    let said = String::from_utf8_lossy(&tampered.stderr);
+    assert!(said.contains("jobs.jsonl line 1"), "{said}");
+
     let plan = dir.path().join("plan.yaml");
     std::fs::write(
         &plan,

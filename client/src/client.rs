@@ -544,6 +544,10 @@ impl Client {
         get_governance, admin_service, GetGovernanceRequest, GetGovernanceResponse
     );
     read_rpc!(
+        /// An audit bundle, signed by the answering node's audit key.
+        export_audit, admin_service, ExportAuditRequest, ExportAuditResponse
+    );
+    read_rpc!(
         /// A page of the governance history.
         governance_history, admin_service, GovernanceHistoryRequest, GovernanceHistoryResponse
     );

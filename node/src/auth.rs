@@ -173,6 +173,7 @@ const RULES: &[(&str, AuthScope)] = {
         ("/rota.v1.AdminService/SetMaintenance", Admin),
         ("/rota.v1.AdminService/GetGovernance", Read),
         ("/rota.v1.AdminService/GovernanceHistory", Read),
+        ("/rota.v1.AdminService/ExportAudit", Admin),
         ("/rota.v1.AdminService/SetRetention", Admin),
         ("/rota.v1.AdminService/ClusterStatus", Read),
         ("/rota.v1.AdminService/InitCluster", Admin),

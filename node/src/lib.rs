@@ -3,6 +3,7 @@
 //! (`cli/`) and the simulations start it through `RunningNode`.
 
 mod api;
+pub mod audit;
 pub mod auth;
 mod clock;
 mod commit;

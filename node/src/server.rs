@@ -78,6 +78,9 @@ pub struct NodeSettings {
     pub job_log: JobLog,
     /// When incidents are raised and where they are pushed.
     pub incidents: IncidentSettings,
+    /// The ed25519 key this node signs audit bundles with (`--audit-key`); without one,
+    /// `ExportAudit` is refused.
+    pub audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 impl NodeSettings {
@@ -101,6 +104,7 @@ impl NodeSettings {
             clock: system_clock(),
             job_log: JobLog::default(),
             incidents: IncidentSettings::default(),
+            audit_key: None,
         }
     }
 
@@ -281,6 +285,7 @@ impl RunningNode {
                 limits: settings.limits.clone(),
                 peers,
                 dial: settings.dial.clone(),
+                audit_key: settings.audit_key.clone(),
             },
         );
         let mut servers = Vec::new();

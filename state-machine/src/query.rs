@@ -413,6 +413,11 @@ impl State {
         self.ledger.schedules.values()
     }
 
+    /// The jobs in memory, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.ledger.jobs.values().map(Arc::as_ref)
+    }
+
     /// One schedule.
     pub fn schedule(&self, id: &ScheduleId) -> Option<&Schedule> {
         self.ledger.schedules.get(id)

@@ -144,6 +144,41 @@ impl AdminService for Admin {
         Ok(Response::new(page))
     }
 
+    async fn export_audit(
+        &self,
+        request: Request<pb::ExportAuditRequest>,
+    ) -> Result<Response<pb::ExportAuditResponse>, Status> {
+        principal_of(&request)?.unbound("an audit export")?;
+        let is_stale = stale(&request.get_ref().read);
+        forward_unless_here!(self.0, request, is_stale, admin_service, export_audit);
+        let Some(key) = self.0.audit_key.clone() else {
+            return Err(status::with_kind(
+                tonic::Code::FailedPrecondition,
+                "no_audit_key",
+                "this node has no audit key: start it with --audit-key FILE (rota audit keygen makes one)",
+            ));
+        };
+        let wanted = request.into_inner();
+        let window = crate::audit::Window {
+            since_ms: wanted.since_ms.unwrap_or(0),
+            until_ms: wanted.until_ms.unwrap_or(u64::MAX),
+            tenant: wanted.tenant,
+        };
+        let (files, manifest) = self
+            .0
+            .read_applied(is_stale, |applied| crate::audit::bundle(applied, &window))
+            .await??;
+        let files = crate::audit::format::seal(files, &manifest, &key)
+            .map_err(|e| status::internal(format!("sealing the bundle: {e}")))?;
+        Ok(Response::new(pb::ExportAuditResponse {
+            files: files
+                .into_iter()
+                .map(|(name, content)| pb::AuditFile { name, content })
+                .collect(),
+            key_id: crate::audit::format::key_id(&key.verifying_key()),
+        }))
+    }
+
     async fn set_retention(
         &self,
         request: Request<pb::SetRetentionRequest>,

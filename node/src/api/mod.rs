@@ -52,6 +52,8 @@ pub struct Api {
     leaders: Mutex<HashMap<String, Channel>>,
     /// Sessions with a lease on its way through this node, and how many.
     leases: workers::LeasesInFlight,
+    /// The key audit bundles are signed with.
+    audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 /// What `Api::new` needs beyond the Raft node.
@@ -66,6 +68,8 @@ pub struct ApiSettings {
     pub peers: BTreeMap<NodeId, String>,
     /// How to reach the leader; `None` dials TCP.
     pub dial: Option<Dial>,
+    /// The key audit bundles are signed with.
+    pub audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 /// Where a request is served.
@@ -87,6 +91,7 @@ impl Api {
             dial: settings.dial,
             leaders: Mutex::new(HashMap::new()),
             leases: Arc::default(),
+            audit_key: settings.audit_key,
         })
     }
 

@@ -132,7 +132,8 @@ fn attempt_out(attempt: &Attempt) -> pb::Attempt {
     }
 }
 
-fn event_out(kind: &JobEventKind) -> (&'static str, String) {
+/// A job event's kind and details for people.
+pub fn event_out(kind: &JobEventKind) -> (&'static str, String) {
     match kind {
         JobEventKind::Enqueued => ("enqueued", String::new()),
         JobEventKind::Ready => ("ready", String::new()),
