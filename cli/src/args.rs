@@ -318,7 +318,7 @@ pub enum GovernanceCmd {
     History {
         /// Only this kind (repeat for more): quota_set, throttled, source_paused,
         /// source_resumed, breaker_configured, breaker_tripped, breaker_reset, maintenance,
-        /// schedule_created, schedule_paused, schedule_deleted, job_canceled, job_replayed,
+        /// schedule_created, schedule_paused, schedule_resumed, schedule_deleted, job_canceled, job_replayed,
         /// backfill, retention_set, token_created, token_revoked.
         #[arg(long = "kind")]
         kinds: Vec<String>,

@@ -63,10 +63,7 @@ pub async fn audit(
                 .await?;
             let mut files = format::Files::new();
             for file in answer.files {
-                let safe = file.name.split('/').all(|part| {
-                    !part.is_empty() && part != "." && part != ".." && !part.contains('\\')
-                });
-                if !safe || file.name.matches('/').count() > 1 {
+                if !format::allowed_name(&file.name) {
                     bail!("the node sent a file named {:?}: not written", file.name);
                 }
                 files.insert(file.name, file.content);

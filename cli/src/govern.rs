@@ -235,10 +235,7 @@ pub async fn history(
             let stamp = e.stamp.clone().unwrap_or_default();
             table.add_row(vec![
                 e.log_index.to_string(),
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms),
-                )
-                .to_string(),
+                crate::schedule::time_text(e.at_ms),
                 e.kind.clone(),
                 stamp.actor,
                 stamp.reason,

@@ -209,6 +209,16 @@ fn state_text(s: &pb::Schedule) -> &'static str {
     }
 }
 
-fn time_text(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+/// A time for people: RFC 3339, or the milliseconds where humantime cannot write the year.
+pub fn time_text(ms: u64) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    match write!(
+        text,
+        "{}",
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
+    ) {
+        Ok(()) => text,
+        Err(_) => format!("{ms} ms"),
+    }
 }

@@ -218,7 +218,11 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert_eq!(events[0]["actor"], "ops@example.com");
     assert_eq!(events[1]["kind"], "schedule_deleted");
     assert_eq!(events[1]["reason"], "gone");
-    assert!(ok(&endpoint, &["governance", "history"]).contains("schedule_paused"));
+    let table = ok(&endpoint, &["governance", "history"]);
+    assert!(
+        table.contains("schedule_paused") && table.contains("schedule_resumed"),
+        "{table}"
+    );
     let bad_cron = rota(
         &endpoint,
         &[

@@ -439,6 +439,20 @@ impl State {
         self.ledger.retained.book.get(&key)
     }
 
+    /// The archive's book entries of `kind`, by key.
+    pub fn archived_entries(
+        &self,
+        kind: ArchiveKind,
+    ) -> impl Iterator<Item = (ArchiveKey, &BookEntry)> {
+        let from = ArchiveKey { kind, id: 0 };
+        let to = ArchiveKey { kind, id: u64::MAX };
+        self.ledger
+            .retained
+            .book
+            .range(from..=to)
+            .map(|(key, entry)| (*key, entry))
+    }
+
     /// The archive's size.
     pub fn archive_stats(&self) -> ArchiveStats {
         ArchiveStats {

@@ -349,7 +349,7 @@ pub enum GovernanceChange {
 
 impl GovernanceChange {
     /// Every kind's name, as `kind` gives it.
-    pub const KINDS: [&'static str; 17] = [
+    pub const KINDS: [&'static str; 18] = [
         "quota_set",
         "throttled",
         "source_paused",
@@ -360,6 +360,7 @@ impl GovernanceChange {
         "maintenance",
         "schedule_created",
         "schedule_paused",
+        "schedule_resumed",
         "schedule_deleted",
         "job_canceled",
         "job_replayed",
@@ -381,7 +382,8 @@ impl GovernanceChange {
             GovernanceChange::BreakerReset { .. } => "breaker_reset",
             GovernanceChange::Maintenance { .. } => "maintenance",
             GovernanceChange::ScheduleCreated { .. } => "schedule_created",
-            GovernanceChange::SchedulePaused { .. } => "schedule_paused",
+            GovernanceChange::SchedulePaused { paused: true, .. } => "schedule_paused",
+            GovernanceChange::SchedulePaused { paused: false, .. } => "schedule_resumed",
             GovernanceChange::ScheduleDeleted { .. } => "schedule_deleted",
             GovernanceChange::JobCanceled { .. } => "job_canceled",
             GovernanceChange::JobReplayed { .. } => "job_replayed",

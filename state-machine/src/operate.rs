@@ -73,6 +73,12 @@ pub(crate) fn check_scope(scope: &Scope) -> Result<(), SchedulerError> {
     Ok(())
 }
 
+/// The most schedules the cluster keeps.
+pub const MAX_SCHEDULES: usize = 10_000;
+
+/// The latest start or end a schedule may have: the last millisecond of the year 9999.
+const MAX_SCHEDULE_TIME_MS: u64 = 253_402_300_799_999;
+
 /// A schedule as `CreateSchedule` asks for it.
 pub(crate) struct NewSchedule {
     pub id: ScheduleId,
@@ -257,8 +263,29 @@ impl State {
                 "a schedule's template has no dependencies and no idempotency key (each firing gets its own)",
             ));
         }
+        if template.backfill.is_some() {
+            return Err(SchedulerError::invalid(
+                "template",
+                "a schedule's firings are not backfills (a backfill is its own operation)",
+            ));
+        }
         cadence.validate(at.now_ms)?;
         catch_up.validate()?;
+        if self.ledger.schedules.len() >= MAX_SCHEDULES && !self.ledger.schedules.contains_key(&id)
+        {
+            return Err(SchedulerError::invalid(
+                "id",
+                format!("the cluster holds {MAX_SCHEDULES} schedules, the most it keeps: delete some first"),
+            ));
+        }
+        for (field, time) in [("start_ms", start_ms), ("end_ms", end_ms)] {
+            if time.is_some_and(|t| t == 0 || t > MAX_SCHEDULE_TIME_MS) {
+                return Err(SchedulerError::invalid(
+                    field,
+                    "must be a time after 1970 and before the year 10000",
+                ));
+            }
+        }
         if let Some(end) = end_ms {
             if end <= at.now_ms || start_ms.is_some_and(|start| end <= start) {
                 return Err(SchedulerError::invalid(
@@ -273,7 +300,14 @@ impl State {
         // An interval schedule fires at its start and every interval after; without a
         // start, one interval after its creation.
         let anchor_ms = match (&cadence, start_ms) {
-            (Cadence::Every { interval_ms }, Some(start)) => start.saturating_sub(*interval_ms),
+            (Cadence::Every { interval_ms }, Some(start)) => {
+                start.checked_sub(*interval_ms).ok_or_else(|| {
+                    SchedulerError::invalid(
+                        "start_ms",
+                        "an interval schedule's start must be at least one interval after 1970",
+                    )
+                })?
+            }
             _ => at.now_ms,
         };
         let mut schedule = Schedule {
@@ -292,9 +326,14 @@ impl State {
         // A start in the past counts its firings since then as missed, as after an outage.
         schedule.next_fire_ms = schedule.first_from(start_ms.unwrap_or(at.now_ms + 1));
         if schedule.next_fire_ms.is_none() {
+            let field = if end_ms.is_some() {
+                "end_ms"
+            } else {
+                "start_ms"
+            };
             return Err(SchedulerError::invalid(
-                "end_ms",
-                "the schedule would never fire before its end",
+                field,
+                "the schedule would never fire between its start and its end",
             ));
         }
         self.idx.add_schedule(&schedule);

@@ -345,20 +345,33 @@ impl State {
     /// The jobs in memory that read or wrote the artifact named `term` (its name, URI or
     /// digest), then step by step up (what the writers read, who wrote that) and down (what
     /// the readers wrote, who read that), each job's use listed once, at most
-    /// `scope.max_links`; the bool is true when that bound cut the walk short. Steps follow
-    /// artifacts by URI.
+    /// `scope.max_links`; the bool is true when that bound, or the walk's own (100,000 job
+    /// uses examined), cut it short. Steps follow artifacts by URI.
     pub fn lineage_of(&self, term: &str, scope: LineageScope) -> (Vec<LineageLink<'_>>, bool) {
+        const MAX_EXAMINED: usize = 100_000;
         let mut links: Vec<LineageLink<'_>> = Vec::new();
         let mut seen: BTreeSet<(JobId, bool, &str)> = BTreeSet::new();
         // (key to look up, depth, follow up, follow down)
         // Breadth first, so that each link has its shortest depth.
         let mut frontier: std::collections::VecDeque<(&str, u32, bool, bool)> =
             [(term, 0, true, true)].into();
+        // Each (artifact, direction) is looked up once, and the walk examines at most
+        // MAX_EXAMINED (job, artifact) pairs, however many jobs share an artifact.
+        let mut looked_up: BTreeSet<(&str, bool, bool)> = BTreeSet::new();
+        let mut examined = 0usize;
         while let Some((key, depth, up, down)) = frontier.pop_front() {
+            if !looked_up.insert((key, up, down)) {
+                continue;
+            }
             let Some(users) = self.idx.artifacts.get(key) else {
                 continue;
             };
             for &(id, used) in users {
+                examined += 1;
+                if examined > MAX_EXAMINED {
+                    links.sort_by_key(|l| (l.depth, l.job.id, !l.wrote));
+                    return (links, true);
+                }
                 let wrote = used == crate::ledger::ArtifactUse::Wrote;
                 // Up follows writers, down follows readers; the artifact asked about shows both.
                 if (wrote && !up) || (!wrote && !down) {
@@ -381,6 +394,7 @@ impl State {
                     continue;
                 }
                 if links.len() == scope.max_links {
+                    links.sort_by_key(|l| (l.depth, l.job.id, !l.wrote));
                     return (links, true);
                 }
                 links.push(LineageLink {

@@ -311,7 +311,22 @@ fn bad_schedules_are_rejected() {
         ));
     }
     let now = c.now_ms;
+    let mut backfill = create_command("x", every_minute.clone(), CatchUp::Skip);
+    if let Command::CreateSchedule { template, .. } = &mut backfill {
+        template.backfill = Some(Backfill {
+            reason: "r".into(),
+            ticket: "T-1".into(),
+        });
+    }
+    assert!(matches!(
+        c.apply(backfill),
+        Err(SchedulerError::InvalidInput { ref field, .. }) if field == "template"
+    ));
     for (start_ms, end_ms) in [
+        (Some(0), None),
+        (Some(30_000), None), // less than one interval after 1970
+        (Some(253_402_300_800_000), None),
+        (None, Some(u64::MAX)),
         (None, Some(now)),
         (Some(now + 10 * MINUTE), Some(now + 5 * MINUTE)),
         // Ends before its first firing.

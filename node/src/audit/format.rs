@@ -10,7 +10,7 @@
 //! ed25519 over the manifest's bytes, in hex. Key ids are the first 16 hex digits of the
 //! SHA-256 of the public key.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +67,16 @@ impl ChainedFile {
         self.bytes.push(b'\n');
         self.lines += 1;
         Ok(())
+    }
+
+    /// Its size so far, in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether no line was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     /// The file's entry in the manifest, and its bytes.
@@ -187,7 +197,7 @@ pub fn verify(files: &Files, key: &VerifyingKey) -> Result<Verified, Broken> {
         .and_then(|text| hex::decode(text.trim()).ok())
         .and_then(|bytes| Signature::from_slice(&bytes).ok())
         .ok_or_else(|| broken(format!("{signature_name}: not an ed25519 signature in hex")))?;
-    key.verify(manifest_bytes, &signature).map_err(|_| {
+    key.verify_strict(manifest_bytes, &signature).map_err(|_| {
         broken(format!(
             "manifest.json: the signature by key {id} does not verify: the manifest was changed, or signed with another key"
         ))
@@ -202,9 +212,11 @@ pub fn verify(files: &Files, key: &VerifyingKey) -> Result<Verified, Broken> {
     }
     let listed: BTreeSet<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
     for name in files.keys() {
-        let known = name == "manifest.json"
-            || name.starts_with("signatures/")
-            || listed.contains(name.as_str());
+        let signature = name
+            .strip_prefix("signatures/")
+            .and_then(|file| file.strip_suffix(".sig"))
+            .is_some_and(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let known = name == "manifest.json" || signature || listed.contains(name.as_str());
         if !known {
             return Err(broken(format!("{name}: not in the manifest")));
         }
@@ -368,6 +380,17 @@ pub fn hex_line(bytes: &[u8]) -> String {
     }
     out.push('\n');
     out
+}
+
+/// Whether `name` is a file a bundle may hold: a data file, the manifest, or a signature
+/// named by a key id. What an export writes is checked against this.
+pub fn allowed_name(name: &str) -> bool {
+    FILES.contains(&name)
+        || name == "manifest.json"
+        || name
+            .strip_prefix("signatures/")
+            .and_then(|file| file.strip_suffix(".sig"))
+            .is_some_and(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -574,6 +597,28 @@ mod tests {
             refusal(&files, &signer),
             "history.jsonl line 1: names job 9 that is not in jobs.jsonl"
         );
+    }
+
+    #[test]
+    fn only_a_bundles_own_names_are_allowed() {
+        for good in [
+            "jobs.jsonl",
+            "manifest.json",
+            "signatures/0123456789abcdef.sig",
+        ] {
+            assert!(allowed_name(good), "{good}");
+        }
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "signatures/../../x.sig",
+            "signatures/0123456789abcdeg.sig",
+            "C:x",
+            "jobs.jsonl/",
+            "notes.txt",
+        ] {
+            assert!(!allowed_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::status::{self, invalid};
 use format::{ChainedFile, Files, Manifest, FILES, FORMAT};
 use rota_raft::Applied;
 use rota_state_machine::{
-    ArchiveKind, ArchivedItem, AttemptOutcome, GovernanceChange, GovernanceEvent, Incident, Job,
-    JobId, Scope,
+    ArchiveKey, ArchiveKind, Archived, ArchivedItem, AttemptOutcome, GovernanceChange,
+    GovernanceEvent, Incident, Job, JobId, Scope,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -153,7 +153,7 @@ fn job_line(job: &Job, archived: bool) -> JobLine<'_> {
         created_ms: job.created_ms,
         idempotency_key: spec.idempotency_key.as_deref(),
         correlation_id: spec.correlation_id.as_deref(),
-        payload_sha256: format::sha256_hex(&spec.payload),
+        payload_sha256: job.payload_digest_hex(),
         payload_bytes: spec.payload.len(),
         depends_on: spec.depends_on.iter().map(|d| d.0).collect(),
         inputs: artifacts(&spec.inputs),
@@ -206,14 +206,105 @@ fn throttling(change: &GovernanceChange, tenant: Option<&str>) -> bool {
     }
 }
 
-/// Everything a bundle draws from, read from one replica.
-struct Gathered {
-    jobs: BTreeMap<JobId, (Job, bool)>,
-    governance: Vec<GovernanceEvent>,
-    incidents: Vec<Incident>,
+/// Every archived record of `kind` archived at or after `since_ms` (what a window starting
+/// there can hold: a record is archived after it happened), read back whole; a record the
+/// book lists that this node's archive lacks or holds damaged fails the export rather than
+/// leave a signed bundle short.
+fn archived_since(
+    applied: &Applied,
+    kind: ArchiveKind,
+    since_ms: u64,
+    mut visit: impl FnMut(ArchivedItem) -> Result<(), Status>,
+) -> Result<(), Status> {
+    let keys: Vec<ArchiveKey> = applied
+        .state
+        .archived_entries(kind)
+        .filter(|(_, entry)| entry.archived_ms >= since_ms)
+        .map(|(key, _)| key)
+        .collect();
+    for key in keys {
+        match applied.archived(key) {
+            Ok(Some(archived)) => visit(archived.item)?,
+            Ok(None) => {}
+            Err(e) => {
+                return Err(status::with_kind(
+                    tonic::Code::Unavailable,
+                    "archive_damaged",
+                    format!(
+                        "{e}: this node cannot make a whole bundle; export through another node"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
-fn gather(applied: &Applied, window: &Window) -> Result<Gathered, Status> {
+/// A bundle's files as they fill, and the byte budget they draw on.
+struct Writing {
+    jobs: ChainedFile,
+    history: ChainedFile,
+    range: Option<(u64, u64)>,
+    /// (original, replay, the replay's payload digest, its status), in the jobs' order.
+    replays: Vec<(JobId, JobId, String, &'static str)>,
+}
+
+impl Writing {
+    fn cover(&mut self, index: u64) {
+        self.range = Some(match self.range {
+            None => (index, index),
+            Some((low, high)) => (low.min(index), high.max(index)),
+        });
+    }
+
+    fn job(&mut self, job: &Job, archived: bool) -> Result<(), Status> {
+        self.jobs.push(&job_line(job, archived)).map_err(encoding)?;
+        for event in &job.history {
+            let (kind, detail) = crate::convert::event_out(&event.kind);
+            self.cover(event.log_index);
+            self.history
+                .push(&HistoryLine {
+                    job_id: job.id.0,
+                    log_index: event.log_index,
+                    at_ms: event.at_ms,
+                    kind,
+                    detail: &detail,
+                })
+                .map_err(encoding)?;
+        }
+        if let Some(original) = job.origin.replay_of {
+            self.replays.push((
+                original,
+                job.id,
+                job.payload_digest_hex(),
+                job.status().as_str(),
+            ));
+        }
+        if self.jobs.len() + self.history.len() > MAX_BUNDLE_BYTES {
+            return Err(too_big());
+        }
+        Ok(())
+    }
+}
+
+fn encoding(e: serde_json::Error) -> Status {
+    status::internal(format!("encoding the bundle: {e}"))
+}
+
+fn too_big() -> Status {
+    status::over_budget(
+        "audit bundle",
+        "the window holds more than one bundle carries (48 MiB): export shorter windows",
+    )
+}
+
+/// The bundle of `window` from `applied`, unsigned (the manifest and signature are added by
+/// `format::seal`). Jobs come archived first, then those in memory, each by id: the same
+/// order on every replica at the same applied index.
+pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), Status> {
+    if window.until_ms <= window.since_ms {
+        return Err(invalid("until_ms", "must be after since_ms"));
+    }
     let in_window = |job: &Job| {
         job.created_ms >= window.since_ms
             && job.created_ms < window.until_ms
@@ -222,114 +313,45 @@ fn gather(applied: &Applied, window: &Window) -> Result<Gathered, Status> {
                 .as_deref()
                 .is_none_or(|t| job.spec.tenant.as_str() == t)
     };
-    let mut jobs = BTreeMap::new();
-    let mut bytes = 0;
-    let mut take = |job: Job, archived: bool| -> Result<(), Status> {
-        bytes += 512 + job.spec.payload.len().min(64) + job.history.len() * 160;
-        if bytes > MAX_BUNDLE_BYTES {
-            return Err(status::over_budget(
-                "audit bundle",
-                "the window holds more than one bundle carries (48 MiB): export shorter windows",
-            ));
-        }
-        jobs.insert(job.id, (job, archived));
-        Ok(())
-    };
-    let mut failed = None;
-    applied
-        .scan_archived(ArchiveKind::Job, 0, |_, archived| {
-            if let Some(ArchivedItem::Job(job)) = archived.map(|a| a.item) {
-                if in_window(&job) {
-                    if let Err(e) = take(*job, true) {
-                        failed = Some(e);
-                        return false;
-                    }
-                }
-            }
-            true
-        })
-        .map_err(|e| status::archive(&e))?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    for job in applied.state.jobs().filter(|j| in_window(j)) {
-        take(job.clone(), false)?;
-    }
-    let mut governance = Vec::new();
-    applied
-        .scan_archived(ArchiveKind::Governance, 0, |_, archived| {
-            if let Some(ArchivedItem::Governance(event)) = archived.map(|a| a.item) {
-                governance.push(event);
-            }
-            true
-        })
-        .map_err(|e| status::archive(&e))?;
-    governance.extend(applied.state.governance_history().iter().cloned());
-    let mut incidents = Vec::new();
-    applied
-        .scan_archived(ArchiveKind::Incident, 0, |_, archived| {
-            if let Some(ArchivedItem::Incident(incident)) = archived.map(|a| a.item) {
-                incidents.push(incident);
-            }
-            true
-        })
-        .map_err(|e| status::archive(&e))?;
-    incidents.extend(applied.state.incidents(false).into_iter().cloned());
-    incidents.sort_by_key(|i| i.id);
-    incidents.dedup_by_key(|i| i.id);
-    Ok(Gathered {
-        jobs,
-        governance,
-        incidents,
-    })
-}
-
-/// The bundle of `window` from `applied`, unsigned (the manifest and signature are added by
-/// `format::seal`).
-pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), Status> {
-    if window.until_ms <= window.since_ms {
-        return Err(invalid("until_ms", "must be after since_ms"));
-    }
-    let gathered = gather(applied, window)?;
-    let json = |e: serde_json::Error| status::internal(format!("encoding the bundle: {e}"));
-    let mut range: Option<(u64, u64)> = None;
-    let mut cover = |index: u64| {
-        range = Some(match range {
-            None => (index, index),
-            Some((low, high)) => (low.min(index), high.max(index)),
-        });
-    };
-
-    let mut jobs = ChainedFile::default();
-    let mut history = ChainedFile::default();
-    for (job, archived) in gathered.jobs.values() {
-        jobs.push(&job_line(job, *archived)).map_err(json)?;
-        for event in &job.history {
-            let (kind, detail) = crate::convert::event_out(&event.kind);
-            cover(event.log_index);
-            history
-                .push(&HistoryLine {
-                    job_id: job.id.0,
-                    log_index: event.log_index,
-                    at_ms: event.at_ms,
-                    kind,
-                    detail: &detail,
-                })
-                .map_err(json)?;
-        }
-    }
-
-    let mut throttles = ChainedFile::default();
     let in_time = |at: u64| at >= window.since_ms && at < window.until_ms;
+    let mut writing = Writing {
+        jobs: ChainedFile::default(),
+        history: ChainedFile::default(),
+        range: None,
+        replays: Vec::new(),
+    };
+    archived_since(
+        applied,
+        ArchiveKind::Job,
+        window.since_ms,
+        |item| match item {
+            ArchivedItem::Job(job) if in_window(&job) => writing.job(&job, true),
+            _ => Ok(()),
+        },
+    )?;
+    for job in applied.state.jobs().filter(|j| in_window(j)) {
+        writing.job(job, false)?;
+    }
+
+    let mut governance: Vec<GovernanceEvent> = Vec::new();
+    archived_since(applied, ArchiveKind::Governance, window.since_ms, |item| {
+        if let ArchivedItem::Governance(event) = item {
+            governance.push(event);
+        }
+        Ok(())
+    })?;
+    governance.extend(applied.state.governance_history().iter().cloned());
+    governance.retain(|e| in_time(e.at_ms));
+    let mut throttles = ChainedFile::default();
     let mut replay_notes: BTreeMap<(u64, u64), &GovernanceEvent> = BTreeMap::new();
-    for event in &gathered.governance {
+    for event in &governance {
         if let GovernanceChange::JobReplayed { job, replay } = &event.change {
             replay_notes.insert((job.0, replay.0), event);
         }
-        if !in_time(event.at_ms) || !throttling(&event.change, window.tenant.as_deref()) {
+        if !throttling(&event.change, window.tenant.as_deref()) {
             continue;
         }
-        cover(event.log_index);
+        writing.cover(event.log_index);
         let stamp = event.stamp.as_ref();
         throttles
             .push(&ChangeLine {
@@ -341,12 +363,23 @@ pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), S
                 ticket: stamp.and_then(|s| s.ticket.as_deref()),
                 detail: format!("{:?}", event.change),
             })
-            .map_err(json)?;
+            .map_err(encoding)?;
     }
 
+    let mut opened: Vec<Incident> = Vec::new();
+    archived_since(applied, ArchiveKind::Incident, window.since_ms, |item| {
+        if let ArchivedItem::Incident(incident) = item {
+            opened.push(incident);
+        }
+        Ok(())
+    })?;
+    opened.extend(applied.state.incidents(false).into_iter().cloned());
+    opened.retain(|i| in_time(i.opened_ms));
+    opened.sort_by_key(|i| i.id);
+    opened.dedup_by_key(|i| i.id);
     let mut incidents = ChainedFile::default();
-    for incident in gathered.incidents.iter().filter(|i| in_time(i.opened_ms)) {
-        cover(incident.opened_index);
+    for incident in &opened {
+        writing.cover(incident.opened_index);
         let resolved = incident.resolved.as_ref();
         incidents
             .push(&IncidentLine {
@@ -359,66 +392,52 @@ pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), S
                 resolved_by: resolved.map(|(_, s)| s.actor.as_str()),
                 resolved_reason: resolved.map(|(_, s)| s.reason.as_str()),
             })
-            .map_err(json)?;
+            .map_err(encoding)?;
     }
 
     let mut replays = ChainedFile::default();
-    for (job, _) in gathered.jobs.values() {
-        let Some(original) = job.origin.replay_of else {
-            continue;
+    for (original, replay, replay_digest, replay_status) in &writing.replays {
+        let found: Option<(String, &'static str)> = match applied.state.job(*original) {
+            Some(job) => Some((job.payload_digest_hex(), job.status().as_str())),
+            None => match applied.archived(ArchiveKey::job(*original)) {
+                Ok(Some(Archived {
+                    item: ArchivedItem::Job(job),
+                    ..
+                })) => Some((job.payload_digest_hex(), job.status().as_str())),
+                Ok(_) => None,
+                Err(e) => return Err(status::archive(&e)),
+            },
         };
-        let found = gathered
-            .jobs
-            .get(&original)
-            .map(|(j, _)| j.clone())
-            .or_else(|| {
-                applied.state.job(original).cloned().or_else(|| {
-                    match applied.archived(rota_state_machine::ArchiveKey::job(original)) {
-                        Ok(Some(rota_state_machine::Archived {
-                            item: ArchivedItem::Job(job),
-                            ..
-                        })) => Some(*job),
-                        _ => None,
-                    }
-                })
-            });
         let note = replay_notes
-            .get(&(original.0, job.id.0))
+            .get(&(original.0, replay.0))
             .and_then(|e| e.stamp.as_ref());
         replays
             .push(&ReplayLine {
                 original: original.0,
-                replay: job.id.0,
-                original_payload_sha256: found
-                    .as_ref()
-                    .map(|j| format::sha256_hex(&j.spec.payload)),
-                replay_payload_sha256: format::sha256_hex(&job.spec.payload),
-                original_status: found.as_ref().map(|j| j.status().as_str()),
-                replay_status: job.status().as_str(),
+                replay: replay.0,
+                original_payload_sha256: found.as_ref().map(|(digest, _)| digest.clone()),
+                replay_payload_sha256: replay_digest.clone(),
+                original_status: found.as_ref().map(|(_, status)| *status),
+                replay_status,
                 replayed_by: note.map(|s| s.actor.as_str()),
                 note: note.map(|s| s.reason.as_str()),
             })
-            .map_err(json)?;
+            .map_err(encoding)?;
     }
 
+    let range = writing.range;
     let mut files = Files::new();
     let mut entries = Vec::new();
     let mut counts = BTreeMap::new();
-    for (name, file) in FILES
-        .into_iter()
-        .zip([jobs, history, throttles, incidents, replays])
-    {
+    let all = [writing.jobs, writing.history, throttles, incidents, replays];
+    for (name, file) in FILES.into_iter().zip(all) {
         let (entry, bytes) = file.finish(name);
         counts.insert(name.trim_end_matches(".jsonl").to_owned(), entry.lines);
         entries.push(entry);
         files.insert(name.to_owned(), bytes);
     }
-    let total: usize = files.values().map(Vec::len).sum();
-    if total > MAX_BUNDLE_BYTES {
-        return Err(status::over_budget(
-            "audit bundle",
-            format!("the window makes {total} bytes, more than one bundle carries (48 MiB): export shorter windows"),
-        ));
+    if files.values().map(Vec::len).sum::<usize>() > MAX_BUNDLE_BYTES {
+        return Err(too_big());
     }
     let manifest = Manifest {
         format: FORMAT.to_owned(),
