@@ -449,7 +449,7 @@ mod tests {
                         payload: Vec::new(),
                         correlation_id: None,
                         ttl_ms: 30_000,
-                        traceparent: None,
+                        ..LeasedJob::default()
                     })
                     .collect()
             } else {

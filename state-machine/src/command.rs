@@ -41,6 +41,13 @@ pub enum Completion {
         /// Why the worker gave up.
         reason: String,
     },
+    /// The run outlasted the worker's own time limit: the attempt ends timed out, as when a
+    /// lease lapses, and the job is retried while attempts remain. (New variants go last:
+    /// the log numbers them.)
+    TimedOut {
+        /// What the worker tells of it (clipped when long).
+        error: String,
+    },
 }
 
 /// A state change, as the leader proposes it. Time is not here: `apply` takes it beside.

@@ -162,7 +162,7 @@ fn check_completion(completion: &Completion) -> Result<(), SchedulerError> {
     match completion {
         Completion::Succeeded { outputs } => check_outputs(outputs),
         // The error text is clipped to its limit, never refused.
-        Completion::Failed { .. } => Ok(()),
+        Completion::Failed { .. } | Completion::TimedOut { .. } => Ok(()),
         Completion::Canceled { reason } => check_text("reason", reason),
     }
 }

@@ -583,3 +583,35 @@ fn a_lease_within_tenants_grants_only_their_jobs() {
     let err = c.apply(within(&[])).unwrap_err();
     assert!(matches!(err, SchedulerError::InvalidInput { .. }), "{err}");
 }
+
+#[test]
+fn a_worker_reported_timeout_ends_the_attempt_timed_out_and_retries_until_the_last() {
+    let mut cluster = Cluster::new();
+    let mut s = spec("acme", "email");
+    s.retry.max_attempts = 2;
+    let job = cluster.enqueue(s);
+    let late = || Completion::TimedOut {
+        error: "ran past 10 minutes".to_owned(),
+    };
+    let first = cluster.lease("w1", &["email"], 1).remove(0);
+    cluster.complete(&first, late()).expect("recorded");
+    let shown = cluster.state.job(job).expect("the job");
+    assert_eq!(shown.attempts[0].outcome, Some(AttemptOutcome::TimedOut));
+    assert_eq!(
+        shown.status(),
+        Status::Failed,
+        "retried: an attempt remains"
+    );
+    cluster.advance(24 * 3_600_000);
+    let second = cluster.lease("w1", &["email"], 1).remove(0);
+    assert_eq!(second.attempt, 2);
+    cluster.complete(&second, late()).expect("recorded");
+    let shown = cluster.state.job(job).expect("the job");
+    assert_eq!(shown.status(), Status::DeadLettered);
+    match &shown.state {
+        JobState::DeadLettered { error, .. } => {
+            assert!(error.contains("timed out: ran past 10 minutes"), "{error}")
+        }
+        other => panic!("expected dead-lettered, got {other:?}"),
+    }
+}

@@ -8,7 +8,7 @@ use crate::status;
 use rota_client::proto as pb;
 use rota_client::proto::worker_service_server::WorkerService;
 use rota_client::worker_service;
-use rota_state_machine::Command;
+use rota_state_machine::{backoff_ms, Command, JobId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
@@ -126,6 +126,7 @@ impl WorkerService for Workers {
         }
         let reply = self.0.write(session, command, bytes).await?;
         let mut answer = pb::LeaseRequest::answer(reply)?;
+        describe_leases(&self.0, &mut answer.jobs, &worker);
         self.0.trace_leases(&mut answer.jobs, &worker, started);
         Ok(Response::new(answer))
     }
@@ -153,4 +154,34 @@ impl WorkerService for Workers {
         forward_unless_here!(self.0, request, false, worker_service, complete_batch);
         self.0.serve_write(request).await
     }
+}
+
+/// Fills in what a lease answer carries beside the grant: the idempotency key, the retry
+/// hints, provenance and the inputs, read from this node's replica, which has applied the
+/// lease (this is the leader that proposed it). A job this replica no longer holds in memory
+/// (it cannot be: it was just leased) is left as the grant made it.
+fn describe_leases(api: &Api, jobs: &mut [pb::LeasedJob], worker: &str) {
+    if jobs.is_empty() {
+        return;
+    }
+    api.raft.read_local(|applied| {
+        for leased in jobs.iter_mut() {
+            leased.worker = worker.to_owned();
+            let id = JobId(leased.job_id);
+            let Some(job) = applied.state.job(id) else {
+                continue;
+            };
+            let spec = &job.spec;
+            leased.idempotency_key = spec.idempotency_key.clone();
+            leased.max_attempts = spec.retry.max_attempts;
+            leased.retry_backoff_ms = (leased.attempt < spec.retry.max_attempts)
+                .then(|| backoff_ms(id, leased.attempt, &spec.retry));
+            leased.project = spec.project.clone();
+            leased.inputs = spec
+                .inputs
+                .iter()
+                .map(crate::convert::artifact_out)
+                .collect();
+        }
+    });
 }

@@ -180,6 +180,8 @@ pub fn item_outcome(
         Item::Succeeded(s) => Outcome::Succeeded(s),
         Item::Failed(f) => Outcome::Failed(f),
         Item::GaveUp(g) => Outcome::GaveUp(g),
+        Item::TimedOut(t) => Outcome::TimedOut(t),
+        Item::Canceled(g) => Outcome::Canceled(g),
     })
 }
 
@@ -191,7 +193,7 @@ pub fn completion(
     match outcome {
         None => Err(invalid(
             "outcome",
-            "is required (succeeded, failed or gave_up)",
+            "is required (succeeded, failed, timed_out, canceled or gave_up)",
         )),
         Some(Outcome::Succeeded(s)) => Ok(Completion::Succeeded {
             outputs: s.outputs.into_iter().map(artifact).collect(),
@@ -200,7 +202,10 @@ pub fn completion(
             retryable: f.retryable,
             error: f.error,
         }),
-        Some(Outcome::GaveUp(g)) => Ok(Completion::Canceled { reason: g.reason }),
+        Some(Outcome::GaveUp(g) | Outcome::Canceled(g)) => {
+            Ok(Completion::Canceled { reason: g.reason })
+        }
+        Some(Outcome::TimedOut(t)) => Ok(Completion::TimedOut { error: t.error }),
     }
 }
 

@@ -67,8 +67,14 @@ pub fn grant_out(grant: Grant) -> pb::LeasedJob {
         payload: grant.payload,
         correlation_id: grant.correlation_id,
         ttl_ms: grant.ttl_ms,
-        // Filled from the state by the lease call (`Api::trace_leases`).
+        // Filled from the state by the lease call (`Api::trace_leases`, `describe_leases`).
         traceparent: None,
+        idempotency_key: None,
+        max_attempts: 0,
+        retry_backoff_ms: None,
+        project: String::new(),
+        worker: String::new(),
+        inputs: Vec::new(),
     }
 }
 

@@ -673,8 +673,13 @@ pub enum OutcomeJson {
     /// `error` says why; `retryable` (default true) whether to try again.
     Failed,
     /// The worker gives the job up for good: `reason` says why; the job is canceled.
-    #[serde(alias = "gaveUp")]
+    /// `canceled` is the same, under the status's own name.
+    #[serde(alias = "gaveUp", alias = "canceled")]
     GaveUp,
+    /// The run outlasted the worker's own time limit: `error` says what happened; the
+    /// attempt ends timed out and the job is retried while attempts remain.
+    #[serde(alias = "timedOut")]
+    TimedOut,
 }
 
 /// `POST /api/jobs/{id}/complete`: reports an attempt's outcome.
@@ -736,6 +741,14 @@ impl Complete {
                 only(self.retryable.is_some(), "retryable")?;
                 Outcome::GaveUp(pb::GaveUp {
                     reason: self.reason.unwrap_or_default(),
+                })
+            }
+            OutcomeJson::TimedOut => {
+                only(!self.outputs.is_empty(), "outputs")?;
+                only(self.reason.is_some(), "reason")?;
+                only(self.retryable.is_some(), "retryable")?;
+                Outcome::TimedOut(pb::TimedOut {
+                    error: self.error.unwrap_or_default(),
                 })
             }
         };
@@ -812,5 +825,23 @@ mod tests {
             r#"{"leaseId": 3, "outcome": "gave_up", "x": 1}"#
         )
         .is_err());
+        let late = parse(r#"{"leaseId": 3, "outcome": "timed_out", "error": "ran 2h"}"#)
+            .into_request(9)
+            .unwrap();
+        assert_eq!(
+            late.outcome,
+            Some(pb::complete_request::Outcome::TimedOut(pb::TimedOut {
+                error: "ran 2h".to_owned()
+            }))
+        );
+        let canceled = parse(r#"{"leaseId": 3, "outcome": "canceled", "reason": "moot"}"#)
+            .into_request(9)
+            .unwrap();
+        assert!(matches!(
+            canceled.outcome,
+            Some(pb::complete_request::Outcome::GaveUp(_))
+        ));
+        let mixed = parse(r#"{"leaseId": 3, "outcome": "timed_out", "retryable": false}"#);
+        assert!(mixed.into_request(9).is_err());
     }
 }
