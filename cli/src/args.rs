@@ -415,6 +415,27 @@ pub enum ScheduleCmd {
         #[command(flatten)]
         why: ReasonArgs,
     },
+    /// Runs a schedule's template for its past fire times in a window, as one backfill (a
+    /// plan: `rota plan show` tells its progress, `rota plan cancel` stops it). A fire time
+    /// that already ran runs not again. Needs orch:backfill.
+    Backfill {
+        name: String,
+        /// The window's start (RFC 3339), with --until.
+        #[arg(long, requires = "until", conflicts_with = "at")]
+        since: Option<humantime::Timestamp>,
+        /// The window's end (RFC 3339), not after now.
+        #[arg(long, requires = "since")]
+        until: Option<humantime::Timestamp>,
+        /// Or these fire times (RFC 3339; repeat).
+        #[arg(long)]
+        at: Vec<humantime::Timestamp>,
+        /// Why (the jobs' backfill reason).
+        #[arg(long)]
+        reason: String,
+        /// The ticket that authorises it (required).
+        #[arg(long)]
+        ticket: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -455,6 +476,12 @@ pub enum PlanCmd {
     Submit { file: PathBuf },
     /// Shows a plan's status and steps.
     Show { id: u64 },
+    /// Cancels every live job of a plan (a backfill as a whole); finished ones stay.
+    Cancel {
+        id: u64,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -192,6 +192,18 @@ pub async fn plan(cmd: PlanCmd, global: &Global, client: &Client, out: &Output) 
                 .await?;
             out.plan(&plan);
         }
+        PlanCmd::Cancel { id, reason } => {
+            let answer = client
+                .cancel_plan(pb::CancelPlanRequest {
+                    session: None,
+                    plan_id: id,
+                    stamp: Some(global.stamp(reason, None)),
+                })
+                .await?;
+            out.show(json!({"plan_id": id, "canceled": answer.canceled}), || {
+                format!("plan {id}: {} jobs canceled", answer.canceled.len())
+            });
+        }
     }
     Ok(())
 }

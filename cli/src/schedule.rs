@@ -100,6 +100,44 @@ pub async fn schedule(
                 .await?;
             out.done(&format!("schedule {name} resumed"));
         }
+        ScheduleCmd::Backfill {
+            name,
+            since,
+            until,
+            at,
+            reason,
+            ticket,
+        } => {
+            let epoch = |t: humantime::Timestamp| {
+                SystemTime::from(t)
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|_| anyhow::anyhow!("a time before 1970"))
+                    .and_then(millis)
+            };
+            let answer = client
+                .backfill_schedule(pb::BackfillScheduleRequest {
+                    session: None,
+                    schedule_id: name.clone(),
+                    since_ms: since.map(epoch).transpose()?,
+                    until_ms: until.map(epoch).transpose()?,
+                    fire_times: at.into_iter().map(epoch).collect::<Result<_>>()?,
+                    stamp: Some(global.stamp(reason, Some(ticket))),
+                })
+                .await?;
+            let jobs: Vec<Value> = answer
+                .jobs
+                .iter()
+                .map(|j| json!({"fire_ms": j.key, "job_id": j.job_id}))
+                .collect();
+            out.show(json!({"plan_id": answer.plan_id, "jobs": jobs}), || {
+                format!(
+                    "backfill of {name}: plan {} with {} fire times (rota plan show {} for its progress)",
+                    answer.plan_id,
+                    answer.jobs.len(),
+                    answer.plan_id
+                )
+            });
+        }
         ScheduleCmd::Delete { name, why } => {
             client
                 .delete_schedule(request(name.clone(), why, global))

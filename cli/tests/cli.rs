@@ -180,6 +180,49 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         assert_eq!(a % 86_400_000, 3 * 3_600_000);
     }
     assert!(ok(&endpoint, &["schedule", "list"]).contains("cron 0 3 * * *"));
+    let backfilled = json(
+        &endpoint,
+        &[
+            "schedule",
+            "backfill",
+            "nightly",
+            "--at",
+            "2026-01-01T03:00:00Z",
+            "--at",
+            "2026-01-02T03:00:00Z",
+            "--reason",
+            "missed nights",
+            "--ticket",
+            "OPS-11",
+        ],
+    );
+    assert_eq!(
+        backfilled["jobs"].as_array().map(Vec::len),
+        Some(2),
+        "{backfilled}"
+    );
+    let plan_id = backfilled["plan_id"].as_u64().expect("a plan").to_string();
+    let canceled = json(
+        &endpoint,
+        &["plan", "cancel", &plan_id, "--reason", "not needed"],
+    );
+    assert_eq!(canceled["canceled"].as_array().map(Vec::len), Some(2));
+    let off_cadence = rota(
+        &endpoint,
+        &[
+            "schedule",
+            "backfill",
+            "nightly",
+            "--at",
+            "2026-01-01T04:00:00Z",
+            "--reason",
+            "r",
+            "--ticket",
+            "T",
+        ],
+    );
+    assert!(!off_cadence.status.success());
+    assert!(String::from_utf8_lossy(&off_cadence.stderr).contains("not a past fire time"));
     ok(
         &endpoint,
         &["schedule", "pause", "nightly", "--reason", "freeze"],

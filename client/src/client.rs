@@ -492,6 +492,14 @@ impl Client {
         delete_schedule, job_service, ScheduleRequest, ScheduleResponse
     );
     write_rpc!(
+        /// Runs a schedule's template for past fire times, as one backfill plan.
+        backfill_schedule, job_service, BackfillScheduleRequest, SubmitPlanResponse
+    );
+    write_rpc!(
+        /// Cancels every live job of a plan.
+        cancel_plan, job_service, CancelPlanRequest, CancelPlanResponse
+    );
+    write_rpc!(
         /// Leases up to `max` jobs.
         lease, worker_service, LeaseRequest, LeaseResponse
     );

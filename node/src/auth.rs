@@ -160,6 +160,8 @@ const RULES: &[(&str, AuthScope)] = {
         ("/rota.v1.JobService/PauseSchedule", Write),
         ("/rota.v1.JobService/ResumeSchedule", Write),
         ("/rota.v1.JobService/DeleteSchedule", Write),
+        ("/rota.v1.JobService/BackfillSchedule", Write),
+        ("/rota.v1.JobService/CancelPlan", Write),
         ("/rota.v1.WorkerService/Lease", Lease),
         ("/rota.v1.WorkerService/Heartbeat", Lease),
         ("/rota.v1.WorkerService/Complete", Lease),

@@ -72,6 +72,7 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
         E::TokenExists(_) => (Code::AlreadyExists, "token_exists"),
         E::TokenNotFound(_) => (Code::NotFound, "token_not_found"),
         E::TooManyTokens(_) => (Code::ResourceExhausted, "too_many_tokens"),
+        E::PlanNotFound(_) => (Code::NotFound, "plan_not_found"),
     }
 }
 

@@ -334,3 +334,169 @@ async fn schedules_are_listed_paused_resumed_deleted_and_bad_ones_refused() {
     assert_eq!(missing.kind(), Some("schedule_not_found"), "{missing}");
     node.shutdown().await.expect("node stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_runs_each_past_fire_time_once_shows_its_progress_and_cancels_whole() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    // Ten hours in: an hourly schedule made with a start at T0 has ten past fire times.
+    let clock = ManualClock::at(T0 + 10 * 60 * MINUTE + 30_000);
+    let mut settings = common::settings(dir.path());
+    settings.clock = clock.clock();
+    settings.tick_interval = Duration::from_millis(20);
+    let node = common::one_node(settings).await;
+    let c = client(&[&node]);
+    let mut hourly = create(
+        "hourly",
+        pb::create_schedule_request::Cadence::IntervalMs(60 * MINUTE),
+        pb::CatchUp::Skip,
+        0,
+    );
+    hourly.start_ms = Some(T0 + 60 * MINUTE);
+    c.create_schedule(hourly).await.expect("created");
+    let backfill =
+        |since_ms: u64, until_ms: u64, ticket: Option<&str>| pb::BackfillScheduleRequest {
+            session: None,
+            schedule_id: "hourly".to_owned(),
+            since_ms: Some(since_ms),
+            until_ms: Some(until_ms),
+            fire_times: Vec::new(),
+            stamp: Some(pb::Stamp {
+                actor: "ops@example.com".to_owned(),
+                reason: "reload after the outage".to_owned(),
+                ticket: ticket.map(str::to_owned),
+            }),
+        };
+    // Hours 2 to 5: four fire times, four jobs, one plan.
+    let first = c
+        .backfill_schedule(backfill(
+            T0 + 2 * 60 * MINUTE,
+            T0 + 6 * 60 * MINUTE,
+            Some("OPS-5"),
+        ))
+        .await
+        .expect("backfill");
+    let keys: Vec<String> = first.jobs.iter().map(|j| j.key.clone()).collect();
+    let expected: Vec<String> = (2..=5)
+        .map(|h| (T0 + h * 60 * MINUTE).to_string())
+        .collect();
+    assert_eq!(keys, expected);
+    let job = c
+        .get_job(pb::GetJobRequest {
+            job_id: first.jobs[0].job_id,
+            read: None,
+        })
+        .await
+        .expect("job")
+        .job
+        .expect("a job");
+    let spec = job.spec.expect("a spec");
+    assert_eq!(
+        spec.idempotency_key,
+        Some(format!("schedule:hourly:{}", T0 + 2 * 60 * MINUTE)),
+        "keyed as the firing is"
+    );
+    assert_eq!(spec.backfill.expect("a backfill mark").ticket, "OPS-5");
+
+    // Again, and over a wider window: nothing runs twice.
+    let again = c
+        .backfill_schedule(backfill(
+            T0 + 2 * 60 * MINUTE,
+            T0 + 7 * 60 * MINUTE,
+            Some("OPS-5"),
+        ))
+        .await
+        .expect("backfill again");
+    assert_eq!(again.jobs.len(), 5);
+    for (old, new) in first.jobs.iter().zip(&again.jobs) {
+        assert_eq!(
+            old.job_id, new.job_id,
+            "the same job for the same fire time"
+        );
+    }
+    let listed = c
+        .list_jobs(pb::ListJobsRequest {
+            limit: 100,
+            ..pb::ListJobsRequest::default()
+        })
+        .await
+        .expect("list")
+        .jobs;
+    let mut keys: Vec<String> = listed
+        .iter()
+        .filter_map(|j| j.spec.as_ref()?.idempotency_key.clone())
+        .collect();
+    keys.sort();
+    // Hours 2 to 6 backfilled, and hour 10, which the schedule fired itself on time (its
+    // start was in the past): one job per fire time, whatever ran twice.
+    let mut expected: Vec<String> = [2, 3, 4, 5, 6, 10]
+        .iter()
+        .map(|h| format!("schedule:hourly:{}", T0 + h * 60 * MINUTE))
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+
+    // Its progress, then canceled as a whole; the history says who and why.
+    let plan = c
+        .get_plan(pb::GetPlanRequest {
+            plan_id: first.plan_id,
+            read: None,
+        })
+        .await
+        .expect("plan");
+    assert_eq!(plan.steps.len(), 4);
+    let canceled = c
+        .cancel_plan(pb::CancelPlanRequest {
+            session: None,
+            plan_id: first.plan_id,
+            stamp: stamp("wrong data"),
+        })
+        .await
+        .expect("cancel");
+    assert_eq!(canceled.canceled.len(), 4);
+    let history = c
+        .governance_history(pb::GovernanceHistoryRequest {
+            read: None,
+            kinds: vec!["backfill".to_owned()],
+            since_ms: None,
+            until_ms: None,
+            after_index: None,
+            limit: 0,
+            archived: false,
+        })
+        .await
+        .expect("history")
+        .events;
+    assert_eq!(history.len(), 2, "{history:#?}");
+    let who = history[0].stamp.as_ref().expect("a stamp");
+    assert_eq!(
+        (who.actor.as_str(), who.ticket.as_deref()),
+        ("ops@example.com", Some("OPS-5"))
+    );
+
+    // Refusals: no ticket, a time that is no fire time, the future, an unknown schedule.
+    let no_ticket = c
+        .backfill_schedule(backfill(T0, T0 + 3 * 60 * MINUTE, None))
+        .await
+        .expect_err("no ticket");
+    assert!(no_ticket.to_string().contains("ticket"), "{no_ticket}");
+    let mut odd = backfill(0, 0, Some("OPS-5"));
+    odd.since_ms = None;
+    odd.until_ms = None;
+    odd.fire_times = vec![T0 + 90 * MINUTE];
+    let odd = c.backfill_schedule(odd).await.expect_err("not a fire time");
+    assert!(odd.to_string().contains("not a past fire time"), "{odd}");
+    let mut future = backfill(0, 0, Some("OPS-5"));
+    future.since_ms = None;
+    future.until_ms = None;
+    future.fire_times = vec![T0 + 20 * 60 * MINUTE];
+    let future = c.backfill_schedule(future).await.expect_err("the future");
+    assert!(
+        future.to_string().contains("not a past fire time"),
+        "{future}"
+    );
+    let mut unknown = backfill(T0, T0 + 60 * MINUTE, Some("OPS-5"));
+    unknown.schedule_id = "nope".to_owned();
+    let unknown = c.backfill_schedule(unknown).await.expect_err("unknown");
+    assert_eq!(unknown.kind(), Some("schedule_not_found"), "{unknown}");
+    node.shutdown().await.expect("node stops");
+}

@@ -262,6 +262,26 @@ pub enum Command {
         /// The command that creates the jobs.
         command: Box<Command>,
     },
+    /// Runs a schedule's template for past fire times, as one plan (a step per fire time,
+    /// keyed by it), each job marked a backfill under the stamp's reason and ticket and
+    /// keyed `schedule:{id}:{fire_ms}` as a firing is, so that a fire time never runs twice
+    /// (a backfill run again, or over a time the schedule fired, creates nothing new).
+    Backfill {
+        /// The schedule whose template runs.
+        schedule: ScheduleId,
+        /// The fire times, each a fire time of the schedule's cadence and not after now; at
+        /// most `MAX_BACKFILL`.
+        fire_times: Vec<u64>,
+        /// Who backfills, why, and the ticket (required).
+        stamp: Stamp,
+    },
+    /// Cancels every live job of a plan (a backfill as a whole); finished ones stay.
+    CancelPlan {
+        /// The plan.
+        plan_id: PlanId,
+        /// Who cancels it and why.
+        stamp: Stamp,
+    },
 }
 
 /// One completion of a `CompleteBatch`.
@@ -363,5 +383,12 @@ pub enum Reply {
     Batch {
         /// One answer per item, as its single command would have been answered.
         replies: Vec<Response>,
+    },
+    /// A plan's live jobs were canceled (new variants go last: sessions encode them).
+    PlanCanceled {
+        /// The plan.
+        plan_id: PlanId,
+        /// The jobs canceled, by id.
+        canceled: Vec<JobId>,
     },
 }

@@ -1,6 +1,6 @@
 //! Why a command was rejected. A rejected command changes nothing.
 
-use crate::ids::{JobId, LeaseId, ScheduleId};
+use crate::ids::{JobId, LeaseId, PlanId, ScheduleId};
 use crate::job::Status;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -137,6 +137,10 @@ pub enum SchedulerError {
     /// The cluster holds as many tokens as it may.
     #[error("the cluster holds {0} tokens, its most; revoke some first")]
     TooManyTokens(usize),
+
+    /// No plan in memory has this id (new variants go last: sessions encode them).
+    #[error("{0} not found")]
+    PlanNotFound(PlanId),
 }
 
 impl SchedulerError {

@@ -513,6 +513,12 @@ impl State {
                 traceparents,
                 command,
             } => self.traced(traceparents, *command, at),
+            Command::Backfill {
+                schedule,
+                fire_times,
+                stamp,
+            } => self.backfill(schedule, fire_times, stamp, at),
+            Command::CancelPlan { plan_id, stamp } => self.cancel_plan(plan_id, stamp, at),
         }
     }
 

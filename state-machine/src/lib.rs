@@ -63,5 +63,5 @@ pub use retention::{Retention, RetentionChange, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, MAX_CATCH_UP, ON_TIME_GRACE_MS};
 pub use session::{ClientRequest, MAX_SESSIONS, SESSION_TTL_MS};
 pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_VERSION};
-pub use submit::{MAX_ARTIFACTS, MAX_NAME_LEN, MAX_PAYLOAD_BYTES};
+pub use submit::{MAX_ARTIFACTS, MAX_BACKFILL, MAX_NAME_LEN, MAX_PAYLOAD_BYTES};
 pub use trace::{check_traceparent, TRACEPARENT_LEN};

@@ -5,7 +5,7 @@ use crate::archive::ArchiveKey;
 use crate::command::{PlanStep, Reply, Response};
 use crate::error::SchedulerError;
 use crate::governance::{GovernanceChange, Stamp};
-use crate::ids::{JobId, PlanId, TenantId};
+use crate::ids::{JobId, PlanId, ScheduleId, TenantId};
 use crate::job::{
     Artifact, AttemptOutcome, Backfill, Job, JobEventKind, JobSpec, JobState, Origin, Status,
     REPLAY_PRIORITY,
@@ -30,6 +30,8 @@ pub const MAX_TEXT_LEN: usize = 4_096;
 pub const LEASE_TTL_RANGE_MS: (u64, u64) = (100, 24 * 3_600_000);
 /// Most artifacts a job declares as inputs, or a completion reports as outputs.
 pub const MAX_ARTIFACTS: usize = 1_000;
+/// The most fire times one `Backfill` runs.
+pub const MAX_BACKFILL: usize = 1_000;
 /// Most attempts a retry policy may allow.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1_000;
 
@@ -232,7 +234,7 @@ impl State {
         let backfill = spec.backfill.clone();
         let job_id = self.create_job(spec, Origin::default(), at);
         if let Some(b) = backfill {
-            self.record_backfill(vec![job_id], b, at);
+            self.record_backfill(vec![job_id], b, None, at);
         }
         Ok(Reply::Enqueued {
             job_id,
@@ -244,6 +246,97 @@ impl State {
         &mut self,
         steps: Vec<PlanStep>,
         backfill: Option<Backfill>,
+        at: At,
+    ) -> Response {
+        self.submit_plan_by(steps, backfill, None, at)
+    }
+
+    /// Runs `schedule`'s template for `fire_times` as one backfill plan.
+    pub(crate) fn backfill(
+        &mut self,
+        schedule: ScheduleId,
+        mut fire_times: Vec<u64>,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        let ticket = stamp
+            .ticket
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| SchedulerError::invalid("stamp.ticket", "a backfill needs a ticket"))?;
+        let Some(found) = self.ledger.schedules.get(&schedule) else {
+            return Err(SchedulerError::ScheduleNotFound(schedule));
+        };
+        if fire_times.is_empty() || fire_times.len() > MAX_BACKFILL {
+            return Err(SchedulerError::invalid(
+                "fire_times",
+                format!("give 1 to {MAX_BACKFILL} fire times"),
+            ));
+        }
+        fire_times.sort_unstable();
+        fire_times.dedup();
+        for &t in &fire_times {
+            let on_cadence = found.cadence.latest_at_or_before(found.anchor_ms, t) == Some(t);
+            if !on_cadence || t > at.now_ms {
+                return Err(SchedulerError::invalid(
+                    "fire_times",
+                    format!("{t} is not a past fire time of schedule {schedule}"),
+                ));
+            }
+        }
+        let backfill = Backfill {
+            reason: stamp.reason.clone(),
+            ticket,
+        };
+        let steps = fire_times
+            .iter()
+            .map(|&t| {
+                let mut spec = found.template.clone();
+                spec.idempotency_key = Some(found.firing_key(t));
+                spec.not_before_ms = None;
+                spec.backfill = Some(backfill.clone());
+                PlanStep {
+                    key: t.to_string(),
+                    spec,
+                    depends_on: Vec::new(),
+                }
+            })
+            .collect();
+        self.submit_plan_by(steps, Some(backfill), Some(stamp), at)
+    }
+
+    /// Cancels every live job of plan `plan_id`.
+    pub(crate) fn cancel_plan(&mut self, plan_id: PlanId, stamp: Stamp, at: At) -> Response {
+        check_stamp(&stamp)?;
+        let Some(plan) = self.ledger.plans.get(&plan_id) else {
+            return Err(SchedulerError::PlanNotFound(plan_id));
+        };
+        let live: Vec<JobId> = plan
+            .steps
+            .iter()
+            .map(|(_, job)| *job)
+            .filter(|job| {
+                self.ledger
+                    .jobs
+                    .get(job)
+                    .is_some_and(|j| !j.status().is_terminal())
+            })
+            .collect();
+        for job in &live {
+            self.cancel(*job, stamp.clone(), at)?;
+        }
+        Ok(Reply::PlanCanceled {
+            plan_id,
+            canceled: live,
+        })
+    }
+
+    fn submit_plan_by(
+        &mut self,
+        steps: Vec<PlanStep>,
+        backfill: Option<Backfill>,
+        by: Option<Stamp>,
         at: At,
     ) -> Response {
         let order = check_plan_shape(&steps, &backfill)?;
@@ -298,7 +391,7 @@ impl State {
             },
         );
         if let Some(b) = backfill {
-            self.record_backfill(created, b, at);
+            self.record_backfill(created, b, by, at);
         }
         Ok(Reply::PlanSubmitted { plan_id, jobs })
     }
@@ -496,12 +589,15 @@ impl State {
         id
     }
 
-    fn record_backfill(&mut self, jobs: Vec<JobId>, backfill: Backfill, at: At) {
-        let stamp = Stamp {
+    /// Records a backfill in the governance history, under `by` when the command carried a
+    /// stamp (a `Backfill`), else under "producer" (an enqueue or plan marked as one, whose
+    /// commands carry no actor).
+    fn record_backfill(&mut self, jobs: Vec<JobId>, backfill: Backfill, by: Option<Stamp>, at: At) {
+        let stamp = by.unwrap_or_else(|| Stamp {
             actor: "producer".to_owned(),
-            reason: backfill.reason,
+            reason: backfill.reason.clone(),
             ticket: Some(backfill.ticket.clone()),
-        };
+        });
         let change = GovernanceChange::Backfill {
             jobs,
             ticket: backfill.ticket,

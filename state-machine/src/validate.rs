@@ -119,6 +119,22 @@ impl Command {
                 traceparents,
                 command,
             } => crate::trace::check_traced(traceparents, command),
+            Command::Backfill {
+                schedule,
+                fire_times,
+                stamp,
+            } => {
+                check_stamp(stamp)?;
+                check_name("schedule", schedule.as_str())?;
+                if fire_times.is_empty() || fire_times.len() > crate::submit::MAX_BACKFILL {
+                    return Err(SchedulerError::invalid(
+                        "fire_times",
+                        format!("give 1 to {} fire times", crate::submit::MAX_BACKFILL),
+                    ));
+                }
+                Ok(())
+            }
+            Command::CancelPlan { stamp, .. } => check_stamp(stamp),
         }
     }
 }
@@ -142,7 +158,9 @@ impl Command {
             | Command::DeleteSchedule { stamp, .. }
             | Command::SetRetention { stamp, .. }
             | Command::CreateToken { stamp, .. }
-            | Command::RevokeToken { stamp, .. } => Some(stamp),
+            | Command::RevokeToken { stamp, .. }
+            | Command::Backfill { stamp, .. }
+            | Command::CancelPlan { stamp, .. } => Some(stamp),
             Command::Traced { command, .. } => command.stamp_mut(),
             Command::Tick
             | Command::Enqueue { .. }

@@ -19,6 +19,9 @@ use tonic::{Request, Response, Status};
 /// The producer's service.
 pub struct Jobs(pub Arc<Api>);
 
+/// The most fire times one backfill runs.
+const MAX_BACKFILL: usize = rota_state_machine::MAX_BACKFILL;
+
 /// The most steps `GetLineage` walks beyond the artifact, and the most links it answers.
 const MAX_LINEAGE_DEPTH: u32 = 20;
 const MAX_LINEAGE_LINKS: usize = 1_000;
@@ -405,6 +408,74 @@ impl JobService for Jobs {
             })
             .await?;
         Ok(Response::new(answer))
+    }
+
+    async fn backfill_schedule(
+        &self,
+        request: Request<pb::BackfillScheduleRequest>,
+    ) -> Result<Response<pb::SubmitPlanResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, backfill_schedule);
+        let principal = principal_of(&request)?;
+        let mut wanted = request.into_inner();
+        match (
+            wanted.since_ms,
+            wanted.until_ms,
+            wanted.fire_times.is_empty(),
+        ) {
+            (Some(since), Some(until), true) => {
+                // This node leads: its replica has the schedule as the log has it now.
+                let id = ScheduleId::new(wanted.schedule_id.clone());
+                let times = self.0.raft.read_local(|applied| {
+                    let schedule = applied.state.schedule(&id)?;
+                    let mut times = Vec::new();
+                    let mut t = since.checked_sub(1);
+                    while let Some(after) = t {
+                        match schedule.cadence.next_after(schedule.anchor_ms, after) {
+                            Some(next) if next < until && times.len() <= MAX_BACKFILL => {
+                                times.push(next);
+                                t = Some(next);
+                            }
+                            _ => break,
+                        }
+                    }
+                    Some(times)
+                });
+                let Some(times) = times else {
+                    return Err(status::scheduler(&SchedulerError::ScheduleNotFound(id)));
+                };
+                if times.is_empty() || times.len() > MAX_BACKFILL {
+                    return Err(status::invalid(
+                        "since_ms",
+                        format!(
+                            "the window holds {} fire times; a backfill runs 1 to {MAX_BACKFILL}",
+                            if times.len() > MAX_BACKFILL {
+                                "more than 1,000".to_owned()
+                            } else {
+                                "no".to_owned()
+                            }
+                        ),
+                    ));
+                }
+                wanted.fire_times = times;
+            }
+            (None, None, false) => {}
+            _ => {
+                return Err(status::invalid(
+                    "fire_times",
+                    "give a window (since_ms and until_ms) or the fire times, not both",
+                ))
+            }
+        }
+        let bytes = wanted.encoded_len();
+        self.0.serve_sized(&principal, wanted, bytes).await
+    }
+
+    async fn cancel_plan(
+        &self,
+        request: Request<pb::CancelPlanRequest>,
+    ) -> Result<Response<pb::CancelPlanResponse>, Status> {
+        forward_unless_here!(self.0, request, false, job_service, cancel_plan);
+        self.0.serve_write(request).await
     }
 
     async fn create_schedule(

@@ -234,6 +234,11 @@ impl Api {
             | Command::PauseSource { .. }
             | Command::ResumeSource { .. } => principal.unbound("quotas, throttles and pauses"),
             Command::Traced { command, .. } => self.bind(principal, command),
+            Command::Backfill { .. } => {
+                principal.require(AuthScope::Backfill)?;
+                principal.unbound("a backfill")
+            }
+            Command::CancelPlan { .. } => principal.unbound("canceling a plan"),
             Command::Tick
             | Command::LeaseWithin { .. }
             | Command::ConfigureBreaker { .. }

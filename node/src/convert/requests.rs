@@ -451,3 +451,38 @@ impl WireWrite for ScheduleChange {
         schedule_done(reply)
     }
 }
+
+impl WireWrite for pb::BackfillScheduleRequest {
+    type Answer = pb::SubmitPlanResponse;
+    /// The fire times must be given (the node expands a window before this).
+    fn command(self, _: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let command = Command::Backfill {
+            schedule: ScheduleId::new(self.schedule_id),
+            fire_times: self.fire_times,
+            stamp: stamp(self.stamp)?,
+        };
+        Ok((self.session, command))
+    }
+    fn answer(reply: Reply) -> Result<Self::Answer, Status> {
+        pb::SubmitPlanRequest::answer(reply)
+    }
+}
+
+impl WireWrite for pb::CancelPlanRequest {
+    type Answer = pb::CancelPlanResponse;
+    fn command(self, _: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let command = Command::CancelPlan {
+            plan_id: rota_state_machine::PlanId(self.plan_id),
+            stamp: stamp(self.stamp)?,
+        };
+        Ok((self.session, command))
+    }
+    fn answer(reply: Reply) -> Result<Self::Answer, Status> {
+        match reply {
+            Reply::PlanCanceled { canceled, .. } => Ok(pb::CancelPlanResponse {
+                canceled: canceled.into_iter().map(|id| id.0).collect(),
+            }),
+            other => Err(status::unexpected(&other)),
+        }
+    }
+}
