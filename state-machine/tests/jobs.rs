@@ -878,3 +878,54 @@ fn plan_keys_artifact_lists_and_digests_are_bounded() {
         );
     }
 }
+
+#[test]
+fn a_plan_step_reusing_a_canceled_job_that_others_depend_on_is_refused_like_a_dependency() {
+    let mut c = Cluster::new();
+    let mut extract = spec("acme", "etl");
+    extract.idempotency_key = Some("extract-2026-12-01".into());
+    let canceled = c.enqueue(extract.clone());
+    c.apply(Command::Cancel {
+        job_id: canceled,
+        stamp: stamp(),
+    })
+    .unwrap();
+    let steps = vec![
+        PlanStep {
+            key: "extract".into(),
+            spec: extract.clone(),
+            depends_on: vec![],
+        },
+        PlanStep {
+            key: "load".into(),
+            spec: spec("acme", "etl"),
+            depends_on: vec!["extract".into()],
+        },
+    ];
+    // As an enqueue depending on that job would be.
+    let mut dependent = spec("acme", "etl");
+    dependent.depends_on = vec![canceled];
+    let refused = Err(SchedulerError::DependencyFailed {
+        dependency: canceled,
+        status: Status::Canceled,
+    });
+    assert_eq!(
+        c.apply(Command::Enqueue { spec: dependent }).map(|_| ()),
+        refused
+    );
+    let plan = c.apply(Command::SubmitPlan {
+        steps,
+        backfill: None,
+    });
+    assert_eq!(plan.map(|_| ()), refused);
+    // A step nothing depends on may still name it: it is reused as it is.
+    let alone = c.apply(Command::SubmitPlan {
+        steps: vec![PlanStep {
+            key: "extract".into(),
+            spec: extract,
+            depends_on: vec![],
+        }],
+        backfill: None,
+    });
+    assert!(matches!(alone, Ok(Reply::PlanSubmitted { ref jobs, .. }) if jobs[0].1 == canceled));
+}
