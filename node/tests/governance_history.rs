@@ -45,10 +45,7 @@ async fn history(
 async fn the_history_tells_every_change_filtered_paged_and_from_the_archive() {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let clock = ManualClock::at(T0);
-    let mut settings = common::settings(dir.path());
-    settings.clock = clock.clock();
-    settings.tick_interval = Duration::from_millis(20);
-    let node = common::one_node(settings).await;
+    let node = common::one_node(common::clocked(dir.path(), &clock)).await;
     let client = Client::with_config(ClientConfig {
         retry_for: Duration::from_secs(5),
         ..ClientConfig::new([node.addr().to_string()])

@@ -172,12 +172,7 @@ async fn a_cron_schedule_fires_on_log_time_across_a_leader_kill_without_a_double
 async fn after_downtime_each_catch_up_policy_does_what_it_says() {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let clock = ManualClock::at(T0);
-    let settings = || {
-        let mut settings = common::settings(dir.path());
-        settings.clock = clock.clock();
-        settings.tick_interval = Duration::from_millis(20);
-        settings
-    };
+    let settings = || common::clocked(dir.path(), &clock);
     let node = common::one_node(settings()).await;
     let c = client(&[&node]);
     // Every five minutes: a firing more than a minute late is missed.
@@ -230,10 +225,7 @@ async fn after_downtime_each_catch_up_policy_does_what_it_says() {
 async fn schedules_are_listed_paused_resumed_deleted_and_bad_ones_refused() {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let clock = ManualClock::at(T0);
-    let mut settings = common::settings(dir.path());
-    settings.clock = clock.clock();
-    settings.tick_interval = Duration::from_millis(20);
-    let node = common::one_node(settings).await;
+    let node = common::one_node(common::clocked(dir.path(), &clock)).await;
     let c = client(&[&node]);
     let hourly = pb::create_schedule_request::Cadence::Cron("@hourly".to_owned());
     c.create_schedule(create("a", hourly.clone(), pb::CatchUp::Skip, 0))
@@ -340,10 +332,7 @@ async fn a_backfill_runs_each_past_fire_time_once_shows_its_progress_and_cancels
     let dir = tempfile::TempDir::new().expect("temp dir");
     // Ten hours in: an hourly schedule made with a start at T0 has ten past fire times.
     let clock = ManualClock::at(T0 + 10 * 60 * MINUTE + 30_000);
-    let mut settings = common::settings(dir.path());
-    settings.clock = clock.clock();
-    settings.tick_interval = Duration::from_millis(20);
-    let node = common::one_node(settings).await;
+    let node = common::one_node(common::clocked(dir.path(), &clock)).await;
     let c = client(&[&node]);
     let mut hourly = create(
         "hourly",

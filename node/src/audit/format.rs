@@ -91,6 +91,24 @@ impl ChainedFile {
     }
 }
 
+/// The finished files of a bundle, their manifest entries and their line counts by kind
+/// (a file's name without `.jsonl`).
+pub type Assembled = (Files, Vec<FileEntry>, BTreeMap<String, u64>);
+
+/// Finishes `files` for a manifest.
+pub fn assemble(files: Vec<(&str, ChainedFile)>) -> Assembled {
+    let mut out = Files::new();
+    let mut entries = Vec::new();
+    let mut counts = BTreeMap::new();
+    for (name, file) in files {
+        let (entry, bytes) = file.finish(name);
+        counts.insert(name.trim_end_matches(".jsonl").to_owned(), entry.lines);
+        entries.push(entry);
+        out.insert(name.to_owned(), bytes);
+    }
+    (out, entries, counts)
+}
+
 /// One file as the manifest lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -398,28 +416,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn bundle(key: &SigningKey) -> Files {
-        let mut jobs = ChainedFile::default();
-        let mut history = ChainedFile::default();
-        for id in 0..3u64 {
-            jobs.push(&json!({"job_id": id, "tenant": "acme"})).unwrap();
-            history
-                .push(&json!({"job_id": id, "log_index": 10 + id, "kind": "enqueued"}))
-                .unwrap();
-        }
-        let mut files = Files::new();
-        let mut entries = Vec::new();
-        let mut counts = BTreeMap::new();
-        for (name, file) in [
-            ("jobs.jsonl", jobs),
-            ("history.jsonl", history),
-            ("replays.jsonl", ChainedFile::default()),
-        ] {
-            let (entry, bytes) = file.finish(name);
-            counts.insert(name.trim_end_matches(".jsonl").to_owned(), entry.lines);
-            entries.push(entry);
-            files.insert(name.to_owned(), bytes);
-        }
+    /// `files` sealed by `key` under a manifest of a window [0, 100).
+    fn sealed(files: Vec<(&str, ChainedFile)>, key: &SigningKey) -> Files {
+        let (files, entries, counts) = assemble(files);
         let manifest = Manifest {
             format: FORMAT.to_owned(),
             since_ms: 0,
@@ -434,6 +433,26 @@ mod tests {
             files: entries,
         };
         seal(files, &manifest, key).unwrap()
+    }
+
+    fn bundle(key: &SigningKey) -> Files {
+        let mut jobs = ChainedFile::default();
+        let mut history = ChainedFile::default();
+        for id in 0..3u64 {
+            jobs.push(&json!({"job_id": id, "tenant": "acme"})).unwrap();
+            history
+                .push(&json!({"job_id": id, "log_index": 10 + id, "kind": "enqueued"}))
+                .unwrap();
+        }
+        let replays = ChainedFile::default();
+        sealed(
+            vec![
+                ("jobs.jsonl", jobs),
+                ("history.jsonl", history),
+                ("replays.jsonl", replays),
+            ],
+            key,
+        )
     }
 
     fn key(seed: u8) -> SigningKey {
@@ -570,29 +589,10 @@ mod tests {
         jobs.push(&json!({"job_id": 1})).unwrap();
         let mut history = ChainedFile::default();
         history.push(&json!({"job_id": 9})).unwrap();
-        let mut files = Files::new();
-        let mut entries = Vec::new();
-        let mut counts = BTreeMap::new();
-        for (name, file) in [("jobs.jsonl", jobs), ("history.jsonl", history)] {
-            let (entry, bytes) = file.finish(name);
-            counts.insert(name.trim_end_matches(".jsonl").to_owned(), entry.lines);
-            entries.push(entry);
-            files.insert(name.to_owned(), bytes);
-        }
-        let manifest = Manifest {
-            format: FORMAT.to_owned(),
-            since_ms: 0,
-            until_ms: 1,
-            tenant: None,
-            voters: vec![],
-            applied_index: 0,
-            log_time_ms: 0,
-            first_log_index: None,
-            last_log_index: None,
-            counts,
-            files: entries,
-        };
-        let files = seal(files, &manifest, &signer).unwrap();
+        let files = sealed(
+            vec![("jobs.jsonl", jobs), ("history.jsonl", history)],
+            &signer,
+        );
         assert_eq!(
             refusal(&files, &signer),
             "history.jsonl line 1: names job 9 that is not in jobs.jsonl"

@@ -426,16 +426,8 @@ pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), S
     }
 
     let range = writing.range;
-    let mut files = Files::new();
-    let mut entries = Vec::new();
-    let mut counts = BTreeMap::new();
     let all = [writing.jobs, writing.history, throttles, incidents, replays];
-    for (name, file) in FILES.into_iter().zip(all) {
-        let (entry, bytes) = file.finish(name);
-        counts.insert(name.trim_end_matches(".jsonl").to_owned(), entry.lines);
-        entries.push(entry);
-        files.insert(name.to_owned(), bytes);
-    }
+    let (files, entries, counts) = format::assemble(FILES.into_iter().zip(all).collect());
     if files.values().map(Vec::len).sum::<usize>() > MAX_BUNDLE_BYTES {
         return Err(too_big());
     }

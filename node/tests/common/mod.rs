@@ -27,6 +27,15 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
     NodeSettings::new(1, "127.0.0.1:0".parse().expect("addr"), dir.to_owned())
 }
 
+/// As `settings`, with log time from `clock` and a tick every 20 ms, so that what falls
+/// due when the test moves the clock happens at once.
+pub fn clocked(dir: &std::path::Path, clock: &ManualClock) -> NodeSettings {
+    let mut settings = settings(dir);
+    settings.clock = clock.clock();
+    settings.tick_interval = Duration::from_millis(20);
+    settings
+}
+
 /// A clock the test moves by hand, so that a lease expires when the test says so rather
 /// than after a sleep.
 #[derive(Clone, Default)]
