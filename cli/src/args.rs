@@ -128,6 +128,9 @@ pub enum Cmd {
     /// Signed audit bundles: make a key, export a window of log time, verify offline.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Incidents (a tripped breaker): acknowledge, resolve. `rota governance` lists them.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
     /// Which jobs wrote and read an artifact (by name, URI or digest), and the chain up and
     /// down.
     Lineage {
@@ -334,6 +337,22 @@ pub enum GovernanceCmd {
         /// Most changes listed.
         #[arg(long, default_value_t = 1_000)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentCmd {
+    /// Marks an open incident as seen and being handled.
+    Ack {
+        id: u64,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
+    /// Resolves an open incident; a breaker it keeps open is reset (its jobs lease again).
+    Resolve {
+        id: u64,
+        #[command(flatten)]
+        why: ReasonArgs,
     },
 }
 

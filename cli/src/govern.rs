@@ -2,8 +2,8 @@
 //! circuit breakers, and the view of all of them (`rota governance`).
 
 use crate::args::{
-    BreakerCmd, Global, GovernanceCmd, MaintenanceCmd, QuotaCmd, RetentionCmd, ScopeArgs,
-    SourceCmd, ThrottleArgs,
+    BreakerCmd, Global, GovernanceCmd, IncidentCmd, MaintenanceCmd, QuotaCmd, RetentionCmd,
+    ScopeArgs, SourceCmd, ThrottleArgs,
 };
 use crate::output::{table, Output};
 use anyhow::{bail, Context, Result};
@@ -315,4 +315,30 @@ fn scope(args: ScopeArgs) -> Result<pb::Scope> {
         tenant: args.tenant,
         job_type: args.job_type,
     })
+}
+
+/// `rota incident ack|resolve`.
+pub async fn incident(
+    cmd: IncidentCmd,
+    global: &Global,
+    client: &Client,
+    out: &Output,
+) -> Result<()> {
+    let (resolve, id, why) = match cmd {
+        IncidentCmd::Ack { id, why } => (false, id, why),
+        IncidentCmd::Resolve { id, why } => (true, id, why),
+    };
+    let request = pb::IncidentRequest {
+        session: None,
+        incident_id: id,
+        stamp: Some(global.stamp(why.reason, why.ticket)),
+    };
+    if resolve {
+        client.resolve_incident(request).await?;
+        out.done(&format!("incident {id} resolved"));
+    } else {
+        client.acknowledge_incident(request).await?;
+        out.done(&format!("incident {id} acknowledged"));
+    }
+    Ok(())
 }

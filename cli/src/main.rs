@@ -169,6 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
         Cmd::Schedule(cmd) => schedule::schedule(cmd, &global, &client()?, &out).await,
         Cmd::Audit(cmd) => audit::audit(cmd, &global, client, &out).await,
+        Cmd::Incident(cmd) => govern::incident(cmd, &global, &client()?, &out).await,
         Cmd::Lineage {
             artifact,
             up,

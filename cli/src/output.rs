@@ -422,7 +422,15 @@ impl Output {
         let incidents: Vec<Value> = view
             .incidents
             .iter()
-            .map(|i| json!({"id": i.id, "job_type": i.job_type, "opened_ms": i.opened_ms, "failure_rate_percent": i.failure_rate_percent, "resolved": i.resolved, "archived": i.archived}))
+            .map(|i| json!({
+                "id": i.id, "job_type": i.job_type, "opened_ms": i.opened_ms,
+                "failure_rate_percent": i.failure_rate_percent, "resolved": i.resolved,
+                "archived": i.archived,
+                "acknowledged_by": i.acknowledged_by.as_ref().map(|s| json!({"actor": s.actor, "reason": s.reason, "ticket": s.ticket})),
+                "acknowledged_ms": i.acknowledged_ms,
+                "resolved_by": i.resolved_by.as_ref().map(|s| json!({"actor": s.actor, "reason": s.reason, "ticket": s.ticket})),
+                "resolved_ms": i.resolved_ms,
+            }))
             .collect();
         let queues: Vec<Value> = view
             .queues
@@ -456,12 +464,13 @@ impl Output {
                     g.add_row(vec!["paused".to_owned(), scope_text(&x.scope), x.stamp.as_ref().map(|s| s.reason.clone()).unwrap_or_default(), String::new()]);
                 }
                 for x in &view.incidents {
-                    let state = match (x.archived, x.resolved) {
-                        (true, _) => "archived",
-                        (false, true) => "resolved",
-                        (false, false) => "OPEN",
+                    let state = match (x.archived, x.resolved, &x.acknowledged_by) {
+                        (true, _, _) => "archived".to_owned(),
+                        (false, true, _) => "resolved".to_owned(),
+                        (false, false, Some(by)) => format!("OPEN, acknowledged by {}", by.actor),
+                        (false, false, None) => "OPEN".to_owned(),
                     };
-                    g.add_row(vec!["incident".to_owned(), x.job_type.clone(), format!("{}% failing", x.failure_rate_percent), state.to_owned()]);
+                    g.add_row(vec![format!("incident {}", x.id), x.job_type.clone(), format!("{}% failing", x.failure_rate_percent), state]);
                 }
                 text.push_str(&format!("{q}\n{g}"));
                 text

@@ -551,6 +551,14 @@ impl Client {
         /// Quotas, throttles, pauses, incidents, maintenance and queue depths.
         get_governance, admin_service, GetGovernanceRequest, GetGovernanceResponse
     );
+    write_rpc!(
+        /// Marks an open incident as being handled.
+        acknowledge_incident, admin_service, IncidentRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Resolves an open incident (resetting its breaker).
+        resolve_incident, admin_service, IncidentRequest, AdminResponse
+    );
     read_rpc!(
         /// An audit bundle, signed by the answering node's audit key.
         export_audit, admin_service, ExportAuditRequest, ExportAuditResponse

@@ -73,6 +73,7 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
         E::TokenNotFound(_) => (Code::NotFound, "token_not_found"),
         E::TooManyTokens(_) => (Code::ResourceExhausted, "too_many_tokens"),
         E::PlanNotFound(_) => (Code::NotFound, "plan_not_found"),
+        E::IncidentNotOpen(_) => (Code::FailedPrecondition, "incident_not_open"),
     }
 }
 

@@ -358,6 +358,7 @@ impl State {
             .collect();
         for id in incidents {
             if let Some(incident) = self.ledger.incidents.remove(&id) {
+                self.ledger.incident_acks.remove(&id);
                 let record = encode(at.now_ms, ItemRef::Incident(&incident));
                 let key = ArchiveKey {
                     kind: ArchiveKind::Incident,

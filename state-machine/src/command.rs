@@ -2,7 +2,7 @@
 
 use crate::error::SchedulerError;
 use crate::governance::{BreakerConfig, Scope, Stamp};
-use crate::ids::{JobId, JobType, LeaseId, PlanId, ScheduleId, TenantId, WorkerId};
+use crate::ids::{IncidentId, JobId, JobType, LeaseId, PlanId, ScheduleId, TenantId, WorkerId};
 use crate::job::{Artifact, Backfill, JobSpec, Status};
 use crate::schedule::{Cadence, CatchUp};
 use serde::{Deserialize, Serialize};
@@ -280,6 +280,21 @@ pub enum Command {
         /// The plan.
         plan_id: PlanId,
         /// Who cancels it and why.
+        stamp: Stamp,
+    },
+    /// An operator has seen an open incident and is on it.
+    AcknowledgeIncident {
+        /// The incident.
+        incident: IncidentId,
+        /// Who and why.
+        stamp: Stamp,
+    },
+    /// Closes an open incident; a breaker it keeps open is reset (its job type is leased
+    /// again), as `ResetBreaker` does.
+    ResolveIncident {
+        /// The incident.
+        incident: IncidentId,
+        /// Who resolves it and why.
         stamp: Stamp,
     },
 }

@@ -1,6 +1,6 @@
 //! Why a command was rejected. A rejected command changes nothing.
 
-use crate::ids::{JobId, LeaseId, PlanId, ScheduleId};
+use crate::ids::{IncidentId, JobId, LeaseId, PlanId, ScheduleId};
 use crate::job::Status;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -141,6 +141,10 @@ pub enum SchedulerError {
     /// No plan in memory has this id (new variants go last: sessions encode them).
     #[error("{0} not found")]
     PlanNotFound(PlanId),
+
+    /// No open incident in memory has this id.
+    #[error("{0} is not an open incident")]
+    IncidentNotOpen(IncidentId),
 }
 
 impl SchedulerError {

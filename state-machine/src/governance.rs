@@ -345,11 +345,21 @@ pub enum GovernanceChange {
         /// Its name.
         name: String,
     },
+    /// An operator acknowledged an open incident (new variants go last).
+    IncidentAcknowledged {
+        /// The incident.
+        incident: IncidentId,
+    },
+    /// An operator resolved an incident (its breaker, if open, was reset).
+    IncidentResolved {
+        /// The incident.
+        incident: IncidentId,
+    },
 }
 
 impl GovernanceChange {
     /// Every kind's name, as `kind` gives it.
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 20] = [
         "quota_set",
         "throttled",
         "source_paused",
@@ -368,6 +378,8 @@ impl GovernanceChange {
         "retention_set",
         "token_created",
         "token_revoked",
+        "incident_acknowledged",
+        "incident_resolved",
     ];
 
     /// The change's kind, in snake case: what logs, metrics and history filters name it.
@@ -391,6 +403,8 @@ impl GovernanceChange {
             GovernanceChange::RetentionSet { .. } => "retention_set",
             GovernanceChange::TokenCreated { .. } => "token_created",
             GovernanceChange::TokenRevoked { .. } => "token_revoked",
+            GovernanceChange::IncidentAcknowledged { .. } => "incident_acknowledged",
+            GovernanceChange::IncidentResolved { .. } => "incident_resolved",
         }
     }
 }

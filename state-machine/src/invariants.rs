@@ -19,6 +19,13 @@ impl State {
         {
             return Err(format!("{job} keeps trace context but is not in memory"));
         }
+        if let Some(incident) = ledger
+            .incident_acks
+            .keys()
+            .find(|id| !ledger.incidents.contains_key(id))
+        {
+            return Err(format!("{incident} is acknowledged but not in memory"));
+        }
         let mut live_leases = BTreeSet::new();
         let mut created_ms = 0;
         for (id, job) in &ledger.jobs {

@@ -65,6 +65,10 @@ pub(crate) struct Ledger {
     /// `jobs` is, so that freezing the state for a snapshot copies no string.
     #[serde(skip)]
     pub traces: imbl::OrdMap<JobId, Arc<str>>,
+    /// Who acknowledged each incident in memory, and when (log time). Encoded after
+    /// `traces` in a snapshot (version 5); leaves with its incident.
+    #[serde(skip)]
+    pub incident_acks: BTreeMap<IncidentId, (u64, Stamp)>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -519,6 +523,12 @@ impl State {
                 stamp,
             } => self.backfill(schedule, fire_times, stamp, at),
             Command::CancelPlan { plan_id, stamp } => self.cancel_plan(plan_id, stamp, at),
+            Command::AcknowledgeIncident { incident, stamp } => {
+                self.acknowledge_incident(incident, stamp, at)
+            }
+            Command::ResolveIncident { incident, stamp } => {
+                self.resolve_incident(incident, stamp, at)
+            }
         }
     }
 

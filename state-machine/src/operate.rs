@@ -5,7 +5,7 @@ use crate::error::SchedulerError;
 use crate::governance::{
     Breaker, BreakerConfig, GovernanceChange, Quota, Scope, Stamp, TokenBucket,
 };
-use crate::ids::{JobType, ScheduleId, TenantId};
+use crate::ids::{IncidentId, JobType, ScheduleId, TenantId};
 use crate::job::{JobSpec, Origin};
 use crate::ledger::{At, State};
 use crate::schedule::{Cadence, CatchUp, Schedule};
@@ -235,6 +235,52 @@ impl State {
             incident.resolved = Some((at.now_ms, stamp.clone()));
         }
         self.govern(Some(stamp), GovernanceChange::BreakerReset { job_type }, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn acknowledge_incident(
+        &mut self,
+        incident: IncidentId,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        let open = self.ledger.incidents.get(&incident);
+        if open.is_none_or(|i| i.resolved.is_some()) {
+            return Err(SchedulerError::IncidentNotOpen(incident));
+        }
+        self.ledger
+            .incident_acks
+            .insert(incident, (at.now_ms, stamp.clone()));
+        let change = GovernanceChange::IncidentAcknowledged { incident };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn resolve_incident(
+        &mut self,
+        incident: IncidentId,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        let Some(found) = self
+            .ledger
+            .incidents
+            .get_mut(&incident)
+            .filter(|i| i.resolved.is_none())
+        else {
+            return Err(SchedulerError::IncidentNotOpen(incident));
+        };
+        found.resolved = Some((at.now_ms, stamp.clone()));
+        if let Some(breaker) = self.ledger.breakers.get_mut(&found.job_type) {
+            if breaker.open_incident == Some(incident) {
+                breaker.open_incident = None;
+                breaker.buckets.clear();
+            }
+        }
+        let change = GovernanceChange::IncidentResolved { incident };
+        self.govern(Some(stamp), change, at);
         Ok(Reply::Done)
     }
 

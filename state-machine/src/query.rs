@@ -327,6 +327,14 @@ impl State {
             .collect()
     }
 
+    /// Who acknowledged incident `id` and when, if anyone did.
+    pub fn incident_ack(
+        &self,
+        id: crate::ids::IncidentId,
+    ) -> Option<&(u64, crate::governance::Stamp)> {
+        self.ledger.incident_acks.get(&id)
+    }
+
     /// A job's lineage: its declared inputs and the outputs its attempts reported.
     pub fn lineage(&self, id: JobId) -> Option<Lineage<'_>> {
         let job = self.ledger.jobs.get(&id)?;

@@ -6,14 +6,16 @@ use crate::ledger::{Indexes, Ledger, State};
 
 /// The jobs' trace contexts as a snapshot encodes them.
 type Traces = imbl::OrdMap<crate::ids::JobId, std::sync::Arc<str>>;
+/// The incidents' acknowledgements as a snapshot encodes them.
+type Acks = std::collections::BTreeMap<crate::ids::IncidentId, (u64, crate::governance::Stamp)>;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// The snapshot format's version, its first byte. Version 2 adds the retention windows
 /// and the archive's book after the ledger, version 3 the tokens after those, version 4 the
-/// jobs' trace contexts after those; earlier versions still read (with none of what they
-/// lack).
-pub const SNAPSHOT_VERSION: u8 = 4;
+/// jobs' trace contexts after those, version 5 the incidents' acknowledgements after
+/// those; earlier versions still read (with none of what they lack).
+pub const SNAPSHOT_VERSION: u8 = 5;
 
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
@@ -40,6 +42,7 @@ fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
             &ledger.retained,
             &ledger.access,
             &ledger.traces,
+            &ledger.incident_acks,
         ),
         Vec::new(),
     )?)
@@ -54,6 +57,7 @@ fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError>
             &ledger.retained,
             &ledger.access,
             &ledger.traces,
+            &ledger.incident_acks,
         ),
         out,
     )?)
@@ -141,12 +145,21 @@ impl State {
                 ledger.access = access;
                 (ledger, rest)
             }
-            SNAPSHOT_VERSION => {
+            4 => {
                 let ((mut ledger, retained, access, traces), rest) =
                     postcard::take_from_bytes::<(Ledger, Retained, Access, Traces)>(body)?;
                 ledger.retained = retained;
                 ledger.access = access;
                 ledger.traces = traces;
+                (ledger, rest)
+            }
+            SNAPSHOT_VERSION => {
+                let ((mut ledger, retained, access, traces, acks), rest) =
+                    postcard::take_from_bytes::<(Ledger, Retained, Access, Traces, Acks)>(body)?;
+                ledger.retained = retained;
+                ledger.access = access;
+                ledger.traces = traces;
+                ledger.incident_acks = acks;
                 (ledger, rest)
             }
             _ => return Err(SnapshotError::UnsupportedVersion(version)),
@@ -179,5 +192,39 @@ impl std::io::Write for HashWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_4_snapshot_still_reads_with_no_acknowledgements() {
+        let ledger = Ledger {
+            now_ms: 1_234,
+            ..Ledger::default()
+        };
+        let v4 = postcard::to_extend(
+            &(
+                4u8,
+                &ledger,
+                &ledger.retained,
+                &ledger.access,
+                &ledger.traces,
+            ),
+            Vec::new(),
+        )
+        .unwrap();
+        let state = State::restore(&v4).unwrap();
+        assert_eq!(state.now_ms(), 1_234);
+        assert!(state.ledger.incident_acks.is_empty());
+        // Written again, it is version 5, and reads back the same.
+        let v5 = state.snapshot().unwrap();
+        assert_eq!(v5[0], SNAPSHOT_VERSION);
+        assert_eq!(
+            State::restore(&v5).unwrap().digest().unwrap(),
+            state.digest().unwrap()
+        );
     }
 }

@@ -134,7 +134,9 @@ impl Command {
                 }
                 Ok(())
             }
-            Command::CancelPlan { stamp, .. } => check_stamp(stamp),
+            Command::CancelPlan { stamp, .. }
+            | Command::AcknowledgeIncident { stamp, .. }
+            | Command::ResolveIncident { stamp, .. } => check_stamp(stamp),
         }
     }
 }
@@ -160,7 +162,9 @@ impl Command {
             | Command::CreateToken { stamp, .. }
             | Command::RevokeToken { stamp, .. }
             | Command::Backfill { stamp, .. }
-            | Command::CancelPlan { stamp, .. } => Some(stamp),
+            | Command::CancelPlan { stamp, .. }
+            | Command::AcknowledgeIncident { stamp, .. }
+            | Command::ResolveIncident { stamp, .. } => Some(stamp),
             Command::Traced { command, .. } => command.stamp_mut(),
             Command::Tick
             | Command::Enqueue { .. }

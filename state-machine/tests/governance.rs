@@ -379,3 +379,86 @@ fn every_governance_change_records_actor_reason_and_ticket() {
     assert!(history.iter().all(|e| e.stamp.as_ref() == Some(&s)));
     assert!(history.windows(2).all(|w| w[0].log_index < w[1].log_index));
 }
+
+#[test]
+fn an_incident_is_acknowledged_then_resolved_which_resets_its_breaker() {
+    let mut c = Cluster::new();
+    c.apply(Command::ConfigureBreaker {
+        job_type: JobType::new("pay"),
+        config: Some(BreakerConfig {
+            failure_threshold_percent: 50,
+            window_ms: 60_000,
+            min_attempts: 2,
+        }),
+        stamp: stamp(),
+    })
+    .unwrap();
+    for _ in 0..5 {
+        let mut s = spec("acme", "pay");
+        s.retry.max_attempts = 1;
+        c.enqueue(s);
+    }
+    let grants = c.lease("w", &["pay"], 2);
+    c.fail(&grants[0], false);
+    c.fail(&grants[1], false);
+    let incident = c.state.incidents(true)[0].id;
+    assert!(c.lease("w", &["pay"], 10).is_empty(), "the breaker is open");
+
+    let on_it = Stamp {
+        actor: "oncall@example.com".into(),
+        reason: "looking at the payment gateway".into(),
+        ticket: Some("INC-42".into()),
+    };
+    c.apply(Command::AcknowledgeIncident {
+        incident,
+        stamp: on_it.clone(),
+    })
+    .unwrap();
+    let (at, by) = c
+        .state
+        .incident_ack(incident)
+        .expect("acknowledged")
+        .clone();
+    assert_eq!((at, &by), (c.now_ms, &on_it));
+    // A snapshot keeps the acknowledgement.
+    let restored = State::restore(&c.state.snapshot().unwrap()).unwrap();
+    assert_eq!(restored.incident_ack(incident), Some(&(at, on_it.clone())));
+    assert_eq!(restored.digest().unwrap(), c.state.digest().unwrap());
+
+    c.apply(Command::ResolveIncident {
+        incident,
+        stamp: stamp(),
+    })
+    .unwrap();
+    assert!(c.state.incidents(true).is_empty());
+    assert_eq!(c.lease("w", &["pay"], 10).len(), 3, "leased again");
+    for command in [
+        Command::ResolveIncident {
+            incident,
+            stamp: stamp(),
+        },
+        Command::AcknowledgeIncident {
+            incident,
+            stamp: stamp(),
+        },
+        Command::AcknowledgeIncident {
+            incident: IncidentId(99),
+            stamp: stamp(),
+        },
+    ] {
+        assert!(matches!(
+            c.apply(command),
+            Err(SchedulerError::IncidentNotOpen(_))
+        ));
+    }
+    let kinds: Vec<&str> = c
+        .state
+        .governance_history()
+        .iter()
+        .map(|e| e.change.kind())
+        .collect();
+    assert!(
+        kinds.ends_with(&["incident_acknowledged", "incident_resolved"]),
+        "{kinds:?}"
+    );
+}

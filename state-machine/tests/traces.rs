@@ -97,7 +97,7 @@ fn bad_trace_context_is_refused_whole() {
 }
 
 #[test]
-fn snapshots_keep_trace_context_and_format_3_still_reads() {
+fn snapshots_keep_trace_context_and_formats_3_and_4_still_read() {
     let mut c = Cluster::new();
     let id = enqueued(c.apply(traced(
         &[TP],
@@ -111,15 +111,19 @@ fn snapshots_keep_trace_context_and_format_3_still_reads() {
     assert_eq!(restored.traceparent(id), Some(TP));
     assert_eq!(restored.digest().expect("digest"), c.digest());
 
-    // Format 3 is format 4 without the trailing map: an empty map is one zero byte.
+    // Format 4 is format 5 without the trailing map of acknowledgements, format 3 without
+    // the trace contexts' map before it too: an empty map is one zero byte.
     let mut plain = Cluster::new();
     plain.enqueue(spec("acme", "email"));
-    let four = plain.state.snapshot().expect("snapshot");
-    assert_eq!(four.last(), Some(&0), "an empty map of trace contexts");
-    let mut three = four[..four.len() - 1].to_vec();
-    three[0] = 3;
-    let old = State::restore(&three).expect("a format 3 snapshot reads");
-    assert_eq!(old.digest().expect("digest"), plain.digest());
+    let five = plain.state.snapshot().expect("snapshot");
+    assert_eq!(five[five.len() - 2..], [0, 0], "two empty maps");
+    for (version, cut) in [(4u8, 1), (3, 2)] {
+        let mut older = five[..five.len() - cut].to_vec();
+        older[0] = version;
+        let old = State::restore(&older)
+            .unwrap_or_else(|e| panic!("a format {version} snapshot reads: {e}"));
+        assert_eq!(old.digest().expect("digest"), plain.digest());
+    }
 }
 
 #[test]

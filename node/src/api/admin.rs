@@ -2,7 +2,7 @@
 
 use super::{forward_unless_here, forwarded, stale, Api, Route};
 use crate::auth::principal_of;
-use crate::convert::{self, SourceChange};
+use crate::convert::{self, IncidentChange, SourceChange};
 use crate::status;
 use rota_client::admin_service;
 use rota_client::proto as pb;
@@ -33,6 +33,19 @@ impl Admin {
         let bytes = prost::Message::encoded_len(&request);
         self.0
             .serve_sized(&principal, SourceChange { request, pause }, bytes)
+            .await
+    }
+
+    async fn change_incident(
+        &self,
+        request: Request<pb::IncidentRequest>,
+        resolve: bool,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let principal = principal_of(&request)?;
+        let request = request.into_inner();
+        let bytes = prost::Message::encoded_len(&request);
+        self.0
+            .serve_sized(&principal, IncidentChange { request, resolve }, bytes)
             .await
     }
 
@@ -142,6 +155,22 @@ impl AdminService for Admin {
             })
             .await??;
         Ok(Response::new(page))
+    }
+
+    async fn acknowledge_incident(
+        &self,
+        request: Request<pb::IncidentRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, acknowledge_incident);
+        self.change_incident(request, false).await
+    }
+
+    async fn resolve_incident(
+        &self,
+        request: Request<pb::IncidentRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, resolve_incident);
+        self.change_incident(request, true).await
     }
 
     async fn export_audit(
@@ -457,7 +486,11 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
 /// The most archived incidents one `GetGovernance` lists.
 const MAX_ARCHIVED_INCIDENTS: usize = 1_000;
 
-fn incident_view(i: &Incident, archived: bool) -> pb::IncidentView {
+fn incident_view(
+    i: &Incident,
+    acknowledged: Option<&(u64, Stamp)>,
+    archived: bool,
+) -> pb::IncidentView {
     pb::IncidentView {
         id: i.id.0,
         job_type: i.job_type.0.clone(),
@@ -465,6 +498,10 @@ fn incident_view(i: &Incident, archived: bool) -> pb::IncidentView {
         failure_rate_percent: u32::from(i.failure_rate_percent),
         resolved: i.resolved.is_some(),
         archived,
+        acknowledged_by: acknowledged.map(|(_, by)| convert::stamp_out(by)),
+        acknowledged_ms: acknowledged.map(|(at, _)| *at),
+        resolved_by: i.resolved.as_ref().map(|(_, by)| convert::stamp_out(by)),
+        resolved_ms: i.resolved.as_ref().map(|(at, _)| *at),
     }
 }
 
@@ -474,7 +511,7 @@ fn archived_incidents(applied: &Applied) -> Result<Vec<pb::IncidentView>, Status
     applied
         .scan_archived(ArchiveKind::Incident, 0, |_, archived| {
             if let Some(ArchivedItem::Incident(incident)) = archived.map(|a| a.item) {
-                out.push(incident_view(&incident, true));
+                out.push(incident_view(&incident, None, true));
             }
             out.len() < MAX_ARCHIVED_INCIDENTS
         })
@@ -511,7 +548,7 @@ fn governance_view(state: &State) -> pb::GetGovernanceResponse {
     let incidents = state
         .incidents(false)
         .into_iter()
-        .map(|i| incident_view(i, false))
+        .map(|i| incident_view(i, state.incident_ack(i.id), false))
         .collect();
     let queues = state
         .queue_depth()

@@ -239,6 +239,9 @@ impl Api {
                 principal.unbound("a backfill")
             }
             Command::CancelPlan { .. } => principal.unbound("canceling a plan"),
+            Command::AcknowledgeIncident { .. } | Command::ResolveIncident { .. } => {
+                principal.unbound("incidents")
+            }
             Command::Tick
             | Command::LeaseWithin { .. }
             | Command::ConfigureBreaker { .. }

@@ -11,7 +11,7 @@ pub use out::{
     archived_job_out, artifact_out, event_out, job_out, plan_status_out, retention_out,
     schedule_out, scope_out, stamp_out, status_out,
 };
-pub use requests::{ScheduleAction, ScheduleChange, SourceChange, WireWrite};
+pub use requests::{IncidentChange, ScheduleAction, ScheduleChange, SourceChange, WireWrite};
 
 use crate::status::invalid;
 use rota_client::proto as pb;

@@ -486,3 +486,29 @@ impl WireWrite for pb::CancelPlanRequest {
         }
     }
 }
+
+/// `AcknowledgeIncident` and `ResolveIncident` share one request message; the call it came
+/// with says which command it asks for.
+pub struct IncidentChange {
+    /// The wire request.
+    pub request: pb::IncidentRequest,
+    /// Resolve (true) or acknowledge (false).
+    pub resolve: bool,
+}
+
+impl WireWrite for IncidentChange {
+    type Answer = pb::AdminResponse;
+    fn command(self, _: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
+        let r = self.request;
+        let incident = rota_state_machine::IncidentId(r.incident_id);
+        let stamp = stamp(r.stamp)?;
+        let command = match self.resolve {
+            true => Command::ResolveIncident { incident, stamp },
+            false => Command::AcknowledgeIncident { incident, stamp },
+        };
+        Ok((r.session, command))
+    }
+    fn answer(reply: Reply) -> Result<Self::Answer, Status> {
+        pb::SetMaintenanceRequest::answer(reply)
+    }
+}
