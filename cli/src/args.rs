@@ -495,7 +495,8 @@ pub enum PlanCmd {
     Submit { file: PathBuf },
     /// Shows a plan's status and steps.
     Show { id: u64 },
-    /// Cancels every live job of a plan (a backfill as a whole); finished ones stay.
+    /// Cancels every live job a plan created (a backfill as a whole); finished ones and jobs
+    /// its steps reused stay.
     Cancel {
         id: u64,
         #[arg(long)]

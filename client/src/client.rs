@@ -496,7 +496,7 @@ impl Client {
         backfill_schedule, job_service, BackfillScheduleRequest, SubmitPlanResponse
     );
     write_rpc!(
-        /// Cancels every live job of a plan.
+        /// Cancels every live job a plan created.
         cancel_plan, job_service, CancelPlanRequest, CancelPlanResponse
     );
     write_rpc!(

@@ -106,6 +106,9 @@ async fn every_route_answers_through_a_follower() {
     let grant = &leased["jobs"][0];
     assert_eq!(grant["jobId"].as_u64(), Some(id), "{leased}");
     assert_eq!(grant["payload"], json!({"to": "a@example.com"}));
+    assert_eq!(grant["idempotencyKey"], "welcome-1", "{leased}");
+    assert_eq!(grant["worker"], "w1");
+    assert!(grant["maxAttempts"].as_u64() >= Some(1), "{leased}");
     let lease_id = grant["leaseId"].as_u64().expect("leaseId");
     let beat = rest
         .post(

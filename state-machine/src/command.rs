@@ -275,7 +275,8 @@ pub enum Command {
         /// Who backfills, why, and the ticket (required).
         stamp: Stamp,
     },
-    /// Cancels every live job of a plan (a backfill as a whole); finished ones stay.
+    /// Cancels every live job a plan created (a backfill as a whole); finished ones and jobs
+    /// its steps reused stay.
     CancelPlan {
         /// The plan.
         plan_id: PlanId,

@@ -353,10 +353,10 @@ impl State {
                 self.after_failed_attempt(job_id, retryable, error, at);
             }
             Completion::TimedOut { error } => {
-                let error = clip(error);
+                let error = clip(format!("timed out: {error}"));
                 self.end_attempt(job_id, AttemptOutcome::TimedOut, Vec::new(), at);
                 self.record_outcome(&job_type, true, at);
-                self.after_failed_attempt(job_id, true, format!("timed out: {error}"), at);
+                self.after_failed_attempt(job_id, true, error, at);
             }
             Completion::Canceled { reason } => {
                 check_text("reason", &reason)?;

@@ -306,30 +306,43 @@ impl State {
         self.submit_plan_by(steps, Some(backfill), Some(stamp), at)
     }
 
-    /// Cancels every live job of plan `plan_id`.
+    /// Cancels every live job plan `plan_id` created (not the jobs its steps reused, which
+    /// belong to whoever made them). Canceling a job cancels the jobs that depend on it, so
+    /// each is looked at again as its turn comes: what is already finished is passed over.
     pub(crate) fn cancel_plan(&mut self, plan_id: PlanId, stamp: Stamp, at: At) -> Response {
         check_stamp(&stamp)?;
         let Some(plan) = self.ledger.plans.get(&plan_id) else {
             return Err(SchedulerError::PlanNotFound(plan_id));
         };
+        // Its own jobs that are live now; nothing below can be refused once the stamp and
+        // the plan are good, so the command changes all of them or (refused) none.
         let live: Vec<JobId> = plan
             .steps
             .iter()
             .map(|(_, job)| *job)
             .filter(|job| {
-                self.ledger
-                    .jobs
-                    .get(job)
-                    .is_some_and(|j| !j.status().is_terminal())
+                self.ledger.jobs.get(job).is_some_and(|j| {
+                    !j.status().is_terminal()
+                        && j.origin.plan.as_ref().is_some_and(|(p, _)| *p == plan_id)
+                })
             })
             .collect();
-        for job in &live {
-            self.cancel(*job, stamp.clone(), at)?;
+        for &job in &live {
+            let still_live = self
+                .ledger
+                .jobs
+                .get(&job)
+                .is_some_and(|j| !j.status().is_terminal());
+            if still_live {
+                self.cancel(job, stamp.clone(), at)?;
+            }
         }
-        Ok(Reply::PlanCanceled {
-            plan_id,
-            canceled: live,
-        })
+        let mut canceled: Vec<JobId> = live
+            .into_iter()
+            .filter(|job| self.job_status(*job) == Some(Status::Canceled))
+            .collect();
+        canceled.sort_unstable();
+        Ok(Reply::PlanCanceled { plan_id, canceled })
     }
 
     fn submit_plan_by(

@@ -929,3 +929,64 @@ fn a_plan_step_reusing_a_canceled_job_that_others_depend_on_is_refused_like_a_de
     });
     assert!(matches!(alone, Ok(Reply::PlanSubmitted { ref jobs, .. }) if jobs[0].1 == canceled));
 }
+
+#[test]
+fn canceling_a_plan_cancels_its_own_live_jobs_once_and_leaves_reused_and_finished_ones() {
+    let mut c = Cluster::new();
+    let mut shared = spec("acme", "etl");
+    shared.idempotency_key = Some("shared".into());
+    let reused = c.enqueue(shared.clone());
+    let step = |key: &str, spec: JobSpec, deps: &[&str]| PlanStep {
+        key: key.into(),
+        spec,
+        depends_on: deps.iter().map(|d| (*d).into()).collect(),
+    };
+    let Ok(Reply::PlanSubmitted { plan_id, jobs }) = c.apply(Command::SubmitPlan {
+        steps: vec![
+            step("a", spec("acme", "a"), &[]),
+            step("b", spec("acme", "b"), &["a"]),
+            step("c", spec("acme", "c"), &["b"]),
+            step("done", spec("acme", "d"), &[]),
+            step("shared", shared, &[]),
+        ],
+        backfill: None,
+    }) else {
+        panic!("plan refused");
+    };
+    let id = |key: &str| jobs.iter().find(|(k, _)| k == key).unwrap().1;
+    assert_eq!(id("shared"), reused);
+    let g = c.lease("w", &["d"], 1).remove(0);
+    c.succeed(&g);
+    // A canceled with B and C after it (they depend on it): one command, all or nothing.
+    let Ok(Reply::PlanCanceled { canceled, .. }) = c.apply(Command::CancelPlan {
+        plan_id,
+        stamp: stamp(),
+    }) else {
+        panic!("cancel refused");
+    };
+    assert_eq!(canceled, vec![id("a"), id("b"), id("c")]);
+    assert_eq!(c.status(id("done")), Status::Succeeded);
+    assert_eq!(
+        c.status(reused),
+        Status::Ready,
+        "a reused job is not the plan's"
+    );
+    // Again: nothing left to cancel, and no error.
+    assert_eq!(
+        c.apply(Command::CancelPlan {
+            plan_id,
+            stamp: stamp(),
+        }),
+        Ok(Reply::PlanCanceled {
+            plan_id,
+            canceled: vec![]
+        })
+    );
+    assert_eq!(
+        c.apply(Command::CancelPlan {
+            plan_id: PlanId(77),
+            stamp: stamp(),
+        }),
+        Err(SchedulerError::PlanNotFound(PlanId(77)))
+    );
+}

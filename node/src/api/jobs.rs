@@ -425,24 +425,25 @@ impl JobService for Jobs {
             (Some(since), Some(until), true) => {
                 // This node leads: its replica has the schedule as the log has it now.
                 let id = ScheduleId::new(wanted.schedule_id.clone());
-                let times = self.0.raft.read_local(|applied| {
+                // The cadence copied out: its fire times are worked out without the lock.
+                let cadence = self.0.raft.read_local(|applied| {
                     let schedule = applied.state.schedule(&id)?;
-                    let mut times = Vec::new();
-                    let mut t = since.checked_sub(1);
-                    while let Some(after) = t {
-                        match schedule.cadence.next_after(schedule.anchor_ms, after) {
-                            Some(next) if next < until && times.len() <= MAX_BACKFILL => {
-                                times.push(next);
-                                t = Some(next);
-                            }
-                            _ => break,
-                        }
-                    }
-                    Some(times)
+                    Some((schedule.cadence.clone(), schedule.anchor_ms))
                 });
-                let Some(times) = times else {
+                let Some((cadence, anchor_ms)) = cadence else {
                     return Err(status::scheduler(&SchedulerError::ScheduleNotFound(id)));
                 };
+                let mut times = Vec::new();
+                let mut t = Some(since.saturating_sub(1));
+                while let Some(after) = t {
+                    match cadence.next_after(anchor_ms, after) {
+                        Some(next) if next < until && times.len() <= MAX_BACKFILL => {
+                            times.push(next);
+                            t = Some(next);
+                        }
+                        _ => break,
+                    }
+                }
                 if times.is_empty() || times.len() > MAX_BACKFILL {
                     return Err(status::invalid(
                         "since_ms",

@@ -158,8 +158,9 @@ impl WorkerService for Workers {
 
 /// Fills in what a lease answer carries beside the grant: the idempotency key, the retry
 /// hints, provenance and the inputs, read from this node's replica, which has applied the
-/// lease (this is the leader that proposed it). A job this replica no longer holds in memory
-/// (it cannot be: it was just leased) is left as the grant made it.
+/// lease (this is the leader that proposed it). A job no longer in memory (a retried lease
+/// answered from its session, the job finished and archived since) keeps only what the
+/// grant says and the worker's id.
 fn describe_leases(api: &Api, jobs: &mut [pb::LeasedJob], worker: &str) {
     if jobs.is_empty() {
         return;

@@ -603,6 +603,20 @@ pub struct LeasedJobView {
     /// The W3C trace context the job was enqueued with, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The producer's idempotency key, if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Attempts the job gets in all.
+    pub max_attempts: u32,
+    /// The backoff a retryable failure of this attempt would get; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_ms: Option<u64>,
+    /// The project within the tenant.
+    pub project: String,
+    /// The worker id the lease was granted to.
+    pub worker: String,
+    /// The artifacts the job declared it reads.
+    pub inputs: Vec<ArtifactJson>,
 }
 
 /// What a lease call granted: possibly nothing.
@@ -638,6 +652,12 @@ impl From<pb::LeaseResponse> for Leased {
                         payload_base64,
                         correlation_id: j.correlation_id,
                         traceparent: j.traceparent,
+                        idempotency_key: j.idempotency_key,
+                        max_attempts: j.max_attempts,
+                        retry_backoff_ms: j.retry_backoff_ms,
+                        project: j.project,
+                        worker: j.worker,
+                        inputs: j.inputs.into_iter().map(Into::into).collect(),
                     }
                 })
                 .collect(),
