@@ -120,6 +120,7 @@ async fn serving(
     loop {
         let read = reader
             .get_job(pb::GetJobRequest {
+                signed: false,
                 job_id: job,
                 read: None,
             })

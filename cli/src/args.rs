@@ -299,7 +299,13 @@ pub enum JobCmd {
         archived: bool,
     },
     /// Shows a job with its attempts and history, from memory or the archive.
-    Show { id: u64 },
+    Show {
+        id: u64,
+        /// Prints instead the job's audit record in a DSSE envelope signed by the node's audit
+        /// key (JSON), to keep and check offline with `rota audit verify-job`.
+        #[arg(long)]
+        signed: bool,
+    },
     /// Cancels a job.
     Cancel {
         id: u64,
@@ -376,15 +382,25 @@ pub enum AuditCmd {
         /// Only this tenant's jobs.
         #[arg(long)]
         tenant: Option<String>,
-        /// The directory to write the bundle into (it must not exist).
+        /// Where to write the bundle (it must not exist): a directory, or one tar archive
+        /// when the name ends in `.tar`.
         #[arg(long)]
         out: PathBuf,
     },
     /// Checks a bundle offline: the signature, every file's digest and line chain, the
     /// counts, that every history line belongs to a job of the bundle.
     Verify {
-        /// The bundle's directory.
+        /// The bundle: its directory, or its tar archive.
         bundle: PathBuf,
+        /// The public key (audit.pub).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Checks a signed job (what `rota job show --signed` wrote) offline: the DSSE
+    /// envelope's signature by the key; prints the job's record it signs.
+    VerifyJob {
+        /// The envelope's file.
+        envelope: PathBuf,
         /// The public key (audit.pub).
         #[arg(long)]
         key: PathBuf,

@@ -5,7 +5,7 @@ use crate::output::Output;
 use anyhow::{bail, Context, Result};
 use rota_client::proto as pb;
 use rota_client::Client;
-use rota_node::audit::format;
+use rota_node::audit::{dsse, format};
 use serde_json::json;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -49,7 +49,7 @@ pub async fn audit(
         } => {
             if dir.exists() {
                 bail!(
-                    "{} exists: a bundle goes into a new directory",
+                    "{} exists: a bundle goes into a new directory or tar file",
                     dir.display()
                 );
             }
@@ -69,7 +69,7 @@ pub async fn audit(
                 files.insert(file.name, file.content);
             }
             let key = answer.key_id;
-            format::write_dir(&dir, &files)
+            write_bundle(&dir, &files)
                 .with_context(|| format!("writing the bundle into {}", dir.display()))?;
             let count = |name: &str| {
                 files
@@ -84,6 +84,33 @@ pub async fn audit(
                         dir.display(),
                         count("jobs.jsonl"),
                         count("history.jsonl")
+                    )
+                },
+            );
+        }
+        AuditCmd::VerifyJob { envelope, key } => {
+            let public = public_key(&key)?;
+            let json = std::fs::read(&envelope)
+                .with_context(|| format!("reading {}", envelope.display()))?;
+            let payload = dsse::open(&json, &public, dsse::JOB_PAYLOAD_TYPE)
+                .map_err(|e| anyhow::anyhow!("the signed job does not verify: {e}"))?;
+            let statement: serde_json::Value =
+                serde_json::from_slice(&payload).context("the signed payload is not JSON")?;
+            if statement["format"] != dsse::JOB_STATEMENT {
+                bail!(
+                    "the signed payload is {}, not a {} statement",
+                    statement["format"],
+                    dsse::JOB_STATEMENT
+                );
+            }
+            let id = format::key_id(&public);
+            out.show(
+                json!({"ok": true, "key_id": id, "statement": statement}),
+                || {
+                    format!(
+                        "signed job verifies: key {id}, read at log index {}\n{}",
+                        statement["applied_index"],
+                        serde_json::to_string_pretty(&statement["job"]).unwrap_or_default()
                     )
                 },
             );
@@ -116,17 +143,49 @@ pub async fn audit(
     Ok(())
 }
 
-fn verify(bundle: &Path, key: &Path) -> Result<format::Verified> {
+/// The audit public key in `path` (audit.pub).
+fn public_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey> {
     let text =
-        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
-    let Some(public) = format::verifying_key(&text) else {
-        bail!(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    format::verifying_key(&text).with_context(|| {
+        format!(
             "{} does not hold an audit public key (64 hex digits)",
-            key.display()
-        );
+            path.display()
+        )
+    })
+}
+
+/// Whether `path` names a tar archive rather than a directory.
+fn is_tar(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tar"))
+}
+
+/// Writes a bundle into a new directory, or a new tar archive when `out` ends in `.tar`.
+fn write_bundle(out: &Path, files: &format::Files) -> std::io::Result<()> {
+    if !is_tar(out) {
+        return format::write_dir(out, files);
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)?;
+    let mut writer = std::io::BufWriter::new(file);
+    format::write_tar(&mut writer, files)?;
+    writer.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+fn verify(bundle: &Path, key: &Path) -> Result<format::Verified> {
+    let public = public_key(key)?;
+    let files = if bundle.is_file() {
+        let file =
+            std::fs::File::open(bundle).with_context(|| format!("opening {}", bundle.display()))?;
+        format::read_tar(std::io::BufReader::new(file))
+            .with_context(|| format!("reading the tar archive {}", bundle.display()))?
+    } else {
+        format::read_dir(bundle)
+            .with_context(|| format!("reading the bundle in {}", bundle.display()))?
     };
-    let files = format::read_dir(bundle)
-        .with_context(|| format!("reading the bundle in {}", bundle.display()))?;
     format::verify(&files, &public)
         .map_err(|broken| anyhow::anyhow!("the bundle does not verify: {broken}"))
 }

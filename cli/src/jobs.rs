@@ -42,13 +42,22 @@ pub async fn job(cmd: JobCmd, global: &Global, client: &Client, out: &Output) ->
             out.jobs(&page);
             Ok(())
         }
-        JobCmd::Show { id } => {
+        JobCmd::Show { id, signed } => {
             let answer = client
                 .get_job(pb::GetJobRequest {
+                    signed,
                     job_id: id,
                     read: global.read_options(),
                 })
                 .await?;
+            if signed {
+                let envelope = answer
+                    .signed
+                    .context("the node answered without the signed record")?;
+                // The envelope is JSON as the node wrote it: printed byte for byte.
+                println!("{}", String::from_utf8_lossy(&envelope));
+                return Ok(());
+            }
             let job = answer.job.context("the node answered without the job")?;
             out.job(&job);
             Ok(())

@@ -42,6 +42,15 @@ fn scope_text(scope: &Option<pb::Scope>) -> String {
 }
 
 fn job_json(job: &pb::Job) -> Value {
+    let mut value = job_fields(job);
+    // Apart: one json! of every field passes the macro's recursion limit.
+    value["held_by"] = json!(job.held_by);
+    value["eligible_ms"] = json!(job.eligible_ms);
+    value["held_detail"] = json!(job.held_detail);
+    value
+}
+
+fn job_fields(job: &pb::Job) -> Value {
     let spec = job.spec.clone().unwrap_or_default();
     json!({
         "id": job.id,
@@ -255,6 +264,13 @@ impl Output {
             if let Some(error) = &job.error {
                 text.push_str(&format!("error: {error}\n"));
             }
+            if let Some(detail) = &job.held_detail {
+                text.push_str(&format!("held back: {detail}"));
+                if let Some(at) = job.eligible_ms {
+                    text.push_str(&format!(" (eligible at log time {at})"));
+                }
+                text.push('\n');
+            }
             if let Some(at) = job.archived_ms {
                 text.push_str(&format!(
                     "archived at log time {at}: past its retention window, read-only\n"
@@ -317,6 +333,7 @@ impl Output {
             .iter()
             .map(|s| {
                 json!({
+                    "cluster_id": s.cluster_id,
                     "node_id": s.node_id, "role": s.role, "raft_error": s.raft_error,
                     "leader_id": s.leader_id,
                     "leader_addr": s.leader_addr, "term": s.term,
@@ -367,7 +384,11 @@ impl Output {
                         .join(", ")
                 })
                 .unwrap_or_default();
-            format!("{table}\nmembers: {members}")
+            let cluster = statuses
+                .iter()
+                .find_map(|s| s.cluster_id.clone())
+                .unwrap_or_else(|| "- (not named yet)".to_owned());
+            format!("{table}\nmembers: {members}\ncluster: {cluster}")
         });
     }
 

@@ -330,6 +330,41 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     let said = String::from_utf8_lossy(&tampered.stderr);
     assert!(said.contains("jobs.jsonl line 1"), "{said}");
 
+    // The same as one tar archive, verified as it is.
+    let archive = dir.path().join("bundle.tar");
+    let archive_arg = archive.to_str().expect("utf-8");
+    ok(&endpoint, &["audit", "export", "--out", archive_arg]);
+    let public_arg = public.to_str().expect("utf-8");
+    let verified = ok(
+        &endpoint,
+        &["audit", "verify", archive_arg, "--key", public_arg],
+    );
+    assert!(verified.contains("bundle verifies"), "{verified}");
+
+    // One job signed, checked offline; a changed payload is caught.
+    let envelope = ok(&endpoint, &["job", "show", &job.to_string(), "--signed"]);
+    let signed = dir.path().join("job.dsse.json");
+    std::fs::write(&signed, &envelope).expect("envelope file");
+    let signed_arg = signed.to_str().expect("utf-8");
+    let opened = json(
+        &endpoint,
+        &["audit", "verify-job", signed_arg, "--key", public_arg],
+    );
+    assert_eq!(opened["statement"]["job"]["job_id"], job, "{opened}");
+    let mut forged: Value = serde_json::from_str(&envelope).expect("JSON");
+    forged["payload"] = Value::from("eyJqb2JfaWQiOjk5fQ==");
+    std::fs::write(&signed, forged.to_string()).expect("forged file");
+    let refused = rota(
+        &endpoint,
+        &["audit", "verify-job", signed_arg, "--key", public_arg],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not verify"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     let plan = dir.path().join("plan.yaml");
     std::fs::write(
         &plan,

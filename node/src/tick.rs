@@ -1,7 +1,7 @@
 //! The tick loop: log time moves only with entries, so while this node leads it proposes a
 //! `Tick` whenever something waits on time (a lease to expire, a backoff to end, a schedule
 //! to fire) that has come. An idle cluster's log stays still. It also proposes the default
-//! retention windows when the cluster has none.
+//! retention windows when the cluster has none, and a name (`NameCluster`) when it has none.
 
 use crate::clock::LogClock;
 use crate::commit::Committer;
@@ -29,6 +29,26 @@ async fn propose_default_retention(committer: &Committer) {
     }
 }
 
+/// A cluster without a name gets one from its first leader that knows of names: 128 bits of
+/// the system's randomness, in hex. The state keeps the first name committed, so two leaders
+/// racing (or a retry) change nothing.
+async fn propose_cluster_id(committer: &Committer) {
+    let mut bits = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut bits) {
+        tracing::warn!(error = %e, "no randomness for the cluster's id; trying again later");
+        return;
+    }
+    let command = Command::NameCluster {
+        id: hex::encode(bits),
+    };
+    if let Err(e) = committer
+        .submit(Write::Command(command), DEFAULT_RETENTION_BYTES)
+        .await
+    {
+        tracing::debug!(error = %e, "cluster id not committed");
+    }
+}
+
 /// About what the default-retention command takes in an entry.
 const DEFAULT_RETENTION_BYTES: usize = 256;
 
@@ -50,13 +70,20 @@ pub async fn run(raft: Arc<RaftNode>, committer: Committer, every: Duration, clo
         if !raft.is_leader() {
             continue;
         }
-        let (due, no_retention) = clock.read(|state, now_ms| {
+        let (due, no_retention, no_name) = clock.read(|state, now_ms| {
             let due = state.next_due_ms().is_some_and(|due| due <= now_ms);
-            (due, state.retention().is_none())
+            (
+                due,
+                state.retention().is_none(),
+                state.cluster_id().is_none(),
+            )
         });
         if no_retention {
             propose_default_retention(&committer).await;
             continue;
+        }
+        if no_name {
+            propose_cluster_id(&committer).await;
         }
         if !due {
             continue;

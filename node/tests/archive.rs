@@ -57,6 +57,7 @@ fn keyed_job() -> pb::EnqueueRequest {
 async fn stale_get(client: &Client, id: u64) -> Result<pb::Job, rota_client::ClientError> {
     let answer = client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: id,
             read: Some(pb::ReadOptions { stale: true }),
         })

@@ -85,6 +85,7 @@ async fn one_of_each(client: &Client) -> Vec<(Code, String)> {
         refusal(
             client
                 .get_job(pb::GetJobRequest {
+                    signed: false,
                     job_id: 1,
                     read: None,
                 })
@@ -195,6 +196,7 @@ async fn tokens_scopes_tenants_and_revocation_hold_on_every_node() {
         refusal(
             as_acme
                 .get_job(pb::GetJobRequest {
+                    signed: false,
                     job_id: globex_job,
                     read: None
                 })
@@ -272,6 +274,7 @@ async fn tokens_scopes_tenants_and_revocation_hold_on_every_node() {
     // The other globex job is still there for someone allowed to take it.
     let globex_now = root
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: globex_jobs[1],
             read: None,
         })
@@ -330,6 +333,7 @@ async fn tokens_scopes_tenants_and_revocation_hold_on_every_node() {
             refusal(
                 as_producer
                     .get_job(pb::GetJobRequest {
+                        signed: false,
                         job_id: globex_job,
                         read: None
                     })

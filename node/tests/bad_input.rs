@@ -36,6 +36,7 @@ fn client(node: &RunningNode) -> Client {
 async fn get_job(client: &Client, job: u64) -> pb::Job {
     client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: job,
             read: None,
         })
@@ -149,6 +150,7 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
     // An unknown job id.
     let unknown = client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: 999_999,
             read: None,
         })
@@ -495,6 +497,7 @@ async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
     }
     let first = client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: leased[0].job_id,
             read: None,
         })

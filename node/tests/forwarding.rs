@@ -97,6 +97,7 @@ async fn a_follower_whose_leader_is_gone_answers_unavailable_with_a_kind() {
 
     let read = jobs
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: 0,
             read: None,
         })

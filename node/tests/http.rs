@@ -374,6 +374,21 @@ async fn every_route_answers_through_a_follower() {
         ("post", "/api/breakers/{jobType}/reset"),
         ("post", "/api/maintenance"),
         ("get", "/api/governance"),
+        // Called in http_records.rs.
+        ("get", "/api/jobs/{id}/signed"),
+        ("post", "/api/plans/{id}/cancel"),
+        ("post", "/api/schedules"),
+        ("get", "/api/schedules"),
+        ("get", "/api/schedules/{id}"),
+        ("delete", "/api/schedules/{id}"),
+        ("post", "/api/schedules/{id}/pause"),
+        ("post", "/api/schedules/{id}/resume"),
+        ("post", "/api/schedules/{id}/backfill"),
+        ("get", "/api/lineage"),
+        ("get", "/api/governance/history"),
+        ("post", "/api/incidents/{id}/acknowledge"),
+        ("post", "/api/incidents/{id}/resolve"),
+        ("get", "/api/audit"),
         // Watched in http_events.rs.
         ("get", "/api/events"),
         // Scraped in metrics.rs (and with auth in http_auth.rs).

@@ -108,6 +108,7 @@ async fn a_lease_carries_the_seeds_fields_and_workers_report_every_status() {
     assert_eq!(status, i32::from(pb::JobStatus::Failed));
     let job = client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: first.job_id,
             read: None,
         })

@@ -208,6 +208,7 @@ async fn metrics_say_what_the_cluster_did_on_every_node() {
     // A refused call, counted with its kind.
     let missing = client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: 999_999,
             read: None,
         })

@@ -371,6 +371,7 @@ async fn a_backfill_runs_each_past_fire_time_once_shows_its_progress_and_cancels
     assert_eq!(keys, expected);
     let job = c
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: first.jobs[0].job_id,
             read: None,
         })

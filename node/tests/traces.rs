@@ -113,7 +113,11 @@ async fn one_trace_shows_a_job_from_submit_to_finish() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let job = client
-            .get_job(pb::GetJobRequest { job_id, read: None })
+            .get_job(pb::GetJobRequest {
+                signed: false,
+                job_id,
+                read: None,
+            })
             .await
             .expect("get job")
             .job

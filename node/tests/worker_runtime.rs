@@ -42,6 +42,7 @@ async fn enqueue(client: &Client, job_type: &str, ttl_ms: u64) -> u64 {
 async fn job(client: &Client, id: u64) -> pb::Job {
     client
         .get_job(pb::GetJobRequest {
+            signed: false,
             job_id: id,
             read: None,
         })

@@ -298,6 +298,13 @@ pub enum Command {
         /// Who resolves it and why.
         stamp: Stamp,
     },
+    /// Names the cluster, once: a leader proposes it (drawing `id` from its randomness)
+    /// while the state has no name. A second name is a no-op: the first one stands, on a
+    /// cluster and on every cluster restored from its snapshots.
+    NameCluster {
+        /// 32 lowercase hex digits.
+        id: String,
+    },
 }
 
 /// One completion of a `CompleteBatch`.

@@ -92,6 +92,59 @@ impl std::fmt::Display for Scope {
     }
 }
 
+/// What holds a ready job back from a lease: the job stays in line, ready to the
+/// scheduler, and shows as pending (with `eligible_ms` where a time is known) to users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Its job type's breaker is open.
+    Breaker,
+    /// Its source is paused.
+    Paused(Scope),
+    /// A throttle's cap on leased jobs is reached: a slot frees when one ends.
+    Throttle(Scope),
+    /// A quota's cap on leased jobs is reached: a slot frees when one ends.
+    Active(Scope),
+    /// A quota's rate is out of tokens.
+    Rate {
+        /// The quota's scope.
+        scope: Scope,
+        /// Log time its next token comes.
+        eligible_ms: u64,
+    },
+}
+
+impl Hold {
+    /// Its name on the wire: breaker, paused, throttle, quota or rate_limit.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Hold::Breaker => "breaker",
+            Hold::Paused(_) => "paused",
+            Hold::Throttle(_) => "throttle",
+            Hold::Active(_) => "quota",
+            Hold::Rate { .. } => "rate_limit",
+        }
+    }
+
+    /// When a lease may take the job, where that is known.
+    pub fn eligible_ms(&self) -> Option<u64> {
+        match self {
+            Hold::Rate { eligible_ms, .. } => Some(*eligible_ms),
+            _ => None,
+        }
+    }
+
+    /// What holds it back, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Hold::Breaker => "its job type's circuit breaker is open".to_owned(),
+            Hold::Paused(scope) => format!("source {scope} is paused"),
+            Hold::Throttle(scope) => format!("throttle on {scope} is at its cap"),
+            Hold::Active(scope) => format!("quota on {scope} is at its max_active"),
+            Hold::Rate { scope, .. } => format!("quota on {scope} is out of its hourly rate"),
+        }
+    }
+}
+
 /// A token bucket over log time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenBucket {

@@ -2,7 +2,7 @@
 
 use crate::command::{Completion, Grant, LeaseHold, Reply, Response};
 use crate::error::SchedulerError;
-use crate::governance::{GovernanceChange, Incident, Scope};
+use crate::governance::{GovernanceChange, Hold, Incident, Scope};
 use crate::ids::{IncidentId, JobId, JobType, LeaseId, TenantId, WorkerId};
 use crate::job::{Artifact, Attempt, AttemptOutcome, JobEventKind, JobState, Lease, RetryPolicy};
 use crate::journal::Note;
@@ -160,40 +160,86 @@ impl State {
 
     /// Whether governance lets one more job of (tenant, job type) be leased now.
     fn may_lease(&self, tenant: &TenantId, job_type: &JobType, now_ms: u64) -> bool {
+        self.hold(tenant, job_type, now_ms).is_none()
+    }
+
+    /// What holds jobs of (tenant, job type) back from a lease at `now_ms`, if anything: the
+    /// first of `holds`.
+    fn hold(&self, tenant: &TenantId, job_type: &JobType, now_ms: u64) -> Option<Hold> {
+        self.holds(tenant, job_type, now_ms).next()
+    }
+
+    /// What holds jobs of (tenant, job type) back as users are told it: a hold with no end
+    /// in sight (a breaker, a pause, a cap) before any rate, and of several rates the one
+    /// whose token comes last, so that `eligible_ms` is never earlier than a lease can be.
+    pub fn shown_hold(&self, tenant: &TenantId, job_type: &JobType, now_ms: u64) -> Option<Hold> {
+        let mut latest: Option<Hold> = None;
+        for hold in self.holds(tenant, job_type, now_ms) {
+            if hold.eligible_ms().is_none() {
+                return Some(hold);
+            }
+            if latest.as_ref().and_then(Hold::eligible_ms) < hold.eligible_ms() {
+                latest = Some(hold);
+            }
+        }
+        latest
+    }
+
+    /// Everything that holds jobs of (tenant, job type) back at `now_ms`, lazily: an open
+    /// breaker, then per scope (tenant, job type, both) a pause, a throttle, a quota's cap
+    /// on leased jobs, a quota's rate.
+    fn holds<'a>(
+        &'a self,
+        tenant: &TenantId,
+        job_type: &JobType,
+        now_ms: u64,
+    ) -> impl Iterator<Item = Hold> + 'a {
         let ledger = &self.ledger;
-        if ledger
+        let breaker = ledger
             .breakers
             .get(job_type)
             .is_some_and(|b| b.open_incident.is_some())
-        {
-            return false;
-        }
-        if ledger.paused.is_empty() && ledger.throttles.is_empty() && ledger.quotas.is_empty() {
-            return true;
-        }
-        let active = |scope: &Scope| self.idx.active.get(scope).copied().unwrap_or(0);
-        for scope in Scope::covering(tenant, job_type) {
-            if ledger.paused.contains_key(&scope) {
-                return false;
-            }
-            if ledger
-                .throttles
-                .get(&scope)
-                .is_some_and(|&cap| active(&scope) >= cap)
-            {
-                return false;
-            }
-            let Some(quota) = ledger.quotas.get(&scope) else {
-                continue;
-            };
-            if quota.max_active.is_some_and(|cap| active(&scope) >= cap) {
-                return false;
-            }
-            if quota.rate.as_ref().is_some_and(|b| !b.has_token(now_ms)) {
-                return false;
-            }
-        }
-        true
+            .then_some(Hold::Breaker);
+        let governed =
+            !(ledger.paused.is_empty() && ledger.throttles.is_empty() && ledger.quotas.is_empty());
+        let scopes = governed.then(|| Scope::covering(tenant, job_type));
+        breaker.into_iter().chain(
+            scopes
+                .into_iter()
+                .flatten()
+                .flat_map(move |scope| self.scope_holds(scope, now_ms).into_iter().flatten()),
+        )
+    }
+
+    /// What holds one scope back at `now_ms`, in `holds`' order.
+    fn scope_holds(&self, scope: Scope, now_ms: u64) -> [Option<Hold>; 4] {
+        let ledger = &self.ledger;
+        let active = self.idx.active.get(&scope).copied().unwrap_or(0);
+        let paused = ledger.paused.contains_key(&scope);
+        let throttled = ledger
+            .throttles
+            .get(&scope)
+            .is_some_and(|&cap| active >= cap);
+        let quota = ledger.quotas.get(&scope);
+        let capped = quota.is_some_and(|q| q.max_active.is_some_and(|cap| active >= cap));
+        let rate = quota
+            .and_then(|q| q.rate.as_ref())
+            .filter(|bucket| !bucket.has_token(now_ms))
+            .map(|bucket| bucket.next_token_ms(now_ms));
+        [
+            paused.then(|| Hold::Paused(scope.clone())),
+            throttled.then(|| Hold::Throttle(scope.clone())),
+            capped.then(|| Hold::Active(scope.clone())),
+            rate.map(|eligible_ms| Hold::Rate { scope, eligible_ms }),
+        ]
+    }
+
+    /// Whether anything could hold a ready job back now: an open breaker, a pause, a
+    /// throttle or a quota.
+    pub(crate) fn holds_possible(&self) -> bool {
+        let ledger = &self.ledger;
+        !(ledger.paused.is_empty() && ledger.throttles.is_empty() && ledger.quotas.is_empty())
+            || ledger.breakers.values().any(|b| b.open_incident.is_some())
     }
 
     fn grant(

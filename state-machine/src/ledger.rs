@@ -69,6 +69,10 @@ pub(crate) struct Ledger {
     /// `traces` in a snapshot (version 5); leaves with its incident.
     #[serde(skip)]
     pub incident_acks: BTreeMap<IncidentId, (u64, Stamp)>,
+    /// The cluster's name, set once by `NameCluster`. Encoded after `incident_acks` in a
+    /// snapshot (version 6).
+    #[serde(skip)]
+    pub cluster_id: Option<String>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -529,6 +533,11 @@ impl State {
             Command::ResolveIncident { incident, stamp } => {
                 self.resolve_incident(incident, stamp, at)
             }
+            Command::NameCluster { id } => {
+                check_cluster_id(&id)?;
+                self.ledger.cluster_id.get_or_insert(id);
+                Ok(Reply::Done)
+            }
         }
     }
 
@@ -613,6 +622,11 @@ impl State {
         });
     }
 
+    /// The cluster's name, once a leader has given it one (`NameCluster`).
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.ledger.cluster_id.as_deref()
+    }
+
     /// Log time of the latest applied command.
     pub fn now_ms(&self) -> u64 {
         self.ledger.now_ms
@@ -656,4 +670,20 @@ pub(crate) fn record(job: &mut Job, journal: &mut Option<Vec<Note>>, at: At, kin
         at_ms: at.now_ms,
         kind,
     });
+}
+
+/// A cluster id as `NameCluster` takes it: 32 lowercase hex digits (128 random bits).
+pub(crate) fn check_cluster_id(id: &str) -> Result<(), crate::SchedulerError> {
+    if id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(crate::SchedulerError::invalid(
+            "cluster_id",
+            "must be 32 lowercase hex digits",
+        ))
+    }
 }

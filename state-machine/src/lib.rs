@@ -42,7 +42,7 @@ pub use batch::MAX_BATCH;
 pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply, Response};
 pub use error::SchedulerError;
 pub use governance::{
-    Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
+    Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Hold, Incident, Quota, Scope, Stamp,
     TokenBucket,
 };
 pub use ids::{

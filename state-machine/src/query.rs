@@ -1,7 +1,7 @@
 //! Read-only views of the state: what the APIs and the CLI show.
 
 use crate::archive::ArchiveKey;
-use crate::governance::{GovernanceEvent, Incident, Quota, Scope, Stamp};
+use crate::governance::{GovernanceEvent, Hold, Incident, Quota, Scope, Stamp};
 use crate::ids::{JobId, JobType, PlanId, ScheduleId, TenantId, WorkerId};
 use crate::job::{Artifact, Job, Status};
 use crate::ledger::State;
@@ -13,6 +13,10 @@ use std::sync::Arc;
 
 /// Most jobs one page returns.
 pub const MAX_PAGE: usize = 1_000;
+
+/// Most jobs a listing by status examines for one page while governance may hold jobs back
+/// (a held ready job shows as pending, so such a page skips over jobs it does not return).
+pub const MAX_EXAMINED: usize = 20_000;
 
 /// Which jobs a listing returns. Every field narrows; `None` means any.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +48,12 @@ fn within(
 impl JobFilter {
     /// Whether `job` passes every filter set.
     pub fn matches(&self, job: &Job) -> bool {
-        self.status.is_none_or(|s| job.status() == s)
+        self.matches_as(job, job.status())
+    }
+
+    /// Whether `job`, shown in status `shown`, passes every filter set.
+    pub fn matches_as(&self, job: &Job, shown: Status) -> bool {
+        self.status.is_none_or(|s| shown == s)
             && self.tenant.as_ref().is_none_or(|t| &job.spec.tenant == t)
             && self
                 .job_type
@@ -127,7 +136,39 @@ pub struct Lineage<'a> {
     pub outputs: Vec<(u32, &'a [Artifact])>,
 }
 
+/// Two ascending id sequences as one.
+fn merged(
+    a: impl Iterator<Item = JobId>,
+    b: impl Iterator<Item = JobId>,
+) -> impl Iterator<Item = JobId> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 impl State {
+    /// What holds `job` back from a lease now, if it is ready and governance holds its
+    /// tenant or job type back (see `Hold`).
+    pub fn job_hold(&self, job: &Job) -> Option<Hold> {
+        if job.status() != Status::Ready {
+            return None;
+        }
+        self.shown_hold(&job.spec.tenant, &job.spec.job_type, self.now_ms())
+    }
+
+    /// `job`'s status as users see it: a ready job that governance holds back shows as
+    /// pending (DESIGN.md: "a job over its quota waits as pending with a next eligible
+    /// time"); to the scheduler it stays ready, in its place in line.
+    pub fn shown_status(&self, job: &Job) -> Status {
+        match self.job_hold(job) {
+            Some(_) => Status::Pending,
+            None => job.status(),
+        }
+    }
+
     /// One job with its attempts and history.
     pub fn job(&self, id: JobId) -> Option<&Job> {
         self.ledger.jobs.get(&id).map(Arc::as_ref)
@@ -191,30 +232,47 @@ impl State {
         let limit = limit.clamp(1, MAX_PAGE);
         let (low, high) = self.id_window(filter, after);
         // The most selective index the filter allows; no scan of the ledger beyond it.
+        let in_status = |status: Status| {
+            self.idx
+                .by_status
+                .range((status, low)..(status, high))
+                .map(|(_, id)| *id)
+        };
+        let holds = self.holds_possible();
         let ids: Box<dyn Iterator<Item = JobId>> = match (&filter.status, &filter.tenant) {
-            (Some(status), _) => Box::new(
-                self.idx
-                    .by_status
-                    .range((*status, low)..(*status, high))
-                    .map(|(_, id)| *id),
-            ),
+            // Ready jobs held back by governance show as pending.
+            (Some(Status::Pending), _) if holds => {
+                Box::new(merged(in_status(Status::Pending), in_status(Status::Ready)))
+            }
+            (Some(status), _) => Box::new(in_status(*status)),
             (None, Some(tenant)) => within(self.idx.by_tenant.get(tenant), low, high),
             (None, None) => match &filter.job_type {
                 Some(job_type) => within(self.idx.by_type.get(job_type), low, high),
                 None => Box::new(self.ledger.jobs.range(low..high).map(|(id, _)| *id)),
             },
         };
-        let mut jobs: Vec<&Job> = ids
-            .filter_map(|id| self.ledger.jobs.get(&id).map(Arc::as_ref))
-            .filter(|j| filter.matches(j))
-            .take(limit + 1)
-            .collect();
-        let next_after = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last().map(|j| j.id)
-        } else {
-            None
-        };
+        // Where holds may hide jobs from a status filter, a page examines at most
+        // `MAX_EXAMINED` and may end short, naming where the next one starts.
+        let mut jobs: Vec<&Job> = Vec::new();
+        let mut examined = 0;
+        let mut next_after = None;
+        for id in ids {
+            let Some(job) = self.ledger.jobs.get(&id).map(Arc::as_ref) else {
+                continue;
+            };
+            examined += 1;
+            if filter.matches_as(job, self.shown_status(job)) {
+                if jobs.len() == limit {
+                    next_after = jobs.last().map(|j| j.id);
+                    break;
+                }
+                jobs.push(job);
+            }
+            if holds && filter.status.is_some() && examined >= MAX_EXAMINED {
+                next_after = Some(id);
+                break;
+            }
+        }
         JobPage { jobs, next_after }
     }
 

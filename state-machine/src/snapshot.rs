@@ -14,8 +14,9 @@ use thiserror::Error;
 /// The snapshot format's version, its first byte. Version 2 adds the retention windows
 /// and the archive's book after the ledger, version 3 the tokens after those, version 4 the
 /// jobs' trace contexts after those, version 5 the incidents' acknowledgements after
-/// those; earlier versions still read (with none of what they lack).
-pub const SNAPSHOT_VERSION: u8 = 5;
+/// those, version 6 the cluster's id after those; earlier versions still read (with none of
+/// what they lack).
+pub const SNAPSHOT_VERSION: u8 = 6;
 
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
@@ -43,6 +44,7 @@ fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
             &ledger.access,
             &ledger.traces,
             &ledger.incident_acks,
+            &ledger.cluster_id,
         ),
         Vec::new(),
     )?)
@@ -58,6 +60,7 @@ fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError>
             &ledger.access,
             &ledger.traces,
             &ledger.incident_acks,
+            &ledger.cluster_id,
         ),
         out,
     )?)
@@ -153,13 +156,30 @@ impl State {
                 ledger.traces = traces;
                 (ledger, rest)
             }
-            SNAPSHOT_VERSION => {
+            5 => {
                 let ((mut ledger, retained, access, traces, acks), rest) =
                     postcard::take_from_bytes::<(Ledger, Retained, Access, Traces, Acks)>(body)?;
                 ledger.retained = retained;
                 ledger.access = access;
                 ledger.traces = traces;
                 ledger.incident_acks = acks;
+                (ledger, rest)
+            }
+            SNAPSHOT_VERSION => {
+                let ((mut ledger, retained, access, traces, acks, cluster_id), rest) =
+                    postcard::take_from_bytes::<(
+                        Ledger,
+                        Retained,
+                        Access,
+                        Traces,
+                        Acks,
+                        Option<String>,
+                    )>(body)?;
+                ledger.retained = retained;
+                ledger.access = access;
+                ledger.traces = traces;
+                ledger.incident_acks = acks;
+                ledger.cluster_id = cluster_id;
                 (ledger, rest)
             }
             _ => return Err(SnapshotError::UnsupportedVersion(version)),
@@ -219,12 +239,72 @@ mod tests {
         let state = State::restore(&v4).unwrap();
         assert_eq!(state.now_ms(), 1_234);
         assert!(state.ledger.incident_acks.is_empty());
-        // Written again, it is version 5, and reads back the same.
-        let v5 = state.snapshot().unwrap();
-        assert_eq!(v5[0], SNAPSHOT_VERSION);
+        // Written again, it is the current version, and reads back the same.
+        let again = state.snapshot().unwrap();
+        assert_eq!(again[0], SNAPSHOT_VERSION);
         assert_eq!(
-            State::restore(&v5).unwrap().digest().unwrap(),
+            State::restore(&again).unwrap().digest().unwrap(),
             state.digest().unwrap()
         );
+    }
+
+    #[test]
+    fn a_version_5_snapshot_still_reads_with_no_cluster_id_and_a_name_then_sticks() {
+        let mut ledger = Ledger {
+            now_ms: 1_234,
+            ..Ledger::default()
+        };
+        ledger.incident_acks.insert(
+            crate::ids::IncidentId(3),
+            (
+                1_000,
+                crate::governance::Stamp {
+                    actor: "ops".to_owned(),
+                    reason: "on it".to_owned(),
+                    ticket: None,
+                },
+            ),
+        );
+        let v5 = postcard::to_extend(
+            &(
+                5u8,
+                &ledger,
+                &ledger.retained,
+                &ledger.access,
+                &ledger.traces,
+                &ledger.incident_acks,
+            ),
+            Vec::new(),
+        )
+        .unwrap();
+        let mut state = State::restore(&v5).unwrap();
+        assert_eq!(state.ledger.incident_acks.len(), 1);
+        assert_eq!(state.cluster_id(), None);
+
+        let first = "0123456789abcdef0123456789abcdef".to_owned();
+        let second = "fedcba9876543210fedcba9876543210".to_owned();
+        let named = state.apply(crate::Command::NameCluster { id: first.clone() }, 2_000, 7);
+        assert!(named.is_ok(), "{named:?}");
+        let renamed = state.apply(crate::Command::NameCluster { id: second }, 2_000, 8);
+        assert!(renamed.is_ok(), "{renamed:?}");
+        assert_eq!(
+            state.cluster_id(),
+            Some(first.as_str()),
+            "the first name stands"
+        );
+        let bad = state.apply(
+            crate::Command::NameCluster {
+                id: "Not-Hex".to_owned(),
+            },
+            2_000,
+            9,
+        );
+        assert!(bad.is_err(), "{bad:?}");
+
+        let v6 = state.snapshot().unwrap();
+        assert_eq!(v6[0], 6);
+        let restored = State::restore(&v6).unwrap();
+        assert_eq!(restored.cluster_id(), Some(first.as_str()));
+        assert_eq!(restored.digest().unwrap(), state.digest().unwrap());
     }
 }

@@ -137,6 +137,7 @@ impl Command {
             Command::CancelPlan { stamp, .. }
             | Command::AcknowledgeIncident { stamp, .. }
             | Command::ResolveIncident { stamp, .. } => check_stamp(stamp),
+            Command::NameCluster { id } => crate::ledger::check_cluster_id(id),
         }
     }
 }
@@ -174,7 +175,8 @@ impl Command {
             | Command::Heartbeat { .. }
             | Command::Complete { .. }
             | Command::EnqueueBatch { .. }
-            | Command::CompleteBatch { .. } => None,
+            | Command::CompleteBatch { .. }
+            | Command::NameCluster { .. } => None,
         }
     }
 }

@@ -462,3 +462,105 @@ fn an_incident_is_acknowledged_then_resolved_which_resets_its_breaker() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn a_job_held_back_by_a_quota_shows_as_pending_with_its_next_eligible_time() {
+    let mut c = Cluster::new();
+    // One an hour, bursting to one: after the first lease, the next token is an hour off.
+    quota(&mut c, "acme", None, None, Some(1), Some(1));
+    let first = c.enqueue(spec("acme", "t"));
+    let second = c.enqueue(spec("acme", "t"));
+    let free = c.enqueue(spec("globex", "u"));
+    let shown = |c: &Cluster, id| {
+        let job = c.state.job(id).expect("in memory");
+        (c.state.shown_status(job), c.state.job_hold(job))
+    };
+    assert_eq!(shown(&c, second), (Status::Ready, None), "a token is there");
+    let granted = c.lease("w", &["t"], 1);
+    assert_eq!(granted[0].job_id, first);
+    let leased_at = c.state.now_ms();
+    let (status, hold) = shown(&c, second);
+    assert_eq!(status, Status::Pending);
+    let hold = hold.expect("held back");
+    assert_eq!(hold.kind(), "rate_limit");
+    assert_eq!(hold.eligible_ms(), Some(leased_at + 3_600_000));
+    assert_eq!(c.state.job(second).map(Job::status), Some(Status::Ready));
+    assert_eq!(
+        shown(&c, free),
+        (Status::Ready, None),
+        "other tenants are free"
+    );
+
+    // Listings filter on the status shown: the held job is pending, not ready.
+    let ids = |c: &Cluster, status| {
+        let filter = JobFilter {
+            status: Some(status),
+            ..JobFilter::default()
+        };
+        let page = c.state.list_jobs(&filter, None, 100);
+        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    let waiting = c.enqueue(JobSpec {
+        not_before_ms: Some(c.state.now_ms() + 10_000),
+        ..spec("globex", "u")
+    });
+    assert_eq!(ids(&c, Status::Pending), vec![second, waiting]);
+    assert_eq!(ids(&c, Status::Ready), vec![free]);
+    // A page at a time, across the two kinds of pending.
+    let pending = JobFilter {
+        status: Some(Status::Pending),
+        ..JobFilter::default()
+    };
+    let page = c.state.list_jobs(&pending, None, 1);
+    assert_eq!(page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [second]);
+    assert_eq!(page.next_after, Some(second));
+    let page = c.state.list_jobs(&pending, page.next_after, 1);
+    assert_eq!(
+        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [waiting]
+    );
+    assert_eq!(page.next_after, None);
+
+    // When the token comes, it is ready again, and leased.
+    c.advance(3_600_000);
+    assert_eq!(shown(&c, second), (Status::Ready, None));
+    let granted = c.lease("w", &["t"], 1);
+    assert_eq!(granted[0].job_id, second);
+}
+
+#[test]
+fn a_pause_outranks_a_rate_in_what_a_held_job_shows() {
+    let mut c = Cluster::new();
+    quota(&mut c, "acme", None, None, Some(1), Some(1));
+    c.enqueue(spec("acme", "t"));
+    let second = c.enqueue(spec("acme", "t"));
+    c.lease("w", &["t"], 1);
+    c.apply(Command::PauseSource {
+        scope: Scope {
+            tenant: None,
+            job_type: Some(JobType::new("t")),
+        },
+        stamp: stamp(),
+    })
+    .expect("paused");
+    let job = c.state.job(second).expect("in memory");
+    let hold = c.state.job_hold(job).expect("held back");
+    // The rate's token would come in an hour, but the pause has no end in sight.
+    assert_eq!((hold.kind(), hold.eligible_ms()), ("paused", None));
+}
+
+#[test]
+fn a_job_held_back_by_a_cap_shows_as_pending_with_no_time() {
+    let mut c = Cluster::new();
+    quota(&mut c, "acme", Some("t"), Some(1), None, None);
+    c.enqueue(spec("acme", "t"));
+    let second = c.enqueue(spec("acme", "t"));
+    let grant = c.lease("w", &["t"], 5).remove(0);
+    let job = c.state.job(second).expect("in memory");
+    let hold = c.state.job_hold(job).expect("held back");
+    assert_eq!((hold.kind(), hold.eligible_ms()), ("quota", None));
+    assert!(hold.describe().contains("acme"), "{}", hold.describe());
+    c.succeed(&grant);
+    let job = c.state.job(second).expect("in memory");
+    assert_eq!(c.state.job_hold(job), None, "a slot freed");
+}

@@ -180,13 +180,7 @@ impl AdminService for Admin {
         principal_of(&request)?.unbound("an audit export")?;
         let is_stale = stale(&request.get_ref().read);
         forward_unless_here!(self.0, request, is_stale, admin_service, export_audit);
-        let Some(key) = self.0.audit_key.clone() else {
-            return Err(status::with_kind(
-                tonic::Code::FailedPrecondition,
-                "no_audit_key",
-                "this node has no audit key: start it with --audit-key FILE (rota audit keygen makes one)",
-            ));
-        };
+        let key = self.0.audit_key()?;
         let wanted = request.into_inner();
         let window = crate::audit::Window {
             since_ms: wanted.since_ms.unwrap_or(0),
@@ -417,7 +411,7 @@ impl AdminService for Admin {
 /// This node's view of the cluster.
 fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
     let metrics = api.raft.metrics().borrow().clone();
-    let (frozen, counts, log_time_ms, retention, archive) =
+    let (frozen, counts, log_time_ms, retention, archive, cluster_id) =
         api.raft.read_local(|applied: &Applied| {
             let frozen = with_digest.then(|| applied.state.freeze());
             let counts = applied
@@ -435,7 +429,15 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
                 bytes: stats.bytes,
             };
             let retention = convert::retention_out(applied.state.retention());
-            (frozen, counts, applied.state.now_ms(), retention, archive)
+            let cluster_id = applied.state.cluster_id().map(str::to_owned);
+            (
+                frozen,
+                counts,
+                applied.state.now_ms(),
+                retention,
+                archive,
+                cluster_id,
+            )
         });
     // Encoded and hashed outside the lock, so a digest never holds up apply.
     let digest = match frozen {
@@ -469,6 +471,7 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
             Err(_) => "stopped".to_owned(),
         },
         raft_error: metrics.running_state.as_ref().err().map(|e| e.to_string()),
+        cluster_id,
         leader_id: metrics.current_leader,
         leader_addr,
         term: metrics.current_term,

@@ -1,6 +1,7 @@
 //! `JobService`: the producer's calls (enqueue, plans, cancel, replay) and the job reads.
 
 use super::{forward_unless_here, forwarded, page_limit, stale, tenant_of, Api, Route};
+use crate::audit::dsse;
 use crate::auth::principal_of;
 use crate::convert::{self, ScheduleAction, ScheduleChange};
 use crate::status;
@@ -11,7 +12,7 @@ use rota_client::proto::job_service_server::JobService;
 use rota_raft::Applied;
 use rota_state_machine::{
     ArchiveKey, ArchiveKind, Archived, ArchivedItem, JobFilter, JobId, JobPage, JobType,
-    LineageScope, PlanId, PlanStatus, ScheduleId, SchedulerError, TenantId,
+    LineageScope, PlanId, PlanStatus, ScheduleId, SchedulerError, State, TenantId,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -47,11 +48,16 @@ impl Jobs {
 
 /// A page as the wire carries it, closed early (naming where the next starts) before it
 /// would pass `max_bytes`; the first job always fits.
-fn job_page(page: JobPage<'_>, summary: bool, max_bytes: usize) -> pb::ListJobsResponse {
+fn job_page(
+    state: &State,
+    page: JobPage<'_>,
+    summary: bool,
+    max_bytes: usize,
+) -> pb::ListJobsResponse {
     let mut jobs = Vec::new();
     let mut bytes = 0;
     for job in &page.jobs {
-        let out = convert::job_out(job, summary);
+        let out = convert::live_job_out(state, job, summary);
         // The job's own bytes, and its field's tag and length prefix in the page.
         let len = out.encoded_len() + 16;
         if !jobs.is_empty() && bytes + len > max_bytes {
@@ -78,7 +84,7 @@ const MAX_ARCHIVED_EXAMINED: usize = 2_000;
 /// A job in memory, or else in the archive.
 fn find_job(applied: &Applied, id: JobId) -> Result<Option<pb::Job>, Status> {
     if let Some(job) = applied.state.job(id) {
-        return Ok(Some(convert::job_out(job, false)));
+        return Ok(Some(convert::live_job_out(&applied.state, job, false)));
     }
     let archived = applied
         .archived(ArchiveKey::job(id))
@@ -249,20 +255,43 @@ impl JobService for Jobs {
         forward_unless_here!(self.0, request, is_stale, job_service, get_job);
         let principal = principal_of(&request)?;
         let id = JobId(request.get_ref().job_id);
-        let job = self
+        let key = match request.get_ref().signed {
+            true => Some(self.0.audit_key()?),
+            false => None,
+        };
+        let (job, statement) = self
             .0
-            .read_applied(is_stale, |applied| find_job(applied, id))
-            .await??
-            // A job of a tenant the principal may not reach is one it cannot find.
-            .filter(|job| {
-                job.spec
-                    .as_ref()
-                    .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
-            });
-        match job {
-            Some(job) => Ok(Response::new(pb::GetJobResponse { job: Some(job) })),
-            None => Err(status::scheduler(&SchedulerError::JobNotFound(id))),
-        }
+            .read_applied(is_stale, |applied| {
+                let job = find_job(applied, id)?;
+                let statement = match key {
+                    Some(_) => crate::audit::job_statement(applied, id)?,
+                    None => None,
+                };
+                Ok::<_, Status>((job, statement))
+            })
+            .await??;
+        // A job of a tenant the principal may not reach is one it cannot find.
+        let job = job.filter(|job| {
+            job.spec
+                .as_ref()
+                .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
+        });
+        let Some(job) = job else {
+            return Err(status::scheduler(&SchedulerError::JobNotFound(id)));
+        };
+        let signed = match (key, statement) {
+            (Some(key), Some(payload)) => {
+                let envelope = dsse::sign(&key, dsse::JOB_PAYLOAD_TYPE, &payload);
+                let json = serde_json::to_vec(&envelope)
+                    .map_err(|e| status::internal(format!("encoding the envelope: {e}")))?;
+                Some(json)
+            }
+            _ => None,
+        };
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(job),
+            signed,
+        }))
     }
 
     async fn list_jobs(
@@ -303,6 +332,7 @@ impl JobService for Jobs {
             .read_applied(is_stale, |applied| match request.archived {
                 true => archived_page(applied, &filter, after, limit, summary, max_bytes),
                 false => Ok(job_page(
+                    &applied.state,
                     applied.state.list_jobs(&filter, after, limit),
                     summary,
                     max_bytes,
@@ -342,7 +372,7 @@ impl JobService for Jobs {
         let mut page = self
             .0
             .read(is_stale, |state| {
-                job_page(state.dead_letters(after, limit), false, max_bytes)
+                job_page(state, state.dead_letters(after, limit), false, max_bytes)
             })
             .await?;
         // A bound principal's page holds its tenants' dead letters only (it may be short;

@@ -95,6 +95,18 @@ impl Api {
         })
     }
 
+    /// The key this node signs audit bundles and signed answers with; FAILED_PRECONDITION
+    /// (no_audit_key) without one.
+    fn audit_key(&self) -> Result<Arc<ed25519_dalek::SigningKey>, Status> {
+        self.audit_key.clone().ok_or_else(|| {
+            status::with_kind(
+                tonic::Code::FailedPrecondition,
+                "no_audit_key",
+                "this node has no audit key: start it with --audit-key FILE (rota audit keygen makes one)",
+            )
+        })
+    }
+
     /// Serves here when `stale` or this node leads; otherwise the leader's channel.
     fn route<T>(&self, request: &Request<T>, stale: bool) -> Result<Route, Status> {
         if stale {
@@ -252,7 +264,8 @@ impl Api {
             | Command::DeleteSchedule { .. }
             | Command::SetRetention { .. }
             | Command::CreateToken { .. }
-            | Command::RevokeToken { .. } => principal.unbound("this call"),
+            | Command::RevokeToken { .. }
+            | Command::NameCluster { .. } => principal.unbound("this call"),
         }
     }
 

@@ -133,6 +133,9 @@ pub struct Manifest {
     pub until_ms: u64,
     /// Only this tenant's jobs, if set.
     pub tenant: Option<String>,
+    /// The cluster's id (none before its first leader named it).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     /// The cluster's voters when the bundle was made.
     pub voters: Vec<u64>,
     /// The log index the exporting replica had applied.
@@ -366,6 +369,71 @@ pub fn write_dir(dir: &Path, files: &Files) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The most bytes `read_tar` takes from a bundle: well past what an export writes
+/// (`MAX_BUNDLE_BYTES`), short of what would exhaust memory.
+pub const MAX_TAR_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The most entries `read_tar` reads: a bundle has a handful of files.
+pub const MAX_TAR_ENTRIES: usize = 64;
+
+/// Writes a bundle as one tar archive: its files in name order, each owned by root, mode
+/// 0644 and dated 1970, so that the same bundle gives the same bytes.
+pub fn write_tar(out: impl std::io::Write, files: &Files) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name)?;
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, bytes.as_slice())?;
+    }
+    tar.into_inner()?.flush()
+}
+
+/// Reads a bundle from a tar archive, into memory only (nothing is unpacked): its regular
+/// files by name; directories are passed over, and anything else, a name twice, or more
+/// than `MAX_TAR_BYTES` refused.
+pub fn read_tar(input: impl std::io::Read) -> std::io::Result<Files> {
+    use std::io::{Error, ErrorKind, Read};
+    let invalid = |what: String| Error::new(ErrorKind::InvalidData, what);
+    let mut files = Files::new();
+    let mut total: u64 = 0;
+    // Headers and extensions (long names, PAX) count too: the whole archive is bounded.
+    let mut tar = tar::Archive::new(input.take(MAX_TAR_BYTES + 1024 * 1024));
+    for (count, entry) in tar.entries()?.enumerate() {
+        if count >= MAX_TAR_ENTRIES {
+            return Err(invalid(format!(
+                "more than {MAX_TAR_ENTRIES} entries: not an audit bundle"
+            )));
+        }
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let name = name.trim_start_matches("./").to_owned();
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => continue,
+            tar::EntryType::Regular => {}
+            other => return Err(invalid(format!("{name}: a {other:?} entry, not a file"))),
+        }
+        total = total.saturating_add(entry.size());
+        if total > MAX_TAR_BYTES {
+            return Err(invalid(format!(
+                "more than {MAX_TAR_BYTES} bytes: not an audit bundle"
+            )));
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        if files.insert(name.clone(), bytes).is_some() {
+            return Err(invalid(format!("{name}: in the archive twice")));
+        }
+    }
+    Ok(files)
+}
+
 /// A key as `rota audit keygen` writes it: 64 hex digits (the seed or the public key) on
 /// one line.
 pub fn parse_hex32(text: &str) -> Option<[u8; 32]> {
@@ -424,6 +492,7 @@ mod tests {
             since_ms: 0,
             until_ms: 100,
             tenant: None,
+            cluster_id: Some("0123456789abcdef0123456789abcdef".to_owned()),
             voters: vec![1],
             applied_index: 20,
             log_time_ms: 99,
@@ -488,6 +557,33 @@ mod tests {
         assert_eq!(verified.manifest.counts["jobs"], 3);
         // Deterministic: the same content and key give the same bytes, signature included.
         assert_eq!(bundle(&signer), files);
+    }
+
+    #[test]
+    fn a_bundle_as_a_tar_reads_back_the_same_and_writes_the_same_bytes() {
+        let signer = key(1);
+        let files = bundle(&signer);
+        let mut tar = Vec::new();
+        write_tar(&mut tar, &files).unwrap();
+        let mut again = Vec::new();
+        write_tar(&mut again, &bundle(&signer)).unwrap();
+        assert_eq!(tar, again, "the same bundle, the same bytes");
+        let read = read_tar(tar.as_slice()).unwrap();
+        assert_eq!(read, files);
+        assert!(verify(&read, &signer.verifying_key()).is_ok());
+
+        // A symlink (or anything but a file) is refused, not followed.
+        let mut odd = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_path("jobs.jsonl").unwrap();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_link_name("/etc/passwd").unwrap();
+        header.set_size(0);
+        header.set_cksum();
+        odd.append(&header, std::io::empty()).unwrap();
+        let odd = odd.into_inner().unwrap();
+        let refused = read_tar(odd.as_slice()).unwrap_err();
+        assert!(refused.to_string().contains("jobs.jsonl"), "{refused}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the same bytes (ed25519 signatures are deterministic too). Payloads are not exported,
 //! only their SHA-256 and size: a bundle leaves the cluster, the payloads need not.
 
+pub mod dsse;
 pub mod format;
 
 use crate::status::{self, invalid};
@@ -436,6 +437,7 @@ pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), S
         since_ms: window.since_ms,
         until_ms: window.until_ms,
         tenant: window.tenant.clone(),
+        cluster_id: applied.state.cluster_id().map(str::to_owned),
         voters: applied.membership.membership().voter_ids().collect(),
         applied_index: applied.last_applied.map_or(0, |id| id.index),
         log_time_ms: applied.state.now_ms(),
@@ -445,4 +447,43 @@ pub fn bundle(applied: &Applied, window: &Window) -> Result<(Files, Manifest), S
         files: entries,
     };
     Ok((files, manifest))
+}
+
+/// What a signed job's payload holds: the job's line as a bundle's `jobs.jsonl` has it
+/// (without `prev`), and the replica's applied index, log time and voters it was read at.
+#[derive(Serialize)]
+struct JobStatement<'a> {
+    format: &'static str,
+    cluster_id: Option<&'a str>,
+    applied_index: u64,
+    log_time_ms: u64,
+    voters: Vec<u64>,
+    job: JobLine<'a>,
+}
+
+/// Job `id`'s signed-answer payload (`dsse::JOB_STATEMENT`), from memory or the archive;
+/// none for a job this replica does not hold.
+pub fn job_statement(applied: &Applied, id: JobId) -> Result<Option<Vec<u8>>, Status> {
+    let statement = |job: &Job, archived: bool| {
+        let statement = JobStatement {
+            format: dsse::JOB_STATEMENT,
+            cluster_id: applied.state.cluster_id(),
+            applied_index: applied.last_applied.map_or(0, |id| id.index),
+            log_time_ms: applied.state.now_ms(),
+            voters: applied.membership.membership().voter_ids().collect(),
+            job: job_line(job, archived),
+        };
+        serde_json::to_vec(&statement).map(Some).map_err(encoding)
+    };
+    if let Some(job) = applied.state.job(id) {
+        return statement(job, false);
+    }
+    match applied.archived(ArchiveKey::job(id)) {
+        Ok(Some(Archived {
+            item: ArchivedItem::Job(job),
+            ..
+        })) => statement(&job, true),
+        Ok(_) => Ok(None),
+        Err(e) => Err(status::archive(&e)),
+    }
 }

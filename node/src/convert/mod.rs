@@ -8,7 +8,7 @@ mod out;
 mod requests;
 
 pub use out::{
-    archived_job_out, artifact_out, event_out, job_out, plan_status_out, retention_out,
+    archived_job_out, artifact_out, event_out, live_job_out, plan_status_out, retention_out,
     schedule_out, scope_out, stamp_out, status_out,
 };
 pub use requests::{IncidentChange, ScheduleAction, ScheduleChange, SourceChange, WireWrite};

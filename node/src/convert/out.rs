@@ -3,7 +3,7 @@
 use rota_client::proto as pb;
 use rota_state_machine::{
     Artifact, Attempt, AttemptOutcome, Cadence, CatchUp, Grant, Job, JobEventKind, JobSpec,
-    JobState, LeaseHold, PlanStatus, Retention, Schedule, Scope, Stamp, Status,
+    JobState, LeaseHold, PlanStatus, Retention, Schedule, Scope, Stamp, State, Status,
 };
 
 pub fn artifact_out(a: &Artifact) -> pb::Artifact {
@@ -179,6 +179,19 @@ pub fn archived_job_out(job: &Job, archived_ms: u64, summary: bool) -> pb::Job {
         archived_ms: Some(archived_ms),
         ..job_out(job, summary)
     }
+}
+
+/// A job of the in-memory ledger as the wire shows it: as `job_out`, and shown pending
+/// with what holds it back where governance does (`State::job_hold`).
+pub fn live_job_out(state: &State, job: &Job, summary: bool) -> pb::Job {
+    let mut out = job_out(job, summary);
+    if let Some(hold) = state.job_hold(job) {
+        out.status = pb::JobStatus::Pending as i32;
+        out.held_by = Some(hold.kind().to_owned());
+        out.eligible_ms = hold.eligible_ms();
+        out.held_detail = Some(hold.describe());
+    }
+    out
 }
 
 /// A job as the wire shows it; `summary` leaves out attempts and history.

@@ -235,7 +235,11 @@ pub async fn dead_letters(
 
 /// Who changes governance and why: every governance body carries these. With auth on, the
 /// actor is the caller's principal whatever `actor` says.
-fn stamp(reason: String, ticket: Option<String>, actor: Option<String>) -> Option<pb::Stamp> {
+pub(super) fn stamp(
+    reason: String,
+    ticket: Option<String>,
+    actor: Option<String>,
+) -> Option<pb::Stamp> {
     Some(pb::Stamp {
         actor: actor.unwrap_or_else(|| "rest".to_owned()),
         reason,
@@ -255,7 +259,7 @@ pub struct Done {
     pub ok: bool,
 }
 
-fn done(_: tonic::Response<pb::AdminResponse>) -> Json<Done> {
+pub(super) fn done<T>(_: tonic::Response<T>) -> Json<Done> {
     Json(Done { ok: true })
 }
 
@@ -563,7 +567,7 @@ pub struct StampView {
     pub ticket: Option<String>,
 }
 
-fn stamp_view(stamp: pb::Stamp) -> StampView {
+pub(super) fn stamp_view(stamp: pb::Stamp) -> StampView {
     StampView {
         actor: stamp.actor,
         reason: stamp.reason,
@@ -631,6 +635,16 @@ pub struct IncidentJson {
     pub failure_rate_percent: u32,
     pub resolved: bool,
     pub archived: bool,
+    /// Who acknowledged it, why, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<StampView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<String>,
+    /// Who resolved it, why, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<StampView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
 }
 
 /// Jobs of one tenant and type by where they stand.
@@ -719,6 +733,10 @@ pub async fn governance(
                 failure_rate_percent: i.failure_rate_percent,
                 resolved: i.resolved,
                 archived: i.archived,
+                acknowledged_by: i.acknowledged_by.map(stamp_view),
+                acknowledged_at: i.acknowledged_ms.map(instant),
+                resolved_by: i.resolved_by.map(stamp_view),
+                resolved_at: i.resolved_ms.map(instant),
             })
             .collect(),
         maintenance: g.maintenance.map(stamp_view),

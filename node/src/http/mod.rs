@@ -15,6 +15,7 @@ mod events;
 mod govern;
 mod model;
 mod problem;
+mod records;
 mod routes;
 mod serve;
 
@@ -54,6 +55,7 @@ pub struct Http {
     tags(
         (name = "jobs", description = "Submit, read, cancel and replay jobs"),
         (name = "workers", description = "Lease, heartbeat and complete jobs"),
+        (name = "schedules", description = "Recurring jobs on cron or an interval, and backfills of their past fire times"),
         (name = "governance", description = "Quotas, throttles, paused sources, breakers, maintenance"),
         (name = "events", description = "What the cluster does, live, resumable by log position"),
         (name = "cluster", description = "The cluster's state"),
@@ -89,7 +91,10 @@ impl utoipa::Modify for BearerAuth {
             if !guarded || path == "/api/openapi.json" {
                 continue;
             }
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 operation.security = Some(vec![bearer.clone(), SecurityRequirement::default()]);
             }
         }
@@ -130,6 +135,7 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::submit_job, routes::list_jobs))
         .routes(routes!(routes::get_job))
+        .routes(routes!(records::signed_job))
         .routes(routes!(routes::cancel_job))
         .routes(routes!(routes::replay_job))
         .routes(routes!(routes::lease))
@@ -138,6 +144,17 @@ fn routes_and_doc(http: Arc<Http>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::cluster))
         .routes(routes!(govern::submit_plan))
         .routes(routes!(govern::get_plan))
+        .routes(routes!(records::cancel_plan))
+        .routes(routes!(records::create_schedule, records::list_schedules))
+        .routes(routes!(records::get_schedule, records::delete_schedule))
+        .routes(routes!(records::pause_schedule))
+        .routes(routes!(records::resume_schedule))
+        .routes(routes!(records::backfill))
+        .routes(routes!(records::lineage))
+        .routes(routes!(records::governance_history))
+        .routes(routes!(records::acknowledge_incident))
+        .routes(routes!(records::resolve_incident))
+        .routes(routes!(records::audit))
         .routes(routes!(govern::dead_letters))
         .routes(routes!(govern::set_quota))
         .routes(routes!(govern::throttle))

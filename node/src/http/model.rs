@@ -90,7 +90,7 @@ fn payload_in(json: Option<Box<RawValue>>, base64: Option<String>) -> Result<Vec
 
 /// A payload as JSON when its bytes are a JSON text (passed through as they are), else as
 /// base64.
-fn payload_out(bytes: &[u8]) -> (Option<Box<RawValue>>, Option<String>) {
+pub fn payload_out(bytes: &[u8]) -> (Option<Box<RawValue>>, Option<String>) {
     if bytes.is_empty() {
         return (None, None);
     }
@@ -326,6 +326,19 @@ pub struct JobView {
     /// The job this one replays.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<u64>,
+    /// The schedule whose firing (or backfill) made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    /// A job shown pending that waits for nothing but governance: breaker, paused,
+    /// throttle, quota or rate_limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
+    /// With rate_limit: when its quota's next token comes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eligible_at: Option<String>,
+    /// What holds it back, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_id: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -395,6 +408,10 @@ impl From<pb::Job> for JobView {
             plan_id: job.plan_id,
             plan_step: job.plan_step,
             replay_of: job.replay_of,
+            schedule_id: job.schedule_id,
+            held_by: job.held_by,
+            eligible_at: job.eligible_ms.map(instant),
+            held_detail: job.held_detail,
             lease_id: job.lease_id,
             lease_worker: job.lease_worker,
             lease_until: job.lease_until_ms.map(instant),

@@ -97,6 +97,60 @@ pub const RULES: &[(&str, &str, &str)] = &[
         "/api/governance",
         "/rota.v1.AdminService/GetGovernance",
     ),
+    ("GET", "/api/jobs/{id}/signed", "/rota.v1.JobService/GetJob"),
+    (
+        "POST",
+        "/api/plans/{id}/cancel",
+        "/rota.v1.JobService/CancelPlan",
+    ),
+    (
+        "POST",
+        "/api/schedules",
+        "/rota.v1.JobService/CreateSchedule",
+    ),
+    ("GET", "/api/schedules", "/rota.v1.JobService/ListSchedules"),
+    (
+        "GET",
+        "/api/schedules/{id}",
+        "/rota.v1.JobService/GetSchedule",
+    ),
+    (
+        "DELETE",
+        "/api/schedules/{id}",
+        "/rota.v1.JobService/DeleteSchedule",
+    ),
+    (
+        "POST",
+        "/api/schedules/{id}/pause",
+        "/rota.v1.JobService/PauseSchedule",
+    ),
+    (
+        "POST",
+        "/api/schedules/{id}/resume",
+        "/rota.v1.JobService/ResumeSchedule",
+    ),
+    (
+        "POST",
+        "/api/schedules/{id}/backfill",
+        "/rota.v1.JobService/BackfillSchedule",
+    ),
+    ("GET", "/api/lineage", "/rota.v1.JobService/GetLineage"),
+    (
+        "GET",
+        "/api/governance/history",
+        "/rota.v1.AdminService/GovernanceHistory",
+    ),
+    (
+        "POST",
+        "/api/incidents/{id}/acknowledge",
+        "/rota.v1.AdminService/AcknowledgeIncident",
+    ),
+    (
+        "POST",
+        "/api/incidents/{id}/resolve",
+        "/rota.v1.AdminService/ResolveIncident",
+    ),
+    ("GET", "/api/audit", "/rota.v1.AdminService/ExportAudit"),
     // Watching takes what reading jobs takes; a caller bound to tenants sees only theirs.
     ("GET", "/api/events", "/rota.v1.JobService/ListJobs"),
     // Metrics take what the cluster's status takes (they name every tenant).
@@ -231,6 +285,7 @@ pub async fn get_job(
     let message = pb::GetJobRequest {
         job_id,
         read: read(query.stale),
+        signed: false,
     };
     let request = caller.request(message);
     let answer = Jobs(http.api.clone()).get_job(request).await?.into_inner();
@@ -409,6 +464,9 @@ pub struct ClusterQuery {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterView {
+    /// The cluster's id (32 hex digits), once its first leader has named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     pub node_id: u64,
     /// leader, follower, candidate, learner or shutdown.
     pub role: String,
@@ -453,6 +511,7 @@ pub async fn cluster(
         .await?
         .into_inner();
     Ok(Json(ClusterView {
+        cluster_id: s.cluster_id,
         node_id: s.node_id,
         role: s.role,
         leader_id: s.leader_id,
