@@ -156,7 +156,8 @@ async fn schedules_backfills_lineage_history_incidents_and_audit_over_rest() {
         .collect();
     assert_eq!(again, jobs, "run again, it creates nothing new");
     let first = rest.get(&format!("/api/jobs/{}", jobs[0])).await;
-    assert_eq!(first["scheduleId"], "new-year");
+    // 2022-01-01T00:00:00Z, keyed as the schedule's own firing would be.
+    assert_eq!(first["idempotencyKey"], "schedule:new-year:1640995200000");
     assert_eq!(first["backfill"]["ticket"], "INC-42");
     let no_ticket = rest
         .call(

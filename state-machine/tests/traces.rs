@@ -97,7 +97,7 @@ fn bad_trace_context_is_refused_whole() {
 }
 
 #[test]
-fn snapshots_keep_trace_context_and_formats_3_and_4_still_read() {
+fn snapshots_keep_trace_context_and_formats_3_to_5_still_read() {
     let mut c = Cluster::new();
     let id = enqueued(c.apply(traced(
         &[TP],
@@ -111,14 +111,16 @@ fn snapshots_keep_trace_context_and_formats_3_and_4_still_read() {
     assert_eq!(restored.traceparent(id), Some(TP));
     assert_eq!(restored.digest().expect("digest"), c.digest());
 
-    // Format 4 is format 5 without the trailing map of acknowledgements, format 3 without
-    // the trace contexts' map before it too: an empty map is one zero byte.
+    // Format 5 is format 6 without the trailing cluster id, format 4 without the map of
+    // acknowledgements before it too, format 3 without the trace contexts' map before that:
+    // an empty map, like a missing id, is one zero byte.
     let mut plain = Cluster::new();
     plain.enqueue(spec("acme", "email"));
-    let five = plain.state.snapshot().expect("snapshot");
-    assert_eq!(five[five.len() - 2..], [0, 0], "two empty maps");
-    for (version, cut) in [(4u8, 1), (3, 2)] {
-        let mut older = five[..five.len() - cut].to_vec();
+    let six = plain.state.snapshot().expect("snapshot");
+    assert_eq!(six[0], 6);
+    assert_eq!(six[six.len() - 3..], [0, 0, 0], "two empty maps, no id");
+    for (version, cut) in [(5u8, 1), (4, 2), (3, 3)] {
+        let mut older = six[..six.len() - cut].to_vec();
         older[0] = version;
         let old = State::restore(&older)
             .unwrap_or_else(|e| panic!("a format {version} snapshot reads: {e}"));
