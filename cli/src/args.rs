@@ -131,6 +131,9 @@ pub enum Cmd {
     /// Incidents (a tripped breaker): acknowledge, resolve. `rota governance` lists them.
     #[command(subcommand)]
     Incident(IncidentCmd),
+    /// Blocks and unblocks a misbehaving tenant.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
     /// Which jobs wrote and read an artifact (by name, URI or digest), and the chain up and
     /// down.
     Lineage {
@@ -216,14 +219,28 @@ pub enum ClusterCmd {
     },
     /// Shows each endpoint's view: role, leader, term, indexes, state digest.
     Status,
-    /// Adds a node (it catches up as a learner, then votes).
+    /// Adds a node: it joins as a learner at once, catches up in the background, and votes
+    /// once it has (`rota cluster status --leader` shows how far it is).
     Add {
         id: u64,
         /// The node's peer address (its --peer-listen, as the other nodes reach it).
         addr: String,
+        /// Keep it a learner: a replica without a vote.
+        #[arg(long)]
+        learner: bool,
+        #[command(flatten)]
+        why: ReasonArgs,
     },
-    /// Removes a voter.
-    Remove { id: u64 },
+    /// Removes a member (a voter or a learner).
+    Remove {
+        id: u64,
+        /// Remove a voter even if that leaves fewer than three voters, or fewer live ones
+        /// than a quorum.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
 }
 
 /// A job's description on the command line.
@@ -317,6 +334,30 @@ pub enum JobCmd {
         id: u64,
         #[arg(long)]
         reason: String,
+    },
+    /// Takes a stuck lease back: the job is ready again at once, the attempt recorded as
+    /// released (not failed, not counted against its retries).
+    Release {
+        id: u64,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Blocks a tenant: its enqueues are refused, its jobs not leased, its schedules'
+    /// firings missed, until it is unblocked.
+    Block {
+        tenant: String,
+        #[command(flatten)]
+        why: ReasonArgs,
+    },
+    /// Unblocks a tenant.
+    Unblock {
+        tenant: String,
+        #[command(flatten)]
+        why: ReasonArgs,
     },
 }
 

@@ -40,12 +40,26 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
             }
         }
         ClusterCmd::Status => out.cluster(&statuses(global).await?),
-        ClusterCmd::Add { id, addr } => {
-            let status = client.add_node(pb::AddNodeRequest { id, addr }).await?;
+        ClusterCmd::Add {
+            id,
+            addr,
+            learner,
+            why,
+        } => {
+            let stamp = Some(global.stamp(why.reason, why.ticket));
+            let request = pb::AddNodeRequest {
+                id,
+                addr,
+                learner,
+                stamp,
+            };
+            let status = client.add_node(request).await?;
             out.cluster(&[status]);
         }
-        ClusterCmd::Remove { id } => {
-            let status = client.remove_node(pb::RemoveNodeRequest { id }).await?;
+        ClusterCmd::Remove { id, force, why } => {
+            let stamp = Some(global.stamp(why.reason, why.ticket));
+            let request = pb::RemoveNodeRequest { id, force, stamp };
+            let status = client.remove_node(request).await?;
             out.cluster(&[status]);
         }
     }

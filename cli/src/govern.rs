@@ -3,7 +3,7 @@
 
 use crate::args::{
     BreakerCmd, Global, GovernanceCmd, IncidentCmd, MaintenanceCmd, QuotaCmd, RetentionCmd,
-    ScopeArgs, SourceCmd, ThrottleArgs,
+    ScopeArgs, SourceCmd, TenantCmd, ThrottleArgs,
 };
 use crate::output::{table, Output};
 use anyhow::{bail, Context, Result};
@@ -34,6 +34,27 @@ pub async fn quota(cmd: QuotaCmd, global: &Global, client: &Client, out: &Output
         })
         .await?;
     out.done("quota set");
+    Ok(())
+}
+
+/// `rota tenant block|unblock`.
+pub async fn tenant(cmd: TenantCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
+    let (tenant, blocked, why) = match cmd {
+        TenantCmd::Block { tenant, why } => (tenant, true, why),
+        TenantCmd::Unblock { tenant, why } => (tenant, false, why),
+    };
+    client
+        .block_tenant(pb::BlockTenantRequest {
+            session: None,
+            tenant: tenant.clone(),
+            blocked,
+            stamp: Some(global.stamp(why.reason, why.ticket)),
+        })
+        .await?;
+    out.done(&match blocked {
+        true => format!("tenant {tenant} blocked: its enqueues are refused, its jobs held"),
+        false => format!("tenant {tenant} unblocked"),
+    });
     Ok(())
 }
 

@@ -88,6 +88,19 @@ pub async fn job(cmd: JobCmd, global: &Global, client: &Client, out: &Output) ->
             });
             Ok(())
         }
+        JobCmd::Release { id, why } => {
+            client
+                .release_lease(pb::ReleaseLeaseRequest {
+                    session: None,
+                    job_id: id,
+                    stamp: Some(global.stamp(why.reason, why.ticket)),
+                })
+                .await?;
+            out.show(json!({"job_id": id, "released": true}), || {
+                format!("job {id}: lease released, the job is ready again")
+            });
+            Ok(())
+        }
     }
 }
 

@@ -185,6 +185,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Dlq(cmd) => jobs::dlq(cmd, &global, &client()?, &out).await,
         Cmd::Quota(cmd) => govern::quota(cmd, &global, &client()?, &out).await,
+        Cmd::Tenant(cmd) => govern::tenant(cmd, &global, &client()?, &out).await,
         Cmd::Throttle(args) => govern::throttle(args, &global, &client()?, &out).await,
         Cmd::Source(cmd) => govern::source(cmd, &global, &client()?, &out).await,
         Cmd::Maintenance(cmd) => govern::maintenance(cmd, &global, &client()?, &out).await,

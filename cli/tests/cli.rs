@@ -330,6 +330,32 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     let said = String::from_utf8_lossy(&tampered.stderr);
     assert!(said.contains("jobs.jsonl line 1"), "{said}");
 
+    // The runbook: block a tenant, its enqueue is refused with the reason; unblock it.
+    ok(
+        &endpoint,
+        &["tenant", "block", "noisy", "--reason", "floods the queue"],
+    );
+    let refused = rota(
+        &endpoint,
+        &["job", "submit", "--tenant", "noisy", "--type", "etl"],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("floods the queue"), "{said}");
+    ok(
+        &endpoint,
+        &["tenant", "unblock", "noisy", "--reason", "calm"],
+    );
+    ok(
+        &endpoint,
+        &["job", "submit", "--tenant", "noisy", "--type", "etl"],
+    );
+    let not_leased = rota(
+        &endpoint,
+        &["job", "release", &job.to_string(), "--reason", "r"],
+    );
+    assert!(!not_leased.status.success());
+
     // The same as one tar archive, verified as it is.
     let archive = dir.path().join("bundle.tar");
     let archive_arg = archive.to_str().expect("utf-8");

@@ -559,6 +559,14 @@ impl Client {
         /// Resolves an open incident (resetting its breaker).
         resolve_incident, admin_service, IncidentRequest, AdminResponse
     );
+    write_rpc!(
+        /// Takes a stuck lease back: the job is ready again, the attempt released.
+        release_lease, admin_service, ReleaseLeaseRequest, AdminResponse
+    );
+    write_rpc!(
+        /// Blocks a tenant (its enqueues refused, its jobs held) or unblocks it.
+        block_tenant, admin_service, BlockTenantRequest, AdminResponse
+    );
     read_rpc!(
         /// An audit bundle, signed by the answering node's audit key.
         export_audit, admin_service, ExportAuditRequest, ExportAuditResponse
@@ -576,11 +584,11 @@ impl Client {
         init_cluster, admin_service, InitClusterRequest, ClusterStatusResponse
     );
     read_rpc!(
-        /// Adds a node as a voter (it catches up as a learner first).
+        /// Adds a node as a learner; it votes once caught up (unless asked to stay a learner).
         add_node, admin_service, AddNodeRequest, ClusterStatusResponse
     );
     read_rpc!(
-        /// Removes a voter.
+        /// Removes a member (a voter or a learner).
         remove_node, admin_service, RemoveNodeRequest, ClusterStatusResponse
     );
     read_rpc!(

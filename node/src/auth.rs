@@ -176,6 +176,8 @@ const RULES: &[(&str, AuthScope)] = {
         ("/rota.v1.AdminService/GetGovernance", Read),
         ("/rota.v1.AdminService/GovernanceHistory", Read),
         ("/rota.v1.AdminService/ExportAudit", Admin),
+        ("/rota.v1.AdminService/ReleaseLease", Admin),
+        ("/rota.v1.AdminService/BlockTenant", Quota),
         ("/rota.v1.AdminService/AcknowledgeIncident", Admin),
         ("/rota.v1.AdminService/ResolveIncident", Admin),
         ("/rota.v1.AdminService/SetRetention", Admin),

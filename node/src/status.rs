@@ -74,6 +74,7 @@ fn scheduler_kind(error: &SchedulerError) -> (Code, &'static str) {
         E::TooManyTokens(_) => (Code::ResourceExhausted, "too_many_tokens"),
         E::PlanNotFound(_) => (Code::NotFound, "plan_not_found"),
         E::IncidentNotOpen(_) => (Code::FailedPrecondition, "incident_not_open"),
+        E::TenantBlocked { .. } => (Code::FailedPrecondition, "tenant_blocked"),
     }
 }
 
@@ -129,7 +130,7 @@ pub fn node_not_found(id: u64) -> Status {
     with_kind(
         Code::NotFound,
         "node_not_found",
-        format!("node {id} is not a voter of this cluster"),
+        format!("node {id} is not a member of this cluster"),
     )
 }
 

@@ -189,6 +189,12 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
         .add_node(pb::AddNodeRequest {
             id: 2,
             addr: second.addr().to_string(),
+            learner: false,
+            stamp: Some(pb::Stamp {
+                actor: "ops".to_owned(),
+                reason: "a second replica".to_owned(),
+                ticket: None,
+            }),
         })
         .await
         .expect("add node 2");

@@ -41,11 +41,31 @@ fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, postcard::Err
 /// one that dials its simulated network.
 pub type Dial = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
 
+/// When each peer last answered this node (any answer, even a refusal): what tells a live
+/// member from one that only looks caught up because nothing was written since it left.
+#[derive(Clone, Default)]
+pub struct Contacts(Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, Instant>>>);
+
+impl Contacts {
+    fn heard(&self, peer: NodeId) {
+        if let Ok(mut heard) = self.0.lock() {
+            heard.insert(peer, Instant::now());
+        }
+    }
+
+    /// How long ago `peer` last answered; `None` if it never has.
+    pub fn since(&self, peer: NodeId) -> Option<Duration> {
+        let heard = self.0.lock().ok()?;
+        heard.get(&peer).map(|at| at.elapsed())
+    }
+}
+
 /// Makes a connection per peer; openraft asks for one per replication stream.
 #[derive(Clone)]
 pub struct GrpcNetwork {
     dial: Option<Dial>,
     max_append_bytes: usize,
+    contacts: Contacts,
 }
 
 impl Default for GrpcNetwork {
@@ -53,6 +73,7 @@ impl Default for GrpcNetwork {
         Self {
             dial: None,
             max_append_bytes: crate::log_store::DEFAULT_MAX_APPEND_BYTES,
+            contacts: Contacts::default(),
         }
     }
 }
@@ -78,6 +99,11 @@ impl GrpcNetwork {
     pub fn max_append_bytes(&self) -> usize {
         self.max_append_bytes
     }
+
+    /// When each peer last answered the connections this factory made.
+    pub fn contacts(&self) -> Contacts {
+        self.contacts.clone()
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -90,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             dial: self.dial.clone(),
             client: None,
             silent_since: None,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -102,6 +129,8 @@ pub struct GrpcConnection {
     client: Option<RaftTransportClient<Channel>>,
     /// When the oldest call still without an answer on this connection was sent.
     silent_since: Option<Instant>,
+    /// Where an answer is noted.
+    contacts: Contacts,
 }
 
 /// How long a connection may go without any answer while calls are sent on it before it is
@@ -175,7 +204,10 @@ impl GrpcConnection {
         // An answer, even a failure, is a connection that works.
         self.silent_since = None;
         let reply = match reply {
-            Ok(reply) => reply.into_inner(),
+            Ok(reply) => {
+                self.contacts.heard(self.target);
+                reply.into_inner()
+            }
             Err(status)
                 if matches!(
                     status.code(),

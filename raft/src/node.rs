@@ -9,7 +9,7 @@ use crate::types::{Batch, BatchReply, LogId, NodeId, Raft, RotaNode, TypeConfig}
 use openraft::error::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, RaftError,
 };
-use openraft::{Config, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -225,6 +225,8 @@ pub struct RaftNode {
     /// as it starts, and were reported (logged, counted) by the process before.
     boot_index: u64,
     server: Option<Server>,
+    /// When each peer last answered this node.
+    contacts: crate::network::Contacts,
 }
 
 /// The last index in `log`, 0 when empty.
@@ -289,6 +291,7 @@ impl RaftNode {
         peers: &[String],
     ) -> Result<Self, ClusterError> {
         let raft_config = Arc::new(config.raft.validate()?);
+        let contacts = network.contacts();
         let (raft, state, boot_index) = match config.storage {
             Storage::Disk(dir) => {
                 let mut log = RocksLogStore::new(open_db(&dir.join("raft-log"))?)
@@ -340,6 +343,7 @@ impl RaftNode {
             state,
             boot_index,
             server: None,
+            contacts,
         })
     }
 
@@ -403,10 +407,34 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Adds a non-voting member and waits until it has caught up.
+    /// Adds a non-voting member (a learner): returns once the membership that has it is
+    /// committed, without waiting for it to catch up (it does so in the background; see
+    /// `matched`).
     pub async fn add_learner(&self, id: NodeId, node: RotaNode) -> Result<(), ClusterError> {
         self.raft
-            .add_learner(id, node, true)
+            .add_learner(id, node, false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Makes the learner `id` a voter (openraft refuses an id that is not a learner).
+    pub async fn promote(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Removes the member `id`: a voter's vote and its place (`voter`), or a learner.
+    pub async fn remove_member(&self, id: NodeId, voter: bool) -> Result<(), ClusterError> {
+        let change = match voter {
+            true => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+            false => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+        };
+        self.raft
+            .change_membership(change, false)
             .await
             .map_err(write_error)?;
         Ok(())
@@ -419,6 +447,20 @@ impl RaftNode {
             .await
             .map_err(write_error)?;
         Ok(())
+    }
+
+    /// The last log index the leader knows `id` holds: only on the leader, only for a member.
+    pub fn matched(&self, id: NodeId) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let replication = metrics.replication.as_ref()?;
+        replication.get(&id).copied().flatten().map(|log| log.index)
+    }
+
+    /// How long ago the peer `id` last answered this node; `None` if it never has (or is
+    /// this node).
+    pub fn heard_from(&self, id: NodeId) -> Option<Duration> {
+        self.contacts.since(id)
     }
 
     /// Replicates `batch` and returns each command's response once a quorum has it on disk

@@ -305,6 +305,31 @@ pub enum Command {
         /// 32 lowercase hex digits.
         id: String,
     },
+    /// Records a membership change in the governance history: the leader proposes it once
+    /// openraft has committed the change itself (membership lives in Raft's own entries).
+    NoteMembership {
+        /// What changed.
+        change: crate::governance::MembershipChange,
+        /// Who changed it and why.
+        stamp: Stamp,
+    },
+    /// Takes a stuck lease back: the job is ready again, the attempt recorded as released.
+    ReleaseLease {
+        /// The leased job.
+        job_id: JobId,
+        /// Who releases it and why.
+        stamp: Stamp,
+    },
+    /// Blocks a tenant (its enqueues, plans, backfills and schedule firings refused, its
+    /// jobs not leased) or unblocks it.
+    BlockTenant {
+        /// The tenant.
+        tenant: TenantId,
+        /// True to block, false to unblock.
+        blocked: bool,
+        /// Who and why.
+        stamp: Stamp,
+    },
 }
 
 /// One completion of a `CompleteBatch`.

@@ -1,6 +1,6 @@
 //! Why a command was rejected. A rejected command changes nothing.
 
-use crate::ids::{IncidentId, JobId, LeaseId, PlanId, ScheduleId};
+use crate::ids::{IncidentId, JobId, LeaseId, PlanId, ScheduleId, TenantId};
 use crate::job::Status;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -145,6 +145,15 @@ pub enum SchedulerError {
     /// No open incident in memory has this id.
     #[error("{0} is not an open incident")]
     IncidentNotOpen(IncidentId),
+
+    /// The tenant is blocked: nothing of it is enqueued until an operator unblocks it.
+    #[error("tenant {tenant} is blocked ({reason}): its enqueues are refused until an operator unblocks it")]
+    TenantBlocked {
+        /// The tenant.
+        tenant: TenantId,
+        /// Why, as the operator said.
+        reason: String,
+    },
 }
 
 impl SchedulerError {

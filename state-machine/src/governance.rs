@@ -96,6 +96,8 @@ impl std::fmt::Display for Scope {
 /// scheduler, and shows as pending (with `eligible_ms` where a time is known) to users.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hold {
+    /// Its tenant is blocked.
+    Blocked,
     /// Its job type's breaker is open.
     Breaker,
     /// Its source is paused.
@@ -114,9 +116,10 @@ pub enum Hold {
 }
 
 impl Hold {
-    /// Its name on the wire: breaker, paused, throttle, quota or rate_limit.
+    /// Its name on the wire: blocked, breaker, paused, throttle, quota or rate_limit.
     pub fn kind(&self) -> &'static str {
         match self {
+            Hold::Blocked => "blocked",
             Hold::Breaker => "breaker",
             Hold::Paused(_) => "paused",
             Hold::Throttle(_) => "throttle",
@@ -136,6 +139,7 @@ impl Hold {
     /// What holds it back, for people.
     pub fn describe(&self) -> String {
         match self {
+            Hold::Blocked => "its tenant is blocked".to_owned(),
             Hold::Breaker => "its job type's circuit breaker is open".to_owned(),
             Hold::Paused(scope) => format!("source {scope} is paused"),
             Hold::Throttle(scope) => format!("throttle on {scope} is at its cap"),
@@ -408,11 +412,60 @@ pub enum GovernanceChange {
         /// The incident.
         incident: IncidentId,
     },
+    /// The cluster's membership changed (recorded by the leader once the change committed).
+    Membership {
+        /// What changed.
+        change: MembershipChange,
+    },
+    /// An operator took a stuck lease back; the job was ready again.
+    LeaseReleased {
+        /// The job.
+        job: crate::ids::JobId,
+        /// The lease taken back.
+        lease: crate::ids::LeaseId,
+    },
+    /// A tenant was blocked (its enqueues refused, its jobs not leased) or unblocked.
+    TenantBlocked {
+        /// The tenant.
+        tenant: TenantId,
+        /// True: blocked; false: unblocked.
+        blocked: bool,
+    },
 }
+
+/// A change to the cluster's members, as the governance history records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// A node joined as a learner (a replica without a vote), to catch up.
+    LearnerAdded {
+        /// Its id.
+        node: u64,
+        /// Its peer address.
+        addr: String,
+    },
+    /// A learner that caught up became a voter.
+    Promoted {
+        /// Its id.
+        node: u64,
+    },
+    /// A member left.
+    Removed {
+        /// Its id.
+        node: u64,
+        /// It was a voter (else a learner).
+        voter: bool,
+        /// The removal needed `force`: it left fewer than three voters, or fewer live ones
+        /// than a quorum.
+        forced: bool,
+    },
+}
+
+/// The longest peer address a membership record keeps.
+pub const MAX_ADDR_LEN: usize = 256;
 
 impl GovernanceChange {
     /// Every kind's name, as `kind` gives it.
-    pub const KINDS: [&'static str; 20] = [
+    pub const KINDS: [&'static str; 24] = [
         "quota_set",
         "throttled",
         "source_paused",
@@ -433,6 +486,10 @@ impl GovernanceChange {
         "token_revoked",
         "incident_acknowledged",
         "incident_resolved",
+        "membership",
+        "lease_released",
+        "tenant_blocked",
+        "tenant_unblocked",
     ];
 
     /// The change's kind, in snake case: what logs, metrics and history filters name it.
@@ -458,6 +515,10 @@ impl GovernanceChange {
             GovernanceChange::TokenRevoked { .. } => "token_revoked",
             GovernanceChange::IncidentAcknowledged { .. } => "incident_acknowledged",
             GovernanceChange::IncidentResolved { .. } => "incident_resolved",
+            GovernanceChange::Membership { .. } => "membership",
+            GovernanceChange::LeaseReleased { .. } => "lease_released",
+            GovernanceChange::TenantBlocked { blocked: true, .. } => "tenant_blocked",
+            GovernanceChange::TenantBlocked { blocked: false, .. } => "tenant_unblocked",
         }
     }
 }

@@ -78,7 +78,7 @@ impl State {
                 }
                 _ => {}
             }
-            if job.attempts.len() as u32 > job.spec.retry.max_attempts
+            if job.counted_attempts() > job.spec.retry.max_attempts
                 && job.origin.replay_of.is_none()
             {
                 return Err(format!("{id} made more attempts than its policy allows"));

@@ -269,6 +269,12 @@ pub enum AttemptOutcome {
         /// The worker's or the operator's reason.
         reason: String,
     },
+    /// An operator released the lease (a stuck worker): the job went back to ready, and
+    /// the attempt does not count against its retry policy (new variants go last).
+    Released {
+        /// The operator's reason.
+        reason: String,
+    },
 }
 
 /// One try at running a job.
@@ -379,6 +385,15 @@ pub struct Job {
 }
 
 impl Job {
+    /// Attempts that count against the retry policy: every one but those an operator
+    /// released.
+    pub fn counted_attempts(&self) -> u32 {
+        self.attempts
+            .iter()
+            .filter(|a| !matches!(a.outcome, Some(AttemptOutcome::Released { .. })))
+            .count() as u32
+    }
+
     /// The job's status name.
     pub fn status(&self) -> Status {
         self.state.status()

@@ -2,7 +2,7 @@
 
 use crate::command::{Completion, Grant, LeaseHold, Reply, Response};
 use crate::error::SchedulerError;
-use crate::governance::{GovernanceChange, Hold, Incident, Scope};
+use crate::governance::{GovernanceChange, Hold, Incident, Scope, Stamp};
 use crate::ids::{IncidentId, JobId, JobType, LeaseId, TenantId, WorkerId};
 use crate::job::{Artifact, Attempt, AttemptOutcome, JobEventKind, JobState, Lease, RetryPolicy};
 use crate::journal::Note;
@@ -195,6 +195,7 @@ impl State {
         now_ms: u64,
     ) -> impl Iterator<Item = Hold> + 'a {
         let ledger = &self.ledger;
+        let blocked = ledger.blocked.contains_key(tenant).then_some(Hold::Blocked);
         let breaker = ledger
             .breakers
             .get(job_type)
@@ -203,7 +204,7 @@ impl State {
         let governed =
             !(ledger.paused.is_empty() && ledger.throttles.is_empty() && ledger.quotas.is_empty());
         let scopes = governed.then(|| Scope::covering(tenant, job_type));
-        breaker.into_iter().chain(
+        blocked.into_iter().chain(breaker).chain(
             scopes
                 .into_iter()
                 .flatten()
@@ -238,7 +239,10 @@ impl State {
     /// throttle or a quota.
     pub(crate) fn holds_possible(&self) -> bool {
         let ledger = &self.ledger;
-        !(ledger.paused.is_empty() && ledger.throttles.is_empty() && ledger.quotas.is_empty())
+        !(ledger.paused.is_empty()
+            && ledger.throttles.is_empty()
+            && ledger.quotas.is_empty()
+            && ledger.blocked.is_empty())
             || ledger.breakers.values().any(|b| b.open_incident.is_some())
     }
 
@@ -441,6 +445,32 @@ impl State {
         self.after_failed_attempt(job_id, true, error, at);
     }
 
+    /// An operator takes a stuck lease back: the attempt ends `Released` (not counted
+    /// against the retry policy, not fed to the breaker) and the job is ready again at once;
+    /// the worker's next heartbeat or completion is refused as stale.
+    pub(crate) fn release_lease(&mut self, job_id: JobId, stamp: Stamp, at: At) -> Response {
+        crate::submit::check_stamp(&stamp)?;
+        let job = self.job_or_err(job_id)?;
+        let Some(lease) = job.lease().map(|l| l.id) else {
+            return Err(SchedulerError::WrongState {
+                job_id,
+                status: job.status(),
+                action: "released (it holds no lease)".to_owned(),
+            });
+        };
+        let outcome = AttemptOutcome::Released {
+            reason: stamp.reason.clone(),
+        };
+        self.end_attempt(job_id, outcome, Vec::new(), at);
+        let ready = JobState::Ready {
+            eligible_ms: at.now_ms,
+        };
+        self.set_state(job_id, ready, at, JobEventKind::Ready);
+        let change = GovernanceChange::LeaseReleased { job: job_id, lease };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
     /// Closes the open attempt of a leased job (its lease is its one open attempt).
     pub(crate) fn end_attempt(
         &mut self,
@@ -484,7 +514,7 @@ impl State {
             .jobs
             .get(&job_id)
             .expect("an attempt ended for a job in the ledger");
-        let made = job.attempts.len() as u32;
+        let made = job.counted_attempts();
         if retryable && made < job.spec.retry.max_attempts {
             // Saturating: `max_backoff_ms` is the client's, and may be near u64::MAX.
             let retry_at_ms = at

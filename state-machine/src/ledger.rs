@@ -73,6 +73,10 @@ pub(crate) struct Ledger {
     /// snapshot (version 6).
     #[serde(skip)]
     pub cluster_id: Option<String>,
+    /// Blocked tenants, with who blocked each and why. Encoded after `cluster_id` in a
+    /// snapshot (version 7).
+    #[serde(skip)]
+    pub blocked: BTreeMap<TenantId, Stamp>,
 }
 
 /// Orders ready jobs within a (tenant, job type): priority (highest first), then eligible
@@ -536,6 +540,18 @@ impl State {
             Command::NameCluster { id } => {
                 check_cluster_id(&id)?;
                 self.ledger.cluster_id.get_or_insert(id);
+                Ok(Reply::Done)
+            }
+            Command::ReleaseLease { job_id, stamp } => self.release_lease(job_id, stamp, at),
+            Command::BlockTenant {
+                tenant,
+                blocked,
+                stamp,
+            } => self.block_tenant(tenant, blocked, stamp, at),
+            Command::NoteMembership { change, stamp } => {
+                crate::submit::check_stamp(&stamp)?;
+                crate::validate::check_membership(&change)?;
+                self.govern(Some(stamp), GovernanceChange::Membership { change }, at);
                 Ok(Reply::Done)
             }
         }

@@ -42,8 +42,8 @@ pub use batch::MAX_BATCH;
 pub use command::{Command, CompleteItem, Completion, Grant, LeaseHold, PlanStep, Reply, Response};
 pub use error::SchedulerError;
 pub use governance::{
-    Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Hold, Incident, Quota, Scope, Stamp,
-    TokenBucket,
+    Breaker, BreakerConfig, GovernanceChange, GovernanceEvent, Hold, Incident, MembershipChange,
+    Quota, Scope, Stamp, TokenBucket, MAX_ADDR_LEN,
 };
 pub use ids::{
     ClientId, IncidentId, JobId, JobType, LeaseId, PlanId, ScheduleId, TenantId, WorkerId,

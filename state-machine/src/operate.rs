@@ -284,6 +284,39 @@ impl State {
         Ok(Reply::Done)
     }
 
+    pub(crate) fn block_tenant(
+        &mut self,
+        tenant: TenantId,
+        blocked: bool,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
+        check_stamp(&stamp)?;
+        match blocked {
+            true => self.ledger.blocked.insert(tenant.clone(), stamp.clone()),
+            false => self.ledger.blocked.remove(&tenant),
+        };
+        let change = GovernanceChange::TenantBlocked { tenant, blocked };
+        self.govern(Some(stamp), change, at);
+        Ok(Reply::Done)
+    }
+
+    /// Refuses what would add work for a blocked tenant.
+    pub(crate) fn check_not_blocked(&self, tenant: &TenantId) -> Result<(), SchedulerError> {
+        match self.ledger.blocked.get(tenant) {
+            Some(stamp) => Err(SchedulerError::TenantBlocked {
+                tenant: tenant.clone(),
+                reason: stamp.reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Blocked tenants, by name, with who blocked each and why.
+    pub fn blocked_tenants(&self) -> impl Iterator<Item = (&TenantId, &Stamp)> {
+        self.ledger.blocked.iter()
+    }
+
     pub(crate) fn set_maintenance(&mut self, enabled: bool, stamp: Stamp, at: At) -> Response {
         check_stamp(&stamp)?;
         self.ledger.maintenance = enabled.then(|| stamp.clone());
@@ -453,9 +486,11 @@ impl State {
             })
             .collect();
         for (fire_ms, spec) in firings {
+            // A blocked tenant's firings are missed, as a paused schedule's are.
             if self
                 .idempotent_match(&spec.tenant, &spec.idempotency_key)
                 .is_none()
+                && !self.ledger.blocked.contains_key(&spec.tenant)
             {
                 let origin = Origin {
                     schedule: Some((id.clone(), fire_ms)),

@@ -6,6 +6,8 @@ use crate::ledger::{Indexes, Ledger, State};
 
 /// The jobs' trace contexts as a snapshot encodes them.
 type Traces = imbl::OrdMap<crate::ids::JobId, std::sync::Arc<str>>;
+/// The blocked tenants as a snapshot encodes them.
+type Blocked = std::collections::BTreeMap<crate::ids::TenantId, crate::governance::Stamp>;
 /// The incidents' acknowledgements as a snapshot encodes them.
 type Acks = std::collections::BTreeMap<crate::ids::IncidentId, (u64, crate::governance::Stamp)>;
 use sha2::{Digest, Sha256};
@@ -14,9 +16,9 @@ use thiserror::Error;
 /// The snapshot format's version, its first byte. Version 2 adds the retention windows
 /// and the archive's book after the ledger, version 3 the tokens after those, version 4 the
 /// jobs' trace contexts after those, version 5 the incidents' acknowledgements after
-/// those, version 6 the cluster's id after those; earlier versions still read (with none of
-/// what they lack).
-pub const SNAPSHOT_VERSION: u8 = 6;
+/// those, version 6 the cluster's id after those, version 7 the blocked tenants after that;
+/// earlier versions still read (with none of what they lack).
+pub const SNAPSHOT_VERSION: u8 = 7;
 
 /// A snapshot could not be written or read.
 #[derive(Debug, Error)]
@@ -45,6 +47,7 @@ fn encode(ledger: &Ledger) -> Result<Vec<u8>, SnapshotError> {
             &ledger.traces,
             &ledger.incident_acks,
             &ledger.cluster_id,
+            &ledger.blocked,
         ),
         Vec::new(),
     )?)
@@ -61,6 +64,7 @@ fn write<W: std::io::Write>(ledger: &Ledger, out: W) -> Result<W, SnapshotError>
             &ledger.traces,
             &ledger.incident_acks,
             &ledger.cluster_id,
+            &ledger.blocked,
         ),
         out,
     )?)
@@ -165,7 +169,7 @@ impl State {
                 ledger.incident_acks = acks;
                 (ledger, rest)
             }
-            SNAPSHOT_VERSION => {
+            6 => {
                 let ((mut ledger, retained, access, traces, acks, cluster_id), rest) =
                     postcard::take_from_bytes::<(
                         Ledger,
@@ -180,6 +184,25 @@ impl State {
                 ledger.traces = traces;
                 ledger.incident_acks = acks;
                 ledger.cluster_id = cluster_id;
+                (ledger, rest)
+            }
+            SNAPSHOT_VERSION => {
+                let ((mut ledger, retained, access, traces, acks, cluster_id, blocked), rest) =
+                    postcard::take_from_bytes::<(
+                        Ledger,
+                        Retained,
+                        Access,
+                        Traces,
+                        Acks,
+                        Option<String>,
+                        Blocked,
+                    )>(body)?;
+                ledger.retained = retained;
+                ledger.access = access;
+                ledger.traces = traces;
+                ledger.incident_acks = acks;
+                ledger.cluster_id = cluster_id;
+                ledger.blocked = blocked;
                 (ledger, rest)
             }
             _ => return Err(SnapshotError::UnsupportedVersion(version)),
@@ -301,9 +324,9 @@ mod tests {
         );
         assert!(bad.is_err(), "{bad:?}");
 
-        let v6 = state.snapshot().unwrap();
-        assert_eq!(v6[0], 6);
-        let restored = State::restore(&v6).unwrap();
+        let current = state.snapshot().unwrap();
+        assert_eq!(current[0], SNAPSHOT_VERSION);
+        let restored = State::restore(&current).unwrap();
         assert_eq!(restored.cluster_id(), Some(first.as_str()));
         assert_eq!(restored.digest().unwrap(), state.digest().unwrap());
     }

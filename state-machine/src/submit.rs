@@ -224,6 +224,7 @@ pub(crate) fn check_plan(
 impl State {
     pub(crate) fn enqueue(&mut self, spec: JobSpec, at: At) -> Response {
         check_spec(&spec)?;
+        self.check_not_blocked(&spec.tenant)?;
         if let Some(job_id) = self.idempotent_match(&spec.tenant, &spec.idempotency_key) {
             return Ok(Reply::Enqueued {
                 job_id,
@@ -356,6 +357,7 @@ impl State {
         let mut keys_in_plan = BTreeSet::new();
         for step in &steps {
             check_spec(&step.spec)?;
+            self.check_not_blocked(&step.spec.tenant)?;
             self.check_dependencies(&step.spec.depends_on)?;
             check_key_unique_in_plan(step, &mut keys_in_plan)?;
         }

@@ -138,6 +138,15 @@ impl Command {
             | Command::AcknowledgeIncident { stamp, .. }
             | Command::ResolveIncident { stamp, .. } => check_stamp(stamp),
             Command::NameCluster { id } => crate::ledger::check_cluster_id(id),
+            Command::NoteMembership { change, stamp } => {
+                check_stamp(stamp)?;
+                check_membership(change)
+            }
+            Command::ReleaseLease { stamp, .. } => check_stamp(stamp),
+            Command::BlockTenant { tenant, stamp, .. } => {
+                check_stamp(stamp)?;
+                check_name("tenant", tenant.as_str())
+            }
         }
     }
 }
@@ -165,7 +174,10 @@ impl Command {
             | Command::Backfill { stamp, .. }
             | Command::CancelPlan { stamp, .. }
             | Command::AcknowledgeIncident { stamp, .. }
-            | Command::ResolveIncident { stamp, .. } => Some(stamp),
+            | Command::ResolveIncident { stamp, .. }
+            | Command::NoteMembership { stamp, .. }
+            | Command::ReleaseLease { stamp, .. }
+            | Command::BlockTenant { stamp, .. } => Some(stamp),
             Command::Traced { command, .. } => command.stamp_mut(),
             Command::Tick
             | Command::Enqueue { .. }
@@ -189,4 +201,25 @@ fn check_completion(completion: &Completion) -> Result<(), SchedulerError> {
         Completion::Failed { .. } | Completion::TimedOut { .. } => Ok(()),
         Completion::Canceled { reason } => check_text("reason", reason),
     }
+}
+
+/// A membership record's address: a peer address as a node is given one.
+pub(crate) fn check_membership(
+    change: &crate::governance::MembershipChange,
+) -> Result<(), SchedulerError> {
+    if let crate::governance::MembershipChange::LearnerAdded { addr, .. } = change {
+        if addr.is_empty()
+            || addr.len() > crate::governance::MAX_ADDR_LEN
+            || addr.chars().any(char::is_control)
+        {
+            return Err(SchedulerError::invalid(
+                "addr",
+                format!(
+                    "must be 1 to {} bytes with no control characters",
+                    crate::governance::MAX_ADDR_LEN
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -564,3 +564,182 @@ fn a_job_held_back_by_a_cap_shows_as_pending_with_no_time() {
     let job = c.state.job(second).expect("in memory");
     assert_eq!(c.state.job_hold(job), None, "a slot freed");
 }
+
+#[test]
+fn membership_changes_go_in_the_governance_history() {
+    let mut c = Cluster::new();
+    let note = |c: &mut Cluster, change: MembershipChange| {
+        c.apply(Command::NoteMembership {
+            change,
+            stamp: stamp(),
+        })
+    };
+    note(
+        &mut c,
+        MembershipChange::LearnerAdded {
+            node: 4,
+            addr: "10.0.0.4:7071".to_owned(),
+        },
+    )
+    .expect("recorded");
+    note(&mut c, MembershipChange::Promoted { node: 4 }).expect("recorded");
+    note(
+        &mut c,
+        MembershipChange::Removed {
+            node: 2,
+            voter: true,
+            forced: true,
+        },
+    )
+    .expect("recorded");
+    let kinds: Vec<_> = c
+        .state
+        .governance_history()
+        .iter()
+        .filter(|e| e.change.kind() == "membership")
+        .map(|e| (e.change.clone(), e.stamp.clone()))
+        .collect();
+    assert_eq!(kinds.len(), 3);
+    assert_eq!(
+        kinds[2].0,
+        GovernanceChange::Membership {
+            change: MembershipChange::Removed {
+                node: 2,
+                voter: true,
+                forced: true
+            }
+        }
+    );
+    assert_eq!(kinds[0].1.as_ref(), Some(&stamp()));
+    assert!(GovernanceChange::KINDS.contains(&"membership"));
+
+    // A record with no reason, or an address no node could have, is refused.
+    let refused = note(
+        &mut c,
+        MembershipChange::LearnerAdded {
+            node: 5,
+            addr: "a\nb".to_owned(),
+        },
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    let unstamped = c.apply(Command::NoteMembership {
+        change: MembershipChange::Promoted { node: 5 },
+        stamp: Stamp::new("ops", ""),
+    });
+    assert!(unstamped.is_err(), "{unstamped:?}");
+}
+
+#[test]
+fn a_released_lease_sends_the_job_back_and_its_attempt_does_not_count() {
+    let mut c = Cluster::new();
+    let id = c.enqueue(JobSpec {
+        retry: RetryPolicy {
+            max_attempts: 2,
+            base_backoff_ms: 1_000,
+            max_backoff_ms: 1_000,
+        },
+        ..spec("acme", "t")
+    });
+    let stuck = c.lease("w-stuck", &["t"], 1).remove(0);
+    let release = |c: &mut Cluster| {
+        c.apply(Command::ReleaseLease {
+            job_id: id,
+            stamp: stamp(),
+        })
+    };
+    release(&mut c).expect("released");
+    assert_eq!(c.status(id), Status::Ready);
+    let job = c.state.job(id).expect("in memory");
+    assert!(matches!(
+        job.attempts[0].outcome,
+        Some(AttemptOutcome::Released { .. })
+    ));
+    assert_eq!(job.counted_attempts(), 0);
+    // The stuck worker's lease is gone: its heartbeat is refused as stale.
+    let late = c.apply(Command::Heartbeat {
+        job_id: id,
+        lease_id: stuck.lease_id,
+    });
+    assert!(
+        matches!(late, Err(SchedulerError::StaleLease { .. })),
+        "{late:?}"
+    );
+    // Leased again, it fails once: with the released attempt not counted, it is retried
+    // rather than dead-lettered.
+    let again = c.lease("w-2", &["t"], 1).remove(0);
+    assert_eq!(again.attempt, 2);
+    c.fail(&again, true);
+    assert_eq!(c.status(id), Status::Failed);
+    let refused = release(&mut c);
+    assert!(
+        matches!(refused, Err(SchedulerError::WrongState { .. })),
+        "{refused:?}"
+    );
+    assert!(c
+        .state
+        .governance_history()
+        .iter()
+        .any(|e| e.change.kind() == "lease_released"));
+}
+
+#[test]
+fn a_blocked_tenant_adds_no_work_and_is_not_leased_until_unblocked() {
+    let mut c = Cluster::new();
+    let waiting = c.enqueue(spec("acme", "t"));
+    let block = |c: &mut Cluster, blocked| {
+        c.apply(Command::BlockTenant {
+            tenant: TenantId::new("acme"),
+            blocked,
+            stamp: stamp(),
+        })
+    };
+    block(&mut c, true).expect("blocked");
+    let refused = c.apply(Command::Enqueue {
+        spec: spec("acme", "t"),
+    });
+    assert!(
+        matches!(refused, Err(SchedulerError::TenantBlocked { .. })),
+        "{refused:?}"
+    );
+    let plan = c.apply(Command::SubmitPlan {
+        steps: vec![PlanStep {
+            key: "a".to_owned(),
+            spec: spec("acme", "t"),
+            depends_on: vec![],
+        }],
+        backfill: None,
+    });
+    assert!(
+        matches!(plan, Err(SchedulerError::TenantBlocked { .. })),
+        "{plan:?}"
+    );
+    let other = c.enqueue(spec("globex", "t"));
+    let granted = c.lease("w", &["t"], 10);
+    assert_eq!(
+        granted.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        [other]
+    );
+    let job = c.state.job(waiting).expect("in memory");
+    assert_eq!(c.state.shown_status(job), Status::Pending);
+    assert_eq!(c.state.job_hold(job).map(|h| h.kind()), Some("blocked"));
+
+    // Kept through a snapshot.
+    let restored = State::restore(&c.state.snapshot().expect("snapshot")).expect("restore");
+    assert_eq!(restored.blocked_tenants().count(), 1);
+
+    block(&mut c, false).expect("unblocked");
+    let granted = c.lease("w", &["t"], 10);
+    assert_eq!(
+        granted.iter().map(|g| g.job_id).collect::<Vec<_>>(),
+        [waiting]
+    );
+    c.enqueue(spec("acme", "t"));
+    let kinds: Vec<&str> = c
+        .state
+        .governance_history()
+        .iter()
+        .map(|e| e.change.kind())
+        .filter(|k| k.starts_with("tenant_"))
+        .collect();
+    assert_eq!(kinds, ["tenant_blocked", "tenant_unblocked"]);
+}

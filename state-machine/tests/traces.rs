@@ -97,7 +97,7 @@ fn bad_trace_context_is_refused_whole() {
 }
 
 #[test]
-fn snapshots_keep_trace_context_and_formats_3_to_5_still_read() {
+fn snapshots_keep_trace_context_and_formats_3_to_6_still_read() {
     let mut c = Cluster::new();
     let id = enqueued(c.apply(traced(
         &[TP],
@@ -111,16 +111,21 @@ fn snapshots_keep_trace_context_and_formats_3_to_5_still_read() {
     assert_eq!(restored.traceparent(id), Some(TP));
     assert_eq!(restored.digest().expect("digest"), c.digest());
 
-    // Format 5 is format 6 without the trailing cluster id, format 4 without the map of
-    // acknowledgements before it too, format 3 without the trace contexts' map before that:
-    // an empty map, like a missing id, is one zero byte.
+    // Format 6 is format 7 without the trailing map of blocked tenants, format 5 without
+    // the cluster id before it too, format 4 without the map of acknowledgements before
+    // that, format 3 without the trace contexts' map before that: an empty map, like a
+    // missing id, is one zero byte.
     let mut plain = Cluster::new();
     plain.enqueue(spec("acme", "email"));
-    let six = plain.state.snapshot().expect("snapshot");
-    assert_eq!(six[0], 6);
-    assert_eq!(six[six.len() - 3..], [0, 0, 0], "two empty maps, no id");
-    for (version, cut) in [(5u8, 1), (4, 2), (3, 3)] {
-        let mut older = six[..six.len() - cut].to_vec();
+    let seven = plain.state.snapshot().expect("snapshot");
+    assert_eq!(seven[0], 7);
+    assert_eq!(
+        seven[seven.len() - 4..],
+        [0, 0, 0, 0],
+        "three empty maps, no id"
+    );
+    for (version, cut) in [(6u8, 1), (5, 2), (4, 3), (3, 4)] {
+        let mut older = seven[..seven.len() - cut].to_vec();
         older[0] = version;
         let old = State::restore(&older)
             .unwrap_or_else(|e| panic!("a format {version} snapshot reads: {e}"));

@@ -9,10 +9,12 @@ use rota_client::proto as pb;
 use rota_client::proto::admin_service_server::AdminService;
 use rota_raft::{Applied, NodeId, RotaNode};
 use rota_state_machine::{
-    ArchiveKind, ArchivedItem, AuthScope, Command, Incident, Stamp, State, TenantId, TokenSpec,
+    ArchiveKind, ArchivedItem, AuthScope, Command, Incident, MembershipChange, Stamp, State,
+    TenantId, TokenSpec,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// The operator's service.
@@ -47,17 +49,6 @@ impl Admin {
         self.0
             .serve_sized(&principal, IncidentChange { request, resolve }, bytes)
             .await
-    }
-
-    fn voters(&self) -> BTreeSet<NodeId> {
-        self.0
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
     }
 }
 
@@ -108,6 +99,22 @@ impl AdminService for Admin {
         request: Request<pb::ResetBreakerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
         forward_unless_here!(self.0, request, false, admin_service, reset_breaker);
+        self.0.serve_write(request).await
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::ReleaseLeaseRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, release_lease);
+        self.0.serve_write(request).await
+    }
+
+    async fn block_tenant(
+        &self,
+        request: Request<pb::BlockTenantRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        forward_unless_here!(self.0, request, false, admin_service, block_tenant);
         self.0.serve_write(request).await
     }
 
@@ -275,24 +282,51 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        principal_of(&request)?.unbound("membership")?;
+        let principal = principal_of(&request)?;
+        principal.unbound("membership")?;
         forward_unless_here!(self.0, request, false, admin_service, add_node);
         let r = request.into_inner();
-        if r.addr.is_empty() {
-            return Err(status::invalid("addr", "must not be empty"));
+        let stamp = convert::stamp(r.stamp)?;
+        check_peer_addr(&r.addr)?;
+        let membership = self.0.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let known = membership.get_node(&r.id).map(|node| node.addr.clone());
+        let voter = membership.voter_ids().any(|v| v == r.id);
+        match known {
+            Some(addr) if voter => {
+                return Err(status::with_kind(
+                    tonic::Code::AlreadyExists,
+                    "node_exists",
+                    format!("node {} is already a voter, at {addr}", r.id),
+                ))
+            }
+            Some(addr) if addr != r.addr => {
+                return Err(status::with_kind(
+                    tonic::Code::AlreadyExists,
+                    "node_exists",
+                    format!(
+                        "node {} is a learner at {addr}, not {}: remove it first to move it",
+                        r.id, r.addr
+                    ),
+                ))
+            }
+            // A learner at this address: only its promotion is (re)started.
+            Some(_) => {}
+            None => {
+                let node = RotaNode {
+                    addr: r.addr.clone(),
+                };
+                within_membership_timeout(self.0.raft.add_learner(r.id, node)).await?;
+                let change = MembershipChange::LearnerAdded {
+                    node: r.id,
+                    addr: r.addr,
+                };
+                note_membership(&self.0, &principal, change, stamp.clone()).await;
+            }
         }
-        self.0
-            .raft
-            .add_learner(r.id, RotaNode { addr: r.addr })
-            .await
-            .map_err(|e| status::cluster(&e))?;
-        let mut voters = self.voters();
-        voters.insert(r.id);
-        self.0
-            .raft
-            .change_membership(voters)
-            .await
-            .map_err(|e| status::cluster(&e))?;
+        if !r.learner {
+            promote_when_caught_up(self.0.clone(), principal, r.id, stamp);
+        }
         Ok(Response::new(cluster_status(&self.0, false)))
     }
 
@@ -300,21 +334,42 @@ impl AdminService for Admin {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        principal_of(&request)?.unbound("membership")?;
+        let principal = principal_of(&request)?;
+        principal.unbound("membership")?;
         forward_unless_here!(self.0, request, false, admin_service, remove_node);
-        let id = request.into_inner().id;
-        let mut voters = self.voters();
-        if !voters.remove(&id) {
+        let r = request.into_inner();
+        let stamp = convert::stamp(r.stamp)?;
+        let id = r.id;
+        let membership = self.0.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.get_node(&id).is_none() {
             return Err(status::node_not_found(id));
         }
-        if voters.is_empty() {
-            return Err(status::invalid("id", "cannot remove the last voter"));
+        let mut voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let voter = voters.remove(&id);
+        let mut forced = false;
+        if voter {
+            if voters.is_empty() {
+                return Err(status::invalid("id", "cannot remove the last voter"));
+            }
+            if let Some(risk) = removal_risk(&self.0, &voters) {
+                if !r.force {
+                    return Err(status::with_kind(
+                        tonic::Code::FailedPrecondition,
+                        "needs_force",
+                        format!("removing node {id} {risk}; pass force (rota cluster remove --force) if that is meant"),
+                    ));
+                }
+                forced = true;
+            }
         }
-        self.0
-            .raft
-            .change_membership(voters)
-            .await
-            .map_err(|e| status::cluster(&e))?;
+        within_membership_timeout(self.0.raft.remove_member(id, voter)).await?;
+        let change = MembershipChange::Removed {
+            node: id,
+            voter,
+            forced,
+        };
+        note_membership(&self.0, &principal, change, stamp).await;
         Ok(Response::new(cluster_status(&self.0, false)))
     }
 
@@ -406,6 +461,157 @@ impl AdminService for Admin {
             .await
             .map(Response::new)
     }
+}
+
+/// How long a membership change may take to commit before the call gives up on it.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a learner may take to catch up before its promotion is given up (add it again
+/// to resume).
+const PROMOTION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How far behind the leader's log a learner may be and count as caught up: what one
+/// AppendEntries carries at most, so it is one round trip from the head.
+const CAUGHT_UP_LAG: u64 = 256;
+
+/// A voter that has not answered the leader for this long counts as gone.
+const LIVE_WITHIN: Duration = Duration::from_secs(3);
+
+/// A peer address as `AddNode` takes it: HOST:PORT.
+fn check_peer_addr(addr: &str) -> Result<(), Status> {
+    let port = addr
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(port)))
+            if !host.is_empty()
+                && port != 0
+                && addr.len() <= rota_state_machine::MAX_ADDR_LEN
+                && !addr.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            Ok(())
+        }
+        _ => Err(status::invalid(
+            "addr",
+            format!("{addr:?} is not HOST:PORT (the node's peer address)"),
+        )),
+    }
+}
+
+/// `change`, failed as UNAVAILABLE when it does not commit within `MEMBERSHIP_TIMEOUT`.
+async fn within_membership_timeout(
+    change: impl std::future::Future<Output = Result<(), rota_raft::ClusterError>>,
+) -> Result<(), Status> {
+    match tokio::time::timeout(MEMBERSHIP_TIMEOUT, change).await {
+        Ok(done) => done.map_err(|e| status::cluster(&e)),
+        Err(_) => Err(status::with_kind(
+            tonic::Code::Unavailable,
+            "membership_timeout",
+            format!(
+                "the membership change did not commit within {} s: see rota cluster status",
+                MEMBERSHIP_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Why leaving `voters` as the voters would weaken the cluster, if it would: fewer than
+/// three, or fewer that answer the leader than a quorum of them.
+fn removal_risk(api: &Api, voters: &BTreeSet<NodeId>) -> Option<String> {
+    if voters.len() < 3 {
+        return Some(format!(
+            "leaves {} voter{}: the cluster would no longer survive the loss of a node",
+            voters.len(),
+            if voters.len() == 1 { "" } else { "s" }
+        ));
+    }
+    let me = api.raft.id();
+    let live = voters
+        .iter()
+        .filter(|&&v| v == me || api.raft.heard_from(v).is_some_and(|d| d < LIVE_WITHIN))
+        .count();
+    let quorum = voters.len() / 2 + 1;
+    (live < quorum).then(|| {
+        format!(
+            "leaves {} voters of which {live} answer the leader, fewer than a quorum ({quorum}): the cluster would stop",
+            voters.len()
+        )
+    })
+}
+
+/// Records a committed membership change in the governance history. The change itself is
+/// done: a record that fails is logged, not answered as the call's failure.
+async fn note_membership(
+    api: &Api,
+    principal: &crate::auth::Principal,
+    change: MembershipChange,
+    stamp: Stamp,
+) {
+    let command = Command::NoteMembership { change, stamp };
+    if let Err(e) = api.propose(principal, command).await {
+        tracing::warn!(error = %e, "a membership change is not in the governance history");
+    }
+}
+
+/// Makes learner `id` a voter once it has caught up with the leader's log, in the
+/// background; one task per learner. Gives up when this node stops leading, the learner
+/// leaves, or `PROMOTION_TIMEOUT` passes (add the node again to resume).
+fn promote_when_caught_up(
+    api: Arc<Api>,
+    principal: crate::auth::Principal,
+    id: NodeId,
+    stamp: Stamp,
+) {
+    let Ok(mut promoting) = api.promoting.lock() else {
+        return;
+    };
+    if !promoting.insert(id) {
+        return;
+    }
+    drop(promoting);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + PROMOTION_TIMEOUT;
+        let outcome = loop {
+            if !api.raft.is_leader() {
+                break "this node no longer leads";
+            }
+            let (learner, last) = {
+                let metrics = api.raft.metrics();
+                let metrics = metrics.borrow();
+                let membership = metrics.membership_config.membership();
+                let learner =
+                    membership.get_node(&id).is_some() && !membership.voter_ids().any(|v| v == id);
+                (learner, metrics.last_log_index.unwrap_or(0))
+            };
+            if !learner {
+                break "it is no longer a learner";
+            }
+            let caught_up = api
+                .raft
+                .matched(id)
+                .is_some_and(|matched| matched + CAUGHT_UP_LAG >= last);
+            if caught_up {
+                match within_membership_timeout(api.raft.promote(id)).await {
+                    Ok(()) => {
+                        let change = MembershipChange::Promoted { node: id };
+                        note_membership(&api, &principal, change, stamp).await;
+                        break "promoted";
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = id, error = %e, "promotion failed; trying again")
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break "it did not catch up in time";
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        tracing::info!(node = id, outcome, "learner promotion ended");
+        if let Ok(mut promoting) = api.promoting.lock() {
+            promoting.remove(&id);
+        }
+    });
 }
 
 /// This node's view of the cluster.
@@ -572,5 +778,12 @@ fn governance_view(state: &State) -> pb::GetGovernanceResponse {
         incidents,
         maintenance: state.maintenance().map(convert::stamp_out),
         queues,
+        blocked: state
+            .blocked_tenants()
+            .map(|(tenant, stamp)| pb::BlockedTenant {
+                tenant: tenant.0.clone(),
+                stamp: Some(convert::stamp_out(stamp)),
+            })
+            .collect(),
     }
 }

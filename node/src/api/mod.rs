@@ -25,7 +25,7 @@ use rota_state_machine::{
     ArchiveKey, Archived, ArchivedItem, AuthScope, ClientRequest, Command, JobId, JobSpec, Reply,
     SchedulerError, Stamp, State, TenantId, TokenSpec, MAX_PAGE,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
@@ -54,6 +54,8 @@ pub struct Api {
     leases: workers::LeasesInFlight,
     /// The key audit bundles are signed with.
     audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// Learners this node (as leader) is waiting on to promote.
+    promoting: Mutex<BTreeSet<NodeId>>,
 }
 
 /// What `Api::new` needs beyond the Raft node.
@@ -92,6 +94,7 @@ impl Api {
             leaders: Mutex::new(HashMap::new()),
             leases: Arc::default(),
             audit_key: settings.audit_key,
+            promoting: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -265,7 +268,10 @@ impl Api {
             | Command::SetRetention { .. }
             | Command::CreateToken { .. }
             | Command::RevokeToken { .. }
-            | Command::NameCluster { .. } => principal.unbound("this call"),
+            | Command::NameCluster { .. }
+            | Command::NoteMembership { .. }
+            | Command::ReleaseLease { .. } => principal.unbound("this call"),
+            Command::BlockTenant { .. } => principal.unbound("blocking a tenant"),
         }
     }
 

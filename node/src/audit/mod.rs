@@ -139,6 +139,7 @@ fn outcome(outcome: Option<&AttemptOutcome>) -> &'static str {
         Some(AttemptOutcome::Failed { .. }) => "failed",
         Some(AttemptOutcome::TimedOut) => "timed_out",
         Some(AttemptOutcome::Canceled { .. }) => "canceled",
+        Some(AttemptOutcome::Released { .. }) => "released",
     }
 }
 
@@ -177,7 +178,8 @@ fn job_line(job: &Job, archived: bool) -> JobLine<'_> {
                 outcome: outcome(a.outcome.as_ref()),
                 error: match &a.outcome {
                     Some(AttemptOutcome::Failed { error, .. }) => Some(error.as_str()),
-                    Some(AttemptOutcome::Canceled { reason }) => Some(reason.as_str()),
+                    Some(AttemptOutcome::Canceled { reason })
+                    | Some(AttemptOutcome::Released { reason }) => Some(reason.as_str()),
                     _ => None,
                 },
                 outputs: artifacts(&a.outputs),

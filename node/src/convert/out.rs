@@ -124,6 +124,9 @@ fn attempt_out(attempt: &Attempt) -> pb::Attempt {
         Some(AttemptOutcome::Canceled { reason }) => {
             (pb::AttemptOutcome::Canceled, Some(reason.clone()), false)
         }
+        Some(AttemptOutcome::Released { reason }) => {
+            (pb::AttemptOutcome::Released, Some(reason.clone()), true)
+        }
     };
     pb::Attempt {
         number: attempt.number,

@@ -308,6 +308,15 @@ governance! {
         job_type: JobType(r.job_type),
         stamp: stamp(r.stamp)?,
     };
+    pb::ReleaseLeaseRequest => |r| Command::ReleaseLease {
+        job_id: JobId(r.job_id),
+        stamp: stamp(r.stamp)?,
+    };
+    pb::BlockTenantRequest => |r| Command::BlockTenant {
+        tenant: TenantId(r.tenant),
+        blocked: r.blocked,
+        stamp: stamp(r.stamp)?,
+    };
 }
 
 /// `PauseSource` and `ResumeSource` share one request message; which command it asks for

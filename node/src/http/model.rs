@@ -372,6 +372,7 @@ fn outcome_name(outcome: i32) -> &'static str {
         Ok(pb::AttemptOutcome::Failed) => "failed",
         Ok(pb::AttemptOutcome::TimedOut) => "timed_out",
         Ok(pb::AttemptOutcome::Canceled) => "canceled",
+        Ok(pb::AttemptOutcome::Released) => "released",
         _ => "unspecified",
     }
 }

@@ -122,6 +122,7 @@ fn transition(kind: &JobEventKind) -> Option<&'static str> {
             AttemptOutcome::Failed { .. } => "failed",
             AttemptOutcome::TimedOut => "lease_expired",
             AttemptOutcome::Canceled { .. } => "attempt_canceled",
+            AttemptOutcome::Released { .. } => "lease_released",
             AttemptOutcome::Succeeded => return None,
         },
         JobEventKind::RetryScheduled { .. } => "retried",
