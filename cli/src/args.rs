@@ -339,6 +339,9 @@ pub enum JobCmd {
     /// released (not failed, not counted against its retries).
     Release {
         id: u64,
+        /// Only this lease (as `rota job show` gave it): refused if the job holds another.
+        #[arg(long)]
+        lease: Option<u64>,
         #[command(flatten)]
         why: ReasonArgs,
     },

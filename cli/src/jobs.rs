@@ -88,11 +88,12 @@ pub async fn job(cmd: JobCmd, global: &Global, client: &Client, out: &Output) ->
             });
             Ok(())
         }
-        JobCmd::Release { id, why } => {
+        JobCmd::Release { id, lease, why } => {
             client
                 .release_lease(pb::ReleaseLeaseRequest {
                     session: None,
                     job_id: id,
+                    lease_id: lease,
                     stamp: Some(global.stamp(why.reason, why.ticket)),
                 })
                 .await?;

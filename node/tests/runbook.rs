@@ -75,6 +75,7 @@ async fn release_a_stuck_lease_block_a_tenant_and_expand_a_quota() {
         .release_lease(pb::ReleaseLeaseRequest {
             session: None,
             job_id: id,
+            lease_id: Some(stuck.lease_id),
             stamp: stamp("worker w-stuck hangs"),
         })
         .await
@@ -104,6 +105,7 @@ async fn release_a_stuck_lease_block_a_tenant_and_expand_a_quota() {
         .release_lease(pb::ReleaseLeaseRequest {
             session: None,
             job_id: enqueue(&client, "acme").await.expect("enqueue"),
+            lease_id: None,
             stamp: stamp("not leased"),
         })
         .await

@@ -317,6 +317,9 @@ pub enum Command {
     ReleaseLease {
         /// The leased job.
         job_id: JobId,
+        /// The lease to take back, if the operator named it: another is refused as stale
+        /// (the lease ended and the job was leased again since it was looked up).
+        lease_id: Option<LeaseId>,
         /// Who releases it and why.
         stamp: Stamp,
     },

@@ -448,7 +448,13 @@ impl State {
     /// An operator takes a stuck lease back: the attempt ends `Released` (not counted
     /// against the retry policy, not fed to the breaker) and the job is ready again at once;
     /// the worker's next heartbeat or completion is refused as stale.
-    pub(crate) fn release_lease(&mut self, job_id: JobId, stamp: Stamp, at: At) -> Response {
+    pub(crate) fn release_lease(
+        &mut self,
+        job_id: JobId,
+        expected: Option<LeaseId>,
+        stamp: Stamp,
+        at: At,
+    ) -> Response {
         crate::submit::check_stamp(&stamp)?;
         let job = self.job_or_err(job_id)?;
         let Some(lease) = job.lease().map(|l| l.id) else {
@@ -458,13 +464,16 @@ impl State {
                 action: "released (it holds no lease)".to_owned(),
             });
         };
+        if let Some(presented) = expected.filter(|&e| e != lease) {
+            return Err(SchedulerError::StaleLease { job_id, presented });
+        }
+        // Back in line where it stood: by its own eligible time, not behind newer work.
+        let eligible_ms = job.spec.not_before_ms.unwrap_or(job.created_ms);
         let outcome = AttemptOutcome::Released {
             reason: stamp.reason.clone(),
         };
         self.end_attempt(job_id, outcome, Vec::new(), at);
-        let ready = JobState::Ready {
-            eligible_ms: at.now_ms,
-        };
+        let ready = JobState::Ready { eligible_ms };
         self.set_state(job_id, ready, at, JobEventKind::Ready);
         let change = GovernanceChange::LeaseReleased { job: job_id, lease };
         self.govern(Some(stamp), change, at);

@@ -542,7 +542,11 @@ impl State {
                 self.ledger.cluster_id.get_or_insert(id);
                 Ok(Reply::Done)
             }
-            Command::ReleaseLease { job_id, stamp } => self.release_lease(job_id, stamp, at),
+            Command::ReleaseLease {
+                job_id,
+                lease_id,
+                stamp,
+            } => self.release_lease(job_id, lease_id, stamp, at),
             Command::BlockTenant {
                 tenant,
                 blocked,

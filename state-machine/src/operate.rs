@@ -292,6 +292,7 @@ impl State {
         at: At,
     ) -> Response {
         check_stamp(&stamp)?;
+        check_name("tenant", tenant.as_str())?;
         match blocked {
             true => self.ledger.blocked.insert(tenant.clone(), stamp.clone()),
             false => self.ledger.blocked.remove(&tenant),

@@ -224,13 +224,15 @@ pub(crate) fn check_plan(
 impl State {
     pub(crate) fn enqueue(&mut self, spec: JobSpec, at: At) -> Response {
         check_spec(&spec)?;
-        self.check_not_blocked(&spec.tenant)?;
+        // A key that names an existing job answers with it, blocked or not: the same key
+        // gets the same answer.
         if let Some(job_id) = self.idempotent_match(&spec.tenant, &spec.idempotency_key) {
             return Ok(Reply::Enqueued {
                 job_id,
                 created: false,
             });
         }
+        self.check_not_blocked(&spec.tenant)?;
         self.check_dependencies(&spec.depends_on)?;
         let backfill = spec.backfill.clone();
         let job_id = self.create_job(spec, Origin::default(), at);
@@ -459,6 +461,7 @@ impl State {
                 action: "replayed".to_owned(),
             });
         }
+        self.check_not_blocked(&job.spec.tenant)?;
         let mut spec = job.spec.clone();
         spec.priority = REPLAY_PRIORITY;
         spec.idempotency_key = None;

@@ -641,9 +641,19 @@ fn a_released_lease_sends_the_job_back_and_its_attempt_does_not_count() {
         ..spec("acme", "t")
     });
     let stuck = c.lease("w-stuck", &["t"], 1).remove(0);
+    let wrong = c.apply(Command::ReleaseLease {
+        job_id: id,
+        lease_id: Some(LeaseId(stuck.lease_id.0 + 1)),
+        stamp: stamp(),
+    });
+    assert!(
+        matches!(wrong, Err(SchedulerError::StaleLease { .. })),
+        "another lease than the one named: {wrong:?}"
+    );
     let release = |c: &mut Cluster| {
         c.apply(Command::ReleaseLease {
             job_id: id,
+            lease_id: None,
             stamp: stamp(),
         })
     };

@@ -324,8 +324,9 @@ impl AdminService for Admin {
                 note_membership(&self.0, &principal, change, stamp.clone()).await;
             }
         }
-        if !r.learner {
-            promote_when_caught_up(self.0.clone(), principal, r.id, stamp);
+        match r.learner {
+            true => cancel_promotion(&self.0, r.id),
+            false => promote_when_caught_up(self.0.clone(), principal, r.id, stamp),
         }
         Ok(Response::new(cluster_status(&self.0, false)))
     }
@@ -363,6 +364,7 @@ impl AdminService for Admin {
                 forced = true;
             }
         }
+        cancel_promotion(&self.0, id);
         within_membership_timeout(self.0.raft.remove_member(id, voter)).await?;
         let change = MembershipChange::Removed {
             node: id,
@@ -470,8 +472,8 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
 /// to resume).
 const PROMOTION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// How far behind the leader's log a learner may be and count as caught up: what one
-/// AppendEntries carries at most, so it is one round trip from the head.
+/// How far behind the leader's log a learner may be and count as caught up: a few
+/// AppendEntries (64 entries each at most) from the head.
 const CAUGHT_UP_LAG: u64 = 256;
 
 /// A voter that has not answered the leader for this long counts as gone.
@@ -504,8 +506,9 @@ async fn within_membership_timeout(
 ) -> Result<(), Status> {
     match tokio::time::timeout(MEMBERSHIP_TIMEOUT, change).await {
         Ok(done) => done.map_err(|e| status::cluster(&e)),
+        // Not UNAVAILABLE: the client would retry a change that may yet commit.
         Err(_) => Err(status::with_kind(
-            tonic::Code::Unavailable,
+            tonic::Code::FailedPrecondition,
             "membership_timeout",
             format!(
                 "the membership change did not commit within {} s: see rota cluster status",
@@ -525,18 +528,24 @@ fn removal_risk(api: &Api, voters: &BTreeSet<NodeId>) -> Option<String> {
             if voters.len() == 1 { "" } else { "s" }
         ));
     }
-    let me = api.raft.id();
-    let live = voters
-        .iter()
-        .filter(|&&v| v == me || api.raft.heard_from(v).is_some_and(|d| d < LIVE_WITHIN))
-        .count();
-    let quorum = voters.len() / 2 + 1;
-    (live < quorum).then(|| {
+    live_shortfall(api, voters).map(|(live, quorum)| {
         format!(
             "leaves {} voters of which {live} answer the leader, fewer than a quorum ({quorum}): the cluster would stop",
             voters.len()
         )
     })
+}
+
+/// Whether `id` answered this node within `LIVE_WITHIN` (this node always has).
+fn is_live(api: &Api, id: NodeId) -> bool {
+    id == api.raft.id() || api.raft.heard_from(id).is_some_and(|d| d < LIVE_WITHIN)
+}
+
+/// (live, quorum) when fewer of `voters` answer this node than a quorum of them.
+fn live_shortfall(api: &Api, voters: &BTreeSet<NodeId>) -> Option<(usize, usize)> {
+    let live = voters.iter().filter(|&&v| is_live(api, v)).count();
+    let quorum = voters.len() / 2 + 1;
+    (live < quorum).then_some((live, quorum))
 }
 
 /// Records a committed membership change in the governance history. The change itself is
@@ -553,6 +562,16 @@ async fn note_membership(
     }
 }
 
+/// Numbers promotion tasks, so that a task knows whether its entry is still its own.
+static PROMOTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Stops a promotion of `id` in progress, if any.
+fn cancel_promotion(api: &Api, id: NodeId) {
+    if let Ok(mut promoting) = api.promoting.lock() {
+        promoting.remove(&id);
+    }
+}
+
 /// Makes learner `id` a voter once it has caught up with the leader's log, in the
 /// background; one task per learner. Gives up when this node stops leading, the learner
 /// leaves, or `PROMOTION_TIMEOUT` passes (add the node again to resume).
@@ -562,16 +581,32 @@ fn promote_when_caught_up(
     id: NodeId,
     stamp: Stamp,
 ) {
-    let Ok(mut promoting) = api.promoting.lock() else {
-        return;
+    let generation = {
+        let Ok(mut promoting) = api.promoting.lock() else {
+            return;
+        };
+        if promoting.contains_key(&id) {
+            return;
+        }
+        let generation = PROMOTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        promoting.insert(id, generation);
+        generation
     };
-    if !promoting.insert(id) {
-        return;
-    }
-    drop(promoting);
+    // Still this task's to do: not canceled by a removal or an add with `learner`.
+    let mine = {
+        let api = api.clone();
+        move || {
+            api.promoting
+                .lock()
+                .is_ok_and(|p| p.get(&id) == Some(&generation))
+        }
+    };
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + PROMOTION_TIMEOUT;
         let outcome = loop {
+            if !mine() {
+                break "canceled";
+            }
             if !api.raft.is_leader() {
                 break "this node no longer leads";
             }
@@ -586,11 +621,23 @@ fn promote_when_caught_up(
             if !learner {
                 break "it is no longer a learner";
             }
+            // Caught up and answering now: a learner that caught up and then died still looks
+            // caught up while little is written, and as a voter it could stall the cluster.
             let caught_up = api
                 .raft
                 .matched(id)
                 .is_some_and(|matched| matched + CAUGHT_UP_LAG >= last);
-            if caught_up {
+            let mut voters: BTreeSet<NodeId> = api
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            voters.insert(id);
+            let safe = is_live(&api, id) && live_shortfall(&api, &voters).is_none();
+            if caught_up && safe {
                 match within_membership_timeout(api.raft.promote(id)).await {
                     Ok(()) => {
                         let change = MembershipChange::Promoted { node: id };
@@ -609,7 +656,9 @@ fn promote_when_caught_up(
         };
         tracing::info!(node = id, outcome, "learner promotion ended");
         if let Ok(mut promoting) = api.promoting.lock() {
-            promoting.remove(&id);
+            if promoting.get(&id) == Some(&generation) {
+                promoting.remove(&id);
+            }
         }
     });
 }

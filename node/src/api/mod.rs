@@ -25,7 +25,7 @@ use rota_state_machine::{
     ArchiveKey, Archived, ArchivedItem, AuthScope, ClientRequest, Command, JobId, JobSpec, Reply,
     SchedulerError, Stamp, State, TenantId, TokenSpec, MAX_PAGE,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
@@ -54,8 +54,9 @@ pub struct Api {
     leases: workers::LeasesInFlight,
     /// The key audit bundles are signed with.
     audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
-    /// Learners this node (as leader) is waiting on to promote.
-    promoting: Mutex<BTreeSet<NodeId>>,
+    /// Learners this node (as leader) is waiting on to promote, each with its task's
+    /// number: a removal or an add with `learner` takes the entry away, and the task stops.
+    promoting: Mutex<BTreeMap<NodeId, u64>>,
 }
 
 /// What `Api::new` needs beyond the Raft node.
@@ -94,7 +95,7 @@ impl Api {
             leaders: Mutex::new(HashMap::new()),
             leases: Arc::default(),
             audit_key: settings.audit_key,
-            promoting: Mutex::new(BTreeSet::new()),
+            promoting: Mutex::new(BTreeMap::new()),
         })
     }
 

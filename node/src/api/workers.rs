@@ -175,8 +175,10 @@ fn describe_leases(api: &Api, jobs: &mut [pb::LeasedJob], worker: &str) {
             let spec = &job.spec;
             leased.idempotency_key = spec.idempotency_key.clone();
             leased.max_attempts = spec.retry.max_attempts;
-            leased.retry_backoff_ms = (leased.attempt < spec.retry.max_attempts)
-                .then(|| backoff_ms(id, leased.attempt, &spec.retry));
+            // Released attempts are numbered but not counted: the retry decision counts.
+            let counted = job.counted_attempts();
+            leased.retry_backoff_ms =
+                (counted < spec.retry.max_attempts).then(|| backoff_ms(id, counted, &spec.retry));
             leased.project = spec.project.clone();
             leased.inputs = spec
                 .inputs

@@ -310,6 +310,7 @@ governance! {
     };
     pb::ReleaseLeaseRequest => |r| Command::ReleaseLease {
         job_id: JobId(r.job_id),
+        lease_id: r.lease_id.map(LeaseId),
         stamp: stamp(r.stamp)?,
     };
     pb::BlockTenantRequest => |r| Command::BlockTenant {

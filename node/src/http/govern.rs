@@ -89,6 +89,23 @@ pub struct PlanSubmitted {
     pub jobs: Vec<PlanJobView>,
 }
 
+impl From<pb::SubmitPlanResponse> for PlanSubmitted {
+    fn from(answer: pb::SubmitPlanResponse) -> Self {
+        Self {
+            plan_id: answer.plan_id,
+            jobs: answer
+                .jobs
+                .into_iter()
+                .map(|j| PlanJobView {
+                    key: j.key,
+                    job_id: j.job_id,
+                    status: None,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A plan and where its steps stand.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -131,21 +148,7 @@ pub async fn submit_plan(
         .submit_plan(request)
         .await?
         .into_inner();
-    Ok((
-        StatusCode::CREATED,
-        Json(PlanSubmitted {
-            plan_id: answer.plan_id,
-            jobs: answer
-                .jobs
-                .into_iter()
-                .map(|j| PlanJobView {
-                    key: j.key,
-                    job_id: j.job_id,
-                    status: None,
-                })
-                .collect(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(answer.into())))
 }
 
 /// Whether a read may come from the answering node's replica.

@@ -3,7 +3,7 @@
 //! do.
 
 use super::govern::{
-    done, stamp, stamp_view, Done, PlanJobView, PlanSubmitted, Reasoned, StampView,
+    done, stamp, stamp_view, Done, PlanSubmitted, Reasoned, StaleQuery, StampView,
 };
 use super::model::{
     instant, parse_instant, payload_out, session, status_name, ArtifactJson, RetryJson,
@@ -32,16 +32,6 @@ type Answer<T> = Result<Json<T>, Problem>;
 /// An optional RFC 3339 instant named `field`, in ms since the epoch.
 fn instant_in(field: &str, text: Option<&str>) -> Result<Option<u64>, Problem> {
     text.map(|t| parse_instant(field, t)).transpose()
-}
-
-/// Whether a read may come from the answering node's replica.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct StaleOnly {
-    /// Serve from the answering node's replica without asking the leader (may lag).
-    #[serde(default)]
-    pub stale: bool,
 }
 
 /// `POST /api/schedules`: a job template enqueued on a cron expression (UTC) or every
@@ -277,7 +267,7 @@ pub struct ScheduleList {
 
 /// Every schedule, by id.
 #[utoipa::path(get, path = "/api/schedules", tag = "schedules",
-    params(StaleOnly),
+    params(StaleQuery),
     responses(
         (status = 200, body = ScheduleList),
         (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
@@ -285,7 +275,7 @@ pub struct ScheduleList {
 pub async fn list_schedules(
     State(http): State<Arc<Http>>,
     caller: Caller,
-    query: Result<Query<StaleOnly>, QueryRejection>,
+    query: Result<Query<StaleQuery>, QueryRejection>,
 ) -> Answer<ScheduleList> {
     let Query(query) = query?;
     let request = caller.request(pb::ListSchedulesRequest {
@@ -460,21 +450,7 @@ pub async fn backfill(
         .backfill_schedule(request)
         .await?
         .into_inner();
-    Ok((
-        StatusCode::CREATED,
-        Json(PlanSubmitted {
-            plan_id: answer.plan_id,
-            jobs: answer
-                .jobs
-                .into_iter()
-                .map(|j| PlanJobView {
-                    key: j.key,
-                    job_id: j.job_id,
-                    status: None,
-                })
-                .collect(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(answer.into())))
 }
 
 /// The jobs a plan cancel canceled.
@@ -825,7 +801,7 @@ pub async fn audit(
 /// `payloadType`, `payload` and signatures in base64), to keep and check offline with
 /// `rota audit verify-job`.
 #[utoipa::path(get, path = "/api/jobs/{id}/signed", tag = "jobs",
-    params(("id" = u64, Path, description = "The job's id"), StaleOnly),
+    params(("id" = u64, Path, description = "The job's id"), StaleQuery),
     responses(
         (status = 200, description = "The DSSE envelope", content_type = "application/json"),
         (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
@@ -834,7 +810,7 @@ pub async fn signed_job(
     State(http): State<Arc<Http>>,
     caller: Caller,
     id: Result<Path<u64>, PathRejection>,
-    query: Result<Query<StaleOnly>, QueryRejection>,
+    query: Result<Query<StaleQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, Problem> {
     let (Path(job_id), Query(q)) = (id?, query?);
     let request = caller.request(pb::GetJobRequest {
