@@ -22,7 +22,7 @@ async fn propose_default_retention(committer: &Committer) {
         ),
     };
     if let Err(e) = committer
-        .submit(Write::Command(command), DEFAULT_RETENTION_BYTES)
+        .submit(Write::Command(command), ADMIN_COMMAND_BYTES)
         .await
     {
         tracing::debug!(error = %e, "default retention not committed");
@@ -42,15 +42,15 @@ async fn propose_cluster_id(committer: &Committer) {
         id: hex::encode(bits),
     };
     if let Err(e) = committer
-        .submit(Write::Command(command), DEFAULT_RETENTION_BYTES)
+        .submit(Write::Command(command), ADMIN_COMMAND_BYTES)
         .await
     {
         tracing::debug!(error = %e, "cluster id not committed");
     }
 }
 
-/// About what the default-retention command takes in an entry.
-const DEFAULT_RETENTION_BYTES: usize = 256;
+/// About what the default-retention and cluster-name commands take in an entry.
+const ADMIN_COMMAND_BYTES: usize = 256;
 
 /// A tick this late says the async runtime was stalled (logged).
 const LATE_RUNTIME: Duration = Duration::from_millis(100);

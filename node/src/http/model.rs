@@ -33,6 +33,11 @@ pub fn parse_instant(field: &str, text: &str) -> Result<u64, Problem> {
         })
 }
 
+/// An optional RFC 3339 instant named `field`, in ms since the epoch.
+pub fn instant_in(field: &str, text: Option<&str>) -> Result<Option<u64>, Problem> {
+    text.map(|t| parse_instant(field, t)).transpose()
+}
+
 /// A job status by its REST name.
 pub fn status_name(status: i32) -> &'static str {
     pb::job_status_name(status).unwrap_or("unspecified")
@@ -213,11 +218,7 @@ impl SubmitJob {
 
     /// The job's spec, and the session the submit carries.
     pub fn into_spec(self) -> Result<(pb::JobSpec, Option<pb::Session>), Problem> {
-        let not_before_ms = self
-            .not_before
-            .as_deref()
-            .map(|t| parse_instant("notBefore", t))
-            .transpose()?;
+        let not_before_ms = instant_in("notBefore", self.not_before.as_deref())?;
         let spec = pb::JobSpec {
             payload: payload_in(self.payload, self.payload_base64)?,
             tenant: self.tenant,
@@ -488,15 +489,12 @@ impl ListQuery {
             Some(name) => parse_status(name)? as i32,
             None => pb::JobStatus::Unspecified as i32,
         };
-        let instant_of = |field: &str, value: Option<String>| {
-            value.map(|t| parse_instant(field, &t)).transpose()
-        };
         Ok(pb::ListJobsRequest {
             status,
             tenant: self.tenant,
             job_type: self.job_type,
-            since_ms: instant_of("since", self.since)?,
-            until_ms: instant_of("until", self.until)?,
+            since_ms: instant_in("since", self.since.as_deref())?,
+            until_ms: instant_in("until", self.until.as_deref())?,
             after: self.after,
             limit: self.limit.unwrap_or(0),
             read: Some(pb::ReadOptions { stale: self.stale }),

@@ -6,7 +6,7 @@ use super::govern::{
     done, stamp, stamp_view, Done, PlanSubmitted, Reasoned, StaleQuery, StampView,
 };
 use super::model::{
-    instant, parse_instant, payload_out, session, status_name, ArtifactJson, RetryJson,
+    instant, instant_in, parse_instant, payload_out, session, status_name, ArtifactJson, RetryJson,
     SessionJson, SubmitJob,
 };
 use super::problem::{Problem, ProblemBody};
@@ -28,11 +28,6 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 type Answer<T> = Result<Json<T>, Problem>;
-
-/// An optional RFC 3339 instant named `field`, in ms since the epoch.
-fn instant_in(field: &str, text: Option<&str>) -> Result<Option<u64>, Problem> {
-    text.map(|t| parse_instant(field, t)).transpose()
-}
 
 /// `POST /api/schedules`: a job template enqueued on a cron expression (UTC) or every
 /// `intervalMs`, on the log's time; each firing keyed `schedule:{id}:{fire_ms}`.
