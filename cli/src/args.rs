@@ -116,6 +116,9 @@ pub enum Cmd {
     /// Cluster membership and health.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Backups: save a snapshot of the cluster, seed a new cluster from one.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
     /// Jobs: submit, list, show, cancel, replay.
     #[command(subcommand)]
     Job(JobCmd),
@@ -241,6 +244,39 @@ pub enum ClusterCmd {
         #[command(flatten)]
         why: ReasonArgs,
     },
+    /// Hands leadership to another voter without an election timeout: writes wait while it
+    /// catches up, then it elects itself. Before a planned restart of the leader.
+    TransferLeader {
+        /// The voter to lead [default: the one furthest replicated that answers].
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Saves a backup to FILE: a snapshot the leader builds of everything committed when
+    /// asked. Checked (sha256, state, archive) before it is renamed into place; prints the
+    /// log index it covers and its state digest.
+    Save { file: PathBuf },
+    /// Seeds a new node's data directory from FILE, as `etcdctl snapshot restore` does. For a
+    /// cluster, run it once per node with the same --members; then start each node on its
+    /// directory (`rota agent`, or `rota dev` for one node). No `cluster init` is needed.
+    Restore {
+        file: PathBuf,
+        /// The new node's data directory; must hold no node's data.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new node's id.
+        #[arg(long, default_value_t = 1)]
+        id: u64,
+        /// The new cluster's voters as ID=HOST:PORT, peer addresses [default: this node
+        /// alone, at rota dev's address].
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Checks FILE as a node would and shows what it holds.
+    Info { file: PathBuf },
 }
 
 /// A job's description on the command line.

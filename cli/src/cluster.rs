@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig};
 
-/// `rota cluster init|status|add|remove`.
+/// `rota cluster init|status|add|remove|transfer-leader`.
 pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output) -> Result<()> {
     match cmd {
         ClusterCmd::Init { members } => {
@@ -60,6 +60,12 @@ pub async fn run(cmd: ClusterCmd, global: &Global, client: &Client, out: &Output
             let stamp = Some(global.stamp(why.reason, why.ticket));
             let request = pb::RemoveNodeRequest { id, force, stamp };
             let status = client.remove_node(request).await?;
+            out.cluster(&[status]);
+        }
+        ClusterCmd::TransferLeader { to } => {
+            let status = client
+                .transfer_leader(pb::TransferLeaderRequest { to })
+                .await?;
             out.cluster(&[status]);
         }
     }

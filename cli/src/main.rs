@@ -4,6 +4,7 @@
 
 mod args;
 mod audit;
+mod backup;
 mod bench;
 mod cert;
 mod cluster;
@@ -165,6 +166,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Cert(cmd) => cert::run(cmd),
         Cmd::Token(cmd) => token::run(cmd, &global, &client()?, &out).await,
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,
+        Cmd::Snapshot(cmd) => backup::run(cmd, client, &out).await,
         Cmd::Job(cmd) => jobs::job(cmd, &global, &client()?, &out).await,
         Cmd::Plan(cmd) => jobs::plan(cmd, &global, &client()?, &out).await,
         Cmd::Schedule(cmd) => schedule::schedule(cmd, &global, &client()?, &out).await,

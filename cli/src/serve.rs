@@ -73,6 +73,9 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
     serve_until_signal(node).await
 }
 
+/// Longest a stopping leader spends handing leadership away.
+const HANDOFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
 async fn serve_until_signal(node: RunningNode) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -80,6 +83,13 @@ async fn serve_until_signal(node: RunningNode) -> Result<()> {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+    // A leader hands leadership to a caught-up voter first, so the cluster does not wait an
+    // election out; then calls in progress finish and the node stops.
+    match node.hand_off(HANDOFF_TIMEOUT).await {
+        Ok(Some(to)) => println!("rota: handed leadership to node {to}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("rota: could not hand leadership over ({e}); stopping anyway"),
     }
     println!("rota: shutting down");
     node.shutdown().await?;

@@ -592,6 +592,22 @@ impl Client {
         remove_node, admin_service, RemoveNodeRequest, ClusterStatusResponse
     );
     read_rpc!(
+        /// Hands leadership to a voter (the named one, or the best placed); answers once it
+        /// leads.
+        transfer_leader, admin_service, TransferLeaderRequest, ClusterStatusResponse
+    );
+
+    /// A backup: the leader builds a snapshot of everything committed and streams it; the
+    /// first chunk says what it covers, its size and sha256. Only the call is retried, not a
+    /// stream that breaks midway (ask again).
+    pub async fn save_snapshot(&self) -> Result<tonic::Streaming<SnapshotChunk>, ClientError> {
+        self.call(|channel| {
+            let request = self.request(SaveSnapshotRequest {});
+            async move { admin_service(channel).save_snapshot(request).await }
+        })
+        .await
+    }
+    read_rpc!(
         /// Creates a bearer token and returns its secret, once. Not retried under a session:
         /// a retry after a lost answer is refused as `token_exists`.
         create_token, admin_service, CreateTokenRequest, CreateTokenResponse

@@ -185,6 +185,8 @@ const RULES: &[(&str, AuthScope)] = {
         ("/rota.v1.AdminService/InitCluster", Admin),
         ("/rota.v1.AdminService/AddNode", Admin),
         ("/rota.v1.AdminService/RemoveNode", Admin),
+        ("/rota.v1.AdminService/TransferLeader", Admin),
+        ("/rota.v1.AdminService/SaveSnapshot", Admin),
         ("/rota.v1.AdminService/CreateToken", Admin),
         ("/rota.v1.AdminService/ListTokens", Admin),
         ("/rota.v1.AdminService/RevokeToken", Admin),

@@ -10,7 +10,7 @@ use rota_raft::{Batch, ClusterError, RaftNode, Write};
 use rota_state_machine::Response;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::Status;
 
@@ -60,6 +60,20 @@ struct Pending {
 pub struct Committer {
     queue: mpsc::Sender<Pending>,
     max_entry_bytes: usize,
+    /// While true, nothing new is proposed (leadership is being handed away).
+    hold: Arc<watch::Sender<bool>>,
+    /// Entries proposed and not yet answered take a permit each.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+}
+
+/// Proposals held (see `Committer::hold`) until this drops.
+pub struct Held(Arc<watch::Sender<bool>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
 }
 
 impl Committer {
@@ -71,15 +85,41 @@ impl Committer {
         metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(settings.max_batch.max(1) * 4);
-        let task = tokio::spawn(run(raft, settings, clock, metrics, incoming));
+        let max_in_flight = settings.max_in_flight.max(1);
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        let (hold, held) = watch::channel(false);
+        let task = tokio::spawn(run(
+            raft,
+            settings,
+            (clock, metrics),
+            incoming,
+            (in_flight.clone(), held),
+        ));
         let max_entry_bytes = settings.max_entry_bytes;
         (
             Self {
                 queue,
                 max_entry_bytes,
+                hold: Arc::new(hold),
+                in_flight,
+                max_in_flight,
             },
             task,
         )
+    }
+
+    /// Stops proposing (writes queue up, and are proposed once the returned guard drops) and
+    /// waits, at most `within`, until every entry already proposed is answered. Returns
+    /// whether they all were.
+    pub async fn hold(&self, within: Duration) -> (Held, bool) {
+        self.hold.send_replace(true);
+        let held = Held(self.hold.clone());
+        let drained = tokio::time::timeout(
+            within,
+            self.in_flight.acquire_many(self.max_in_flight as u32),
+        )
+        .await;
+        (held, matches!(drained, Ok(Ok(_))))
     }
 
     /// Largest write (and entry) this committer takes, in bytes.
@@ -139,11 +179,10 @@ fn gather(
 async fn run(
     raft: Arc<RaftNode>,
     settings: CommitSettings,
-    clock: LogClock,
-    metrics: Arc<Metrics>,
+    (clock, metrics): (LogClock, Arc<Metrics>),
     mut incoming: mpsc::Receiver<Pending>,
+    (in_flight, mut held): (Arc<Semaphore>, watch::Receiver<bool>),
 ) {
-    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
     // A write that would have pushed the last entry past its byte budget opens the next.
     let mut carried: Option<Pending> = None;
     loop {
@@ -154,6 +193,12 @@ async fn run(
                 None => return,
             },
         };
+        // While leadership is handed away nothing is proposed. What waited is proposed once
+        // the hold ends: on a node that no longer leads, openraft refuses it at once and the
+        // writer is told the new leader, to retry there.
+        if held.wait_for(|held| !*held).await.is_err() {
+            return;
+        }
         // Waiting for a free slot first lets the batch grow while earlier ones replicate.
         let Ok(slot) = in_flight.clone().acquire_owned().await else {
             return;

@@ -154,6 +154,7 @@ pub struct RunningNode {
     http: Option<JoinHandle<()>>,
     ticker: JoinHandle<()>,
     committer: JoinHandle<()>,
+    api: Arc<Api>,
 }
 
 /// Resolves once `stop` says so (or its sender is gone).
@@ -319,7 +320,7 @@ impl RunningNode {
             client.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())),
         ));
         if let (Some(listener), Some(peer_server)) = (peer_listener, peer_server) {
-            let peer = peer_port(peer_server, &raft, (api, &gate, &metrics), secure);
+            let peer = peer_port(peer_server, &raft, (api.clone(), &gate, &metrics), secure);
             servers.push(tokio::spawn(peer.serve_with_incoming_shutdown(
                 rota_raft::nodelay_incoming(listener),
                 stopped(stop_rx),
@@ -341,6 +342,7 @@ impl RunningNode {
             http,
             ticker,
             committer: committer_task,
+            api,
         })
     }
 
@@ -385,6 +387,16 @@ impl RunningNode {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(true)
+    }
+
+    /// Before a planned stop: if this node leads, hands leadership to the voter best placed
+    /// to take it (writes wait meanwhile, then go there), within `within`. Returns the new
+    /// leader; `None` when this node does not lead or no other voter answers it.
+    pub async fn hand_off(&self, within: Duration) -> Result<Option<NodeId>, ClusterError> {
+        if !self.raft.is_leader() || self.raft.successor().is_none() {
+            return Ok(None);
+        }
+        self.api.hand_off(None, within).await.map(Some)
     }
 
     /// Stops taking calls, lets calls in progress finish, stops Raft and closes storage.

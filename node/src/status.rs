@@ -95,6 +95,7 @@ pub fn cluster(error: &ClusterError) -> Status {
             with_kind(Code::FailedPrecondition, "membership", e.to_string())
         }
         e if e.is_already_initialized() => already_initialized(),
+        ClusterError::Transfer(why) => with_kind(Code::FailedPrecondition, "transfer", why.clone()),
         ClusterError::Initialize(_) => invalid("members", error),
         ClusterError::Fatal(_)
         | ClusterError::Timeout(_)

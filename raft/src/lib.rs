@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+pub mod backup;
 mod events;
 pub mod guard;
 mod log_store;
@@ -16,6 +17,7 @@ mod node;
 mod recover;
 mod state_store;
 mod stats;
+mod transfer;
 mod types;
 
 /// Generated gRPC types of the Raft transport (documented in `proto/rota/raft/v1/`).
@@ -38,9 +40,12 @@ pub use node::{
 pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
 pub use stats::{Stats, StatsSnapshot};
+pub use transfer::ElectAsk;
 /// What openraft reports of a node: role, term, indexes, membership, and whether it runs.
 pub type RaftMetrics = openraft::RaftMetrics<NodeId, RotaNode>;
-pub use state_store::{Applied, ArchiveReadError, StateStore, UnusableSnapshot};
+pub use state_store::{
+    inspect_snapshot, Applied, ArchiveReadError, SnapshotSummary, StateStore, UnusableSnapshot,
+};
 pub use types::{
     Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,
 };

@@ -400,6 +400,14 @@ impl RaftTransport for RaftService {
         let ask = decode(request.get_ref()).map_err(bad_request)?;
         Ok(Response::new(self.snapshots.serve(ask).await?))
     }
+
+    async fn elect(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let ask: crate::transfer::ElectAsk = decode(request.get_ref()).map_err(bad_request)?;
+        sent_by(&request, Some(ask.leader))?;
+        self.check_member(&request)?;
+        crate::transfer::answer(&self.raft, ask).await?;
+        reply(&())
+    }
 }
 
 /// Accepted connections from `listener` with Nagle's algorithm off. A listener tonic did not
@@ -455,6 +463,10 @@ mod tests {
             &self,
             _: Request<RaftMessage>,
         ) -> Result<Response<Self::FetchSnapshotStream>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn elect(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
             Err(Status::unimplemented("not in this test"))
         }
     }

@@ -61,6 +61,10 @@ pub enum ClusterError {
     /// openraft's core task failed while stopping.
     #[error("raft stopped badly: {0}")]
     Shutdown(#[from] tokio::task::JoinError),
+    /// A leader transfer could not be done; says why. Leadership stays where it was, or an
+    /// ordinary election follows.
+    #[error("leader transfer: {0}")]
+    Transfer(String),
     /// A wait ran out of time; names what was awaited.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
@@ -209,6 +213,31 @@ async fn missing_snapshot(
     }))
 }
 
+/// Notes the term this node leads in and since when, until its Raft stops.
+async fn watch_leadership(
+    mut metrics: watch::Receiver<RaftMetrics<NodeId, RotaNode>>,
+    led_since: LedSince,
+) {
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if m.state == ServerState::Leader {
+                if let Ok(mut led) = led_since.lock() {
+                    if led.map(|(term, _)| term) != Some(m.current_term) {
+                        *led = Some((m.current_term, tokio::time::Instant::now()));
+                    }
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The term this node last led in, and since when.
+type LedSince = Arc<std::sync::Mutex<Option<(u64, tokio::time::Instant)>>>;
+
 /// The transport server's stop signal and task.
 type Server = (
     oneshot::Sender<()>,
@@ -227,6 +256,10 @@ pub struct RaftNode {
     server: Option<Server>,
     /// When each peer last answered this node.
     contacts: crate::network::Contacts,
+    /// How this node dials a peer outside openraft's own connections (a leader transfer).
+    network: GrpcNetwork,
+    /// The term this node last led in, and since when.
+    led_since: LedSince,
 }
 
 /// The last index in `log`, 0 when empty.
@@ -292,6 +325,7 @@ impl RaftNode {
     ) -> Result<Self, ClusterError> {
         let raft_config = Arc::new(config.raft.validate()?);
         let contacts = network.contacts();
+        let dialer = network.clone();
         let (raft, state, boot_index) = match config.storage {
             Storage::Disk(dir) => {
                 let mut log = RocksLogStore::new(open_db(&dir.join("raft-log"))?)
@@ -336,6 +370,8 @@ impl RaftNode {
                 (raft, state, boot_index)
             }
         };
+        let led_since = Arc::new(std::sync::Mutex::new(None));
+        tokio::spawn(watch_leadership(raft.metrics(), led_since.clone()));
         Ok(Self {
             id: config.id,
             addr,
@@ -344,6 +380,8 @@ impl RaftNode {
             boot_index,
             server: None,
             contacts,
+            network: dialer,
+            led_since,
         })
     }
 
@@ -463,6 +501,21 @@ impl RaftNode {
         self.contacts.since(id)
     }
 
+    /// A dialer for peers, as openraft's connections dial them.
+    pub(crate) fn network(&self) -> GrpcNetwork {
+        self.network.clone()
+    }
+
+    /// How long this node has led in `term`; zero if it does not (or only just began).
+    pub(crate) fn leading_for(&self, term: u64) -> Duration {
+        self.led_since
+            .lock()
+            .ok()
+            .and_then(|led| *led)
+            .filter(|(t, _)| *t == term)
+            .map_or(Duration::ZERO, |(_, since)| since.elapsed())
+    }
+
     /// Replicates `batch` and returns each command's response once a quorum has it on disk
     /// and it is applied here. On a follower this fails with `NotLeader`, naming the leader.
     pub async fn propose(&self, batch: Batch) -> Result<BatchReply, ClusterError> {
@@ -571,6 +624,12 @@ impl RaftNode {
             .map_err(|_| ClusterError::Timeout("a snapshot"))?;
         let snapshot = self.metrics().borrow().snapshot;
         snapshot.ok_or(ClusterError::Timeout("a snapshot"))
+    }
+
+    /// The snapshot this node keeps, as a file positioned at its start, and the last log id
+    /// it covers; `None` before the first.
+    pub fn open_snapshot(&self) -> Result<Option<(std::fs::File, Option<LogId>)>, ClusterError> {
+        Ok(self.state.open_snapshot()?)
     }
 
     /// Purges the log up to `index` (never past the latest snapshot).

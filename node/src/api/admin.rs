@@ -20,6 +20,11 @@ use tonic::{Request, Response, Status};
 /// The operator's service.
 pub struct Admin(pub Arc<Api>);
 
+/// Longest a leader transfer may take, the target's catching up included.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a backup forwarded to the leader may stream.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The name of the cluster's one bootstrap token.
 const BOOTSTRAP_TOKEN: &str = "bootstrap";
 
@@ -373,6 +378,44 @@ impl AdminService for Admin {
         };
         note_membership(&self.0, &principal, change, stamp).await;
         Ok(Response::new(cluster_status(&self.0, false)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        principal_of(&request)?.unbound("a leader transfer")?;
+        forward_unless_here!(self.0, request, false, admin_service, transfer_leader);
+        let to = request.into_inner().to;
+        self.0
+            .hand_off(to, TRANSFER_TIMEOUT)
+            .await
+            .map_err(|e| status::cluster(&e))?;
+        Ok(Response::new(cluster_status(&self.0, false)))
+    }
+
+    type SaveSnapshotStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn save_snapshot(
+        &self,
+        request: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        principal_of(&request)?.unbound("a backup")?;
+        self.0.settle_handoff().await;
+        // Streamed, so not through `forward_unless_here!`: the leader's stream is passed on.
+        if let Route::Leader(channel, addr) = self.0.route(&request, false)? {
+            let mut forwarded = forwarded(request)?;
+            forwarded.set_timeout(BACKUP_TIMEOUT);
+            let stream = admin_service(channel)
+                .save_snapshot(forwarded)
+                .await
+                .map_err(|e| status::forwarded(&addr, e))?
+                .into_inner();
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        Ok(Response::new(Box::pin(super::backup::save(&self.0).await?)))
     }
 
     async fn create_token(

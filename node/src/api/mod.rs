@@ -4,6 +4,8 @@
 //! cluster status are served from the local replica.
 
 mod admin;
+mod backup;
+mod handoff;
 mod history;
 mod jobs;
 mod traces;
@@ -57,6 +59,10 @@ pub struct Api {
     /// Learners this node (as leader) is waiting on to promote, each with its task's
     /// number: a removal or an add with `learner` takes the entry away, and the task stops.
     promoting: Mutex<BTreeMap<NodeId, u64>>,
+    /// One leader hand-off at a time.
+    handoff: tokio::sync::Mutex<()>,
+    /// True while this node hands leadership away: calls wait before they are routed.
+    handing_off: tokio::sync::watch::Sender<bool>,
 }
 
 /// What `Api::new` needs beyond the Raft node.
@@ -96,6 +102,8 @@ impl Api {
             leases: Arc::default(),
             audit_key: settings.audit_key,
             promoting: Mutex::new(BTreeMap::new()),
+            handoff: tokio::sync::Mutex::new(()),
+            handing_off: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -397,6 +405,9 @@ fn forwarded<T>(request: Request<T>) -> Result<Request<T>, Status> {
 /// (it just died) gets the status `status::forwarded` gives, with its `unavailable` kind.
 macro_rules! forward_unless_here {
     ($api:expr, $request:ident, $stale:expr, $stub:ident, $method:ident) => {
+        if !$stale {
+            $api.settle_handoff().await;
+        }
         if let Route::Leader(channel, addr) = $api.route(&$request, $stale)? {
             return $stub(channel)
                 .$method(forwarded($request)?)

@@ -422,3 +422,83 @@ pub fn adopt_snapshot(dir: &Path, bytes: &[u8]) -> Result<PathBuf, std::io::Erro
     store.save(&[bytes], &newest)?;
     Ok(aside)
 }
+
+/// What a checked snapshot holds, as a backup tool reports it.
+#[derive(Clone, Debug)]
+pub struct SnapshotSummary {
+    /// The last log entry it covers.
+    pub last_log_id: Option<LogId>,
+    /// Its members: id, peer address, and whether a voter.
+    pub members: Vec<(NodeId, String, bool)>,
+    /// The scheduler's state digest (as `ClusterStatus` reports it).
+    pub digest: String,
+    /// Jobs in the scheduler's memory (archived ones not counted).
+    pub jobs: usize,
+    /// Records in its archive.
+    pub archived: u64,
+}
+
+fn summary(meta: &Meta, state: &State) -> Result<SnapshotSummary, std::io::Error> {
+    let membership = meta.last_membership.membership();
+    let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+    Ok(SnapshotSummary {
+        last_log_id: meta.last_log_id,
+        members: membership
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone(), voters.contains(id)))
+            .collect(),
+        digest: state.digest().map_err(|e| io_error(e.to_string()))?,
+        jobs: state.job_count(),
+        archived: state.archive_stats().records,
+    })
+}
+
+/// Checks snapshot `bytes` as a node starting from them would (checksum, header, state,
+/// archive records against the book) and says what they hold.
+pub fn inspect_snapshot(bytes: &[u8]) -> Result<SnapshotSummary, std::io::Error> {
+    let parsed = parse(bytes)?;
+    let (state, _) = load(&parsed)?;
+    summary(&parsed.meta, &state)
+}
+
+/// Writes checked snapshot `bytes` as the snapshot in `dir`, its membership replaced by
+/// `voters` (id → peer address): what a node seeded from a backup starts from. The state and
+/// archive records are written again in the current format. Returns what it holds.
+pub fn seed_snapshot(
+    dir: &Path,
+    bytes: &[u8],
+    voters: &std::collections::BTreeMap<NodeId, String>,
+) -> Result<SnapshotSummary, std::io::Error> {
+    let parsed = parse(bytes)?;
+    let (state, records) = load(&parsed)?;
+    let nodes: std::collections::BTreeMap<NodeId, RotaNode> = voters
+        .iter()
+        .map(|(id, addr)| (*id, RotaNode { addr: addr.clone() }))
+        .collect();
+    let ids = nodes.keys().copied().collect();
+    let membership = openraft::Membership::new(vec![ids], nodes);
+    let meta = Meta {
+        last_log_id: parsed.meta.last_log_id,
+        last_membership: openraft::StoredMembership::new(
+            *parsed.meta.last_membership.log_id(),
+            membership,
+        ),
+        snapshot_id: format!("{}-restored", parsed.meta.snapshot_id),
+    };
+    let header = header(&meta)?;
+    std::fs::create_dir_all(dir)?;
+    let store = SnapshotStore::Dir(dir.to_path_buf());
+    let newest = Newest {
+        kept: Arc::default(),
+        this: meta.last_log_id,
+    };
+    let frozen = state.freeze();
+    store.save_with(&newest, |out| {
+        out.write_all(&header)?;
+        frozen
+            .write_snapshot(&mut *out)
+            .map_err(|e| io_error(e.to_string()))?;
+        out.write_all(records)
+    })?;
+    summary(&meta, &state)
+}

@@ -32,7 +32,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-pub use file::{adopt_snapshot, set_aside, vet_snapshot};
+pub use file::{
+    adopt_snapshot, inspect_snapshot, seed_snapshot, set_aside, vet_snapshot, SnapshotSummary,
+};
 use file::{
     header, io_error, load, offload, owned_records, parse, read_meta, write_record, Meta, Newest,
     SnapshotStore,
@@ -310,7 +312,17 @@ impl StateStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The snapshot kept, as a file positioned at its start (what a peer is sent).
+    /// The snapshot kept, as a file positioned at its start, and the last log id it covers
+    /// (what a backup is).
+    pub fn open_snapshot(&self) -> Result<Option<(std::fs::File, Option<LogId>)>, std::io::Error> {
+        let Some(mut file) = self.snapshots.open()? else {
+            return Ok(None);
+        };
+        let meta = read_meta(&mut file)?;
+        Ok(Some((file, meta.last_log_id)))
+    }
+
+    /// The kept snapshot's file, positioned at its start.
     pub fn snapshot_file(&self) -> Result<Option<std::fs::File>, std::io::Error> {
         self.snapshots.open()
     }
