@@ -244,6 +244,20 @@ impl Agent {
         }
     }
 
+    /// SIGTERM: the agent hands leadership away if it leads, lets calls in progress finish
+    /// and stops. Returns the process to wait for (see `wait_stopped`); the agent counts as
+    /// stopped from here.
+    pub fn terminate(&mut self) -> Option<Child> {
+        let child = self.child.take()?;
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: `kill` only sends a signal to the process we started and still own.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        Some(child)
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -285,6 +299,21 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Waits for a terminated agent's process to exit; SIGKILLs it after `grace`. Returns
+/// whether it exited by itself.
+pub async fn wait_stopped(mut child: Child, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 /// `n` agents on free loopback ports with data under `root`, not yet started.

@@ -88,6 +88,10 @@ pub enum BenchError {
     /// The node every other node named leader is not one the bench started.
     #[error("leader {0} is not one of the started agents")]
     UnknownLeader(u64),
+    /// A node stopped with SIGTERM was still running after the grace period (it was
+    /// SIGKILLed then).
+    #[error("node {0} did not stop within the grace period after SIGTERM")]
+    StopTimedOut(u64),
     /// The audit found jobs lost or run more than once (the report lists examples).
     #[error("{lost} jobs lost and {duplicated} duplicated")]
     Unclean { lost: u64, duplicated: u64 },

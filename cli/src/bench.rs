@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rota_benches::capacity;
 use rota_benches::cluster::Access;
-use rota_benches::load::{self, LoadConfig};
+use rota_benches::load::{self, LoadConfig, Restart};
 use rota_client::ClientConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +70,14 @@ pub struct BenchArgs {
     /// SIGKILL the leader this many times during the cycle (restarted 1 s later).
     #[arg(long)]
     pub kill_leader: Option<u32>,
+    /// Planned restarts instead: SIGTERM the leader this many times during the cycle (it
+    /// hands leadership away, then stops; started again at once).
+    #[arg(long, conflicts_with_all = ["kill_leader", "rolling_restart"])]
+    pub restart_leader: Option<u32>,
+    /// A rolling restart during the cycle: SIGTERM each node in turn, followers first and
+    /// the leader last, each started again and caught up before the next.
+    #[arg(long, conflicts_with = "kill_leader")]
+    pub rolling_restart: bool,
     /// Time between leader kills, in ms [default: 3000].
     #[arg(long)]
     pub kill_every_ms: Option<u64>,
@@ -122,6 +130,14 @@ pub async fn bench(args: BenchArgs, client: ClientConfig, json: bool) -> Result<
         payload_bytes,
         kill_leader
     );
+    if let Some(n) = args.restart_leader {
+        config.kill_leader = n;
+        config.restart = Restart::Term;
+    }
+    if args.rolling_restart {
+        config.kill_leader = config.nodes as u32;
+        config.restart = Restart::Rolling;
+    }
     if args.rate.is_some() {
         config.rate = args.rate;
     }

@@ -1,6 +1,8 @@
 //! `rota bench --quick`: the load generator's smoke run. Three agents, 3,000 jobs per
 //! phase, one leader SIGKILL; it must lose and duplicate nothing, on a plaintext cluster and
-//! on one with TLS and auth. No speed threshold: the figures are printed for the log only.
+//! on one with TLS and auth; and the rolling upgrade: every node stopped with SIGTERM in
+//! turn under load, the leader last. No speed threshold: the figures are printed for the
+//! log only.
 
 use serde_json::Value;
 use std::process::Command;
@@ -8,6 +10,14 @@ use std::process::Command;
 /// Runs `rota bench --quick --json` with `extra` flags; the report, once it has checked
 /// what every quick run must show.
 fn quick(extra: &[&str]) -> Value {
+    let report = run(extra, 3_000);
+    assert_eq!(report["failover"]["kills"], 1, "the leader was killed once");
+    report
+}
+
+/// Runs `rota bench --quick --json` with `extra` flags and `jobs` per phase; the report,
+/// once nothing was lost or duplicated and every job was measured.
+fn run(extra: &[&str], jobs: u64) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_rota"))
         .args(["bench", "--quick", "--json"])
         .args(extra)
@@ -23,13 +33,12 @@ fn quick(extra: &[&str]) -> Value {
     eprintln!("{report:#}");
     assert_eq!(report["lost"], 0, "{report:#}");
     assert_eq!(report["duplicated"], 0, "{report:#}");
-    assert_eq!(report["jobs"], 3_000);
-    assert_eq!(report["cycle"]["jobs"], 3_000);
-    assert_eq!(report["drain"]["jobs"], 3_000);
-    assert_eq!(report["failover"]["kills"], 1, "the leader was killed once");
+    assert_eq!(report["jobs"], jobs);
+    assert_eq!(report["cycle"]["jobs"], jobs);
+    assert_eq!(report["drain"]["jobs"], jobs);
     let latencies = report["cycle"]["latency"]["count"].as_u64().unwrap_or(0);
     assert!(
-        latencies >= 3_000,
+        latencies >= jobs,
         "every cycle job's latency was measured: {report:#}"
     );
     report
@@ -47,6 +56,27 @@ fn rota_bench_quick_with_tls_and_tokens_moves_every_job_exactly_once() {
     // tenant), so a scope or tenant check that refused them would lose jobs here.
     let report = quick(&["--tls"]);
     assert_eq!(report["tls"], true, "{report:#}");
+}
+
+#[test]
+fn a_rolling_restart_under_load_moves_every_job_exactly_once() {
+    // Each node in turn gets SIGTERM, is started again on its data and catches up before
+    // the next; the leader goes last and hands leadership away first.
+    // At half the quick rate the cycle lasts six seconds, long enough for three restarts.
+    let report = run(
+        &["--rolling-restart", "--rate", "500", "--kill-every-ms", "1000"],
+        3_000,
+    );
+    let failover = &report["failover"];
+    assert_eq!(failover["restart"], "rolling", "{report:#}");
+    assert_eq!(failover["kills"], 3, "every node restarted: {report:#}");
+    // Not asserted: how many elections (one, the hand-off, when the machine keeps up; a
+    // restarted node of this invariant-checking build, replaying its log on two busy
+    // cores, can miss heartbeats and call more) and the gaps; the README has release runs.
+    eprintln!(
+        "elections: {}; longest completion gap per restart (ms): {}",
+        report["elections"], failover["stall_ms"]
+    );
 }
 
 #[test]

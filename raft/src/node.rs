@@ -213,6 +213,39 @@ async fn missing_snapshot(
     }))
 }
 
+/// How long a restarted member of a multi-voter cluster waits to hear from a leader before it
+/// may call an election itself.
+const QUIET_START: Duration = Duration::from_millis(1_500);
+/// How long a starting node waits for its core to publish the membership it read.
+const MEMBERSHIP_SEEN: Duration = Duration::from_millis(200);
+
+/// A member of a multi-voter cluster that restarts (a planned restart, an upgrade) calls no
+/// election until it has heard from a leader, or `QUIET_START` has passed. openraft 0.9 has
+/// no pre-vote: a node whose election timer fires before the leader reaches it (the leader
+/// backs off 500 ms from a peer that went away) would campaign in a higher term, and though
+/// its log is behind and it cannot win, the leader, answered with that higher term, steps
+/// down: an election, and a stall, for a follower's restart. It still votes meanwhile, and a
+/// leader's hand-off (`trigger().elect()`) is not held back. A new node (no members yet) and a
+/// one-voter cluster start as before.
+fn quiet_start(raft: &Raft) {
+    raft.runtime_config().elect(false);
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        // The core publishes the membership it read from storage once it runs.
+        let members = metrics.wait_for(|m| m.membership_config.membership().nodes().count() > 0);
+        let voters = match tokio::time::timeout(MEMBERSHIP_SEEN, members).await {
+            Ok(Ok(m)) => m.membership_config.membership().voter_ids().count(),
+            _ => 0,
+        };
+        if voters > 1 {
+            let heard = metrics.wait_for(|m| m.current_leader.is_some());
+            let _ = tokio::time::timeout(QUIET_START, heard).await;
+        }
+        raft.runtime_config().elect(true);
+    });
+}
+
 /// Notes the term this node leads in and since when, until its Raft stops.
 async fn watch_leadership(
     mut metrics: watch::Receiver<RaftMetrics<NodeId, RotaNode>>,
@@ -372,6 +405,7 @@ impl RaftNode {
         };
         let led_since = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(watch_leadership(raft.metrics(), led_since.clone()));
+        quiet_start(&raft);
         Ok(Self {
             id: config.id,
             addr,

@@ -1,13 +1,32 @@
 //! The leader killer of the cycle phase, and what each kill cost: how long until another
-//! node led, and the longest time no completion was acknowledged.
+//! node led, and the longest time no completion was acknowledged. The same for planned
+//! restarts: the leader stopped with SIGTERM (it hands leadership away first), or every
+//! node in turn, followers first, as a rolling upgrade does.
 
 use super::report::Failover;
 use super::tally::Tally;
 use super::{LoadConfig, Target};
-use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, Access, Agent};
+use crate::cluster::{caught_up_to, poll, wait_for_agreed_leader, wait_stopped, Access, Agent};
 use crate::BenchError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How the cycle's restarts stop a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Restart {
+    /// SIGKILL the leader; restart it a second later.
+    #[default]
+    Kill,
+    /// SIGTERM the leader (a planned restart); start it again once it has exited.
+    Term,
+    /// SIGTERM every node in turn, followers first and the leader last, each started again
+    /// once it has exited and caught up before the next: a rolling upgrade.
+    Rolling,
+}
+
+/// How long a node stopped with SIGTERM may take before it is SIGKILLed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// One leader kill: when (µs since the epoch) and how long until another node led.
 pub(super) struct Kill {
@@ -16,8 +35,9 @@ pub(super) struct Kill {
 }
 
 /// SIGKILLs the leader every `kill_every` while the cycle runs and restarts it a second
-/// later; before the next kill, waits until the restarted node has caught up, so each kill
-/// hits a healthy cluster. Returns when each kill happened (µs since the epoch).
+/// later (or stops nodes as `config.restart` says); before the next, waits until the
+/// restarted node has caught up, so each stop hits a healthy cluster. Returns when each
+/// stop happened (µs since the epoch).
 pub(super) async fn kill_leaders(
     config: LoadConfig,
     target: Target,
@@ -27,7 +47,8 @@ pub(super) async fn kill_leaders(
     let (ops, addrs) = (&target.ops, &target.endpoints);
     let mut kills = Vec::new();
     let mut healthy_since = Instant::now();
-    for _ in 0..config.kill_leader {
+    let mut order: Vec<u64> = Vec::new();
+    for round in 0..config.kill_leader {
         let next = healthy_since + config.kill_every.saturating_sub(Duration::from_secs(1));
         tokio::time::sleep_until(next.into()).await;
         if tally.phase_done() {
@@ -35,14 +56,36 @@ pub(super) async fn kill_leaders(
         }
         let leader =
             wait_for_agreed_leader(ops, addrs, addrs.len(), Duration::from_secs(30)).await?;
-        let killed_at = kill(&agents, leader, &tally)?;
-        let killed = Instant::now();
-        let elected = new_leader(ops, addrs, leader, Duration::from_secs(30)).await?;
+        let victim = match config.restart {
+            Restart::Rolling => {
+                if order.is_empty() {
+                    order = rolling_order(&agents, leader)?;
+                }
+                order[round as usize % order.len()]
+            }
+            Restart::Kill | Restart::Term => leader,
+        };
+        let stopped = Instant::now();
+        let (killed_at, child) = stop(&agents, victim, config.restart, &tally)?;
+        // Leadership moves only when the leader stops.
+        let elected_ms = if victim == leader {
+            let elected = new_leader(ops, addrs, leader, Duration::from_secs(30)).await?;
+            elected.duration_since(stopped).as_secs_f64() * 1_000.0
+        } else {
+            0.0
+        };
         kills.push(Kill {
             at_us: killed_at,
-            elected_ms: elected.duration_since(killed).as_secs_f64() * 1_000.0,
+            elected_ms,
         });
-        tokio::time::sleep_until((killed + Duration::from_secs(1)).into()).await;
+        match child {
+            Some(child) => {
+                if !wait_stopped(child, STOP_GRACE).await {
+                    return Err(BenchError::StopTimedOut(victim));
+                }
+            }
+            None => tokio::time::sleep_until((stopped + Duration::from_secs(1)).into()).await,
+        }
         restart_killed(&agents)?;
         caught_up(ops, addrs, Duration::from_secs(60)).await?;
         healthy_since = Instant::now();
@@ -50,15 +93,37 @@ pub(super) async fn kill_leaders(
     Ok(kills)
 }
 
-/// SIGKILLs the agent `leader`; returns when (µs since the epoch).
-fn kill(agents: &Mutex<Vec<Agent>>, leader: u64, tally: &Tally) -> Result<u64, BenchError> {
+/// Every node's id, followers first (by id) and `leader` last.
+fn rolling_order(agents: &Mutex<Vec<Agent>>, leader: u64) -> Result<Vec<u64>, BenchError> {
+    let agents = agents.lock().map_err(|_| BenchError::AgentsLockPoisoned)?;
+    let mut order: Vec<u64> = agents.iter().map(|a| a.id).filter(|id| *id != leader).collect();
+    order.sort_unstable();
+    order.push(leader);
+    Ok(order)
+}
+
+/// Stops agent `victim` as `how` says; returns when (µs since the epoch), and the process
+/// to wait for after a SIGTERM.
+fn stop(
+    agents: &Mutex<Vec<Agent>>,
+    victim: u64,
+    how: Restart,
+    tally: &Tally,
+) -> Result<(u64, Option<std::process::Child>), BenchError> {
     let mut agents = agents.lock().map_err(|_| BenchError::AgentsLockPoisoned)?;
-    let victim = agents
+    let agent = agents
         .iter_mut()
-        .find(|a| a.id == leader)
-        .ok_or(BenchError::UnknownLeader(leader))?;
-    victim.kill();
-    Ok(tally.now_us())
+        .find(|a| a.id == victim)
+        .ok_or(BenchError::UnknownLeader(victim))?;
+    let at = tally.now_us();
+    let child = match how {
+        Restart::Kill => {
+            agent.kill();
+            None
+        }
+        Restart::Term | Restart::Rolling => agent.terminate(),
+    };
+    Ok((at, child))
 }
 
 /// Starts every agent that is not running, with the data it had.
@@ -119,6 +184,7 @@ pub(super) fn failover(kills: &[Kill], completions_us: &[u64], window: Duration)
         }
     };
     Failover {
+        restart: Restart::Kill,
         kills: kills.len() as u32,
         elected_ms: kills.iter().map(|k| k.elected_ms).collect(),
         stall_ms: per_kill,

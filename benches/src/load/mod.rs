@@ -17,6 +17,7 @@
 
 mod audit;
 mod kill;
+pub use kill::Restart;
 mod local;
 mod memory;
 mod phases;
@@ -85,8 +86,11 @@ pub struct LoadConfig {
     pub sample_every: Duration,
     /// Run phase 1 (and so phase 3).
     pub enqueue_phase: bool,
-    /// How many times to SIGKILL the leader during the cycle phase (local cluster only).
+    /// How many times to SIGKILL the leader during the cycle phase (local cluster only);
+    /// with `restart`, how many planned restarts.
     pub kill_leader: u32,
+    /// How those stops are made: SIGKILL, SIGTERM of the leader, or a rolling restart.
+    pub restart: Restart,
     pub kill_every: Duration,
     /// Gives up (and reports what is missing) after this long.
     pub timeout: Duration,
@@ -121,6 +125,7 @@ impl LoadConfig {
             sample_every: Duration::from_secs(10),
             enqueue_phase: true,
             kill_leader: 0,
+            restart: Restart::Kill,
             kill_every: Duration::from_secs(3),
             timeout: Duration::from_secs(600),
             retain: None,

@@ -177,7 +177,10 @@ impl Run<'_> {
             ..Phase::timed(sent, started.elapsed().as_secs_f64())
         };
         let kills = joined(killer, "leader killer").await?;
-        let failover = kills.map(|k| failover(&k, &done.completions_us, config.kill_every));
+        let failover = kills.map(|k| Failover {
+            restart: config.restart,
+            ..failover(&k, &done.completions_us, config.kill_every)
+        });
         Ok(Cycle {
             phase,
             failover,

@@ -62,6 +62,9 @@ impl Phase {
 /// The leader kills and how long completions stood still after each.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Failover {
+    /// How nodes were stopped: kill (the leader, SIGKILL), term (the leader, SIGTERM), or
+    /// rolling (each node in turn, SIGTERM).
+    pub restart: super::Restart,
     pub kills: u32,
     /// Per kill: until another node said it leads (polled every 10 ms).
     pub elected_ms: Vec<f64>,
@@ -172,10 +175,15 @@ pub fn table(report: &Report) -> String {
         t.add_row(["lease + complete alone".to_owned(), throughput(d)]);
     }
     if let Some(f) = &report.failover {
+        let (what, stops) = match f.restart {
+            super::Restart::Kill => ("failover stall", "leader kills"),
+            super::Restart::Term => ("restart stall", "leader SIGTERMs"),
+            super::Restart::Rolling => ("rolling restart stall", "node SIGTERMs"),
+        };
         t.add_row([
-            "failover stall".to_owned(),
+            what.to_owned(),
             format!(
-                "{} kills · p50 {:.0} · p99 {:.0} · max {:.0} ms",
+                "{} {stops} · p50 {:.0} · p99 {:.0} · max {:.0} ms",
                 f.kills, f.p50_ms, f.p99_ms, f.max_ms
             ),
         ]);
