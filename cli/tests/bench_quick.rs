@@ -64,7 +64,13 @@ fn a_rolling_restart_under_load_moves_every_job_exactly_once() {
     // the next; the leader goes last and hands leadership away first.
     // At half the quick rate the cycle lasts six seconds, long enough for three restarts.
     let report = run(
-        &["--rolling-restart", "--rate", "500", "--kill-every-ms", "1000"],
+        &[
+            "--rolling-restart",
+            "--rate",
+            "500",
+            "--kill-every-ms",
+            "1000",
+        ],
         3_000,
     );
     let failover = &report["failover"];

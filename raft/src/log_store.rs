@@ -4,6 +4,12 @@
 //! families. Every write that openraft relies on being durable (an append it will report as
 //! flushed, a vote, a truncation, a purge) is one `WriteBatch` written with `sync`, so the
 //! WAL is on disk before we answer; one sync covers all the entries of an append.
+//!
+//! Versions: the meta family names the log's format (`format`), and each entry starts with
+//! its format byte, then postcard. Format 1 (rota before issue 17) had neither: its entries
+//! were bare postcard. A log of format 1 is rewritten to format 2 when it opens, in one
+//! synced batch; a log or an entry of a newer format than this build knows is refused with
+//! a message that says so, never read as garbage.
 
 use crate::stats::Stats;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
@@ -26,14 +32,24 @@ const CF_META: &str = "meta";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
+const KEY_FORMAT: &[u8] = b"format";
+/// The log format this build writes and reads (see the module above); it also reads 1.
+pub const LOG_FORMAT: u8 = 2;
 /// A synced log write slower than this is logged: openraft handles nothing else meanwhile.
 const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The log database's block cache: reads are rare (followers catching up, restarts).
 const LOG_BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-/// Opens (creating if needed) the RocksDB database that holds a node's Raft log.
-pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+/// Opens (creating if needed) the RocksDB database that holds a node's Raft log, and brings
+/// it to this build's format (see the module above): a log of a newer format is refused.
+pub fn open_db(dir: &Path) -> Result<Arc<DB>, std::io::Error> {
+    let db = open_rocks(dir).map_err(|e| std::io::Error::other(e.to_string()))?;
+    upgrade(&db, dir)?;
+    Ok(db)
+}
+
+fn open_rocks(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
@@ -56,6 +72,80 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
         ColumnFamilyDescriptor::new(CF_META, options.clone()),
     ];
     Ok(Arc::new(DB::open_cf_descriptors(&options, dir, families)?))
+}
+
+/// Names the log's format in a fresh database, rewrites a format-1 log to this format, and
+/// refuses a newer one.
+fn upgrade(db: &DB, dir: &Path) -> Result<(), std::io::Error> {
+    let rocks = |e: rocksdb::Error| std::io::Error::other(e.to_string());
+    let family = |name: &str| {
+        db.cf_handle(name)
+            .ok_or_else(|| std::io::Error::other(format!("column family {name} is missing")))
+    };
+    let (meta, logs) = (family(CF_META)?, family(CF_LOGS)?);
+    match db.get_cf(meta, KEY_FORMAT).map_err(rocks)?.as_deref() {
+        Some([LOG_FORMAT]) => return Ok(()),
+        Some([newer]) if *newer > LOG_FORMAT => {
+            return Err(std::io::Error::other(format!(
+                "the Raft log in {} is format {newer}, newer than this rota reads (up to {LOG_FORMAT}): run the rota that wrote it, or a newer one",
+                dir.display()
+            )))
+        }
+        Some(other) => {
+            return Err(std::io::Error::other(format!(
+                "the Raft log in {} names an unknown format {other:?}: damaged",
+                dir.display()
+            )))
+        }
+        None => {}
+    }
+    // No format named: a new log, or one of format 1, whose entries are bare postcard.
+    let mut batch = WriteBatch::default();
+    let mut rewritten = 0u64;
+    for item in db.iterator_cf(logs, IteratorMode::Start) {
+        let (key, value) = item.map_err(rocks)?;
+        decode::<Entry>(&value).map_err(|e| {
+            std::io::Error::other(format!(
+                "the Raft log in {} names no format and its entry {key:?} is not one of format 1: {e}",
+                dir.display()
+            ))
+        })?;
+        let mut versioned = Vec::with_capacity(value.len() + 1);
+        versioned.push(LOG_FORMAT);
+        versioned.extend_from_slice(&value);
+        batch.put_cf(logs, key, versioned);
+        rewritten += 1;
+    }
+    batch.put_cf(meta, KEY_FORMAT, [LOG_FORMAT]);
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    db.write_opt(batch, &options).map_err(rocks)?;
+    if rewritten > 0 {
+        tracing::info!(
+            entries = rewritten,
+            "rewrote a Raft log of format 1 to format {LOG_FORMAT}"
+        );
+    }
+    Ok(())
+}
+
+/// An entry as the log keeps it: its format byte, then postcard.
+fn encode_entry(entry: &Entry) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_extend(entry, vec![LOG_FORMAT])
+}
+
+/// Reads an entry `encode_entry` wrote; one of another format is refused, saying which.
+fn decode_entry(bytes: &[u8]) -> Result<Entry, std::io::Error> {
+    match bytes.split_first() {
+        Some((&LOG_FORMAT, body)) => decode(body).map_err(std::io::Error::other),
+        Some((&newer, _)) if newer > LOG_FORMAT => Err(std::io::Error::other(format!(
+            "log entry of format {newer}, newer than this rota reads (up to {LOG_FORMAT})"
+        ))),
+        Some((other, _)) => Err(std::io::Error::other(format!(
+            "log entry of unknown format {other}: damaged"
+        ))),
+        None => Err(std::io::Error::other("empty log entry: damaged")),
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -185,7 +275,7 @@ impl RocksLogStore {
             if budget.is_some_and(|budget| used > budget) && !entries.is_empty() {
                 break;
             }
-            entries.push(decode::<Entry>(&value).map_err(|e| StorageIOError::read_logs(&e))?);
+            entries.push(decode_entry(&value).map_err(|e| StorageIOError::read_logs(&e))?);
         }
         Ok(entries)
     }
@@ -222,7 +312,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
             Some(item) => {
                 let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
                 Some(
-                    decode::<Entry>(&value)
+                    decode_entry(&value)
                         .map_err(|e| StorageIOError::read_logs(&e))?
                         .log_id,
                 )
@@ -281,7 +371,7 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         let mut batch = WriteBatch::default();
         let (mut count, mut bytes) = (0u64, 0u64);
         for entry in entries {
-            let value = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
+            let value = encode_entry(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             count += 1;
             bytes += value.len() as u64;
             batch.put_cf(logs, index_key(entry.log_id.index), value);

@@ -29,6 +29,9 @@ pub enum SnapshotError {
     /// Written by a build with another snapshot format; this build cannot read it.
     #[error("snapshot format version {0} is not supported (this build reads {SNAPSHOT_VERSION})")]
     UnsupportedVersion(u8),
+    /// Written by a newer build: upgrade before reading it.
+    #[error("snapshot format version {0} is newer than this rota reads (up to {SNAPSHOT_VERSION}): run the rota that wrote it, or a newer one")]
+    NewerVersion(u8),
     /// The bytes do not decode as a ledger (or the ledger could not be encoded).
     #[error("snapshot is corrupt: {0}")]
     Corrupt(#[from] postcard::Error),
@@ -205,6 +208,7 @@ impl State {
                 ledger.blocked = blocked;
                 (ledger, rest)
             }
+            newer if newer > SNAPSHOT_VERSION => return Err(SnapshotError::NewerVersion(newer)),
             _ => return Err(SnapshotError::UnsupportedVersion(version)),
         };
         let idx = Indexes::rebuild(&ledger);

@@ -84,7 +84,7 @@ fn corrupt_or_foreign_snapshots_are_errors_not_panics() {
     other_version[0] = 99;
     assert!(matches!(
         State::restore(&other_version),
-        Err(SnapshotError::UnsupportedVersion(99))
+        Err(SnapshotError::NewerVersion(99))
     ));
     assert!(matches!(
         State::restore(&bytes[..bytes.len() / 2]),

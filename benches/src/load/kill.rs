@@ -96,7 +96,11 @@ pub(super) async fn kill_leaders(
 /// Every node's id, followers first (by id) and `leader` last.
 fn rolling_order(agents: &Mutex<Vec<Agent>>, leader: u64) -> Result<Vec<u64>, BenchError> {
     let agents = agents.lock().map_err(|_| BenchError::AgentsLockPoisoned)?;
-    let mut order: Vec<u64> = agents.iter().map(|a| a.id).filter(|id| *id != leader).collect();
+    let mut order: Vec<u64> = agents
+        .iter()
+        .map(|a| a.id)
+        .filter(|id| *id != leader)
+        .collect();
     order.sort_unstable();
     order.push(leader);
     Ok(order)

@@ -29,6 +29,9 @@ pub(super) fn io_error(message: impl Into<String>) -> std::io::Error {
 const MAGIC: &[u8; 8] = b"ROTASNP3";
 /// What a checksummed snapshot from before the archive starts with.
 const MAGIC_V2: &[u8; 8] = b"ROTASNP2";
+/// What every checksummed snapshot's magic starts with; the last byte is its container
+/// format.
+const MAGIC_FAMILY: &[u8; 7] = b"ROTASNP";
 /// The magic and the sha256 after it.
 const PREFIX_LEN: usize = MAGIC.len() + 32;
 /// Largest snapshot meta read from a file's head.
@@ -43,7 +46,10 @@ fn verified(bytes: &[u8]) -> Result<(&[u8], bool), std::io::Error> {
     ) {
         (Some(rest), _) => (rest, true),
         (None, Some(rest)) => (rest, false),
-        (None, None) => return Ok((bytes, false)),
+        (None, None) => {
+            newer_container(bytes)?;
+            return Ok((bytes, false));
+        }
     };
     let (sum, body) = rest
         .split_at_checked(32)
@@ -76,6 +82,23 @@ fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], std:
 fn take_u32(bytes: &mut &[u8], what: &str) -> Result<usize, std::io::Error> {
     let raw = take(bytes, 4, what)?;
     Ok(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize)
+}
+
+/// A snapshot whose magic names a container format after this build's is refused as such,
+/// not read as a legacy snapshot (which has no magic) and reported damaged.
+fn newer_container(bytes: &[u8]) -> Result<(), std::io::Error> {
+    match bytes.strip_prefix(MAGIC_FAMILY.as_slice()) {
+        Some([format, ..]) if *format > MAGIC[7] => Err(io_error(format!(
+            "snapshot container format {} is newer than this rota reads (up to {}): run the rota that wrote it, or a newer one",
+            char::from(*format),
+            char::from(MAGIC[7])
+        ))),
+        Some([format, ..]) => Err(io_error(format!(
+            "snapshot container format {} is not one rota wrote: damaged",
+            char::from(*format)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Splits snapshot bytes into the meta and the rest, after checking the checksum.
@@ -179,6 +202,7 @@ pub(super) fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error
     let mut magic = [0u8; 8];
     file.read_exact(&mut magic)?;
     if magic != *MAGIC && magic != *MAGIC_V2 {
+        newer_container(&magic)?;
         file.seek(SeekFrom::Start(0))?;
     } else {
         file.seek(SeekFrom::Start(PREFIX_LEN as u64))?;
