@@ -250,7 +250,20 @@ impl Client {
 
     /// Runs `call` against the current node, moving to the next node and retrying with
     /// backoff on transient failures until `retry_for` has passed.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call_within(self.inner.config.call_timeout, call).await
+    }
+
+    /// As `call`, each attempt given `call_timeout` instead of the configured one.
+    async fn call_within<T, F, Fut>(
+        &self,
+        call_timeout: Duration,
+        mut call: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -263,7 +276,7 @@ impl Client {
             let n = self.inner.endpoints.len();
             let i = self.inner.current.load(Ordering::Relaxed) % n;
             let channel = self.inner.endpoints[i].1.clone();
-            let answer = tokio::time::timeout(self.inner.config.call_timeout, call(channel)).await;
+            let answer = tokio::time::timeout(call_timeout, call(channel)).await;
             let status = match answer {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) if !is_transient(&status) => {
@@ -272,7 +285,7 @@ impl Client {
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded(format!(
                     "no answer from {} within {:?}",
-                    self.inner.endpoints[i].0, self.inner.config.call_timeout
+                    self.inner.endpoints[i].0, call_timeout
                 )),
             };
             tracing::debug!(endpoint = %self.inner.endpoints[i].0, %status, "call failed; trying again");
@@ -598,10 +611,11 @@ impl Client {
     );
 
     /// A backup: the leader builds a snapshot of everything committed and streams it; the
-    /// first chunk says what it covers, its size and sha256. Only the call is retried, not a
-    /// stream that breaks midway (ask again).
+    /// first chunk says what it covers, its size and sha256. The leader builds it before it
+    /// answers, so each attempt may take up to 10 minutes (not `call_timeout`). Only the call
+    /// is retried, not a stream that breaks midway (ask again).
     pub async fn save_snapshot(&self) -> Result<tonic::Streaming<SnapshotChunk>, ClientError> {
-        self.call(|channel| {
+        self.call_within(Duration::from_secs(600), |channel| {
             let request = self.request(SaveSnapshotRequest {});
             async move { admin_service(channel).save_snapshot(request).await }
         })

@@ -67,12 +67,16 @@ pub struct Committer {
     max_in_flight: usize,
 }
 
-/// Proposals held (see `Committer::hold`) until this drops.
-pub struct Held(Arc<watch::Sender<bool>>);
+/// Proposals held (see `Committer::hold`) until this drops; it keeps the in-flight slots it
+/// drained, so nothing is proposed past it even by a batch that passed the hold's check.
+pub struct Held {
+    hold: Arc<watch::Sender<bool>>,
+    _slots: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.send_replace(false);
+        self.hold.send_replace(false);
     }
 }
 
@@ -109,17 +113,21 @@ impl Committer {
     }
 
     /// Stops proposing (writes queue up, and are proposed once the returned guard drops) and
-    /// waits, at most `within`, until every entry already proposed is answered. Returns
-    /// whether they all were.
-    pub async fn hold(&self, within: Duration) -> (Held, bool) {
+    /// waits, at most `within`, until every entry already proposed is answered; the guard
+    /// then keeps every in-flight slot.
+    pub async fn hold(&self, within: Duration) -> Held {
         self.hold.send_replace(true);
-        let held = Held(self.hold.clone());
         let drained = tokio::time::timeout(
             within,
-            self.in_flight.acquire_many(self.max_in_flight as u32),
+            self.in_flight
+                .clone()
+                .acquire_many_owned(self.max_in_flight as u32),
         )
         .await;
-        (held, matches!(drained, Ok(Ok(_))))
+        Held {
+            hold: self.hold.clone(),
+            _slots: drained.ok().and_then(Result::ok),
+        }
     }
 
     /// Largest write (and entry) this committer takes, in bytes.

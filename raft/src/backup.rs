@@ -1,9 +1,10 @@
 //! Restoring a backup: a new node's data directory seeded from a snapshot file that
 //! `SaveSnapshot` streamed (as `etcdctl snapshot restore` does). The node then starts from
 //! the snapshot with an empty log, its membership the one given here, and a vote in the
-//! snapshot's term (not for any leader), so that its first election is in a later term
-//! than every entry the snapshot covers: openraft orders log ids by term, and a leader of an
-//! earlier term would append entries that sort below the snapshot's.
+//! snapshot's term (for itself, not committed: it leads nothing until it wins), so that its
+//! first election is in a later term than every entry the snapshot covers: openraft orders
+//! log ids by term, and a leader of an earlier term would append entries that sort below the
+//! snapshot's.
 
 use crate::log_store::{open_db, RocksLogStore};
 use crate::node::ClusterError;

@@ -264,13 +264,28 @@ pub struct RaftService {
     raft: Raft,
     /// What `FetchSnapshot` sends from, and how many are sent at once.
     snapshots: crate::recover::SnapshotSource,
+    /// Set once an AppendEntries from a leader this node follows is taken.
+    heard_leader: Option<Arc<tokio::sync::watch::Sender<bool>>>,
 }
 
 impl RaftService {
     /// Serves `raft`, whose state machine is `state`, to its peers.
     pub fn new(raft: Raft, state: StateStore) -> Self {
         let snapshots = crate::recover::SnapshotSource::new(raft.clone(), state);
-        Self { raft, snapshots }
+        Self {
+            raft,
+            snapshots,
+            heard_leader: None,
+        }
+    }
+
+    /// Tells `heard` once a leader's AppendEntries is taken (see `RaftNode`'s quiet start).
+    pub(crate) fn with_heard_leader(
+        mut self,
+        heard: Arc<tokio::sync::watch::Sender<bool>>,
+    ) -> Self {
+        self.heard_leader = Some(heard);
+        self
     }
 
     /// The tonic server wrapper, with message limits set.
@@ -367,7 +382,13 @@ impl RaftTransport for RaftService {
         sent_by(&request, rpc.vote.leader_id().voted_for())?;
         self.check_member(&request)?;
         crate::guard::append(&rpc).map_err(refused)?;
-        reply(&self.raft.append_entries(rpc).await)
+        let answer = self.raft.append_entries(rpc).await;
+        if let (Some(heard), Ok(answer)) = (&self.heard_leader, &answer) {
+            if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
+                heard.send_if_modified(|heard| !std::mem::replace(heard, true));
+            }
+        }
+        reply(&answer)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

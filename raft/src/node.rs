@@ -227,7 +227,7 @@ const MEMBERSHIP_SEEN: Duration = Duration::from_millis(200);
 /// down: an election, and a stall, for a follower's restart. It still votes meanwhile, and a
 /// leader's hand-off (`trigger().elect()`) is not held back. A new node (no members yet) and a
 /// one-voter cluster start as before.
-fn quiet_start(raft: &Raft) {
+fn quiet_start(raft: &Raft, mut heard_leader: watch::Receiver<bool>) {
     raft.runtime_config().elect(false);
     let raft = raft.clone();
     tokio::spawn(async move {
@@ -239,7 +239,9 @@ fn quiet_start(raft: &Raft) {
             _ => 0,
         };
         if voters > 1 {
-            let heard = metrics.wait_for(|m| m.current_leader.is_some());
+            // Not the metrics' leader: a restarted node names the leader of its saved vote
+            // at once, before it has heard anything.
+            let heard = heard_leader.wait_for(|heard| *heard);
             let _ = tokio::time::timeout(QUIET_START, heard).await;
         }
         raft.runtime_config().elect(true);
@@ -293,6 +295,8 @@ pub struct RaftNode {
     network: GrpcNetwork,
     /// The term this node last led in, and since when.
     led_since: LedSince,
+    /// Set once this node takes a leader's AppendEntries (its quiet start ends then).
+    heard_leader: Arc<watch::Sender<bool>>,
 }
 
 /// The last index in `log`, 0 when empty.
@@ -405,7 +409,8 @@ impl RaftNode {
         };
         let led_since = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(watch_leadership(raft.metrics(), led_since.clone()));
-        quiet_start(&raft);
+        let heard_leader = Arc::new(watch::Sender::new(false));
+        quiet_start(&raft, heard_leader.subscribe());
         Ok(Self {
             id: config.id,
             addr,
@@ -416,12 +421,15 @@ impl RaftNode {
             contacts,
             network: dialer,
             led_since,
+            heard_leader,
         })
     }
 
     /// The gRPC service peers reach this node's Raft through.
     pub fn transport(&self) -> RaftTransportServer<RaftService> {
-        RaftService::new(self.raft.clone(), self.state.clone()).into_server()
+        RaftService::new(self.raft.clone(), self.state.clone())
+            .with_heard_leader(self.heard_leader.clone())
+            .into_server()
     }
 
     /// This node's id.

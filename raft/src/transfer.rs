@@ -46,6 +46,22 @@ pub struct ElectAsk {
 /// How often a transfer looks at the metrics while it waits.
 const POLL: Duration = Duration::from_millis(2);
 
+/// This leader's heartbeats, stopped until dropped (however the transfer ends).
+struct Heartbeats(Raft);
+
+impl Heartbeats {
+    fn pause(raft: &Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        Self(raft.clone())
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
+}
+
 /// The target's side: elects if `ask` still describes this node's view.
 pub(crate) async fn answer(raft: &Raft, ask: ElectAsk) -> Result<(), Status> {
     let refuse = |why: String| Err(Status::failed_precondition(why));
@@ -144,22 +160,16 @@ impl RaftNode {
             tokio::time::sleep(lease - leading + POLL).await;
         }
         let last_log = self.caught_up(to, term, deadline).await?;
-        let paused = voters > 3;
-        if paused {
+        let _paused = (voters > 3).then(|| Heartbeats::pause(self.raft()));
+        if _paused.is_some() {
             // Every follower's lease must end before the target asks; they call an election
             // of their own only an election timeout after that.
-            self.raft().runtime_config().heartbeat(false);
             tokio::time::sleep(lease + POLL).await;
         }
-        let asked = self.ask_to_elect(to, &node, term, last_log).await;
-        let led = match asked {
-            Ok(()) => self.wait_led_by(to, deadline).await,
-            Err(e) => Err(e),
-        };
-        if paused {
-            self.raft().runtime_config().heartbeat(true);
-        }
-        led
+        tokio::time::timeout_at(deadline, self.ask_to_elect(to, &node, term, last_log))
+            .await
+            .map_err(|_| ClusterError::Transfer(format!("node {to} did not answer in time")))??;
+        self.wait_led_by(to, deadline).await
     }
 
     /// Waits until `to` holds this node's last log id (still leading in `term`); returns it.

@@ -48,7 +48,7 @@ pub(super) async fn kill_leaders(
     let mut kills = Vec::new();
     let mut healthy_since = Instant::now();
     let mut order: Vec<u64> = Vec::new();
-    for round in 0..config.kill_leader {
+    for _ in 0..config.kill_leader {
         let next = healthy_since + config.kill_every.saturating_sub(Duration::from_secs(1));
         tokio::time::sleep_until(next.into()).await;
         if tally.phase_done() {
@@ -58,10 +58,12 @@ pub(super) async fn kill_leaders(
             wait_for_agreed_leader(ops, addrs, addrs.len(), Duration::from_secs(30)).await?;
         let victim = match config.restart {
             Restart::Rolling => {
+                // Each pass over the nodes starts from who leads then: the leader goes last.
                 if order.is_empty() {
                     order = rolling_order(&agents, leader)?;
+                    order.reverse();
                 }
-                order[round as usize % order.len()]
+                order.pop().ok_or(BenchError::UnknownLeader(leader))?
             }
             Restart::Kill | Restart::Term => leader,
         };

@@ -20,8 +20,9 @@ use tonic::{Request, Response, Status};
 /// The operator's service.
 pub struct Admin(pub Arc<Api>);
 
-/// Longest a leader transfer may take, the target's catching up included.
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a leader transfer may take, the target's catching up included: within a
+/// client's default call deadline (5 s).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a backup forwarded to the leader may stream.
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -388,7 +389,7 @@ impl AdminService for Admin {
         forward_unless_here!(self.0, request, false, admin_service, transfer_leader);
         let to = request.into_inner().to;
         self.0
-            .hand_off(to, TRANSFER_TIMEOUT)
+            .hand_off_detached(to, TRANSFER_TIMEOUT)
             .await
             .map_err(|e| status::cluster(&e))?;
         Ok(Response::new(cluster_status(&self.0, false)))

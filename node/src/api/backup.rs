@@ -32,28 +32,30 @@ pub(super) async fn save(api: &Api) -> Result<Chunks, Status> {
         .snapshot_now(BUILD_TIMEOUT)
         .await
         .map_err(|e| status::cluster(&e))?;
-    let (mut file, covers) = api
-        .raft
-        .open_snapshot()
-        .map_err(|e| status::internal(format!("opening the snapshot: {e}")))?
-        .ok_or_else(|| status::internal("no snapshot after building one"))?;
-    let covers = covers.ok_or_else(|| status::internal("the snapshot covers no entry"))?;
+    // Opening the file and hashing it are blocking reads: off the runtime. The open file
+    // stays this snapshot's even if a newer one replaces it meanwhile.
+    let raft = api.raft.clone();
+    let (covers, (size_bytes, sha256), file) = tokio::task::spawn_blocking(move || {
+        let (mut file, covers) = raft
+            .open_snapshot()
+            .map_err(|e| format!("opening the snapshot: {e}"))?
+            .ok_or("no snapshot after building one")?;
+        let covers = covers.ok_or("the snapshot covers no entry")?;
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher)
+            .and_then(|size| file.seek(SeekFrom::Start(0)).map(|_| size))
+            .map_err(|e| format!("reading the snapshot: {e}"))?;
+        Ok::<_, String>((covers, (size, hex::encode(hasher.finalize())), file))
+    })
+    .await
+    .map_err(|e| status::internal(e.to_string()))?
+    .map_err(status::internal)?;
     if covers.index < committed {
         return Err(status::internal(format!(
             "the snapshot kept covers entry {} only, not {committed}",
             covers.index
         )));
     }
-    // The open file stays this snapshot's even if a newer one replaces it meanwhile.
-    let ((size_bytes, sha256), mut file) = tokio::task::spawn_blocking(move || {
-        let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut file, &mut hasher)?;
-        file.seek(SeekFrom::Start(0))?;
-        Ok::<_, std::io::Error>(((size, hex::encode(hasher.finalize())), file))
-    })
-    .await
-    .map_err(|e| status::internal(e.to_string()))?
-    .map_err(|e| status::internal(format!("reading the snapshot: {e}")))?;
     let info = pb::SnapshotInfo {
         last_log_index: covers.index,
         last_log_term: covers.leader_id.term,
@@ -66,6 +68,7 @@ pub(super) async fn save(api: &Api) -> Result<Chunks, Status> {
         "snapshot saved for a backup"
     );
     let (send, chunks) = mpsc::channel(4);
+    let mut file = file;
     tokio::task::spawn_blocking(move || {
         let mut info = Some(info);
         loop {

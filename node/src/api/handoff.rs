@@ -5,6 +5,7 @@
 
 use super::Api;
 use rota_raft::{ClusterError, NodeId};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest a call waits for a hand-off in progress before it is routed anyway.
@@ -12,15 +13,45 @@ const ROUTE_WAIT: Duration = Duration::from_secs(3);
 /// Longest the committer waits for the entries in flight to be answered.
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
+/// Sets `handing_off` back to false when dropped, however the hand-off ends.
+struct Routing<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl Drop for Routing<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
+    }
+}
+
 impl Api {
+    /// As `hand_off`, in a task of its own: a caller that goes away (a client's deadline, a
+    /// reset stream) does not cut a hand-off short halfway.
+    pub async fn hand_off_detached(
+        self: &Arc<Self>,
+        to: Option<NodeId>,
+        within: Duration,
+    ) -> Result<NodeId, ClusterError> {
+        let api = self.clone();
+        tokio::spawn(async move { api.hand_off(to, within).await })
+            .await
+            .map_err(ClusterError::Shutdown)?
+    }
+
     /// Hands leadership to `to` (or the best placed voter) within `within`, holding writes
-    /// meanwhile; returns the new leader. One hand-off runs at a time.
+    /// meanwhile; returns the new leader (`to` itself when it already leads). One hand-off
+    /// runs at a time.
     pub async fn hand_off(
         &self,
         to: Option<NodeId>,
         within: Duration,
     ) -> Result<NodeId, ClusterError> {
         let _one = self.handoff.lock().await;
+        // Asked again after a hand-off whose answer was lost: it is done.
+        let leader = self.raft.metrics().borrow().current_leader;
+        if let (Some(to), Some(leader)) = (to, leader) {
+            if to == leader {
+                return Ok(to);
+            }
+        }
         if !self.raft.is_leader() {
             return Err(ClusterError::NotLeader { leader: None });
         }
@@ -34,9 +65,11 @@ impl Api {
         };
         let started = tokio::time::Instant::now();
         self.handing_off.send_replace(true);
-        let (held, _drained) = self.committer.hold(DRAIN_WAIT.min(within)).await;
-        let moved = self.raft.transfer_leader(to, within).await;
-        self.handing_off.send_replace(false);
+        let routing = Routing(&self.handing_off);
+        let held = self.committer.hold(DRAIN_WAIT.min(within)).await;
+        let left = within.saturating_sub(started.elapsed());
+        let moved = self.raft.transfer_leader(to, left).await;
+        drop(routing);
         drop(held);
         match &moved {
             Ok(()) => tracing::info!(to, took = ?started.elapsed(), "leadership handed over"),
