@@ -63,9 +63,9 @@ fn read(file: &Path) -> Result<Vec<u8>> {
     std::fs::read(file).with_context(|| format!("reading {}", file.display()))
 }
 
-/// Streams the backup into a temporary file beside `file`, checks its size and sha256
-/// against what the leader announced and its contents as a node would, then renames it
-/// into place.
+/// Receives the backup, checks its size and sha256 against what the leader announced and
+/// its contents as a node would, then writes it to a temporary file beside `file`, synced,
+/// and renames it into place.
 async fn save(client: &Client, file: &Path, out: &Output) -> Result<()> {
     let dir = match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -75,20 +75,20 @@ async fn save(client: &Client, file: &Path, out: &Output) -> Result<()> {
         .with_context(|| format!("making a temporary file in {}", dir.display()))?;
     let mut stream = client.save_snapshot().await?;
     let mut info = None;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
+    // Kept in memory as it arrives: the check below reads it whole anyway, so the file is
+    // written once and never read back.
+    let mut bytes = Vec::new();
     while let Some(chunk) = stream.message().await? {
         if let Some(first) = chunk.info {
             info = Some(first);
         }
-        hasher.update(&chunk.data);
-        size += chunk.data.len() as u64;
-        partial.write_all(&chunk.data)?;
+        bytes.extend_from_slice(&chunk.data);
     }
     let Some(info) = info else {
         bail!("the cluster sent no snapshot");
     };
-    let sha256 = hex::encode(hasher.finalize());
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
     if size != info.size_bytes || sha256 != info.sha256 {
         bail!(
             "the backup arrived damaged: {size} bytes with sha256 {sha256}, announced {} bytes with {}",
@@ -96,9 +96,9 @@ async fn save(client: &Client, file: &Path, out: &Output) -> Result<()> {
             info.sha256
         );
     }
-    partial.as_file().sync_all()?;
-    let bytes = read(partial.path())?;
     let summary = rota_raft::inspect_snapshot(&bytes).context("the backup does not check")?;
+    partial.write_all(&bytes)?;
+    partial.as_file().sync_all()?;
     partial
         .persist(file)
         .with_context(|| format!("saving {}", file.display()))?;

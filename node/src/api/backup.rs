@@ -35,7 +35,7 @@ pub(super) async fn save(api: &Api) -> Result<Chunks, Status> {
     // Opening the file and hashing it are blocking reads: off the runtime. The open file
     // stays this snapshot's even if a newer one replaces it meanwhile.
     let raft = api.raft.clone();
-    let (covers, (size_bytes, sha256), file) = tokio::task::spawn_blocking(move || {
+    let (covers, (size_bytes, sha256), mut file) = tokio::task::spawn_blocking(move || {
         let (mut file, covers) = raft
             .open_snapshot()
             .map_err(|e| format!("opening the snapshot: {e}"))?
@@ -68,7 +68,6 @@ pub(super) async fn save(api: &Api) -> Result<Chunks, Status> {
         "snapshot saved for a backup"
     );
     let (send, chunks) = mpsc::channel(4);
-    let mut file = file;
     tokio::task::spawn_blocking(move || {
         let mut info = Some(info);
         loop {
