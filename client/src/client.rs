@@ -7,7 +7,7 @@
 //! sequence; a write takes a free lane for its whole life (retries included), so concurrent
 //! writes never overtake one another within a lane.
 
-use crate::error::{is_transient, ClientError};
+use crate::error::{is_transient, is_unreachable, ClientError};
 use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::job_service_client::JobServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
@@ -24,6 +24,10 @@ use tonic::{Response, Status};
 
 /// The longest wait between two tries of one call.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a node that could not be reached (refused or dropped the connection) is passed
+/// over when a call looks for the next node, unless every node is.
+const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Largest message the client sends or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -134,6 +138,8 @@ struct Inner {
     next_lane: AtomicU64,
     /// `Bearer <token>`, ready to attach to each call.
     bearer: Option<MetadataValue<Ascii>>,
+    /// Per endpoint, until when it is passed over (it could not be reached).
+    down_until: Mutex<Vec<Option<tokio::time::Instant>>>,
 }
 
 /// A handle on the cluster; cheap to clone, and clones share connections and sessions.
@@ -218,6 +224,7 @@ impl Client {
             }
             None => None,
         };
+        let n = endpoints.len();
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoints,
@@ -227,6 +234,7 @@ impl Client {
                 lane_prefix,
                 next_lane: AtomicU64::new(0),
                 bearer,
+                down_until: Mutex::new(vec![None; n]),
             }),
         })
     }
@@ -271,6 +279,9 @@ impl Client {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0;
+        // The endpoints this call tried since it last waited: another one is tried at once,
+        // one tried already only after the backoff.
+        let mut tried: Vec<bool> = Vec::new();
         loop {
             attempts += 1;
             let n = self.inner.endpoints.len();
@@ -289,25 +300,65 @@ impl Client {
                 )),
             };
             tracing::debug!(endpoint = %self.inner.endpoints[i].0, %status, "call failed; trying again");
+            if is_unreachable(&status) {
+                self.pass_over(i);
+            }
             // Move on from this node unless another call already did.
             let _ = self.inner.current.compare_exchange(
                 i,
-                (i + 1) % n,
+                self.next_endpoint(i),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
-            if started.elapsed() + backoff > self.inner.config.retry_for {
+            if tried.is_empty() {
+                tried = vec![false; n];
+            }
+            tried[i] = true;
+            let next = self.inner.current.load(Ordering::Relaxed) % n;
+            let wait = if tried[next] { backoff } else { Duration::ZERO };
+            if started.elapsed() + wait > self.inner.config.retry_for {
                 return Err(ClientError::Unavailable {
                     endpoints: self.inner.config.endpoints.join(","),
                     attempts,
                     last: status,
                 });
             }
-            tokio::time::sleep(backoff).await;
-            // Capped low: while a new leader is elected (a few hundred ms), a client that
-            // waited longer would leave the new leader idle.
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            if wait > Duration::ZERO {
+                tokio::time::sleep(wait).await;
+                tried.fill(false);
+                // Capped low: while a new leader is elected (a few hundred ms), a client that
+                // waited longer would leave the new leader idle.
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
         }
+    }
+
+    /// Passes endpoint `i` over for `DOWN_FOR`: it could not be reached.
+    fn pass_over(&self, i: usize) {
+        if let Ok(mut down) = self.inner.down_until.lock() {
+            if let Some(until) = down.get_mut(i) {
+                *until = Some(tokio::time::Instant::now() + DOWN_FOR);
+            }
+        }
+    }
+
+    /// The endpoint after `from` that is not passed over: `from` itself when only it is
+    /// not, the one right after `from` when every endpoint is.
+    fn next_endpoint(&self, from: usize) -> usize {
+        let n = self.inner.endpoints.len();
+        let now = tokio::time::Instant::now();
+        let up = |j: usize| {
+            self.inner.down_until.lock().map_or(true, |down| {
+                down.get(j)
+                    .copied()
+                    .flatten()
+                    .is_none_or(|until| until <= now)
+            })
+        };
+        (1..=n)
+            .map(|k| (from + k) % n)
+            .find(|&j| up(j))
+            .unwrap_or((from + 1) % n)
     }
 
     /// Runs a write under a session lane: every retry carries the same (client id, seq), so
@@ -638,4 +689,47 @@ impl Client {
         /// Creates the cluster's one bootstrap token (every scope) and returns its secret.
         bootstrap_token, admin_service, BootstrapTokenRequest, CreateTokenResponse
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_that_could_not_be_reached_is_passed_over_while_another_is_not() {
+        let client = Client::connect(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"])
+            .expect("a client of three endpoints");
+        assert_eq!(client.next_endpoint(0), 1, "in turn while all are up");
+        assert_eq!(client.next_endpoint(2), 0, "in turn, wrapping around");
+        client.pass_over(1);
+        assert_eq!(client.next_endpoint(0), 2, "the unreachable one is skipped");
+        assert_eq!(client.next_endpoint(2), 0);
+        client.pass_over(0);
+        assert_eq!(
+            client.next_endpoint(2),
+            2,
+            "every other node is passed over: the same one is tried again"
+        );
+        client.pass_over(2);
+        assert_eq!(
+            client.next_endpoint(2),
+            0,
+            "every node is passed over: the next one in turn"
+        );
+    }
+
+    #[test]
+    fn only_a_node_that_did_not_answer_counts_as_unreachable() {
+        let refused = Status::unavailable("tcp connect error");
+        assert!(crate::error::is_unreachable(&refused));
+        let mut not_leader = Status::unavailable("this node is not the leader");
+        not_leader.metadata_mut().insert(
+            crate::error::ERROR_KIND_KEY,
+            MetadataValue::from_static("not_leader"),
+        );
+        assert!(!crate::error::is_unreachable(&not_leader));
+        assert!(!crate::error::is_unreachable(&Status::deadline_exceeded(
+            "slow"
+        )));
+    }
 }

@@ -69,6 +69,12 @@ pub(crate) fn is_transient(status: &Status) -> bool {
     )
 }
 
+/// Whether the node itself could not be reached (it refused or dropped the connection), as
+/// opposed to a node that answered `unavailable` (it names a kind, such as `not_leader`).
+pub(crate) fn is_unreachable(status: &Status) -> bool {
+    status.code() == Code::Unavailable && !status.metadata().contains_key(ERROR_KIND_KEY)
+}
+
 fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "ok",

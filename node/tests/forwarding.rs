@@ -1,8 +1,9 @@
 //! A follower forwards to the leader it knows; when that leader is gone, the caller gets a
-//! status with a `rota-error` kind it can act on, not tonic's raw transport error.
+//! status with a `rota-error` kind it can act on, not tonic's raw transport error. A call
+//! is passed on at most twice.
 
 use rota_client::proto as pb;
-use rota_client::{job_service, ERROR_KIND_KEY};
+use rota_client::{job_service, ERROR_KIND_KEY, FORWARDED_KEY};
 use rota_node::{NodeSettings, RunningNode};
 use rota_raft::RotaNode;
 use std::collections::BTreeMap;
@@ -80,6 +81,29 @@ async fn a_follower_whose_leader_is_gone_answers_unavailable_with_a_kind() {
         .await
         .expect("a follower forwards to the live leader");
     assert!(forwarded.into_inner().created);
+
+    // A node that has just handed leadership away passes a forwarded call on once more (to
+    // its successor); a call already passed on twice is refused, so none goes round a loop.
+    let mut passed_once = tonic::Request::new(enqueue_request(3));
+    passed_once
+        .metadata_mut()
+        .insert(FORWARDED_KEY, "1".parse().expect("ascii"));
+    let again = jobs
+        .enqueue(passed_once)
+        .await
+        .expect("a call passed on once may be passed on again");
+    assert!(again.into_inner().created);
+    for mark in ["2", "junk"] {
+        let mut passed = tonic::Request::new(enqueue_request(4));
+        passed
+            .metadata_mut()
+            .insert(FORWARDED_KEY, mark.parse().expect("ascii"));
+        let refused = jobs
+            .enqueue(passed)
+            .await
+            .expect_err("passed on as often as allowed");
+        assert_eq!(kind(&refused), Some("not_leader"), "{mark}: {refused:?}");
+    }
 
     leader.shutdown().await.expect("leader stops");
     let refused = jobs

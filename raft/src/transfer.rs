@@ -133,7 +133,8 @@ impl RaftNode {
     /// this node's last log id, asks it to elect, and waits for it to lead, all within
     /// `within`.
     pub async fn transfer_leader(&self, to: NodeId, within: Duration) -> Result<(), ClusterError> {
-        let deadline = Instant::now() + within;
+        let started = Instant::now();
+        let deadline = started + within;
         let failed = |why: String| ClusterError::Transfer(why);
         let (term, voters, node) = {
             let metrics = self.metrics().borrow().clone();
@@ -166,10 +167,20 @@ impl RaftNode {
             // of their own only an election timeout after that.
             tokio::time::sleep(lease + POLL).await;
         }
+        let caught_up = started.elapsed();
         tokio::time::timeout_at(deadline, self.ask_to_elect(to, &node, term, last_log))
             .await
             .map_err(|_| ClusterError::Transfer(format!("node {to} did not answer in time")))??;
-        self.wait_led_by(to, deadline).await
+        let asked = started.elapsed();
+        self.wait_led_by(to, deadline).await?;
+        tracing::debug!(
+            to,
+            ?caught_up,
+            ?asked,
+            led = ?started.elapsed(),
+            "leadership transferred"
+        );
+        Ok(())
     }
 
     /// Waits until `to` holds this node's last log id (still leading in `term`); returns it.

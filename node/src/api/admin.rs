@@ -404,9 +404,8 @@ impl AdminService for Admin {
         request: Request<pb::SaveSnapshotRequest>,
     ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
         principal_of(&request)?.unbound("a backup")?;
-        self.0.settle_handoff().await;
         // Streamed, so not through `forward_unless_here!`: the leader's stream is passed on.
-        if let Route::Leader(channel, addr) = self.0.route(&request, false)? {
+        if let Route::Leader(channel, addr) = self.0.route(&request, false).await? {
             let mut forwarded = forwarded(request)?;
             forwarded.set_timeout(BACKUP_TIMEOUT);
             let stream = admin_service(channel)

@@ -67,6 +67,7 @@ impl Api {
         self.handing_off.send_replace(true);
         let routing = Routing(&self.handing_off);
         let held = self.committer.hold(DRAIN_WAIT.min(within)).await;
+        tracing::debug!(drained = ?started.elapsed(), "proposals held for a hand-off");
         let left = within.saturating_sub(started.elapsed());
         let moved = self.raft.transfer_leader(to, left).await;
         drop(routing);

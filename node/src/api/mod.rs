@@ -36,6 +36,13 @@ use tonic::{Request, Response, Status};
 
 /// Longest a forwarded call may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a call waits for some node to lead before it is refused `not_leader`: about one
+/// election, so a call that arrives mid-election goes to the new leader the moment it is
+/// known instead of back to its client to try again later.
+const LEADER_WAIT: Duration = Duration::from_millis(300);
+/// How many times a call may be passed on: by a follower to the node it believes leads,
+/// and once more by a node that has just stopped leading (a hand-off) to its successor.
+const MAX_HOPS: u8 = 2;
 /// Longest a client id may be.
 const MAX_CLIENT_ID_LEN: usize = 256;
 /// A page's size when the request gives none.
@@ -119,11 +126,15 @@ impl Api {
         })
     }
 
-    /// Serves here when `stale` or this node leads; otherwise the leader's channel.
-    fn route<T>(&self, request: &Request<T>, stale: bool) -> Result<Route, Status> {
+    /// Serves here when `stale` or this node leads; otherwise the leader's channel. A call
+    /// that reaches a node handing leadership away waits until the hand-off ends, and one
+    /// that reaches a node that knows no leader waits (bounded) until one is elected.
+    async fn route<T>(&self, request: &Request<T>, stale: bool) -> Result<Route, Status> {
         if stale {
             return Ok(Route::Here);
         }
+        self.settle_handoff().await;
+        self.await_leader().await;
         let (leader, addr) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
@@ -139,11 +150,24 @@ impl Api {
         };
         match (leader, addr) {
             (Some(id), _) if id == self.raft.id() => Ok(Route::Here),
-            (Some(_), Some(addr)) if request.metadata().get(FORWARDED_KEY).is_none() => {
+            (Some(_), Some(addr)) if hops(request) < MAX_HOPS => {
                 Ok(Route::Leader(self.channel(&addr)?, addr))
             }
             (_, addr) => Err(status::not_leader(addr.as_deref())),
         }
+    }
+
+    /// Returns once some node is known to lead, or after `LEADER_WAIT`.
+    async fn await_leader(&self) {
+        let mut metrics = self.raft.metrics();
+        if metrics.borrow().current_leader.is_some() {
+            return;
+        }
+        let _ = tokio::time::timeout(
+            LEADER_WAIT,
+            metrics.wait_for(|m| m.current_leader.is_some()),
+        )
+        .await;
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, Status> {
@@ -393,22 +417,33 @@ impl Api {
 /// its time at the leader.
 fn forwarded<T>(request: Request<T>) -> Result<Request<T>, Status> {
     let principal = principal_of(&request)?;
+    let hops = hops(&request).saturating_add(1);
     let mut out = Request::new(request.into_inner());
     out.metadata_mut()
-        .insert(FORWARDED_KEY, MetadataValue::from_static("1"));
+        .insert(FORWARDED_KEY, MetadataValue::from(u32::from(hops)));
     crate::auth::carry(&principal, out.metadata_mut())?;
     out.set_timeout(FORWARD_TIMEOUT);
     Ok(out)
+}
+
+/// How many nodes have passed `request` on; a mark that is not a small number counts as
+/// the most allowed (a client has no business setting it).
+fn hops<T>(request: &Request<T>) -> u8 {
+    match request.metadata().get(FORWARDED_KEY) {
+        None => 0,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<u8>().ok())
+            .map_or(MAX_HOPS, |n| n.min(MAX_HOPS)),
+    }
 }
 
 /// Serves the call at the leader if this node does not lead. A leader that does not answer
 /// (it just died) gets the status `status::forwarded` gives, with its `unavailable` kind.
 macro_rules! forward_unless_here {
     ($api:expr, $request:ident, $stale:expr, $stub:ident, $method:ident) => {
-        if !$stale {
-            $api.settle_handoff().await;
-        }
-        if let Route::Leader(channel, addr) = $api.route(&$request, $stale)? {
+        if let Route::Leader(channel, addr) = $api.route(&$request, $stale).await? {
             return $stub(channel)
                 .$method(forwarded($request)?)
                 .await
