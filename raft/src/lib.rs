@@ -47,5 +47,6 @@ pub use state_store::{
     inspect_snapshot, Applied, ArchiveReadError, SnapshotSummary, StateStore, UnusableSnapshot,
 };
 pub use types::{
-    Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, StorageError, TypeConfig, Write,
+    Batch, BatchReply, Entry, LogId, NodeId, Raft, RotaNode, SnapshotData, StorageError,
+    TypeConfig, Write,
 };

@@ -3,6 +3,8 @@
 use rota_state_machine::{ClientRequest, Command, Response};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// A cluster member's id.
 pub type NodeId = u64;
@@ -69,15 +71,83 @@ pub struct BatchReply {
     pub responses: Vec<Response>,
 }
 
+/// A snapshot as openraft streams it to and from the store: a file on a node's disk, or
+/// bytes in memory for the in-memory store (the simulations'), because a file's reads and
+/// writes run on tokio's blocking threads, whose timing no seed can replay.
+#[derive(Debug)]
+pub enum SnapshotData {
+    /// A snapshot file.
+    File(tokio::fs::File),
+    /// A snapshot's bytes.
+    Memory(std::io::Cursor<Vec<u8>>),
+}
+
+impl tokio::io::AsyncRead for SnapshotData {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_read(cx, buf),
+            SnapshotData::Memory(bytes) => Pin::new(bytes).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SnapshotData {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_write(cx, buf),
+            SnapshotData::Memory(bytes) => Pin::new(bytes).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_flush(cx),
+            SnapshotData::Memory(bytes) => Pin::new(bytes).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_shutdown(cx),
+            SnapshotData::Memory(bytes) => Pin::new(bytes).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tokio::io::AsyncSeek for SnapshotData {
+    fn start_seek(self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).start_seek(position),
+            SnapshotData::Memory(bytes) => Pin::new(bytes).start_seek(position),
+        }
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        match self.get_mut() {
+            SnapshotData::File(file) => Pin::new(file).poll_complete(cx),
+            SnapshotData::Memory(bytes) => Pin::new(bytes).poll_complete(cx),
+        }
+    }
+}
+
 openraft::declare_raft_types!(
-    /// rota's Raft types: batches of scheduler commands; snapshots are files.
+    /// rota's Raft types: batches of scheduler commands; snapshots are files (or bytes, in
+    /// memory).
     pub TypeConfig:
         D = Batch,
         R = BatchReply,
         NodeId = NodeId,
         Node = RotaNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = SnapshotData,
 );
 
 /// openraft's Raft handle for rota.

@@ -50,9 +50,27 @@ pub enum Violation {
         active: u32,
         max: u32,
     },
+    /// 8. From the workers' side: a lease on a job was granted while another worker still
+    ///    held one by what the cluster had told it (its lease's end, or its own report).
+    LeaseHeldTwice {
+        job: u64,
+        held: u64,
+        held_until_ms: u64,
+        granted: u64,
+        granted_ms: u64,
+    },
+    /// 9. An enqueue whose answer never came was applied more than once.
+    UnansweredEnqueueTwice { key: String, jobs: Vec<u64> },
+    /// 10. A completion was refused for a reason the ledger contradicts.
+    RefusedWrongly {
+        job: u64,
+        lease: u64,
+        kind: String,
+        detail: String,
+    },
 }
 
-/// Every violation of the seven properties in `history` and `end`.
+/// Every violation of the ten properties in `history` and `end`.
 pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     let mut out = Vec::new();
     let jobs: BTreeMap<u64, &pb::Job> = end.jobs.iter().map(|j| (j.id, j)).collect();
@@ -63,6 +81,9 @@ pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     one_job_per_key(history, &jobs, &mut out);
     replicas_agree(&end.replicas, &mut out);
     quotas_held(&jobs, &end.quotas, &mut out);
+    one_holder_at_a_time(history, &jobs, &mut out);
+    unanswered_enqueues_resolved(history, &jobs, &mut out);
+    refusals_justified(history, &jobs, &mut out);
     out
 }
 
@@ -275,6 +296,155 @@ fn quotas_held(
     }
 }
 
+/// Whether the attempt ended by its worker's own report, which the worker then knows of.
+fn ended_by_worker(attempt: &pb::Attempt) -> bool {
+    outcome_is(attempt, pb::AttemptOutcome::Succeeded)
+        || outcome_is(attempt, pb::AttemptOutcome::Failed)
+}
+
+fn one_holder_at_a_time(
+    history: &[Record],
+    jobs: &BTreeMap<u64, &pb::Job>,
+    out: &mut Vec<Violation>,
+) {
+    // What each lease's holder was last told: the lease lasts until this log time.
+    let mut told: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for record in history {
+        let (job, lease, until_ms) = match &record.event {
+            Event::Leased {
+                job,
+                lease,
+                until_ms,
+                ..
+            }
+            | Event::Extended {
+                job,
+                lease,
+                until_ms,
+                ..
+            } => (*job, *lease, *until_ms),
+            _ => continue,
+        };
+        let latest = told.entry((job, lease)).or_default();
+        *latest = (*latest).max(until_ms);
+    }
+    for job in jobs.values() {
+        // Each attempt as its worker saw it: held from its start until the end it was told
+        // of, or its own report, whichever came first. An operator's cancel or release ends
+        // a lease early by design; the worker hears of it on its next call.
+        let held: Vec<(u64, u64, u64)> = job
+            .attempts
+            .iter()
+            .filter_map(|a| {
+                let until = *told.get(&(job.id, a.lease_id))?;
+                let end = match a.ended_ms {
+                    Some(ended) if ended_by_worker(a) => until.min(ended),
+                    Some(ended)
+                        if outcome_is(a, pb::AttemptOutcome::Canceled)
+                            || outcome_is(a, pb::AttemptOutcome::Released) =>
+                    {
+                        until.min(ended)
+                    }
+                    _ => until,
+                };
+                Some((a.lease_id, a.started_ms, end))
+            })
+            .collect();
+        for (held_lease, started, held_until) in &held {
+            for other in &job.attempts {
+                if other.lease_id == *held_lease {
+                    continue;
+                }
+                if other.started_ms >= *started && other.started_ms < *held_until {
+                    out.push(Violation::LeaseHeldTwice {
+                        job: job.id,
+                        held: *held_lease,
+                        held_until_ms: *held_until,
+                        granted: other.lease_id,
+                        granted_ms: other.started_ms,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn unanswered_enqueues_resolved(
+    history: &[Record],
+    jobs: &BTreeMap<u64, &pb::Job>,
+    out: &mut Vec<Violation>,
+) {
+    let unanswered: BTreeSet<&str> = history
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::EnqueueUnanswered { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    for key in unanswered {
+        let found: Vec<u64> = jobs
+            .values()
+            .filter(|j| j.spec.as_ref().and_then(|s| s.idempotency_key.as_deref()) == Some(key))
+            .map(|j| j.id)
+            .collect();
+        if found.len() > 1 {
+            out.push(Violation::UnansweredEnqueueTwice {
+                key: key.to_owned(),
+                jobs: found,
+            });
+        }
+    }
+}
+
+fn refusals_justified(
+    history: &[Record],
+    jobs: &BTreeMap<u64, &pb::Job>,
+    out: &mut Vec<Violation>,
+) {
+    for record in history {
+        let Event::CompletionRefused {
+            job, lease, kind, ..
+        } = &record.event
+        else {
+            continue;
+        };
+        let wrongly = |detail: String| Violation::RefusedWrongly {
+            job: *job,
+            lease: *lease,
+            kind: kind.clone(),
+            detail,
+        };
+        // No answer at all (the client gave up): the outcome is unknown, nothing to judge.
+        if kind.chars().next().is_some_and(char::is_uppercase) {
+            continue;
+        }
+        let attempt = jobs
+            .get(job)
+            .and_then(|j| j.attempts.iter().find(|a| a.lease_id == *lease));
+        let Some(attempt) = attempt else {
+            out.push(wrongly(
+                "the ledger has no attempt under that lease".to_owned(),
+            ));
+            continue;
+        };
+        let outcome = pb::AttemptOutcome::try_from(attempt.outcome);
+        match kind.as_str() {
+            // The lease was no longer the job's: its attempt must have ended otherwise than
+            // by this worker's report (the only report that lease could carry).
+            "stale_lease" | "archived" if ended_by_worker(attempt) => out.push(wrongly(format!(
+                "attempt {} ended {outcome:?}, by its worker's report, yet the report was refused",
+                attempt.number
+            ))),
+            "stale_lease" | "archived" => {}
+            "job_canceled" if outcome_is(attempt, pb::AttemptOutcome::Canceled) => {}
+            _ => out.push(wrongly(format!(
+                "attempt {} ended {outcome:?}; nothing a worker holding its lease did calls for this refusal",
+                attempt.number
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,5 +641,115 @@ mod tests {
                 .any(|v| matches!(v, Violation::Unfinished { job: 2, .. })),
             "{found:?}"
         );
+    }
+
+    fn leased(job: u64, lease: u64, until_ms: u64) -> Event {
+        Event::Leased {
+            worker: "w".to_owned(),
+            job,
+            lease,
+            attempt: 1,
+            until_ms,
+        }
+    }
+
+    fn extended(job: u64, lease: u64, until_ms: u64) -> Event {
+        Event::Extended {
+            worker: "w".to_owned(),
+            job,
+            lease,
+            until_ms,
+        }
+    }
+
+    #[test]
+    fn a_lease_granted_while_another_worker_was_told_it_held_one_is_caught() {
+        let mut end = healthy();
+        end.jobs[0].attempts = vec![
+            attempt(1, 10, 5, Some(20), pb::AttemptOutcome::TimedOut),
+            attempt(2, 11, 21, Some(25), pb::AttemptOutcome::Succeeded),
+        ];
+        // Told at the grant that the lease lasts until 20: the next grant at 21 is fine.
+        let told = [record(5, leased(1, 10, 20)), record(21, leased(1, 11, 30))];
+        assert_eq!(check(&told, &end), vec![]);
+        // A heartbeat told the first worker it held the job until 30: the ledger expired
+        // the lease at 20 and granted the job again at 21, while that worker still held it.
+        let extended = [
+            record(5, leased(1, 10, 20)),
+            record(6, extended(1, 10, 30)),
+            record(21, leased(1, 11, 30)),
+        ];
+        let found = check(&extended, &end);
+        assert!(
+            found.contains(&Violation::LeaseHeldTwice {
+                job: 1,
+                held: 10,
+                held_until_ms: 30,
+                granted: 11,
+                granted_ms: 21,
+            }),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_enqueue_applied_twice_is_caught() {
+        let mut end = healthy();
+        end.jobs
+            .push(job(2, "acme", pb::JobStatus::Succeeded, vec![]));
+        end.jobs[1].spec.as_mut().expect("spec").idempotency_key = Some("key-1".to_owned());
+        let history = [record(
+            1,
+            Event::EnqueueUnanswered {
+                producer: "p".to_owned(),
+                key: "key-1".to_owned(),
+            },
+        )];
+        let found = check(&history, &end);
+        assert!(
+            found.contains(&Violation::UnansweredEnqueueTwice {
+                key: "key-1".to_owned(),
+                jobs: vec![1, 2],
+            }),
+            "{found:?}"
+        );
+        // Applied once (or not at all) resolves it.
+        assert!(check(&history, &healthy())
+            .iter()
+            .all(|v| !matches!(v, Violation::UnansweredEnqueueTwice { .. })));
+    }
+
+    #[test]
+    fn a_completion_refused_for_a_reason_the_ledger_contradicts_is_caught() {
+        let refused = |kind: &str| {
+            [record(
+                9,
+                Event::CompletionRefused {
+                    worker: "w".to_owned(),
+                    job: 1,
+                    lease: 10,
+                    kind: kind.to_owned(),
+                },
+            )]
+        };
+        // The ledger ended the attempt of lease 10 as its worker reported: a refusal of
+        // that report as stale is a lie to the worker.
+        let found = check(&refused("stale_lease"), &healthy());
+        assert!(
+            found.iter().any(|v| matches!(
+                v,
+                Violation::RefusedWrongly { lease: 10, kind, .. } if kind == "stale_lease"
+            )),
+            "{found:?}"
+        );
+        // The lease had expired: refused rightly.
+        let mut expired = healthy();
+        expired.jobs[0].attempts[0].outcome = pb::AttemptOutcome::TimedOut as i32;
+        assert_eq!(check(&refused("stale_lease"), &expired), vec![]);
+        // A cancel refusal needs a canceled attempt; a client that gave up is not judged.
+        assert!(check(&refused("job_canceled"), &expired)
+            .iter()
+            .any(|v| matches!(v, Violation::RefusedWrongly { .. })));
+        assert_eq!(check(&refused("Unavailable"), &healthy()), vec![]);
     }
 }

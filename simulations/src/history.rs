@@ -27,6 +27,13 @@ pub enum Event {
         attempt: u32,
         until_ms: u64,
     },
+    /// A heartbeat the cluster accepted: the lease now lasts until `until_ms` (log time).
+    Extended {
+        worker: String,
+        job: u64,
+        lease: u64,
+        until_ms: u64,
+    },
     /// A completion the cluster accepted, with the job's status after it.
     Completed {
         worker: String,

@@ -274,7 +274,12 @@ async fn run_job(
                 lease_id: job.lease_id,
             };
             match client.heartbeat(beat).await {
-                Ok(ack) if !ack.canceled => {}
+                Ok(ack) if !ack.canceled => history.record(Event::Extended {
+                    worker: name.to_owned(),
+                    job: job.job_id,
+                    lease: job.lease_id,
+                    until_ms: ack.lease_until_ms,
+                }),
                 _ => return,
             }
         }

@@ -2,7 +2,7 @@
 //! scheduler's state, the archive's records), its checks, and where it is kept (a directory,
 //! or memory for simulations). See the module above for what a snapshot holds.
 
-use crate::types::{LogId, NodeId, RotaNode};
+use crate::types::{LogId, NodeId, RotaNode, SnapshotData};
 use openraft::SnapshotMeta;
 use rota_state_machine::{record_hash, ArchiveKey, State};
 use sha2::{Digest, Sha256};
@@ -198,7 +198,7 @@ pub(super) fn owned_records(
 }
 
 /// Reads the meta from the head of a snapshot file and rewinds it.
-pub(super) fn read_meta(file: &mut std::fs::File) -> Result<Meta, std::io::Error> {
+pub(super) fn read_meta(file: &mut (impl Read + Seek)) -> Result<Meta, std::io::Error> {
     let mut magic = [0u8; 8];
     file.read_exact(&mut magic)?;
     if magic != *MAGIC && magic != *MAGIC_V2 {
@@ -369,11 +369,38 @@ impl SnapshotStore {
         }
     }
 
-    /// A scratch file to receive a snapshot into.
-    pub(super) fn scratch(&self) -> Result<std::fs::File, std::io::Error> {
+    /// The latest snapshot as openraft streams it, positioned at its start, with its meta
+    /// and size in bytes.
+    pub(super) fn open_data(&self) -> Result<Option<(Meta, u64, SnapshotData)>, std::io::Error> {
         match self {
-            SnapshotStore::Dir(dir) => tempfile::tempfile_in(dir),
-            SnapshotStore::Memory(_) => tempfile::tempfile(),
+            SnapshotStore::Dir(_) => {
+                let Some(mut file) = self.open()? else {
+                    return Ok(None);
+                };
+                let meta = read_meta(&mut file)?;
+                let size = file.metadata()?.len();
+                let data = SnapshotData::File(tokio::fs::File::from_std(file));
+                Ok(Some((meta, size, data)))
+            }
+            SnapshotStore::Memory(_) => {
+                let Some(bytes) = self.load()? else {
+                    return Ok(None);
+                };
+                let size = bytes.len() as u64;
+                let mut bytes = std::io::Cursor::new(bytes);
+                let meta = read_meta(&mut bytes)?;
+                Ok(Some((meta, size, SnapshotData::Memory(bytes))))
+            }
+        }
+    }
+
+    /// Somewhere to receive a snapshot into: a scratch file beside the kept one, or bytes.
+    pub(super) fn scratch(&self) -> Result<SnapshotData, std::io::Error> {
+        match self {
+            SnapshotStore::Dir(dir) => Ok(SnapshotData::File(tokio::fs::File::from_std(
+                tempfile::tempfile_in(dir)?,
+            ))),
+            SnapshotStore::Memory(_) => Ok(SnapshotData::Memory(std::io::Cursor::new(Vec::new()))),
         }
     }
 }

@@ -22,7 +22,9 @@ mod file;
 use crate::archive::Archive;
 use crate::events::{EventBody, EventHub};
 use crate::stats::Stats;
-use crate::types::{BatchReply, Entry, LogId, NodeId, RotaNode, StorageError, TypeConfig};
+use crate::types::{
+    BatchReply, Entry, LogId, NodeId, RotaNode, SnapshotData, StorageError, TypeConfig,
+};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError, StoredMembership};
 use rota_state_machine::{record_hash, ArchiveKey, ArchiveKind, Archived, State};
@@ -406,21 +408,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         .await
         .map_err(|e| write_err(io_error(e.to_string())))?
         .map_err(write_err)?;
-        let mut file = self
+        // What is offered is the snapshot kept: this build's, or a newer one an install kept
+        // meanwhile (then this build was dropped), so its meta is read from what is kept.
+        let (meta, size, data) = self
             .snapshots
-            .open()
+            .open_data()
             .map_err(write_err)?
             .ok_or_else(|| write_err(io_error("snapshot vanished")))?;
-        // What is offered is the file kept: this build's, or a newer one an install kept
-        // meanwhile (then this build was dropped), so its meta is read from the file.
-        let meta = read_meta(&mut file).map_err(write_err)?;
         let took = started.elapsed();
-        let size = file.metadata().map_or(0, |m| m.len());
         self.stats.built(size, took);
         tracing::info!(?took, size, snapshot = %meta.snapshot_id, "snapshot built");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(data),
         })
     }
 }
@@ -512,31 +512,36 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let file = self
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        let data = self
             .snapshots
             .scratch()
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
+        Ok(Box::new(data))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &Meta,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let read_err =
             |e: std::io::Error| StorageIOError::read_snapshot(Some(meta.signature()), &e);
-        let mut file = snapshot.into_std().await;
-        let bytes = offload(&self.snapshots, move || {
-            file.seek(SeekFrom::Start(0))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
-            Ok::<_, std::io::Error>(bytes)
-        })
-        .await
-        .map_err(|e| read_err(io_error(e.to_string())))?
-        .map_err(read_err)?;
+        let bytes = match *snapshot {
+            SnapshotData::Memory(bytes) => bytes.into_inner(),
+            SnapshotData::File(file) => {
+                let mut file = file.into_std().await;
+                offload(&self.snapshots, move || {
+                    file.seek(SeekFrom::Start(0))?;
+                    let mut bytes = Vec::new();
+                    file.read_to_end(&mut bytes)?;
+                    Ok::<_, std::io::Error>(bytes)
+                })
+                .await
+                .map_err(|e| read_err(io_error(e.to_string())))?
+                .map_err(read_err)?
+            }
+        };
         let parsed = parse(&bytes).map_err(read_err)?;
         if parsed.meta.last_log_id != meta.last_log_id {
             return Err(read_err(io_error("snapshot meta does not match its data")).into());
@@ -576,13 +581,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let read_err = |e: std::io::Error| StorageIOError::read_snapshot(None, &e);
-        let Some(mut file) = self.snapshots.open().map_err(read_err)? else {
+        let Some((meta, _, data)) = self.snapshots.open_data().map_err(read_err)? else {
             return Ok(None);
         };
-        let meta = read_meta(&mut file).map_err(read_err)?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(data),
         }))
     }
 }
