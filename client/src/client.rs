@@ -17,7 +17,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Response, Status};
@@ -276,16 +276,23 @@ impl Client {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let started = Instant::now();
+        // Simulated time under turmoil, so whether a call gives up never depends on how fast
+        // the machine running a simulation is.
+        let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0;
         // The endpoints this call tried since it last waited: another one is tried at once,
         // one tried already only after the backoff.
         let mut tried: Vec<bool> = Vec::new();
+        // Where this call goes next, once it has failed somewhere.
+        let mut chosen: Option<usize> = None;
         loop {
             attempts += 1;
             let n = self.inner.endpoints.len();
-            let i = self.inner.current.load(Ordering::Relaxed) % n;
+            let i = chosen
+                .take()
+                .unwrap_or_else(|| self.inner.current.load(Ordering::Relaxed))
+                % n;
             let channel = self.inner.endpoints[i].1.clone();
             let answer = tokio::time::timeout(call_timeout, call(channel)).await;
             let status = match answer {
@@ -303,18 +310,17 @@ impl Client {
             if is_unreachable(&status) {
                 self.pass_over(i);
             }
-            // Move on from this node unless another call already did.
-            let _ = self.inner.current.compare_exchange(
-                i,
-                self.next_endpoint(i),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            // Move on from this node; other calls follow unless one already moved them.
+            let next = self.next_endpoint(i);
+            let _ =
+                self.inner
+                    .current
+                    .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+            chosen = Some(next);
             if tried.is_empty() {
                 tried = vec![false; n];
             }
             tried[i] = true;
-            let next = self.inner.current.load(Ordering::Relaxed) % n;
             let wait = if tried[next] { backoff } else { Duration::ZERO };
             if started.elapsed() + wait > self.inner.config.retry_for {
                 return Err(ClientError::Unavailable {

@@ -9,8 +9,9 @@ pub const ERROR_KIND_KEY: &str = "rota-error";
 /// Metadata key with the leader's address, on `not_leader` answers (`UNAVAILABLE`) from a
 /// node that knows who leads.
 pub const LEADER_KEY: &str = "rota-leader";
-/// Metadata key a node sets on a request it forwards to the leader, so it is never
-/// forwarded twice.
+/// Metadata key a node sets on a request it forwards to the leader: how many nodes have
+/// passed it on. A node that has just handed leadership away passes a forwarded call on
+/// once more; none is passed on more than twice.
 pub const FORWARDED_KEY: &str = "rota-forwarded";
 
 /// A failed call.

@@ -134,7 +134,9 @@ impl Api {
             return Ok(Route::Here);
         }
         self.settle_handoff().await;
-        self.await_leader().await;
+        if hops(request) < MAX_HOPS {
+            self.await_leader().await;
+        }
         let (leader, addr) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();

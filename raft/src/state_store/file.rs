@@ -349,7 +349,9 @@ impl SnapshotStore {
         }
     }
 
-    /// A readable file holding the latest snapshot, positioned at its start.
+    /// A readable file holding the latest snapshot, positioned at its start: for backups
+    /// and a peer's recovery. (An in-memory store writes a temporary file for it; openraft's
+    /// own snapshot traffic goes through `open_data`, with no file.)
     pub(super) fn open(&self) -> Result<Option<std::fs::File>, std::io::Error> {
         match self {
             SnapshotStore::Dir(dir) => match std::fs::File::open(Self::current_path(dir)) {
