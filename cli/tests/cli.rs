@@ -25,6 +25,14 @@ fn ok(endpoint: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// Runs `rota` with `args` and checks that it fails, saying `saying` on stderr.
+fn refused(endpoint: &str, args: &[&str], saying: &str) {
+    let out = rota(endpoint, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rota {args:?} succeeded");
+    assert!(stderr.contains(saying), "rota {args:?}: {stderr}");
+}
+
 fn json(endpoint: &str, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
@@ -133,14 +141,13 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert_eq!(lineage["links"][0]["artifact"]["name"], "raw");
     assert!(ok(&endpoint, &["lineage", "s3://b/rates.csv"]).contains("read"));
     assert!(ok(&endpoint, &["lineage", "nothing"]).contains("no job in memory"));
-    let bad_input = rota(
+    refused(
         &endpoint,
         &[
             "job", "submit", "--tenant", "acme", "--type", "etl", "--input", "raw.csv",
         ],
+        "name=NAME,uri=URI",
     );
-    assert!(!bad_input.status.success());
-    assert!(String::from_utf8_lossy(&bad_input.stderr).contains("name=NAME,uri=URI"));
 
     // Schedules: made, shown with their next firings, paused, resumed, deleted.
     ok(
@@ -207,7 +214,7 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         &["plan", "cancel", &plan_id, "--reason", "not needed"],
     );
     assert_eq!(canceled["canceled"].as_array().map(Vec::len), Some(2));
-    let off_cadence = rota(
+    refused(
         &endpoint,
         &[
             "schedule",
@@ -220,9 +227,8 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
             "--ticket",
             "T",
         ],
+        "not a past fire time",
     );
-    assert!(!off_cadence.status.success());
-    assert!(String::from_utf8_lossy(&off_cadence.stderr).contains("not a past fire time"));
     ok(
         &endpoint,
         &["schedule", "pause", "nightly", "--reason", "freeze"],
@@ -266,7 +272,7 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         table.contains("schedule_paused") && table.contains("schedule_resumed"),
         "{table}"
     );
-    let bad_cron = rota(
+    refused(
         &endpoint,
         &[
             "schedule",
@@ -281,9 +287,8 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
             "--reason",
             "r",
         ],
+        "61 * * * *",
     );
-    assert!(!bad_cron.status.success());
-    assert!(String::from_utf8_lossy(&bad_cron.stderr).contains("61 * * * *"));
 
     // Audit: the dev node made its key in its data directory; a bundle verifies with it,
     // and a changed byte is named by file and line. A key of one's own: keygen.
@@ -335,13 +340,11 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         &endpoint,
         &["tenant", "block", "noisy", "--reason", "floods the queue"],
     );
-    let refused = rota(
+    refused(
         &endpoint,
         &["job", "submit", "--tenant", "noisy", "--type", "etl"],
+        "floods the queue",
     );
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("floods the queue"), "{said}");
     ok(
         &endpoint,
         &["tenant", "unblock", "noisy", "--reason", "calm"],
@@ -380,15 +383,10 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     let mut forged: Value = serde_json::from_str(&envelope).expect("JSON");
     forged["payload"] = Value::from("eyJqb2JfaWQiOjk5fQ==");
     std::fs::write(&signed, forged.to_string()).expect("forged file");
-    let refused = rota(
+    refused(
         &endpoint,
         &["audit", "verify-job", signed_arg, "--key", public_arg],
-    );
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("does not verify"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        "does not verify",
     );
 
     let plan = dir.path().join("plan.yaml");
@@ -512,18 +510,21 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert_eq!(status["nodes"][0]["role"], "leader");
 
     // Clear errors and non-zero exits.
-    let missing = rota(&endpoint, &["job", "show", "424242"]);
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("job-424242 not found"));
-    let again = rota(
+    refused(
+        &endpoint,
+        &["job", "show", "424242"],
+        "job-424242 not found",
+    );
+    refused(
         &endpoint,
         &["job", "cancel", &job.to_string(), "--reason", "twice"],
+        "cannot be canceled",
     );
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("cannot be canceled"));
-    let bad_status = rota(&endpoint, &["job", "list", "--status", "done"]);
-    assert!(!bad_status.status.success());
-    assert!(String::from_utf8_lossy(&bad_status.stderr).contains("unknown status"));
+    refused(
+        &endpoint,
+        &["job", "list", "--status", "done"],
+        "unknown status",
+    );
     let down = rota("127.0.0.1:1", &["job", "list", "--wait-secs", "1"]);
     assert!(!down.status.success(), "no node at that address");
 
@@ -556,12 +557,11 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     let listed = json(&endpoint, &["job", "list", "--archived"]);
     assert_eq!(listed["jobs"][0]["id"].as_u64(), Some(job));
     assert!(json(&endpoint, &["retention", "show"])["archive"]["records"].as_u64() >= Some(1));
-    let read_only = rota(
+    refused(
         &endpoint,
         &["job", "replay", &job.to_string(), "--reason", "too late"],
+        "is archived",
     );
-    assert!(!read_only.status.success());
-    assert!(String::from_utf8_lossy(&read_only.stderr).contains("is archived"));
 
     // Tokens: made (the secret printed once), listed without it, revoked. A dev node runs
     // without TLS, so without auth: it makes no bootstrap token.
@@ -594,14 +594,13 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
         !tokens.to_string().contains(&secret),
         "the list shows a secret"
     );
-    let twice = rota(
+    refused(
         &endpoint,
         &[
             "token", "create", "--name", "ci", "--scopes", "*", "--reason", "again",
         ],
+        "already exists",
     );
-    assert!(!twice.status.success());
-    assert!(String::from_utf8_lossy(&twice.stderr).contains("already exists"));
     ok(&endpoint, &["token", "revoke", "ci", "--reason", "done"]);
     assert_eq!(
         json(&endpoint, &["token", "list"])["tokens"],
@@ -616,12 +615,10 @@ fn an_operator_drives_a_dev_node_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("unknown scope"));
 
     // One node has nobody to hand leadership to.
-    let alone = rota(&endpoint, &["cluster", "transfer-leader"]);
-    assert!(!alone.status.success());
-    assert!(
-        String::from_utf8_lossy(&alone.stderr).contains("nobody to hand leadership to"),
-        "{}",
-        String::from_utf8_lossy(&alone.stderr)
+    refused(
+        &endpoint,
+        &["cluster", "transfer-leader"],
+        "nobody to hand leadership to",
     );
 
     // A backup, checked, and a new node seeded from it.

@@ -354,14 +354,11 @@ fn one_holder_at_a_time(
             .iter()
             .filter_map(|a| {
                 let until = *told.get(&(job.id, a.lease_id))?;
+                let told_of_end = ended_by_worker(a)
+                    || outcome_is(a, pb::AttemptOutcome::Canceled)
+                    || outcome_is(a, pb::AttemptOutcome::Released);
                 let end = match a.ended_ms {
-                    Some(ended) if ended_by_worker(a) => until.min(ended),
-                    Some(ended)
-                        if outcome_is(a, pb::AttemptOutcome::Canceled)
-                            || outcome_is(a, pb::AttemptOutcome::Released) =>
-                    {
-                        until.min(ended)
-                    }
+                    Some(ended) if told_of_end => until.min(ended),
                     _ => until,
                 };
                 Some((a.lease_id, a.started_ms, end))
