@@ -189,7 +189,7 @@ pub enum Cmd {
     Token(TokenCmd),
     /// The load generator: runs jobs through a local 3-node cluster and reports throughput,
     /// latency, failover and any job lost or duplicated.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(Args, Debug)]

@@ -38,6 +38,14 @@ pub struct BenchArgs {
     /// Jobs per enqueue call [default: 500].
     #[arg(long)]
     pub enqueue_batch: Option<usize>,
+    /// Jobs each producer keeps in flight, sending a batch while earlier ones are still
+    /// unanswered (e.g. --producers 1 --in-flight 2000) [default: one batch at a time].
+    #[arg(long)]
+    pub in_flight: Option<usize>,
+    /// How long a worker's lease call waits for a job, in ms: a long poll, answered the
+    /// moment a job is ready; 0 answers at once and the worker polls [default: 1000].
+    #[arg(long)]
+    pub lease_wait_ms: Option<u32>,
     /// Worker tasks [default: 16].
     #[arg(long)]
     pub workers: Option<usize>,
@@ -128,8 +136,12 @@ pub async fn bench(args: BenchArgs, client: ClientConfig, json: bool) -> Result<
         workers,
         lease_batch,
         payload_bytes,
-        kill_leader
+        kill_leader,
+        lease_wait_ms
     );
+    if args.in_flight.is_some() {
+        config.in_flight = args.in_flight;
+    }
     if let Some(n) = args.restart_leader {
         config.kill_leader = n;
         config.restart = Restart::Term;

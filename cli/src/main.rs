@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Dev(args) => serve::dev(args).await,
         Cmd::Agent(args) => serve::agent(*args).await,
-        Cmd::Bench(args) => bench::bench(args, client_config(&global)?, global.json).await,
+        Cmd::Bench(args) => bench::bench(*args, client_config(&global)?, global.json).await,
         Cmd::Cert(cmd) => cert::run(cmd),
         Cmd::Token(cmd) => token::run(cmd, &global, &client()?, &out).await,
         Cmd::Cluster(cmd) => cluster::run(cmd, &global, &client()?, &out).await,

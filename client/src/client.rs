@@ -369,7 +369,21 @@ impl Client {
 
     /// Runs a write under a session lane: every retry carries the same (client id, seq), so
     /// the cluster applies it at most once and answers retries with the first answer.
-    pub async fn write<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    pub async fn write<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Session, Channel) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.write_within(self.inner.config.call_timeout, call)
+            .await
+    }
+
+    /// As `write`, each attempt given `call_timeout` instead of the configured one.
+    async fn write_within<T, F, Fut>(
+        &self,
+        call_timeout: Duration,
+        mut call: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(Session, Channel) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -380,9 +394,24 @@ impl Client {
             client_id: lane.id.clone(),
             seq: lane.seq,
         };
-        let result = self.call(|channel| call(session.clone(), channel)).await;
+        let result = self
+            .call_within(call_timeout, |channel| call(session.clone(), channel))
+            .await;
         self.return_lane(lane);
         result
+    }
+
+    /// Leases up to `max` jobs. With `wait_ms` the call is a long poll: it waits up to that
+    /// long for a job (each attempt's timeout is the configured one plus the wait).
+    pub async fn lease(&self, request: LeaseRequest) -> Result<LeaseResponse, ClientError> {
+        let wait = Duration::from_millis(u64::from(request.wait_ms.unwrap_or(0)));
+        self.write_within(self.inner.config.call_timeout + wait, |session, channel| {
+            let mut request = request.clone();
+            request.session = Some(session);
+            let request = self.request(request);
+            async move { worker_service(channel).lease(request).await }
+        })
+        .await
     }
 
     fn take_lane(&self) -> Lane {
@@ -568,10 +597,6 @@ impl Client {
     write_rpc!(
         /// Cancels every live job a plan created.
         cancel_plan, job_service, CancelPlanRequest, CancelPlanResponse
-    );
-    write_rpc!(
-        /// Leases up to `max` jobs.
-        lease, worker_service, LeaseRequest, LeaseResponse
     );
     write_rpc!(
         /// Reports up to 1,000 outcomes in one call, each answered on its own.

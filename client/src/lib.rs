@@ -46,4 +46,4 @@ pub use settings::{ClientSettings, CONFIG_VAR, DEFAULT_ENDPOINT};
 pub mod tls {
     pub use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 }
-pub use worker::{JobContext, Outcome, Worker, WorkerConfig};
+pub use worker::{JobContext, Outcome, Worker, WorkerConfig, MAX_LEASE_WAIT_MS};

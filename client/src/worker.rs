@@ -106,6 +106,10 @@ impl JobContext {
     }
 }
 
+/// The longest a lease call may wait for a job (`LeaseRequest::wait_ms`); a node refuses
+/// a longer wait.
+pub const MAX_LEASE_WAIT_MS: u32 = 30_000;
+
 /// How long a canceled handler may take to stop by itself before it is aborted.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
@@ -121,7 +125,13 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most jobs asked for in one lease call.
     pub lease_batch: u32,
-    /// Pause before leasing again after an empty answer or an unavailable cluster.
+    /// How long a lease call waits for a job before it answers empty (a long poll: the
+    /// call is answered the moment a job is ready). Zero asks without waiting and polls
+    /// every `idle_poll` instead.
+    pub lease_wait: Duration,
+    /// Pause before leasing again after a failed call, a lease held by maintenance mode,
+    /// or an empty answer that came before the wait was over (without `lease_wait`, after
+    /// every empty answer).
     pub idle_poll: Duration,
     /// Overrides the jobs' own lease TTL.
     pub ttl_ms: Option<u64>,
@@ -130,12 +140,14 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults: 8 at once, leased in batches of 8, 200 ms idle poll, 30 s grace.
+    /// Defaults: 8 at once, leased in batches of 8, leases that wait up to 2 s for a job,
+    /// a 200 ms pause after a failure, 30 s grace.
     pub fn new(worker_id: impl Into<String>) -> Self {
         Self {
             worker_id: worker_id.into(),
             concurrency: 8,
             lease_batch: 8,
+            lease_wait: Duration::from_secs(2),
             idle_poll: Duration::from_millis(200),
             ttl_ms: None,
             shutdown_grace: Duration::from_secs(30),
@@ -203,10 +215,19 @@ impl Worker {
             };
             let permits = take_free_permits(first, &slots, concurrency, self.config.lease_batch);
             let asked = permits.len();
-            // Not raced against shutdown: a lease that commits must reach its handler.
-            let jobs = self.lease(&job_types, asked).await;
+            // Not raced against shutdown: a lease that commits must reach its handler. A
+            // long poll makes shutdown wait for it, `lease_wait` at most.
+            let asked_at = tokio::time::Instant::now();
+            let (jobs, pause) = self.lease(&job_types, asked).await;
             if jobs.is_empty() {
                 drop(permits);
+                // An empty long poll that waited its time asks again at once.
+                let pause = pause
+                    || self.config.lease_wait.is_zero()
+                    || asked_at.elapsed() < self.config.lease_wait / 2;
+                if !pause {
+                    continue;
+                }
                 tokio::select! {
                     _ = stopping.cancelled() => break,
                     _ = tokio::time::sleep(self.config.idle_poll) => continue,
@@ -244,9 +265,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Asks for up to `max` jobs of `job_types`; a failed call is logged and counts as
-    /// an empty answer (the loop polls again).
-    async fn lease(&self, job_types: &[String], max: usize) -> Vec<LeasedJob> {
+    /// Asks for up to `max` jobs of `job_types`, waiting up to `lease_wait` for them; and
+    /// whether to pause before asking again: a failed call (logged) or a lease held by
+    /// maintenance mode.
+    async fn lease(&self, job_types: &[String], max: usize) -> (Vec<LeasedJob>, bool) {
+        let wait_ms = u32::try_from(self.config.lease_wait.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(MAX_LEASE_WAIT_MS);
         let leased = self
             .client
             .lease(LeaseRequest {
@@ -255,13 +280,17 @@ impl Worker {
                 job_types: job_types.to_vec(),
                 max: max as u32,
                 ttl_ms: self.config.ttl_ms,
+                wait_ms: (wait_ms > 0).then_some(wait_ms),
             })
             .await;
         match leased {
-            Ok(answer) => answer.jobs,
+            Ok(answer) => {
+                let held = answer.held != crate::proto::LeaseHold::None as i32;
+                (answer.jobs, held)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed; trying again");
-                Vec::new()
+                (Vec::new(), true)
             }
         }
     }

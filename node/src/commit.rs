@@ -6,7 +6,7 @@
 use crate::clock::LogClock;
 use crate::observe::Metrics;
 use crate::status;
-use rota_raft::{Batch, ClusterError, RaftNode, Write};
+use rota_raft::{Batch, ClusterError, RaftNode, Stage, Write};
 use rota_state_machine::Response;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,8 @@ const TICK_BYTES: usize = 16;
 
 struct Pending {
     write: Write,
+    /// When it was submitted.
+    queued_at: std::time::Instant,
     /// The size of the request it came from, as the wire carried it.
     bytes: usize,
     answer: oneshot::Sender<Result<Response, Status>>,
@@ -151,6 +153,7 @@ impl Committer {
         self.queue
             .send(Pending {
                 write,
+                queued_at: std::time::Instant::now(),
                 bytes,
                 answer,
             })
@@ -216,6 +219,13 @@ async fn run(
         let now_ms = clock.stamp();
         let bytes = pending.iter().map(|p| p.bytes).sum();
         metrics.commit.proposed(pending.len(), bytes);
+        let proposed_at = std::time::Instant::now();
+        let stats = raft.stats();
+        let waited = pending
+            .iter()
+            .map(|p| proposed_at.saturating_duration_since(p.queued_at))
+            .sum();
+        stats.timed(Stage::Queued, pending.len() as u64, waited);
         let (writes, answers): (Vec<Write>, Vec<_>) =
             pending.into_iter().map(|p| (p.write, p.answer)).unzip();
         let raft = raft.clone();
@@ -234,6 +244,7 @@ async fn run(
             let result = tokio::select! {
                 result = &mut proposal => {
                     drop(slot);
+                    stats.timed(Stage::Committed, 1, proposed_at.elapsed());
                     result
                 }
                 () = raft.stopped_leading(term) => {

@@ -287,6 +287,7 @@ impl RunningNode {
                 peers,
                 dial: settings.dial.clone(),
                 audit_key: settings.audit_key.clone(),
+                stopping: stop_rx.clone(),
             },
         );
         let mut servers = Vec::new();

@@ -117,6 +117,7 @@ async fn an_archived_job_is_answered_by_every_node_and_its_key_still_dedupes() {
             job_types: vec!["email".to_owned()],
             max: 1,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")

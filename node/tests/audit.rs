@@ -55,6 +55,7 @@ async fn lease_and(client: &Client, outcome: pb::complete_request::Outcome) -> u
             job_types: vec!["bill".to_owned()],
             max: 1,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")

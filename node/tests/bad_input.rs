@@ -230,6 +230,7 @@ async fn bad_requests_are_refused_clearly_and_change_nothing() {
         job_types: vec!["email".to_owned()],
         max: 1,
         ttl_ms: Some(200),
+        wait_ms: None,
     };
     let first = client.lease(lease("slow")).await.expect("lease").jobs;
     assert_eq!(
@@ -346,6 +347,7 @@ async fn a_retried_write_is_answered_once() {
         job_types: vec!["email".to_owned()],
         max: 2,
         ttl_ms: None,
+        wait_ms: None,
     };
     let first = raw.lease(lease.clone()).await.expect("lease").into_inner();
     // The same request again, as after a timeout: the same jobs, not two more.
@@ -457,6 +459,7 @@ async fn batches_answer_each_item_and_refuse_malformed_requests_whole() {
             job_types: vec!["email".to_owned()],
             max: 10,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")
@@ -531,6 +534,7 @@ async fn an_overlong_client_id_is_refused_even_when_there_is_nothing_to_lease() 
             job_types: vec!["email".to_owned()],
             max: 1,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await;
     let refused = lease.expect_err("an over-long client id is refused");

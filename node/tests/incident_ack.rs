@@ -23,6 +23,7 @@ async fn lease(client: &Client, max: u32) -> Vec<pb::LeasedJob> {
             job_types: vec!["pay".to_owned()],
             max,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")

@@ -15,6 +15,7 @@ async fn lease(client: &Client, worker: &str) -> pb::LeasedJob {
             job_types: vec!["render".to_owned()],
             max: 1,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")
@@ -144,6 +145,7 @@ async fn a_lease_carries_the_seeds_fields_and_workers_report_every_status() {
                 job_types: vec!["render".to_owned()],
                 max: 1,
                 ttl_ms: None,
+                wait_ms: None,
             })
             .await
             .expect("lease")

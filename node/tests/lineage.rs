@@ -37,6 +37,7 @@ async fn run(client: &Client, job_type: &str, inputs: &[&str], outputs: &[&str])
             job_types: vec![job_type.to_owned()],
             max: 1,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")

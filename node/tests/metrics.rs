@@ -309,6 +309,27 @@ async fn metrics_say_what_the_cluster_did_on_every_node() {
             .filter(|s| s.metric == "raft_replication_lag_entries")
             .count();
         assert_eq!(lags, if leads { 2 } else { 0 }, "node {i}");
+
+        // The write path's stages, timed where each runs: the leader proposes and sends,
+        // followers serve appends, every node syncs its log and applies.
+        let stage = |name: &str| {
+            let times = value(scrape, "raft_stage_total", &[("stage", name)]);
+            let seconds = value(scrape, "raft_stage_seconds_total", &[("stage", name)]);
+            (times.unwrap_or(-1.0), seconds.unwrap_or(-1.0))
+        };
+        for name in ["log_sync", "applied"] {
+            let (times, seconds) = stage(name);
+            assert!(
+                times > 0.0 && seconds > 0.0,
+                "node {i} {name}: {times} {seconds}"
+            );
+        }
+        for name in ["queued", "committed", "replicated"] {
+            let (times, _) = stage(name);
+            assert_eq!(times > 0.0, leads, "node {i} {name}: {times}");
+        }
+        let (served, _) = stage("append_served");
+        assert_eq!(served > 0.0, !leads, "node {i} append_served: {served}");
     }
 
     // Calls are counted by method and code on the node that answered them.

@@ -39,6 +39,7 @@ async fn lease(client: &Client, worker: &str) -> Vec<pb::LeasedJob> {
             job_types: vec!["etl".to_owned()],
             max: 10,
             ttl_ms: None,
+            wait_ms: None,
         })
         .await
         .expect("lease")

@@ -8,7 +8,7 @@ use crate::NodeId;
 use rota_state_machine::Note;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Events a node keeps for watchers that resume.
 pub const EVENT_RING: usize = 65_536;
@@ -82,6 +82,9 @@ pub struct EventHub {
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<Event>>,
     taps: RwLock<Vec<Tap>>,
+    /// The index of the last entry applied (or snapshot installed), sent once its apply
+    /// is over and the state unlocked: what a waiting lease wakes on.
+    applied: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -107,7 +110,19 @@ impl EventHub {
             }),
             live,
             taps: RwLock::default(),
+            applied: watch::Sender::new(floor.unwrap_or(0)),
         }
+    }
+
+    /// Tells those waiting on `applied` that the state moved on to `index`.
+    pub fn applied_to(&self, index: u64) {
+        self.applied.send_replace(index);
+    }
+
+    /// A receiver that changes whenever the state moves on (entries applied, a snapshot
+    /// installed); its value is the last index applied.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// Calls `tap` with every entry's events from now on.

@@ -39,7 +39,7 @@ pub use node::{
 };
 pub use openraft::Config as RaftConfig;
 pub use openraft::SnapshotPolicy;
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{Stage, Stats, StatsSnapshot};
 pub use transfer::ElectAsk;
 /// What openraft reports of a node: role, term, indexes, membership, and whether it runs.
 pub type RaftMetrics = openraft::RaftMetrics<NodeId, RotaNode>;

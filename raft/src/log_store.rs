@@ -11,7 +11,7 @@
 //! synced batch; a log or an entry of a newer format than this build knows is refused with
 //! a message that says so, never read as garbage.
 
-use crate::stats::Stats;
+use crate::stats::{Stage, Stats};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError, Vote};
@@ -233,6 +233,7 @@ impl RocksLogStore {
             Err(join) => Err(std::io::Error::other(join.to_string())),
         };
         let took = started.elapsed();
+        self.stats.timed(Stage::LogSync, 1, took);
         if took >= SLOW_SYNC {
             // openraft waits for this write before it handles the next message, heartbeats
             // included: a write this slow can cost the follower its leader.
@@ -286,7 +287,10 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        self.read(range, None)
+        let started = std::time::Instant::now();
+        let entries = self.read(range, None);
+        self.stats.timed(Stage::LogRead, 1, started.elapsed());
+        entries
     }
 
     /// What openraft sends in one AppendEntries: within the byte budget.
@@ -295,7 +299,10 @@ impl RaftLogReader<TypeConfig> for RocksLogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, StorageError> {
-        self.read(start..end, Some(self.append_budget))
+        let started = std::time::Instant::now();
+        let entries = self.read(start..end, Some(self.append_budget));
+        self.stats.timed(Stage::LogRead, 1, started.elapsed());
+        entries
     }
 }
 

@@ -66,6 +66,8 @@ pub struct GrpcNetwork {
     dial: Option<Dial>,
     max_append_bytes: usize,
     contacts: Contacts,
+    /// Where replication's round trips are timed.
+    stats: Arc<crate::Stats>,
 }
 
 impl Default for GrpcNetwork {
@@ -74,6 +76,7 @@ impl Default for GrpcNetwork {
             dial: None,
             max_append_bytes: crate::log_store::DEFAULT_MAX_APPEND_BYTES,
             contacts: Contacts::default(),
+            stats: Arc::default(),
         }
     }
 }
@@ -92,6 +95,12 @@ impl GrpcNetwork {
     /// `RocksLogStore::with_append_budget`).
     pub fn with_max_append_bytes(mut self, bytes: usize) -> Self {
         self.max_append_bytes = bytes.max(1);
+        self
+    }
+
+    /// Times its connections' AppendEntries round trips into `stats`.
+    pub(crate) fn with_stats(mut self, stats: Arc<crate::Stats>) -> Self {
+        self.stats = stats;
         self
     }
 
@@ -117,6 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             client: None,
             silent_since: None,
             contacts: self.contacts.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -131,6 +141,8 @@ pub struct GrpcConnection {
     silent_since: Option<Instant>,
     /// Where an answer is noted.
     contacts: Contacts,
+    /// Where AppendEntries round trips are timed.
+    stats: Arc<crate::Stats>,
 }
 
 /// How long a connection may go without any answer while calls are sent on it before it is
@@ -238,7 +250,14 @@ impl RaftNetwork<TypeConfig> for GrpcConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Rpc::AppendEntries, &rpc).await
+        if rpc.entries.is_empty() {
+            return self.call(Rpc::AppendEntries, &rpc).await;
+        }
+        let started = Instant::now();
+        let answer = self.call(Rpc::AppendEntries, &rpc).await;
+        self.stats
+            .timed(crate::Stage::Replicated, 1, started.elapsed());
+        answer
     }
 
     async fn install_snapshot(
@@ -266,16 +285,20 @@ pub struct RaftService {
     snapshots: crate::recover::SnapshotSource,
     /// Set once an AppendEntries from a leader this node follows is taken.
     heard_leader: Option<Arc<tokio::sync::watch::Sender<bool>>>,
+    /// Where serving AppendEntries is timed.
+    stats: Arc<crate::Stats>,
 }
 
 impl RaftService {
     /// Serves `raft`, whose state machine is `state`, to its peers.
     pub fn new(raft: Raft, state: StateStore) -> Self {
+        let stats = state.stats();
         let snapshots = crate::recover::SnapshotSource::new(raft.clone(), state);
         Self {
             raft,
             snapshots,
             heard_leader: None,
+            stats,
         }
     }
 
@@ -377,12 +400,18 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let started = Instant::now();
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(request.get_ref()).map_err(bad_request)?;
         sent_by(&request, rpc.vote.leader_id().voted_for())?;
         self.check_member(&request)?;
         crate::guard::append(&rpc).map_err(refused)?;
+        let carried = !rpc.entries.is_empty();
         let answer = self.raft.append_entries(rpc).await;
+        if carried {
+            self.stats
+                .timed(crate::Stage::AppendServed, 1, started.elapsed());
+        }
         if let (Some(heard), Ok(answer)) = (&self.heard_leader, &answer) {
             if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
                 heard.send_if_modified(|heard| !std::mem::replace(heard, true));

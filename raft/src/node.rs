@@ -397,12 +397,14 @@ impl RaftNode {
                 };
                 let mut log = log.with_stats(state.stats());
                 let boot_index = last_index(&mut log).await?;
+                let network = network.with_stats(state.stats());
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state, boot_index)
             }
             Storage::Memory { log, state } => {
                 let mut log = log.with_append_budget(network.max_append_bytes());
                 let boot_index = last_index(&mut log).await?;
+                let network = network.with_stats(state.stats());
                 let raft = Raft::new(config.id, raft_config, network, log, state.clone()).await?;
                 (raft, state, boot_index)
             }

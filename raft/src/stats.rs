@@ -14,6 +14,62 @@ pub struct Stats {
     snapshot_build_micros: AtomicU64,
     last_snapshot_bytes: AtomicU64,
     snapshots_installed: AtomicU64,
+    /// Per stage of the write path: how often it ran and the time it took in all.
+    stages: [StageTotals; Stage::ALL.len()],
+}
+
+/// A step a write goes through, timed for the write path's breakdown (docs/replication.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// A client write waiting in the committer until its entry is proposed (per write).
+    Queued,
+    /// An entry from its proposal until openraft answers it: committed and applied (per
+    /// entry, leader only).
+    Committed,
+    /// A synced write to the log: an append, a truncation or a purge (per write).
+    LogSync,
+    /// Entries read back from the log, for replication or apply (per read).
+    LogRead,
+    /// An AppendEntries that carried entries, from the leader's send to its answer (per
+    /// request).
+    Replicated,
+    /// An AppendEntries that carried entries, served by a follower: decode, append and sync
+    /// (per request).
+    AppendServed,
+    /// Entries applied to the state machine (per apply call).
+    Applied,
+}
+
+impl Stage {
+    /// Every stage, in the order a write meets them.
+    pub const ALL: [Stage; 7] = [
+        Stage::Queued,
+        Stage::Committed,
+        Stage::LogSync,
+        Stage::LogRead,
+        Stage::Replicated,
+        Stage::AppendServed,
+        Stage::Applied,
+    ];
+
+    /// The stage's label in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Queued => "queued",
+            Stage::Committed => "committed",
+            Stage::LogSync => "log_sync",
+            Stage::LogRead => "log_read",
+            Stage::Replicated => "replicated",
+            Stage::AppendServed => "append_served",
+            Stage::Applied => "applied",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct StageTotals {
+    count: AtomicU64,
+    micros: AtomicU64,
 }
 
 /// A copy of the totals at one moment.
@@ -33,6 +89,8 @@ pub struct StatsSnapshot {
     pub last_snapshot_bytes: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Per stage (in `Stage::ALL`'s order): how often it ran and the time it took in all.
+    pub stages: [(u64, Duration); Stage::ALL.len()],
 }
 
 impl Stats {
@@ -58,6 +116,15 @@ impl Stats {
         self.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
     }
 
+    /// `stage` ran `times` times (a write waited, an entry committed, ...) and took
+    /// `took` in all.
+    pub fn timed(&self, stage: Stage, times: u64, took: Duration) {
+        let totals = &self.stages[stage as usize];
+        totals.count.fetch_add(times, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        totals.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
     /// The totals now.
     pub fn read(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -70,6 +137,13 @@ impl Stats {
             ),
             last_snapshot_bytes: self.last_snapshot_bytes.load(Ordering::Relaxed),
             snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
+            stages: std::array::from_fn(|i| {
+                let totals = &self.stages[i];
+                (
+                    totals.count.load(Ordering::Relaxed),
+                    Duration::from_micros(totals.micros.load(Ordering::Relaxed)),
+                )
+            }),
         }
     }
 }

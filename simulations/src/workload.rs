@@ -232,6 +232,7 @@ pub async fn work(
             job_types: vec![JOB_TYPE.to_owned()],
             max: if zombie { 1 } else { 2 },
             ttl_ms: Some(TTL_MS),
+            wait_ms: None,
         };
         let jobs = match client.lease(request).await {
             Ok(answer) => answer.jobs,

@@ -159,7 +159,7 @@ impl State {
     }
 
     /// Whether governance lets one more job of (tenant, job type) be leased now.
-    fn may_lease(&self, tenant: &TenantId, job_type: &JobType, now_ms: u64) -> bool {
+    pub(crate) fn may_lease(&self, tenant: &TenantId, job_type: &JobType, now_ms: u64) -> bool {
         self.hold(tenant, job_type, now_ms).is_none()
     }
 

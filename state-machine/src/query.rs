@@ -192,10 +192,11 @@ impl State {
 
     /// Whether a `Lease` for `job_types` at log time `now_ms` could grant anything: false
     /// only when the lease would be valid and grant nothing — no tenant has a ready job of
-    /// those types, nothing time-driven (an expiry, a retry, a schedule) is due by
-    /// `now_ms`, and maintenance is off. A node answers such a lease empty without a log
-    /// entry. True promises nothing (quotas, throttles, pauses and breakers are not
-    /// considered here); the lease then goes through the log as usual.
+    /// those types that governance lets go now (quotas, throttles, pauses, breakers), nothing
+    /// time-driven (an expiry, a retry, a schedule) is due by `now_ms`, and maintenance is
+    /// off. A node answers such a lease empty without a log entry, and a long-polling lease
+    /// waits. True promises nothing (a payload budget, another worker first); the lease then
+    /// goes through the log as usual.
     pub fn lease_may_grant(
         &self,
         worker: &WorkerId,
@@ -215,10 +216,11 @@ impl State {
             .ready
             .iter()
             .filter(|(tenant, _)| tenants.is_none_or(|only| only.contains(*tenant)))
-            .any(|(_, by_type)| {
-                job_types
-                    .iter()
-                    .any(|t| by_type.get(t).is_some_and(|set| !set.is_empty()))
+            .any(|(tenant, by_type)| {
+                job_types.iter().any(|t| {
+                    by_type.get(t).is_some_and(|set| !set.is_empty())
+                        && self.may_lease(tenant, t, now_ms)
+                })
             })
     }
 

@@ -485,6 +485,23 @@ fn lease_may_grant_is_false_only_when_a_valid_lease_would_grant_nothing() {
         .state
         .lease_may_grant(&worker, &email, 10, None, None, expired_at));
 
+    // Ready work governance holds back does not count: a paused source's job waits.
+    let held = c.enqueue(spec("acme", "email"));
+    assert!(may(&c, &email, 10));
+    c.apply(Command::PauseSource {
+        scope: Scope::pair("acme", "email"),
+        stamp: stamp(),
+    })
+    .expect("pause");
+    assert!(!may(&c, &email, 10), "the only ready job is paused");
+    c.apply(Command::ResumeSource {
+        scope: Scope::pair("acme", "email"),
+        stamp: stamp(),
+    })
+    .expect("resume");
+    assert!(may(&c, &email, 10));
+    assert_eq!(c.lease("w", &["email"], 1)[0].job_id, held);
+
     // Maintenance answers with its hold through the log.
     c.apply(Command::SetMaintenance {
         enabled: true,

@@ -11,8 +11,10 @@
 //!    (`memory`) to tell whether it holds steady;
 //! 3. **drain**: workers alone lease and complete the jobs of phase 1.
 //!
-//! Every payload carries its job's sequence number and the time its enqueue was sent, so a
-//! completion tells the job's latency and which job it was; at the end the ledger is read
+//! Every payload carries its job's sequence number and the time its enqueue was due (at a
+//! fixed rate, when the rate says its batch should go, so a stalled producer cannot hide
+//! latency; else when it was sent), so a lease tells how long the job waited to start and a
+//! completion its latency and which job it was; at the end the ledger is read
 //! back and each sequence number must name exactly one job, succeeded, completed once.
 
 mod audit;
@@ -74,9 +76,16 @@ pub struct LoadConfig {
     pub producers: usize,
     /// Jobs per enqueue call.
     pub enqueue_batch: usize,
+    /// Jobs each producer keeps in flight: it sends a batch while earlier ones are still
+    /// unanswered, up to this many jobs (rounded up to whole batches); one batch at a time
+    /// when unset.
+    pub in_flight: Option<usize>,
     pub workers: usize,
     /// Most jobs per lease call.
     pub lease_batch: u32,
+    /// How long a worker's lease call waits for a job (a long poll); 0 answers at once and
+    /// the worker polls.
+    pub lease_wait_ms: u32,
     pub payload_bytes: usize,
     /// Enqueue at most this many jobs per second in the cycle phase (all producers).
     pub rate: Option<u64>,
@@ -117,8 +126,10 @@ impl LoadConfig {
             jobs: 200_000,
             producers: 4,
             enqueue_batch: 500,
+            in_flight: None,
             workers: 16,
             lease_batch: 256,
+            lease_wait_ms: 1_000,
             payload_bytes: 100,
             rate: None,
             duration: None,
@@ -186,6 +197,14 @@ impl LoadConfig {
         }
         if self.scrape_every.is_some_and(|every| every.is_zero()) {
             return Err(BenchError::Settings("--scrape-metrics must be positive"));
+        }
+        if self.in_flight == Some(0) {
+            return Err(BenchError::Settings("--in-flight must be at least 1 job"));
+        }
+        if self.lease_wait_ms > rota_client::MAX_LEASE_WAIT_MS {
+            return Err(BenchError::Settings(
+                "--lease-wait-ms is at most 30000 (the longest a node lets a lease wait)",
+            ));
         }
         if self.rate == Some(0) {
             return Err(BenchError::Settings("rate must be at least 1 job/s"));

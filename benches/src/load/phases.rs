@@ -168,9 +168,14 @@ impl Run<'_> {
         self.tally
             .target
             .fetch_sub(planned - sent, Ordering::SeqCst);
+        if self.tally.phase_done() {
+            self.tally.phase_over.notify_waiters();
+        }
         let done = join_workers(workers).await?;
         let phase = Phase {
             latency: Some(Quantiles::of(&done.latency)),
+            to_start: Some(Quantiles::of(&done.to_start)),
+            to_done: Some(Quantiles::of(&done.to_done)),
             lease: Some(Quantiles::of(&done.lease)),
             lease_granted: Some(Quantiles::of(&done.lease_granted)),
             enqueue_call: Some(Quantiles::of(&produced.calls)),

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use rota_client::proto as pb;
 use rota_client::Client;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -51,6 +51,9 @@ pub(crate) async fn produce_all(
     let p = config.producers as u64;
     let span = seqs.end - seqs.start;
     let batch = config.enqueue_batch as u64;
+    let lanes = config
+        .in_flight
+        .map_or(1, |jobs| jobs.div_ceil(config.enqueue_batch).max(1));
     for i in 0..p {
         // Producers take turns at a rate, so batches go out evenly, not p at a time.
         let turn = pace.rate.map_or(Duration::ZERO, |r| {
@@ -61,6 +64,7 @@ pub(crate) async fn produce_all(
             job_type: job_type.to_owned(),
             seqs: seqs.start + span * i / p..seqs.start + span * (i + 1) / p,
             batch,
+            lanes,
             payload_bytes: config.payload_bytes,
             rate: pace.rate.map(|r| r as f64 / p as f64),
             turn,
@@ -92,39 +96,74 @@ struct Producer {
     seqs: Range<u64>,
     /// Jobs per enqueue call.
     batch: u64,
+    /// Calls it keeps in flight at once.
+    lanes: usize,
     payload_bytes: usize,
     /// This producer's share of the rate, in jobs per second.
     rate: Option<f64>,
     /// When its first batch is due, after the producer started.
     turn: Duration,
-    /// Sends no batch from this time on.
+    /// Sends no batch due from this time on.
     until: Option<Instant>,
     tally: Arc<Tally>,
 }
 
 impl Producer {
-    /// Enqueues every batch, waiting when ahead of the rate, until its share is sent or
-    /// `until` comes; returns the call latencies and the sequence numbers sent.
+    /// Enqueues every batch from `lanes` calls at once, waiting when ahead of the rate,
+    /// until its share is sent or `until` comes; returns the call latencies and the
+    /// sequence numbers sent.
     async fn run(self) -> (Histogram<u64>, Range<u64>) {
-        let mut calls = histogram();
         let started = Instant::now();
-        let mut start = self.seqs.start;
-        while start < self.seqs.end {
+        let next = Arc::new(AtomicU64::new(self.seqs.start));
+        let first = self.seqs.start;
+        let this = Arc::new(self);
+        let mut lanes = JoinSet::new();
+        for _ in 0..this.lanes {
+            lanes.spawn(this.clone().lane(started, next.clone()));
+        }
+        let mut calls = histogram();
+        let mut sent_to = first;
+        while let Some(lane) = lanes.join_next().await {
+            if let Ok((lane_calls, lane_sent_to)) = lane {
+                let _ = calls.add(&lane_calls);
+                sent_to = sent_to.max(lane_sent_to);
+            }
+        }
+        (calls, first..sent_to)
+    }
+
+    /// One call at a time: takes the next batch, waits until it is due and sends it.
+    /// Batches are taken in order and fall due in that order, so those sent before
+    /// `until` are the first ones: returns the end of the last one this lane sent.
+    async fn lane(
+        self: Arc<Self>,
+        started: Instant,
+        next: Arc<AtomicU64>,
+    ) -> (Histogram<u64>, u64) {
+        let mut calls = histogram();
+        let mut sent_to = self.seqs.start;
+        loop {
+            let start = next.fetch_add(self.batch, Ordering::Relaxed);
+            if start >= self.seqs.end {
+                break;
+            }
             let due = started + self.due(start - self.seqs.start);
-            if self
-                .until
-                .is_some_and(|until| due.max(Instant::now()) >= until)
-            {
+            if self.until.is_some_and(|until| due >= until) {
                 break;
             }
             if due > Instant::now() {
                 tokio::time::sleep_until(due.into()).await;
             }
+            // A job's clock starts when its batch was due, not when a late producer sent it.
+            let due_us = match self.rate {
+                Some(_) => self.tally.us_at(due),
+                None => self.tally.now_us(),
+            };
             let end = (start + self.batch).min(self.seqs.end);
-            self.enqueue(start..end, &mut calls).await;
-            start = end;
+            self.enqueue(start..end, due_us, &mut calls).await;
+            sent_to = sent_to.max(end);
         }
-        (calls, self.seqs.start..start)
+        (calls, sent_to)
     }
 
     /// When, after the producer started, the batch after `sent` jobs is due at its rate.
@@ -134,15 +173,15 @@ impl Producer {
         })
     }
 
-    /// Enqueues `seqs` in one call, its latency into `calls` and its answer into the tally.
-    async fn enqueue(&self, seqs: Range<u64>, calls: &mut Histogram<u64>) {
-        let sent_us = self.tally.now_us();
+    /// Enqueues `seqs` in one call, each payload stamped `due_us`; the call's latency into
+    /// `calls` and its answer into the tally.
+    async fn enqueue(&self, seqs: Range<u64>, due_us: u64, calls: &mut Histogram<u64>) {
         let specs = seqs
             .clone()
             .map(|seq| pb::JobSpec {
                 tenant: TENANT.to_owned(),
                 job_type: self.job_type.clone(),
-                payload: payload(seq, sent_us, self.payload_bytes),
+                payload: payload(seq, due_us, self.payload_bytes),
                 ..pb::JobSpec::default()
             })
             .collect();

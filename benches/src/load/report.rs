@@ -37,11 +37,18 @@ pub struct Phase {
     pub jobs: u64,
     pub seconds: f64,
     pub jobs_per_sec: f64,
-    /// Enqueue send to completion acknowledged (cycle phase only).
+    /// Enqueue due (at a fixed rate, when its batch should have gone; else sent) to
+    /// completion acknowledged (cycle phase only).
     pub latency: Option<Quantiles>,
-    /// Lease calls, empty ones included (a node answers those without a log entry).
+    /// Enqueue due to the job leased (its wait to start).
+    pub to_start: Option<Quantiles>,
+    /// Leased to completion acknowledged (the bench's work is nothing: the completion call).
+    pub to_done: Option<Quantiles>,
+    /// Lease calls, empty ones included (a node answers those without a log entry); with
+    /// long polls, the wait included.
     pub lease: Option<Quantiles>,
-    /// Lease calls that granted jobs.
+    /// Lease calls that granted jobs (with long polls, the wait for a job included: run
+    /// with `--lease-wait-ms 0` for what a grant itself costs).
     pub lease_granted: Option<Quantiles>,
     /// Enqueue calls.
     pub enqueue_call: Option<Quantiles>,
@@ -89,6 +96,10 @@ pub struct Report {
     pub workers: usize,
     pub enqueue_batch: usize,
     pub lease_batch: u32,
+    /// How long each lease call waited for a job (0: workers polled).
+    pub lease_wait_ms: u32,
+    /// Jobs each producer kept in flight, when set.
+    pub in_flight: Option<usize>,
     pub payload_bytes: usize,
     pub rate: Option<u64>,
     /// How long the cycle held `rate`, for a duration run.
@@ -129,6 +140,8 @@ impl Report {
             workers: config.workers,
             enqueue_batch: config.enqueue_batch,
             lease_batch: config.lease_batch,
+            lease_wait_ms: config.lease_wait_ms,
+            in_flight: config.in_flight,
             payload_bytes: config.payload_bytes,
             rate: config.rate,
             duration_secs: config.duration.map(|d| d.as_secs_f64()),
@@ -165,6 +178,8 @@ pub fn table(report: &Report) -> String {
     let c = &report.cycle;
     t.add_row(["job cycle, end to end".to_owned(), throughput(c)]);
     t.add_row(["enqueue → completed".to_owned(), quantiles(&c.latency)]);
+    t.add_row(["  enqueue → leased".to_owned(), quantiles(&c.to_start)]);
+    t.add_row(["  leased → completed".to_owned(), quantiles(&c.to_done)]);
     t.add_row(["lease call (all)".to_owned(), quantiles(&c.lease)]);
     t.add_row([
         "lease call (granting)".to_owned(),
@@ -238,13 +253,20 @@ fn setup(report: &Report) -> String {
         }
         Some(_) => {}
     }
+    let in_flight = report
+        .in_flight
+        .map_or(String::new(), |n| format!(", {n} in flight"));
+    let wait = match report.lease_wait_ms {
+        0 => "polling".to_owned(),
+        ms => format!("waiting ≤ {ms} ms"),
+    };
     parts.extend([
         format!(
-            "{} producers × {} per call",
+            "{} producers × {} per call{in_flight}",
             report.producers, report.enqueue_batch
         ),
         format!(
-            "{} workers × {} per lease",
+            "{} workers × {} per lease, {wait}",
             report.workers, report.lease_batch
         ),
         format!("{} B payloads", report.payload_bytes),

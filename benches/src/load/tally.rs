@@ -18,6 +18,8 @@ pub(crate) struct Tally {
     /// Jobs the current phase needs completed; lowered when producers stop at a deadline
     /// before sending them all.
     pub(super) target: AtomicU64,
+    /// Told when the phase has all its completions: workers waiting in a long poll stop.
+    pub(super) phase_over: tokio::sync::Notify,
     /// Workers stop here even if jobs are missing; the ledger check then reports them.
     pub(super) give_up_at: Instant,
     pub(super) duplicate_enqueues: AtomicU64,
@@ -35,6 +37,7 @@ impl Tally {
             succeeded: (0..total).map(|_| AtomicU8::new(0)).collect(),
             completed: AtomicU64::new(0),
             target: AtomicU64::new(0),
+            phase_over: tokio::sync::Notify::new(),
             duplicate_enqueues: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             error_examples: Mutex::new(Vec::new()),
@@ -57,6 +60,11 @@ impl Tally {
         self.epoch.elapsed().as_micros() as u64
     }
 
+    /// `at` on the same clock (0 before the run began).
+    pub(super) fn us_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
     /// Counts a call that failed for good or an item refused, keeping the first few.
     pub(super) fn error(&self, what: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -76,7 +84,7 @@ impl Tally {
     }
 }
 
-/// A payload of `len` bytes (at least 16) naming its job and when it was sent.
+/// A payload of `len` bytes (at least 16) naming its job and when it was due.
 pub(super) fn payload(seq: u64, sent_us: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len.max(16));
     out.extend_from_slice(&seq.to_le_bytes());
@@ -85,7 +93,7 @@ pub(super) fn payload(seq: u64, sent_us: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// The (sequence, sent time) a payload carries, if it is one of ours.
+/// The (sequence, due time) a payload carries, if it is one of ours.
 pub(super) fn read_payload(payload: &[u8]) -> Option<(u64, u64)> {
     let seq = u64::from_le_bytes(payload.get(0..8)?.try_into().ok()?);
     let sent = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);

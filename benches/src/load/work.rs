@@ -15,7 +15,13 @@ use tokio::task::JoinSet;
 
 /// What one worker saw.
 pub(super) struct WorkerTally {
+    /// Due to completion acknowledged.
     pub(super) latency: Histogram<u64>,
+    /// Due to leased: how long a job waited to start.
+    pub(super) to_start: Histogram<u64>,
+    /// Leased to completion acknowledged (the bench's "work" is none: this is the
+    /// completion call).
+    pub(super) to_done: Histogram<u64>,
     pub(super) lease: Histogram<u64>,
     /// Lease calls that granted at least one job (they went through the log).
     pub(super) lease_granted: Histogram<u64>,
@@ -28,6 +34,8 @@ impl WorkerTally {
     fn new() -> Self {
         Self {
             latency: histogram(),
+            to_start: histogram(),
+            to_done: histogram(),
             lease: histogram(),
             lease_granted: histogram(),
             completions_us: Vec::new(),
@@ -40,7 +48,7 @@ impl WorkerTally {
 pub(super) enum Measure {
     /// Nothing (the drain phase).
     Nothing,
-    /// Each job's latency since its enqueue was sent.
+    /// Each job's latency since its enqueue was due.
     Latency,
     /// The latency, and when each completion was acknowledged (8 bytes a job, kept for the
     /// failover figures).
@@ -62,6 +70,7 @@ pub(super) fn spawn_workers(
             name: format!("bench-w{i}"),
             job_type: job_type.to_owned(),
             max: config.lease_batch,
+            wait_ms: config.lease_wait_ms,
             measure,
             tally: tally.clone(),
         };
@@ -81,6 +90,8 @@ pub(super) async fn join_workers(
             source,
         })?;
         all.latency.add(&one.latency)?;
+        all.to_start.add(&one.to_start)?;
+        all.to_done.add(&one.to_done)?;
         all.lease.add(&one.lease)?;
         all.lease_granted.add(&one.lease_granted)?;
         all.completions_us.extend(one.completions_us);
@@ -96,6 +107,8 @@ struct Worker {
     job_type: String,
     /// Most jobs per lease call.
     max: u32,
+    /// How long a lease call waits for a job.
+    wait_ms: u32,
     measure: Measure,
     tally: Arc<Tally>,
 }
@@ -105,8 +118,21 @@ impl Worker {
     async fn run(self) -> WorkerTally {
         let mut mine = WorkerTally::new();
         let mut idle = Duration::from_millis(1);
-        while !self.tally.phase_done() && Instant::now() < self.tally.give_up_at {
-            let jobs = match self.lease(&mut mine).await {
+        loop {
+            // Registered before the look, so a phase that ends during a long poll ends it.
+            let over = self.tally.phase_over.notified();
+            tokio::pin!(over);
+            over.as_mut().enable();
+            if self.tally.phase_done() || Instant::now() >= self.tally.give_up_at {
+                break;
+            }
+            // A long poll is dropped when the phase is over: nothing is left to lease.
+            let asked = Instant::now();
+            let leased = tokio::select! {
+                leased = self.lease(&mut mine) => leased,
+                () = over => break,
+            };
+            let jobs = match leased {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     self.tally.error(format!("{} lease: {e}", self.name));
@@ -115,12 +141,26 @@ impl Worker {
                 }
             };
             if jobs.is_empty() {
-                tokio::time::sleep(idle).await;
-                idle = (idle * 2).min(Duration::from_millis(20));
+                // Polling, or a long poll answered early (another worker took the jobs).
+                let early = asked.elapsed() < Duration::from_millis(u64::from(self.wait_ms / 2));
+                if self.wait_ms == 0 || early {
+                    tokio::time::sleep(idle).await;
+                    idle = (idle * 2).min(Duration::from_millis(20));
+                }
                 continue;
             }
             idle = Duration::from_millis(1);
-            self.complete(&jobs, &mut mine).await;
+            let leased_us = self.tally.now_us();
+            if self.measure != Measure::Nothing {
+                for job in &jobs {
+                    if let Some((_, due_us)) = read_payload(&job.payload) {
+                        let _ = mine
+                            .to_start
+                            .record(leased_us.saturating_sub(due_us).max(1));
+                    }
+                }
+            }
+            self.complete(&jobs, leased_us, &mut mine).await;
         }
         mine
     }
@@ -136,6 +176,7 @@ impl Worker {
                 job_types: vec![self.job_type.clone()],
                 max: self.max,
                 ttl_ms: Some(30_000),
+                wait_ms: (self.wait_ms > 0).then_some(self.wait_ms),
             })
             .await;
         let took_us = (t0.elapsed().as_micros() as u64).max(1);
@@ -147,8 +188,9 @@ impl Worker {
         Ok(jobs)
     }
 
-    /// Completes `jobs` as succeeded in one call and records what it answered.
-    async fn complete(&self, jobs: &[pb::LeasedJob], mine: &mut WorkerTally) {
+    /// Completes `jobs`, leased at `leased_us`, as succeeded in one call and records what
+    /// it answered.
+    async fn complete(&self, jobs: &[pb::LeasedJob], leased_us: u64, mine: &mut WorkerTally) {
         let items = jobs
             .iter()
             .map(|job| pb::CompleteItem {
@@ -167,7 +209,13 @@ impl Worker {
             })
             .await;
         match completed {
-            Ok(response) => record_completions(&self.tally, mine, jobs, response, self.measure),
+            Ok(response) => {
+                record_completions(&self.tally, mine, jobs, response, self.measure);
+                if self.measure != Measure::Nothing {
+                    let took = self.tally.now_us().saturating_sub(leased_us).max(1);
+                    let _ = mine.to_done.record_n(took, jobs.len() as u64);
+                }
+            }
             // The leases run out and the jobs are leased again; the ledger check tells.
             Err(e) => self.tally.error(format!(
                 "{} complete of {} jobs: {e}",
@@ -191,16 +239,20 @@ fn record_completions(
     for (job, result) in jobs.iter().zip(response.results) {
         match result.result {
             Some(R::Completed(c)) if c.status == pb::JobStatus::Succeeded as i32 => {
-                let Some((seq, sent_us)) = read_payload(&job.payload) else {
+                let Some((seq, due_us)) = read_payload(&job.payload) else {
                     tally.error(format!("job {} has a payload that is not ours", job.job_id));
                     continue;
                 };
                 if let Some(count) = tally.succeeded.get(seq as usize) {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
-                tally.completed.fetch_add(1, Ordering::Relaxed);
+                if tally.completed.fetch_add(1, Ordering::Relaxed) + 1
+                    >= tally.target.load(Ordering::Relaxed)
+                {
+                    tally.phase_over.notify_waiters();
+                }
                 if measure != Measure::Nothing {
-                    let _ = mine.latency.record(now_us.saturating_sub(sent_us).max(1));
+                    let _ = mine.latency.record(now_us.saturating_sub(due_us).max(1));
                 }
                 if measure == Measure::LatencyAndTimes {
                     mine.completions_us.push(now_us);

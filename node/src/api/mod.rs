@@ -70,6 +70,8 @@ pub struct Api {
     handoff: tokio::sync::Mutex<()>,
     /// True while this node hands leadership away: calls wait before they are routed.
     handing_off: tokio::sync::watch::Sender<bool>,
+    /// True once the node stops.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What `Api::new` needs beyond the Raft node.
@@ -86,6 +88,8 @@ pub struct ApiSettings {
     pub dial: Option<Dial>,
     /// The key audit bundles are signed with.
     pub audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// Turns true when the node stops: long-polling leases answer at once.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Where a request is served.
@@ -111,6 +115,7 @@ impl Api {
             promoting: Mutex::new(BTreeMap::new()),
             handoff: tokio::sync::Mutex::new(()),
             handing_off: tokio::sync::watch::Sender::new(false),
+            stopping: settings.stopping,
         })
     }
 

@@ -7,10 +7,11 @@ use crate::convert::WireWrite;
 use crate::status;
 use rota_client::proto as pb;
 use rota_client::proto::worker_service_server::WorkerService;
-use rota_client::worker_service;
+use rota_client::{worker_service, MAX_LEASE_WAIT_MS};
 use rota_state_machine::{backoff_ms, Command, JobId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// Sessions with a lease on its way through this node, and how many.
@@ -96,12 +97,78 @@ impl Api {
     }
 }
 
+/// How often a waiting lease looks again though nothing was applied: a job whose retry
+/// backoff or schedule comes due becomes ready by time alone (the lease's own entry makes
+/// it so), with no entry to wake on.
+const LEASE_RECHECK: Duration = Duration::from_millis(50);
+
+/// The wait a lease asked for; INVALID_ARGUMENT past `MAX_LEASE_WAIT_MS`.
+fn lease_wait(wait_ms: Option<u32>) -> Result<Duration, Status> {
+    match wait_ms.unwrap_or(0) {
+        ms if ms > MAX_LEASE_WAIT_MS => Err(status::invalid(
+            "wait_ms",
+            format!("{ms} ms is longer than a lease may wait ({MAX_LEASE_WAIT_MS} ms at most)"),
+        )),
+        ms => Ok(Duration::from_millis(u64::from(ms))),
+    }
+}
+
+impl Api {
+    /// A long poll's wait: returns once this node's applied state says `request` may grant
+    /// a job (or will be answered from its session), once `wait` has passed, or once the
+    /// node stops; whichever comes first. Wakes on every entry this node applies, and every
+    /// `LEASE_RECHECK` for jobs that become ready by time. A request the lease would refuse
+    /// "may grant" (the refusal is its answer), so it is refused at once, not after the wait.
+    async fn until_grantable(
+        &self,
+        request: &Request<pb::LeaseRequest>,
+        wait: Duration,
+    ) -> Result<(), Status> {
+        let principal = principal_of(request)?;
+        let (session, mut command) = request.get_ref().clone().command(&self.limits)?;
+        self.bind(&principal, &mut command)?;
+        let session = own_session(&principal, session)?.filter(|s| !s.client_id.is_empty());
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut applied = self.raft.events().applied();
+        let mut stopping = self.stopping.clone();
+        loop {
+            // Marked seen before the look, so an entry applied after it still wakes us.
+            applied.borrow_and_update();
+            if *stopping.borrow_and_update()
+                || self.lease_may_grant(session.as_ref(), None, &command)
+            {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                changed = stopping.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                () = tokio::time::sleep(LEASE_RECHECK) => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(()),
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl WorkerService for Workers {
     async fn lease(
         &self,
-        request: Request<pb::LeaseRequest>,
+        mut request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
+        let wait = lease_wait(request.get_ref().wait_ms)?;
+        if !wait.is_zero() {
+            self.0.until_grantable(&request, wait).await?;
+            // Waited here, on the node the call reached: the leader grants at once.
+            request.get_mut().wait_ms = None;
+        }
         forward_unless_here!(self.0, request, false, worker_service, lease);
         let principal = principal_of(&request)?;
         let request = request.into_inner();

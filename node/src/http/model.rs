@@ -581,6 +581,10 @@ pub struct LeaseJobs {
     /// The lease's time to live, instead of each job's own.
     #[serde(default)]
     pub ttl_ms: Option<u64>,
+    /// A long poll: when no job is ready, wait up to this long (at most 30,000 ms) and
+    /// answer as soon as one is, instead of answering empty at once.
+    #[serde(default)]
+    pub wait_ms: Option<u32>,
     #[serde(default)]
     pub session: Option<SessionJson>,
 }
@@ -593,6 +597,7 @@ impl From<LeaseJobs> for pb::LeaseRequest {
             job_types: lease.job_types,
             max: lease.max.unwrap_or(1),
             ttl_ms: lease.ttl_ms,
+            wait_ms: lease.wait_ms,
         }
     }
 }

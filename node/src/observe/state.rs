@@ -9,7 +9,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use rota_raft::{Applied, NodeId, RaftNode};
+use rota_raft::{Applied, NodeId, RaftNode, Stage};
 use rota_state_machine::Status;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -394,6 +394,25 @@ impl Collector for StateGauges {
             "Size of the latest snapshot this node built or installed",
             signed(stats.last_snapshot_bytes),
         )?;
+        let mut family = encoder.encode_descriptor(
+            "raft_stage_seconds",
+            "Time spent in each stage of the write path since start (queued: writes waiting to be proposed; committed: entries from proposal to answer, leader only; log_sync: synced log writes; log_read: entries read back from the log; replicated: AppendEntries with entries, sent to answered; append_served: the same, served by a follower; applied: apply calls)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (stage, (_, took)) in Stage::ALL.iter().zip(stats.stages) {
+            ConstCounter::new(took.as_secs_f64())
+                .encode(family.encode_family(&[("stage", stage.name())])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "raft_stage",
+            "Times each stage of the write path ran since start (see raft_stage_seconds)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (stage, (count, _)) in Stage::ALL.iter().zip(stats.stages) {
+            ConstCounter::new(count).encode(family.encode_family(&[("stage", stage.name())])?)?;
+        }
         if let Some(bytes) = resident_bytes() {
             gauge(
                 &mut encoder,

@@ -21,7 +21,7 @@ mod file;
 
 use crate::archive::Archive;
 use crate::events::{EventBody, EventHub};
-use crate::stats::Stats;
+use crate::stats::{Stage, Stats};
 use crate::types::{
     BatchReply, Entry, LogId, NodeId, RotaNode, SnapshotData, StorageError, TypeConfig,
 };
@@ -440,6 +440,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut applied = self.write_lock()?;
         #[cfg(feature = "simulation")]
         {
@@ -505,6 +506,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 );
             }
         }
+        let last = applied.last_applied.map(|id| id.index);
+        drop(applied);
+        self.stats.timed(Stage::Applied, 1, started.elapsed());
+        if let Some(index) = last {
+            self.events.applied_to(index);
+        }
         Ok(replies)
     }
 
@@ -562,6 +569,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             applied.membership = meta.last_membership.clone();
         }
         drop(rewrite);
+        self.events
+            .applied_to(meta.last_log_id.map_or(0, |id| id.index));
         // Kept exactly as received (checksum verified above), synced off the runtime.
         let snapshots = self.snapshots.clone();
         let write_err =
