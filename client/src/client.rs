@@ -402,13 +402,17 @@ impl Client {
     }
 
     /// Leases up to `max` jobs. With `wait_ms` the call is a long poll: it waits up to that
-    /// long for a job (each attempt's timeout is the configured one plus the wait).
+    /// long for a job. Each attempt's timeout is the configured one plus the wait, and the
+    /// node is told it (`grpc-timeout`), so a node whose caller gave up stops waiting rather
+    /// than lease a job nobody receives.
     pub async fn lease(&self, request: LeaseRequest) -> Result<LeaseResponse, ClientError> {
         let wait = Duration::from_millis(u64::from(request.wait_ms.unwrap_or(0)));
-        self.write_within(self.inner.config.call_timeout + wait, |session, channel| {
+        let attempt_timeout = self.inner.config.call_timeout + wait;
+        self.write_within(attempt_timeout, |session, channel| {
             let mut request = request.clone();
             request.session = Some(session);
-            let request = self.request(request);
+            let mut request = self.request(request);
+            request.set_timeout(attempt_timeout);
             async move { worker_service(channel).lease(request).await }
         })
         .await

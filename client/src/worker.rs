@@ -222,9 +222,8 @@ impl Worker {
             if jobs.is_empty() {
                 drop(permits);
                 // An empty long poll that waited its time asks again at once.
-                let pause = pause
-                    || self.config.lease_wait.is_zero()
-                    || asked_at.elapsed() < self.config.lease_wait / 2;
+                let waited = Duration::from_millis(u64::from(self.lease_wait_ms()));
+                let pause = pause || waited.is_zero() || asked_at.elapsed() < waited / 2;
                 if !pause {
                     continue;
                 }
@@ -265,13 +264,18 @@ impl Worker {
         Ok(())
     }
 
+    /// The wait each lease asks for, in whole ms (at most `MAX_LEASE_WAIT_MS`).
+    fn lease_wait_ms(&self) -> u32 {
+        u32::try_from(self.config.lease_wait.as_millis())
+            .unwrap_or(u32::MAX)
+            .min(MAX_LEASE_WAIT_MS)
+    }
+
     /// Asks for up to `max` jobs of `job_types`, waiting up to `lease_wait` for them; and
     /// whether to pause before asking again: a failed call (logged) or a lease held by
     /// maintenance mode.
     async fn lease(&self, job_types: &[String], max: usize) -> (Vec<LeasedJob>, bool) {
-        let wait_ms = u32::try_from(self.config.lease_wait.as_millis())
-            .unwrap_or(u32::MAX)
-            .min(MAX_LEASE_WAIT_MS);
+        let wait_ms = self.lease_wait_ms();
         let leased = self
             .client
             .lease(LeaseRequest {

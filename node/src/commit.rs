@@ -244,7 +244,11 @@ async fn run(
             let result = tokio::select! {
                 result = &mut proposal => {
                     drop(slot);
-                    stats.timed(Stage::Committed, 1, proposed_at.elapsed());
+                    // Only an entry committed and applied: a refusal (not the leader) is
+                    // answered at once and would pull the figure down.
+                    if result.is_ok() {
+                        stats.timed(Stage::Committed, 1, proposed_at.elapsed());
+                    }
                     result
                 }
                 () = raft.stopped_leading(term) => {

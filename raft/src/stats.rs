@@ -26,7 +26,7 @@ pub enum Stage {
     /// An entry from its proposal until openraft answers it: committed and applied (per
     /// entry, leader only).
     Committed,
-    /// A synced write to the log: an append, a truncation or a purge (per write).
+    /// A synced write to the log: an append, a truncation, a purge or a vote (per write).
     LogSync,
     /// Entries read back from the log, for replication or apply (per read).
     LogRead,

@@ -132,9 +132,11 @@ impl Producer {
         (calls, first..sent_to)
     }
 
-    /// One call at a time: takes the next batch, waits until it is due and sends it.
-    /// Batches are taken in order and fall due in that order, so those sent before
-    /// `until` are the first ones: returns the end of the last one this lane sent.
+    /// One call at a time: takes the next batch, waits until it is due and sends it; stops
+    /// once `until` has come or the next batch falls due after it. The clock is read before
+    /// a batch is taken, batches are taken in order and fall due in that order, so a batch
+    /// taken is sent unless none after it is: the batches sent are the first ones. Returns
+    /// the end of the last one this lane sent.
     async fn lane(
         self: Arc<Self>,
         started: Instant,
@@ -143,6 +145,9 @@ impl Producer {
         let mut calls = histogram();
         let mut sent_to = self.seqs.start;
         loop {
+            if self.until.is_some_and(|until| Instant::now() >= until) {
+                break;
+            }
             let start = next.fetch_add(self.batch, Ordering::Relaxed);
             if start >= self.seqs.end {
                 break;
