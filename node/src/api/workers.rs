@@ -128,10 +128,13 @@ impl Api {
         let (session, mut command) = request.get_ref().clone().command(&self.limits)?;
         self.bind(&principal, &mut command)?;
         let session = own_session(&principal, session)?.filter(|s| !s.client_id.is_empty());
-        // Held while waiting: a retry of this call that reaches this node meanwhile goes
-        // through the log under the same session (and so does this call once it goes on),
-        // so both are answered alike, never one granted and the other not.
-        let in_flight = match &session {
+        // Held while waiting, so that a retry of this call that reaches this node and stops
+        // waiting first goes through the log under the same session instead of being
+        // answered empty without it (then this call, going on later, is answered the same
+        // from the session, never granted a job its caller no longer hears of). A retry
+        // waits like any call: were it to go through the log at once, it would spend the
+        // session's sequence on an empty answer just before a job came.
+        let _in_flight = match &session {
             Some(s) => Some(LeaseInFlight::start(&self.leases, &s.client_id)?),
             None => None,
         };
@@ -142,7 +145,7 @@ impl Api {
             // Marked seen before the look, so an entry applied after it still wakes us.
             applied.borrow_and_update();
             if *stopping.borrow_and_update()
-                || self.lease_may_grant(session.as_ref(), in_flight.as_ref(), &command)
+                || self.lease_may_grant(session.as_ref(), None, &command)
             {
                 return Ok(());
             }
