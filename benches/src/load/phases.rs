@@ -168,9 +168,7 @@ impl Run<'_> {
         self.tally
             .target
             .fetch_sub(planned - sent, Ordering::SeqCst);
-        if self.tally.phase_done() {
-            self.tally.phase_over.notify_waiters();
-        }
+        self.tally.end_phase_if_done();
         let done = join_workers(workers).await?;
         let phase = Phase {
             latency: Some(Quantiles::of(&done.latency)),

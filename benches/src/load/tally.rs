@@ -50,6 +50,13 @@ impl Tally {
         self.target.store(target, Ordering::SeqCst);
     }
 
+    /// Tells workers waiting in a long poll to stop if the phase has all it needs.
+    pub(super) fn end_phase_if_done(&self) {
+        if self.phase_done() {
+            self.phase_over.notify_waiters();
+        }
+    }
+
     /// Whether the current phase has all the completions it needs.
     pub(super) fn phase_done(&self) -> bool {
         self.completed.load(Ordering::Relaxed) >= self.target.load(Ordering::Relaxed)

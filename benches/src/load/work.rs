@@ -246,11 +246,8 @@ fn record_completions(
                 if let Some(count) = tally.succeeded.get(seq as usize) {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
-                if tally.completed.fetch_add(1, Ordering::Relaxed) + 1
-                    >= tally.target.load(Ordering::Relaxed)
-                {
-                    tally.phase_over.notify_waiters();
-                }
+                tally.completed.fetch_add(1, Ordering::Relaxed);
+                tally.end_phase_if_done();
                 if measure != Measure::Nothing {
                     let _ = mine.latency.record(now_us.saturating_sub(due_us).max(1));
                 }

@@ -396,7 +396,7 @@ impl Collector for StateGauges {
         )?;
         let mut family = encoder.encode_descriptor(
             "raft_stage_seconds",
-            "Time spent in each stage of the write path since start (queued: writes waiting to be proposed; committed: entries from proposal to answer, leader only; log_sync: synced log writes; log_read: entries read back from the log; replicated: AppendEntries with entries, sent to answered; append_served: the same, served by a follower; applied: apply calls)",
+            "Time spent in each stage of the write path since start (queued: writes waiting to be proposed; committed: entries from proposal to answer, leader only; log_sync: synced log writes (appends, truncations, purges, votes); log_read: entries read back from the log; replicated: AppendEntries with entries, sent to answered; append_served: the same, served by a follower; applied: apply calls)",
             None,
             MetricType::Counter,
         )?;
