@@ -25,7 +25,16 @@ pub struct CommitSettings {
     /// pass this, and a single write over it is refused at the edge. openraft sends each
     /// AppendEntries within the heartbeat, so an entry must replicate well inside it.
     pub max_entry_bytes: usize,
+    /// Bytes at which an entry closes to further writes (a single larger write still gets
+    /// an entry of its own, up to `max_entry_bytes`); also the most an AppendEntries
+    /// carries beside one entry. What piles up while no leader is elected then goes out as
+    /// many entries that each replicate well inside the heartbeat (openraft's deadline for
+    /// an AppendEntries), not as a few that miss it and stall replication.
+    pub entry_target_bytes: usize,
 }
+
+/// Default `entry_target_bytes`: 256 KiB, about a thousand small jobs.
+pub const DEFAULT_ENTRY_TARGET_BYTES: usize = 256 * 1024;
 
 /// Default largest log entry: 4 MiB, four of the largest default payloads.
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
@@ -36,6 +45,7 @@ impl Default for CommitSettings {
             max_batch: 1_024,
             max_in_flight: 4,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            entry_target_bytes: DEFAULT_ENTRY_TARGET_BYTES,
         }
     }
 }
@@ -166,19 +176,21 @@ impl Committer {
 }
 
 /// One entry's writes: `first` and whatever waits behind it, up to `max_batch` writes and
-/// `max_entry_bytes`; a write that would pass the byte budget is handed back for the next.
+/// `entry_target_bytes` (or `max_entry_bytes`, if lower); a write that would pass that is
+/// handed back for the next.
 fn gather(
     first: Pending,
     incoming: &mut mpsc::Receiver<Pending>,
     settings: &CommitSettings,
 ) -> (Vec<Pending>, Option<Pending>) {
+    let budget = settings.entry_target_bytes.min(settings.max_entry_bytes);
     let mut bytes = first.bytes;
     let mut pending = vec![first];
     while pending.len() < settings.max_batch {
         let Ok(next) = incoming.try_recv() else {
             break;
         };
-        if bytes + next.bytes > settings.max_entry_bytes {
+        if bytes + next.bytes > budget {
             return (pending, Some(next));
         }
         bytes += next.bytes;
@@ -282,5 +294,52 @@ async fn run(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(bytes: usize) -> Pending {
+        Pending {
+            write: Write::Command(rota_state_machine::Command::Tick),
+            queued_at: std::time::Instant::now(),
+            bytes,
+            answer: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn an_entry_closes_at_the_target_and_a_larger_write_goes_alone() {
+        let settings = CommitSettings {
+            max_batch: 100,
+            max_in_flight: 1,
+            max_entry_bytes: 4_000,
+            entry_target_bytes: 1_000,
+        };
+        let (queue, mut incoming) = mpsc::channel(16);
+        for bytes in [400, 400, 400, 2_500, 100] {
+            queue.try_send(pending(bytes)).expect("room in the queue");
+        }
+        let first = incoming.try_recv().expect("a write");
+        let (entry, over) = gather(first, &mut incoming, &settings);
+        assert_eq!(
+            entry.len(),
+            2,
+            "a third 400-byte write would pass 1,000 bytes"
+        );
+        let over = over.expect("the write that did not fit opens the next entry");
+        assert_eq!(over.bytes, 400);
+        let (entry, over) = gather(over, &mut incoming, &settings);
+        assert_eq!(entry.len(), 1);
+        let big = over.expect("the large write is handed back");
+        let (entry, over) = gather(big, &mut incoming, &settings);
+        assert_eq!(
+            entry.iter().map(|p| p.bytes).collect::<Vec<_>>(),
+            [2_500],
+            "a write over the target still has an entry of its own"
+        );
+        assert_eq!(over.map(|p| p.bytes), Some(100));
     }
 }

@@ -444,13 +444,18 @@ async fn open_raft(
         storage: settings.storage.clone(),
         raft: settings.raft.clone(),
     };
-    // An AppendEntries carries at most one entry's budget of bytes, the size that must
-    // replicate within the heartbeat.
+    // An AppendEntries carries one entry, or entries up to the entry target in all: the
+    // size that must replicate within the heartbeat.
     let network = match &settings.dial {
         Some(dial) => GrpcNetwork::with_dial(dial.clone()),
         None => GrpcNetwork::default(),
     }
-    .with_max_append_bytes(settings.commit.max_entry_bytes);
+    .with_max_append_bytes(
+        settings
+            .commit
+            .entry_target_bytes
+            .min(settings.commit.max_entry_bytes),
+    );
     let peers: Vec<String> = settings.peers.values().cloned().collect();
     RaftNode::open_with_peers(config, advertise_addr, network, &peers).await
 }

@@ -170,6 +170,15 @@ pub fn forwarded(leader: &str, status: Status) -> Status {
     )
 }
 
+/// Whether a forwarded call failed because the leader could not be reached or went away
+/// (not an answer of the leader's, nor a call that merely ran out of time there).
+pub fn leader_unreachable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    ) && !status.metadata().contains_key(ERROR_KIND_KEY)
+}
+
 /// This node can't serve the request because it doesn't lead; names the leader if known.
 pub fn not_leader(leader: Option<&str>) -> Status {
     let message = match leader {

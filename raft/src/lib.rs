@@ -9,6 +9,7 @@
 
 mod archive;
 pub mod backup;
+mod election;
 mod events;
 pub mod guard;
 mod log_store;
@@ -27,6 +28,7 @@ pub mod proto {
 }
 
 pub use archive::Archive;
+pub use election::{PreVoteAnswer, PreVoteAsk};
 pub use events::{Event, EventBody, EventHub, Gone, Position, Tap, EVENT_BACKLOG, EVENT_RING};
 pub use log_store::{open_db, MemLogStore, RocksLogStore, DEFAULT_MAX_APPEND_BYTES, LOG_FORMAT};
 pub use network::{

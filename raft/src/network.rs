@@ -33,7 +33,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error
     postcard::to_stdvec(value)
 }
 
-fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, postcard::Error> {
+pub(crate) fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, postcard::Error> {
     postcard::from_bytes(&message.payload)
 }
 
@@ -283,8 +283,8 @@ pub struct RaftService {
     raft: Raft,
     /// What `FetchSnapshot` sends from, and how many are sent at once.
     snapshots: crate::recover::SnapshotSource,
-    /// Set once an AppendEntries from a leader this node follows is taken.
-    heard_leader: Option<Arc<tokio::sync::watch::Sender<bool>>>,
+    /// When a leader or a candidate last reached this node (its prompt elections).
+    contact: Option<Arc<crate::election::Contact>>,
     /// Where serving AppendEntries is timed.
     stats: Arc<crate::Stats>,
 }
@@ -297,18 +297,26 @@ impl RaftService {
         Self {
             raft,
             snapshots,
-            heard_leader: None,
+            contact: None,
             stats,
         }
     }
 
-    /// Tells `heard` once a leader's AppendEntries is taken (see `RaftNode`'s quiet start).
-    pub(crate) fn with_heard_leader(
-        mut self,
-        heard: Arc<tokio::sync::watch::Sender<bool>>,
-    ) -> Self {
-        self.heard_leader = Some(heard);
+    /// Tells `contact` when a leader or a candidate reaches this node, and which candidates
+    /// it refused (its elections, `election.rs`).
+    pub(crate) fn with_contact(mut self, contact: Arc<crate::election::Contact>) -> Self {
+        self.contact = Some(contact);
         self
+    }
+
+    /// Notes a leader in `term` reaching this node, unless that term is behind its own (a
+    /// deposed leader's message keeps no one from campaigning).
+    fn leader_reached(&self, term: u64) {
+        if let Some(contact) = &self.contact {
+            if term >= self.raft.metrics().borrow().current_term {
+                contact.leader_heard();
+            }
+        }
     }
 
     /// The tonic server wrapper, with message limits set.
@@ -407,14 +415,16 @@ impl RaftTransport for RaftService {
         self.check_member(&request)?;
         crate::guard::append(&rpc).map_err(refused)?;
         let carried = !rpc.entries.is_empty();
+        let term = rpc.vote.leader_id().term;
+        self.leader_reached(term);
         let answer = self.raft.append_entries(rpc).await;
         if carried {
             self.stats
                 .timed(crate::Stage::AppendServed, 1, started.elapsed());
         }
-        if let (Some(heard), Ok(answer)) = (&self.heard_leader, &answer) {
+        if let Ok(answer) = &answer {
             if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
-                heard.send_if_modified(|heard| !std::mem::replace(heard, true));
+                self.leader_reached(term);
             }
         }
         reply(&answer)
@@ -425,7 +435,16 @@ impl RaftTransport for RaftService {
         sent_by(&request, rpc.vote.leader_id().voted_for())?;
         self.check_member(&request)?;
         crate::guard::vote_request(&rpc).map_err(refused)?;
-        reply(&self.raft.vote(rpc).await)
+        let (term, last_log) = (rpc.vote.leader_id().term, rpc.last_log_id);
+        let answer = self.raft.vote(rpc).await;
+        if let (Some(contact), Ok(answer)) = (&self.contact, &answer) {
+            if answer.vote_granted {
+                contact.vote_granted();
+            } else {
+                contact.vote_refused(term, answer.last_log_id > last_log);
+            }
+        }
+        reply(&answer)
     }
 
     async fn install_snapshot(
@@ -437,6 +456,7 @@ impl RaftTransport for RaftService {
         sent_by(&request, rpc.vote.leader_id().voted_for())?;
         self.check_member(&request)?;
         crate::guard::install(&rpc).map_err(refused)?;
+        self.leader_reached(rpc.vote.leader_id().term);
         reply(&self.raft.install_snapshot(rpc).await)
     }
 
@@ -457,6 +477,21 @@ impl RaftTransport for RaftService {
         self.check_member(&request)?;
         crate::transfer::answer(&self.raft, ask).await?;
         reply(&())
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let ask: crate::election::PreVoteAsk = decode(request.get_ref()).map_err(bad_request)?;
+        sent_by(&request, Some(ask.candidate))?;
+        self.check_member(&request)?;
+        let Some(contact) = &self.contact else {
+            return Err(Status::unavailable(
+                "this node takes no part in elections yet",
+            ));
+        };
+        reply(&crate::election::answer_pre_vote(&self.raft, contact, ask).await)
     }
 }
 
@@ -517,6 +552,10 @@ mod tests {
         }
 
         async fn elect(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn pre_vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
             Err(Status::unimplemented("not in this test"))
         }
     }

@@ -160,10 +160,10 @@ pub struct NodeConfig {
 
 /// openraft settings for a cluster on one network.
 ///
-/// Failover time is mostly how long followers wait before electing. openraft 0.9 has a
-/// follower that knew a leader wait the leader lease (`election_timeout_max`) plus its own
-/// election timeout (drawn once per process between min and max) after the last heartbeat:
-/// 150–300 ms here means 450–600 ms of silence before an election.
+/// Failover time is mostly how long followers wait before electing: no voter grants a vote
+/// within the leader lease (`election_timeout_max`, 300 ms here) of hearing a leader, and
+/// `election.rs` campaigns just after it (openraft's own timer, which would wait an election
+/// timeout more, is off).
 ///
 /// The heartbeat interval is also openraft's deadline for every AppendEntries and the
 /// election timeout its deadline for a vote. A 50 ms heartbeat failed here: three nodes
@@ -213,41 +213,6 @@ async fn missing_snapshot(
     }))
 }
 
-/// How long a restarted member of a multi-voter cluster waits to hear from a leader before it
-/// may call an election itself.
-const QUIET_START: Duration = Duration::from_millis(1_500);
-/// How long a starting node waits for its core to publish the membership it read.
-const MEMBERSHIP_SEEN: Duration = Duration::from_millis(200);
-
-/// A member of a multi-voter cluster that restarts (a planned restart, an upgrade) calls no
-/// election until it has heard from a leader, or `QUIET_START` has passed. openraft 0.9 has
-/// no pre-vote: a node whose election timer fires before the leader reaches it (the leader
-/// backs off 500 ms from a peer that went away) would campaign in a higher term, and though
-/// its log is behind and it cannot win, the leader, answered with that higher term, steps
-/// down: an election, and a stall, for a follower's restart. It still votes meanwhile, and a
-/// leader's hand-off (`trigger().elect()`) is not held back. A new node (no members yet) and a
-/// one-voter cluster start as before.
-fn quiet_start(raft: &Raft, mut heard_leader: watch::Receiver<bool>) {
-    raft.runtime_config().elect(false);
-    let raft = raft.clone();
-    tokio::spawn(async move {
-        let mut metrics = raft.metrics();
-        // The core publishes the membership it read from storage once it runs.
-        let members = metrics.wait_for(|m| m.membership_config.membership().nodes().count() > 0);
-        let voters = match tokio::time::timeout(MEMBERSHIP_SEEN, members).await {
-            Ok(Ok(m)) => m.membership_config.membership().voter_ids().count(),
-            _ => 0,
-        };
-        if voters > 1 {
-            // Not the metrics' leader: a restarted node names the leader of its saved vote
-            // at once, before it has heard anything.
-            let heard = heard_leader.wait_for(|heard| *heard);
-            let _ = tokio::time::timeout(QUIET_START, heard).await;
-        }
-        raft.runtime_config().elect(true);
-    });
-}
-
 /// Notes the term this node leads in and since when, until its Raft stops.
 async fn watch_leadership(
     mut metrics: watch::Receiver<RaftMetrics<NodeId, RotaNode>>,
@@ -295,8 +260,9 @@ pub struct RaftNode {
     network: GrpcNetwork,
     /// The term this node last led in, and since when.
     led_since: LedSince,
-    /// Set once this node takes a leader's AppendEntries (its quiet start ends then).
-    heard_leader: Arc<watch::Sender<bool>>,
+    /// When a leader or a candidate last reached this node: its elections (`election.rs`)
+    /// count the silence since.
+    contact: Arc<crate::election::Contact>,
 }
 
 /// The last index in `log`, 0 when empty.
@@ -411,8 +377,16 @@ impl RaftNode {
         };
         let led_since = Arc::new(std::sync::Mutex::new(None));
         tokio::spawn(watch_leadership(raft.metrics(), led_since.clone()));
-        let heard_leader = Arc::new(watch::Sender::new(false));
-        quiet_start(&raft, heard_leader.subscribe());
+        // openraft's election timer stays off until `elections` sees a one-voter cluster:
+        // before its first tick, a restarted node would campaign at once.
+        raft.runtime_config().elect(false);
+        let contact = Arc::new(crate::election::Contact::new());
+        tokio::spawn(crate::election::elections(
+            raft.clone(),
+            contact.clone(),
+            dialer.clone(),
+            state.stats(),
+        ));
         Ok(Self {
             id: config.id,
             addr,
@@ -423,14 +397,14 @@ impl RaftNode {
             contacts,
             network: dialer,
             led_since,
-            heard_leader,
+            contact,
         })
     }
 
     /// The gRPC service peers reach this node's Raft through.
     pub fn transport(&self) -> RaftTransportServer<RaftService> {
         RaftService::new(self.raft.clone(), self.state.clone())
-            .with_heard_leader(self.heard_leader.clone())
+            .with_contact(self.contact.clone())
             .into_server()
     }
 

@@ -14,6 +14,7 @@ pub struct Stats {
     snapshot_build_micros: AtomicU64,
     last_snapshot_bytes: AtomicU64,
     snapshots_installed: AtomicU64,
+    prompt_elections: AtomicU64,
     /// Per stage of the write path: how often it ran and the time it took in all.
     stages: [StageTotals; Stage::ALL.len()],
 }
@@ -89,6 +90,9 @@ pub struct StatsSnapshot {
     pub last_snapshot_bytes: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Campaigns this node started because it heard no leader for the lease (see
+    /// `election.rs`), besides openraft's own.
+    pub prompt_elections: u64,
     /// Per stage (in `Stage::ALL`'s order): how often it ran and the time it took in all.
     pub stages: [(u64, Duration); Stage::ALL.len()],
 }
@@ -116,6 +120,11 @@ impl Stats {
         self.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
     }
 
+    /// This node campaigned, having heard no leader for the lease.
+    pub fn campaigned(&self) {
+        self.prompt_elections.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// `stage` ran `times` times (a write waited, an entry committed, ...) and took
     /// `took` in all.
     pub fn timed(&self, stage: Stage, times: u64, took: Duration) {
@@ -137,6 +146,7 @@ impl Stats {
             ),
             last_snapshot_bytes: self.last_snapshot_bytes.load(Ordering::Relaxed),
             snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
+            prompt_elections: self.prompt_elections.load(Ordering::Relaxed),
             stages: std::array::from_fn(|i| {
                 let totals = &self.stages[i];
                 (

@@ -330,3 +330,66 @@ async fn extreme_terms_from_the_wire_are_refused_and_elections_go_on() {
     assert!(new_leader.metrics().borrow().current_term > term);
     assert!(new_leader.metrics().borrow().current_term < 1 << 48);
 }
+
+/// Elections are this crate's (pre-vote, then a campaign), openraft's own timer being off:
+/// a follower that hears the leader refuses a pre-vote, even from a voter whose log is ahead;
+/// once the leader stops, the two others elect one of themselves, and the winner counts the
+/// campaign it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_votes_are_refused_while_the_leader_is_heard_and_a_stopped_leader_is_replaced() {
+    use rota_raft::proto::raft_transport_client::RaftTransportClient;
+    use rota_raft::proto::RaftMessage;
+    use rota_raft::{LogId, PreVoteAnswer, PreVoteAsk};
+
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("temp dir")).collect();
+    let mut nodes = founded(&dirs, &GrpcNetwork::default()).await;
+    let mut clock = 1_700_000_000_000;
+    propose_all(&nodes, 0..100, &mut clock).await;
+    let (old, term) = {
+        let leader = leader_of(&nodes).await;
+        (leader.id(), leader.metrics().borrow().current_term)
+    };
+    let follower = (1..=3).find(|&id| id != old).expect("a follower");
+    let other = (1..=3)
+        .find(|&id| id != old && id != follower)
+        .expect("another");
+    let addr = nodes[(follower - 1) as usize]
+        .as_ref()
+        .expect("follower running")
+        .addr();
+    let mut client = RaftTransportClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect to the follower");
+    let ask = PreVoteAsk {
+        candidate: other,
+        last_log: Some(LogId::new(
+            openraft::CommittedLeaderId::new(term + 5, other),
+            1_000_000,
+        )),
+    };
+    let payload = postcard::to_allocvec(&ask).expect("encode");
+    let reply = client
+        .pre_vote(RaftMessage { payload })
+        .await
+        .expect("answered");
+    let answer: PreVoteAnswer = postcard::from_bytes(&reply.get_ref().payload).expect("decode");
+    assert!(
+        !answer.granted,
+        "a follower that hears its leader would not vote"
+    );
+    assert_eq!(answer.term, term);
+
+    let stopped = nodes[(old - 1) as usize].take().expect("leader running");
+    stopped.shutdown().await.expect("clean shutdown");
+    propose_all(&nodes, 100..200, &mut clock).await;
+    let new = leader_of(&nodes).await;
+    assert_ne!(new.id(), old, "a new leader took over");
+    assert!(new.metrics().borrow().current_term > term);
+    assert!(
+        new.stats().read().prompt_elections >= 1,
+        "the new leader won a campaign this crate started"
+    );
+    for node in nodes.into_iter().flatten() {
+        node.shutdown().await.expect("shutdown");
+    }
+}

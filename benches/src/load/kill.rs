@@ -180,10 +180,12 @@ async fn caught_up(ops: &Access, addrs: &[String], within: Duration) -> Result<(
 /// `window` after it.
 pub(super) fn failover(kills: &[Kill], completions_us: &[u64], window: Duration) -> Failover {
     let window_us = window.as_micros() as u64;
-    let mut stalls: Vec<f64> = kills
+    let ms = |us: u64| us as f64 / 1_000.0;
+    let gaps: Vec<Gap> = kills
         .iter()
-        .map(|k| longest_stall_us(k.at_us, completions_us, window_us) as f64 / 1_000.0)
+        .map(|k| longest_stall_us(k.at_us, completions_us, window_us))
         .collect();
+    let mut stalls: Vec<f64> = gaps.iter().map(|g| ms(g.longest)).collect();
     let per_kill = stalls.clone();
     stalls.sort_by(f64::total_cmp);
     let at = |q: f64| {
@@ -198,30 +200,51 @@ pub(super) fn failover(kills: &[Kill], completions_us: &[u64], window: Duration)
         kills: kills.len() as u32,
         elected_ms: kills.iter().map(|k| k.elected_ms).collect(),
         stall_ms: per_kill,
+        resumed_ms: gaps.iter().map(|g| ms(g.first)).collect(),
+        stall_from_ms: gaps.iter().map(|g| ms(g.longest_from)).collect(),
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         max_ms: at(1.0),
     }
 }
 
+/// The completions around one kill (µs): the longest gap, when it began (after the kill),
+/// and the first completion after the kill.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Gap {
+    longest: u64,
+    longest_from: u64,
+    first: u64,
+}
+
 /// The longest gap between completions (sorted, µs) from the kill at `kill` to `window_us`
 /// after it.
-fn longest_stall_us(kill: u64, completions_us: &[u64], window_us: u64) -> u64 {
+fn longest_stall_us(kill: u64, completions_us: &[u64], window_us: u64) -> Gap {
     let end = kill + window_us;
     let from = completions_us.partition_point(|&t| t < kill);
     let to = completions_us.partition_point(|&t| t <= end);
     let mut last = kill;
-    let mut longest = 0;
+    let mut gap = Gap {
+        first: completions_us
+            .get(from)
+            .map_or(window_us, |t| (t - kill).min(window_us)),
+        ..Gap::default()
+    };
+    let widen = |gap: &mut Gap, from: u64, to: u64| {
+        if to - from > gap.longest {
+            gap.longest = to - from;
+            gap.longest_from = from - kill;
+        }
+    };
     for &t in &completions_us[from..to] {
-        longest = longest.max(t - last);
+        widen(&mut gap, last, t);
         last = t;
     }
-    if to == completions_us.len() {
-        // The run ended inside the window: the tail is not a stall.
-        longest
-    } else {
-        longest.max(end - last)
+    // A run that ended inside the window: the tail is not a stall.
+    if to < completions_us.len() {
+        widen(&mut gap, last, end);
     }
+    gap
 }
 
 #[cfg(test)]
@@ -240,6 +263,8 @@ mod tests {
         let f = failover(&[kill], &times, Duration::from_secs(2));
         assert_eq!(f.kills, 1);
         assert!((f.stall_ms[0] - 700.0).abs() < 0.01, "{:?}", f.stall_ms);
+        assert!((f.resumed_ms[0] - 700.0).abs() < 0.01, "{:?}", f.resumed_ms);
+        assert!(f.stall_from_ms[0].abs() < 0.01, "{:?}", f.stall_from_ms);
         assert_eq!(f.max_ms, f.stall_ms[0]);
     }
 }

@@ -78,6 +78,12 @@ pub struct Failover {
     /// Per kill: the longest window without a completion, from the kill to `kill_every`
     /// after it.
     pub stall_ms: Vec<f64>,
+    /// Per kill: until the first completion after it.
+    pub resumed_ms: Vec<f64>,
+    /// Per kill: when the longest window without a completion began, after the kill (0: at
+    /// the kill; later: the cluster resumed and stalled again, as when the stopped node
+    /// comes back).
+    pub stall_from_ms: Vec<f64>,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,

@@ -408,11 +408,13 @@ impl AdminService for Admin {
         if let Route::Leader(channel, addr) = self.0.route(&request, false).await? {
             let mut forwarded = forwarded(request)?;
             forwarded.set_timeout(BACKUP_TIMEOUT);
-            let stream = admin_service(channel)
-                .save_snapshot(forwarded)
-                .await
-                .map_err(|e| status::forwarded(&addr, e))?
-                .into_inner();
+            let stream = match admin_service(channel).save_snapshot(forwarded).await {
+                Ok(answer) => answer.into_inner(),
+                Err(e) => {
+                    self.0.after_failed_forward(&addr, &e).await;
+                    return Err(status::forwarded(&addr, e));
+                }
+            };
             return Ok(Response::new(Box::pin(stream)));
         }
         Ok(Response::new(Box::pin(super::backup::save(&self.0).await?)))

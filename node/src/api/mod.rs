@@ -40,6 +40,10 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// election, so a call that arrives mid-election goes to the new leader the moment it is
 /// known instead of back to its client to try again later.
 const LEADER_WAIT: Duration = Duration::from_millis(300);
+/// How long a follower whose leader stopped answering a forwarded call waits for another
+/// to be elected before it answers `unavailable`: an election takes a lease and a round
+/// trip (docs/replication.md).
+const NEW_LEADER_WAIT: Duration = Duration::from_secs(1);
 /// How many times a call may be passed on: by a follower to the node it believes leads,
 /// and once more by a node that has just stopped leading (a hand-off) to its successor.
 const MAX_HOPS: u8 = 2;
@@ -162,6 +166,26 @@ impl Api {
             }
             (_, addr) => Err(status::not_leader(addr.as_deref())),
         }
+    }
+
+    /// After a call forwarded to the leader at `addr` failed as `status` says: if the
+    /// leader could not be reached (it died, say), returns once another node is known to
+    /// lead, or after `NEW_LEADER_WAIT`, so the caller's retry finds the new leader at once
+    /// instead of backing off through the election.
+    async fn after_failed_forward(&self, addr: &str, status: &Status) {
+        if !status::leader_unreachable(status) {
+            return;
+        }
+        let mut metrics = self.raft.metrics();
+        let elsewhere = |m: &rota_raft::RaftMetrics| {
+            m.current_leader.is_some_and(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .is_some_and(|node| node.addr != addr)
+            })
+        };
+        let _ = tokio::time::timeout(NEW_LEADER_WAIT, metrics.wait_for(elsewhere)).await;
     }
 
     /// Returns once some node is known to lead, or after `LEADER_WAIT`.
@@ -447,14 +471,18 @@ fn hops<T>(request: &Request<T>) -> u8 {
 }
 
 /// Serves the call at the leader if this node does not lead. A leader that does not answer
-/// (it just died) gets the status `status::forwarded` gives, with its `unavailable` kind.
+/// (it just died) gets the status `status::forwarded` gives, with its `unavailable` kind,
+/// once another node leads (or a second has passed).
 macro_rules! forward_unless_here {
     ($api:expr, $request:ident, $stale:expr, $stub:ident, $method:ident) => {
         if let Route::Leader(channel, addr) = $api.route(&$request, $stale).await? {
-            return $stub(channel)
-                .$method(forwarded($request)?)
-                .await
-                .map_err(|e| status::forwarded(&addr, e));
+            return match $stub(channel).$method(forwarded($request)?).await {
+                Ok(answer) => Ok(answer),
+                Err(e) => {
+                    $api.after_failed_forward(&addr, &e).await;
+                    Err(status::forwarded(&addr, e))
+                }
+            };
         }
     };
 }

@@ -388,6 +388,12 @@ impl Collector for StateGauges {
             "Snapshots this node installed from a leader",
             stats.snapshots_installed,
         )?;
+        counter(
+            &mut encoder,
+            "raft_campaigns",
+            "Elections this node started: it heard no leader for the lease and a majority answered its pre-vote",
+            stats.prompt_elections,
+        )?;
         gauge(
             &mut encoder,
             "raft_snapshot_bytes",
