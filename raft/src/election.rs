@@ -14,8 +14,8 @@
 //! Here each voter counts how long it has heard nothing from a leader (an AppendEntries or
 //! an InstallSnapshot in its current term or later) or from a candidate it voted for, or
 //! since its own last campaign. Past the lease plus a step per its rank among the voters
-//! (ids in order, a fifth of a heartbeat apart, so two followers that lost the leader
-//! together do not split the vote), it asks every other voter `PreVote`. A voter says yes
+//! other than the leader it last followed (ids in order, a fifth of a heartbeat apart, so
+//! two followers that lost the leader together do not split the vote), it asks every other voter `PreVote`. A voter says yes
 //! only if it does not lead, has heard no leader for the lease itself, and holds no more log
 //! than the asker; the one that holds more, refusing, asks for itself at once. With a
 //! majority of yeses (its own counted) the voter asks openraft to elect (`trigger().elect()`,
@@ -137,15 +137,20 @@ fn patience(lease: Duration, step: Duration, rank: usize) -> Duration {
     lease + step.saturating_mul(steps)
 }
 
-/// This node's rank among the voters (ids in order), if it is one of two or more.
-fn rank(voters: impl Iterator<Item = NodeId>, id: NodeId) -> Option<usize> {
+/// This node's rank among the voters (ids in order) other than `leader` (the one it last
+/// followed, silent now: the survivors of a leader's loss rank 0 and 1), if it is one of two
+/// or more voters.
+fn rank(voters: impl Iterator<Item = NodeId>, id: NodeId, leader: Option<NodeId>) -> Option<usize> {
     let mut voters: Vec<NodeId> = voters.collect();
     voters.sort_unstable();
     voters.dedup();
-    if voters.len() < 2 {
+    if voters.len() < 2 || !voters.contains(&id) {
         return None;
     }
-    voters.iter().position(|v| *v == id)
+    voters
+        .iter()
+        .filter(|v| **v == id || Some(**v) != leader)
+        .position(|v| *v == id)
 }
 
 /// A peer's side of a pre-vote (see the module).
@@ -207,7 +212,7 @@ pub(crate) async fn elections(
                 return;
             }
             let membership = m.membership_config.membership();
-            let rank = rank(membership.voter_ids(), m.id);
+            let rank = rank(membership.voter_ids(), m.id, m.current_leader);
             // openraft's own timer only where this loop does not run elections.
             let single = rank.is_none() && membership.voter_ids().any(|v| v == m.id);
             if own_timer != Some(single) {
