@@ -348,13 +348,19 @@ mod tests {
     #[test]
     fn voters_campaign_in_the_order_of_their_ids() {
         let voters = [3, 1, 2];
-        assert_eq!(rank(voters.into_iter(), 1), Some(0));
-        assert_eq!(rank(voters.into_iter(), 3), Some(2));
-        assert_eq!(rank(voters.into_iter(), 4), None, "not a voter");
+        assert_eq!(rank(voters.into_iter(), 1, None), Some(0));
+        assert_eq!(rank(voters.into_iter(), 3, None), Some(2));
         assert_eq!(
-            rank([5].into_iter(), 5),
+            rank(voters.into_iter(), 3, Some(1)),
+            Some(1),
+            "the lost leader not counted"
+        );
+        assert_eq!(rank(voters.into_iter(), 1, Some(1)), Some(0));
+        assert_eq!(rank(voters.into_iter(), 4, None), None, "not a voter");
+        assert_eq!(
+            rank([5].into_iter(), 5, None),
             None,
-            "a single voter elects itself"
+            "one voter elects itself"
         );
         let (lease, step) = (Duration::from_millis(300), Duration::from_millis(20));
         assert_eq!(patience(lease, step, 0), Duration::from_millis(320));
