@@ -69,7 +69,7 @@ pub struct PreVoteAnswer {
 #[derive(Debug)]
 pub(crate) struct Contact {
     base: Instant,
-    /// Microseconds from `base` to the last contact, plus one; 0 before the first.
+    /// Microseconds from `base` to the last contact (the start, before any).
     heard_us: AtomicU64,
     /// The highest term of a candidate this node refused a vote.
     refused_term: AtomicU64,
@@ -82,15 +82,13 @@ impl Contact {
     /// A node that starts counts its silence from then: a whole cluster started at once
     /// elects a lease later.
     pub(crate) fn new() -> Self {
-        let contact = Self {
+        Self {
             base: Instant::now(),
             heard_us: AtomicU64::new(0),
             refused_term: AtomicU64::new(0),
             refused_behind: AtomicBool::new(false),
             wake: Notify::new(),
-        };
-        contact.stamp();
-        contact
+        }
     }
 
     /// A leader of the current term (or a later one) reached this node.
@@ -118,13 +116,13 @@ impl Contact {
     }
 
     fn stamp(&self) {
-        let us = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
-        self.heard_us.fetch_max(us + 1, Ordering::Relaxed);
+        let us = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.heard_us.fetch_max(us, Ordering::Relaxed);
     }
 
     /// How long since the last contact (or since the node started).
     fn silence(&self) -> Duration {
-        let heard = self.heard_us.load(Ordering::Relaxed).saturating_sub(1);
+        let heard = self.heard_us.load(Ordering::Relaxed);
         self.base
             .elapsed()
             .saturating_sub(Duration::from_micros(heard))
@@ -206,7 +204,7 @@ pub(crate) async fn elections(
             _ = tokio::time::sleep(tick) => {}
             _ = contact.wake.notified() => {}
         }
-        let (due, others, id) = {
+        let due = {
             let m = metrics.borrow_and_update();
             if m.running_state.is_err() || m.state == ServerState::Shutdown {
                 return;
@@ -225,12 +223,7 @@ pub(crate) async fn elections(
             if m.state == ServerState::Leader || m.state == ServerState::Learner {
                 continue;
             }
-            let others: Vec<(NodeId, RotaNode)> = membership
-                .voter_ids()
-                .filter(|v| *v != m.id)
-                .filter_map(|v| membership.get_node(&v).map(|n| (v, n.clone())))
-                .collect();
-            (patience(lease, step, rank), others, m.id)
+            patience(lease, step, rank)
         };
         let silent = contact.silence();
         let behind = contact.refused_behind.swap(false, Ordering::Relaxed);
@@ -241,6 +234,16 @@ pub(crate) async fn elections(
         if Instant::now() < next_ask && !behind {
             continue;
         }
+        let (others, id): (Vec<(NodeId, RotaNode)>, NodeId) = {
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            let others = membership
+                .voter_ids()
+                .filter(|v| *v != m.id)
+                .filter_map(|v| membership.get_node(&v).map(|n| (v, n.clone())))
+                .collect();
+            (others, m.id)
+        };
         let ask = PreVoteAsk {
             candidate: id,
             last_log: raft.data_metrics().borrow().last_log,
