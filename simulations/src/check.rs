@@ -14,6 +14,12 @@ pub struct Final {
     pub replicas: Vec<(u64, Option<u64>, String)>,
     /// The `max_active` quota set per tenant during the run.
     pub quotas: BTreeMap<String, u32>,
+    /// The TTL every lease and heartbeat asked for: a lease's log time is its end less this.
+    pub lease_ttl_ms: u64,
+    /// How far apart the nodes' clocks were at most during the run (the largest offset any
+    /// node's clock had from simulated time, less the smallest, zero counted): a lease may
+    /// end that much early in simulated time.
+    pub clock_spread_ms: u64,
 }
 
 /// A broken promise, with what the checker saw.
@@ -73,9 +79,43 @@ pub enum Violation {
         kind: String,
         detail: String,
     },
+    /// 10. A lease or heartbeat asked after another was answered carries an earlier log time.
+    LogTimeWentBack {
+        earlier_lease: u64,
+        earlier_log_ms: u64,
+        later_lease: u64,
+        later_log_ms: u64,
+    },
+    /// 11. In simulated time, a job was granted again before its timed-out lease could
+    ///     have run out by what its holder was told (less the clocks' spread).
+    LeaseEndedEarly {
+        job: u64,
+        lease: u64,
+        held_until_sim_ms: u64,
+        granted: u64,
+        granted_sim_ms: u64,
+    },
+    /// 12. A lease asked after maintenance was acknowledged on was granted before
+    ///     maintenance was asked off.
+    LeasedInMaintenance {
+        job: u64,
+        lease: u64,
+        asked_ms: u64,
+        answered_ms: u64,
+    },
+    /// 13. A lease granted while the tenant already had its (lowered) `max_active` leased.
+    QuotaExceededAtGrant {
+        tenant: String,
+        job: u64,
+        lease: u64,
+        active: u32,
+        max: u32,
+    },
+    /// 14. A job whose cancel was acknowledged ran again or did not end canceled.
+    CancelNotFinal { job: u64, detail: String },
 }
 
-/// Every violation of the nine properties in `history` and `end`.
+/// Every violation of the fourteen properties in `history` and `end`.
 pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     let mut out = Vec::new();
     let jobs: BTreeMap<u64, &pb::Job> = end.jobs.iter().map(|j| (j.id, j)).collect();
@@ -88,6 +128,11 @@ pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     quotas_held(&jobs, &end.quotas, &mut out);
     one_holder_at_a_time(history, &jobs, &mut out);
     refusals_justified(history, &jobs, &mut out);
+    log_time_never_went_back(history, end.lease_ttl_ms, &mut out);
+    leases_last_in_simulated_time(history, &jobs, end, &mut out);
+    no_lease_in_maintenance(history, &mut out);
+    lowered_quotas_held_at_grant(history, &jobs, end.lease_ttl_ms, &mut out);
+    cancels_are_final(history, &jobs, &mut out);
     out
 }
 
@@ -432,6 +477,260 @@ fn refusals_justified(
     }
 }
 
+/// A lease or an accepted heartbeat as a client saw it: asked and answered in simulated
+/// time, with the log time the cluster stamped it at (its end less the TTL).
+struct Stamped {
+    lease: u64,
+    asked_ms: u64,
+    answered_ms: u64,
+    log_ms: u64,
+}
+
+fn stamped(history: &[Record], ttl_ms: u64) -> Vec<Stamped> {
+    history
+        .iter()
+        .filter_map(|record| match &record.event {
+            Event::Leased {
+                lease,
+                until_ms,
+                asked_ms,
+                ..
+            }
+            | Event::Extended {
+                lease,
+                until_ms,
+                asked_ms,
+                ..
+            } => Some(Stamped {
+                lease: *lease,
+                asked_ms: *asked_ms,
+                answered_ms: record.at_ms,
+                log_ms: until_ms.saturating_sub(ttl_ms),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Check 10: Log time never goes backwards as clients see it, whatever the nodes' clocks do: a
+/// call asked after another was answered was applied after it, so its log time is no earlier.
+fn log_time_never_went_back(history: &[Record], ttl_ms: u64, out: &mut Vec<Violation>) {
+    let mut by_answer = stamped(history, ttl_ms);
+    by_answer.sort_by_key(|s| s.answered_ms);
+    let mut by_ask: Vec<&Stamped> = by_answer.iter().collect();
+    by_ask.sort_by_key(|s| s.asked_ms);
+    // The latest log time among calls answered before the one at hand was asked.
+    let mut latest: Option<&Stamped> = None;
+    let mut answered = by_answer.iter().peekable();
+    for later in by_ask {
+        while let Some(earlier) = answered.next_if(|e| e.answered_ms < later.asked_ms) {
+            if latest.is_none_or(|l| earlier.log_ms > l.log_ms) {
+                latest = Some(earlier);
+            }
+        }
+        if let Some(earlier) = latest.filter(|e| e.log_ms > later.log_ms) {
+            out.push(Violation::LogTimeWentBack {
+                earlier_lease: earlier.lease,
+                earlier_log_ms: earlier.log_ms,
+                later_lease: later.lease,
+                later_log_ms: later.log_ms,
+            });
+            return;
+        }
+    }
+}
+
+/// Check 11: A lease lasts, in simulated time, at least its TTL from the last call that set its
+/// end (the grant or an accepted heartbeat), less the spread of the nodes' clocks: a new
+/// leader whose clock runs ahead ends leases early by that much, and never by more. Only
+/// leases that timed out are judged, against the next attempt's grant as its worker saw it
+/// (the grant happened no later than its answer).
+fn leases_last_in_simulated_time(
+    history: &[Record],
+    jobs: &BTreeMap<u64, &pb::Job>,
+    end: &Final,
+    out: &mut Vec<Violation>,
+) {
+    let calls = stamped(history, end.lease_ttl_ms);
+    let mut last_asked: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut answered: BTreeMap<u64, u64> = BTreeMap::new();
+    for call in &calls {
+        let asked = last_asked.entry(call.lease).or_default();
+        *asked = (*asked).max(call.asked_ms);
+        answered.entry(call.lease).or_insert(call.answered_ms);
+    }
+    for job in jobs.values() {
+        for pair in job.attempts.windows(2) {
+            let (held, next) = (&pair[0], &pair[1]);
+            if !outcome_is(held, pb::AttemptOutcome::TimedOut) {
+                continue;
+            }
+            let (Some(asked), Some(&granted_sim_ms)) =
+                (last_asked.get(&held.lease_id), answered.get(&next.lease_id))
+            else {
+                continue;
+            };
+            let held_until_sim_ms = (asked + end.lease_ttl_ms).saturating_sub(end.clock_spread_ms);
+            if granted_sim_ms < held_until_sim_ms {
+                out.push(Violation::LeaseEndedEarly {
+                    job: job.id,
+                    lease: held.lease_id,
+                    held_until_sim_ms,
+                    granted: next.lease_id,
+                    granted_sim_ms,
+                });
+            }
+        }
+    }
+}
+
+/// Check 12: No lease is granted in maintenance: a lease asked after maintenance was acknowledged
+/// on, and answered before it was asked off, was granted while it was on.
+fn no_lease_in_maintenance(history: &[Record], out: &mut Vec<Violation>) {
+    // (acknowledged on, asked off) in simulated time; an "on" never turned off lasts.
+    let mut windows: Vec<(u64, u64)> = Vec::new();
+    for record in history {
+        match &record.event {
+            Event::Maintenance { on: true, .. } => windows.push((record.at_ms, u64::MAX)),
+            Event::Maintenance {
+                on: false,
+                asked_ms,
+            } => {
+                if let Some(open) = windows.last_mut().filter(|w| w.1 == u64::MAX) {
+                    open.1 = *asked_ms;
+                }
+            }
+            _ => {}
+        }
+    }
+    for record in history {
+        let Event::Leased {
+            job,
+            lease,
+            asked_ms,
+            ..
+        } = &record.event
+        else {
+            continue;
+        };
+        let inside = windows
+            .iter()
+            .any(|(on, off)| *asked_ms > *on && record.at_ms < *off);
+        if inside {
+            out.push(Violation::LeasedInMaintenance {
+                job: *job,
+                lease: *lease,
+                asked_ms: *asked_ms,
+                answered_ms: record.at_ms,
+            });
+        }
+    }
+}
+
+/// Check 13: A quota the operator set holds at every grant made under it: a lease asked after the
+/// quota was acknowledged, and answered before the next was asked, found fewer than
+/// `max_active` of its tenant's jobs leased (by the ledger, at the grant's log time).
+fn lowered_quotas_held_at_grant(
+    history: &[Record],
+    jobs: &BTreeMap<u64, &pb::Job>,
+    ttl_ms: u64,
+    out: &mut Vec<Violation>,
+) {
+    // Per tenant: (acknowledged, asked next, max_active).
+    let mut windows: BTreeMap<&str, Vec<(u64, u64, u32)>> = BTreeMap::new();
+    for record in history {
+        if let Event::QuotaSet {
+            tenant,
+            max_active,
+            asked_ms,
+        } = &record.event
+        {
+            let list = windows.entry(tenant.as_str()).or_default();
+            if let Some(open) = list.last_mut() {
+                open.1 = open.1.min(*asked_ms);
+            }
+            list.push((record.at_ms, u64::MAX, *max_active));
+        }
+    }
+    let tenant_of = |job: &pb::Job| job.spec.as_ref().map(|s| s.tenant.clone());
+    for record in history {
+        let Event::Leased {
+            job,
+            lease,
+            until_ms,
+            asked_ms,
+            ..
+        } = &record.event
+        else {
+            continue;
+        };
+        let Some(tenant) = jobs.get(job).and_then(|j| tenant_of(j)) else {
+            continue;
+        };
+        let Some(&(_, _, max)) = windows.get(tenant.as_str()).and_then(|list| {
+            list.iter()
+                .find(|(set, next, _)| *asked_ms > *set && record.at_ms < *next)
+        }) else {
+            continue;
+        };
+        let granted_ms = until_ms.saturating_sub(ttl_ms);
+        let active = jobs
+            .values()
+            .filter(|j| tenant_of(j).as_deref() == Some(tenant.as_str()))
+            .flat_map(|j| j.attempts.iter())
+            .filter(|a| a.lease_id != *lease)
+            .filter(|a| a.started_ms <= granted_ms && a.ended_ms.is_none_or(|e| e > granted_ms))
+            .count() as u32;
+        if active >= max {
+            out.push(Violation::QuotaExceededAtGrant {
+                tenant,
+                job: *job,
+                lease: *lease,
+                active: active + 1,
+                max,
+            });
+        }
+    }
+}
+
+/// Check 14: A cancel the cluster acknowledged is final: the job ends canceled, no attempt of it
+/// succeeded, and no worker was granted it after the cancel was answered.
+fn cancels_are_final(history: &[Record], jobs: &BTreeMap<u64, &pb::Job>, out: &mut Vec<Violation>) {
+    for record in history {
+        let Event::CancelAcknowledged { job } = &record.event else {
+            continue;
+        };
+        let canceled_at = record.at_ms;
+        let detail = match jobs.get(job) {
+            None => Some("the job is not in the ledger".to_owned()),
+            Some(j) if j.status != pb::JobStatus::Canceled as i32 => {
+                Some(format!("it ended with status {}", j.status))
+            }
+            Some(j)
+                if j.attempts
+                    .iter()
+                    .any(|a| outcome_is(a, pb::AttemptOutcome::Succeeded)) =>
+            {
+                Some("an attempt of it succeeded".to_owned())
+            }
+            Some(_) => history.iter().find_map(|r| match &r.event {
+                Event::Leased {
+                    job: leased,
+                    lease,
+                    asked_ms,
+                    ..
+                } if leased == job && *asked_ms > canceled_at => Some(format!(
+                    "lease {lease} was asked at {asked_ms} ms and granted after the cancel"
+                )),
+                _ => None,
+            }),
+        };
+        if let Some(detail) = detail {
+            out.push(Violation::CancelNotFinal { job: *job, detail });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,7 +781,7 @@ mod tests {
                 vec![attempt(1, 10, 5, Some(9), pb::AttemptOutcome::Succeeded)],
             )],
             replicas: vec![(1, Some(7), "d".to_owned()), (2, Some(7), "d".to_owned())],
-            quotas: BTreeMap::new(),
+            ..Final::default()
         }
     }
 
@@ -637,6 +936,7 @@ mod tests {
             lease,
             attempt: 1,
             until_ms,
+            asked_ms: 0,
         }
     }
 
@@ -646,6 +946,7 @@ mod tests {
             job,
             lease,
             until_ms,
+            asked_ms: 0,
         }
     }
 
@@ -738,5 +1039,206 @@ mod tests {
             .iter()
             .any(|v| matches!(v, Violation::RefusedWrongly { .. })));
         assert_eq!(check(&refused("Unavailable"), &healthy()), vec![]);
+    }
+
+    /// A lease asked at `asked` and answered at `at` (simulated ms), ending at `until` (log).
+    fn leased_at(job: u64, lease: u64, until: u64, asked: u64, at: u64) -> Record {
+        record(
+            at,
+            Event::Leased {
+                worker: "w".to_owned(),
+                job,
+                lease,
+                attempt: 1,
+                until_ms: until,
+                asked_ms: asked,
+            },
+        )
+    }
+
+    #[test]
+    fn log_time_that_went_backwards_between_calls_is_caught() {
+        let mut end = healthy();
+        end.lease_ttl_ms = 100;
+        // Lease 10 answered at 12 stamped log time 1,000; lease 11 asked at 20 (after) stamped
+        // 990: a clock jumped back and nothing clamped it.
+        let back = [
+            leased_at(1, 10, 1_100, 10, 12),
+            leased_at(2, 11, 1_090, 20, 22),
+        ];
+        assert_eq!(
+            check(&back, &end),
+            vec![Violation::LogTimeWentBack {
+                earlier_lease: 10,
+                earlier_log_ms: 1_000,
+                later_lease: 11,
+                later_log_ms: 990,
+            }]
+        );
+        // Asked before the first was answered: the calls overlap, either order is fine.
+        let overlapping = [
+            leased_at(1, 10, 1_100, 10, 12),
+            leased_at(2, 11, 1_090, 11, 22),
+        ];
+        assert_eq!(check(&overlapping, &end), vec![]);
+    }
+
+    #[test]
+    fn a_lease_ended_early_in_simulated_time_is_caught() {
+        let mut end = healthy();
+        end.lease_ttl_ms = 2_000;
+        end.jobs[0].attempts = vec![
+            attempt(1, 10, 5_000, Some(7_000), pb::AttemptOutcome::TimedOut),
+            attempt(2, 11, 7_000, Some(7_050), pb::AttemptOutcome::Succeeded),
+        ];
+        // Lease 10 asked at 1,000 ms of simulated time, for 2,000 ms: the job was granted
+        // again (answered) at 2,500 ms, 500 ms before the holder's lease could have run out.
+        let history = [
+            leased_at(1, 10, 7_000, 1_000, 1_010),
+            leased_at(1, 11, 9_000, 2_490, 2_500),
+        ];
+        let early = Violation::LeaseEndedEarly {
+            job: 1,
+            lease: 10,
+            held_until_sim_ms: 3_000,
+            granted: 11,
+            granted_sim_ms: 2_500,
+        };
+        assert!(check(&history, &end).contains(&early));
+        // With clocks up to 600 ms apart, 500 ms early is what a clock ahead allows.
+        end.clock_spread_ms = 600;
+        assert!(!check(&history, &end)
+            .iter()
+            .any(|v| matches!(v, Violation::LeaseEndedEarly { .. })));
+    }
+
+    #[test]
+    fn a_lease_granted_in_maintenance_is_caught() {
+        let maintenance = |on: bool, asked: u64, at: u64| {
+            record(
+                at,
+                Event::Maintenance {
+                    on,
+                    asked_ms: asked,
+                },
+            )
+        };
+        let history = [
+            maintenance(true, 90, 100),
+            leased_at(1, 10, 3_000, 150, 160),
+            maintenance(false, 200, 210),
+        ];
+        assert_eq!(
+            check(&history, &healthy()),
+            vec![Violation::LeasedInMaintenance {
+                job: 1,
+                lease: 10,
+                asked_ms: 150,
+                answered_ms: 160,
+            }]
+        );
+        // Asked before "on" was acknowledged, or answered after "off" was asked: either
+        // side of the window may have granted it.
+        for lease in [
+            leased_at(1, 10, 3_000, 95, 160),
+            leased_at(1, 10, 3_000, 150, 205),
+        ] {
+            let history = [
+                maintenance(true, 90, 100),
+                lease,
+                maintenance(false, 200, 210),
+            ];
+            assert_eq!(check(&history, &healthy()), vec![]);
+        }
+    }
+
+    #[test]
+    fn a_grant_over_a_lowered_quota_is_caught() {
+        let mut end = healthy();
+        end.lease_ttl_ms = 1_000;
+        end.jobs = vec![
+            job(
+                1,
+                "t0",
+                pb::JobStatus::Succeeded,
+                vec![attempt(
+                    1,
+                    10,
+                    100,
+                    Some(500),
+                    pb::AttemptOutcome::Succeeded,
+                )],
+            ),
+            job(
+                2,
+                "t0",
+                pb::JobStatus::Succeeded,
+                vec![attempt(
+                    1,
+                    20,
+                    300,
+                    Some(400),
+                    pb::AttemptOutcome::Succeeded,
+                )],
+            ),
+        ];
+        let quota = |max: u32, asked: u64, at: u64| {
+            record(
+                at,
+                Event::QuotaSet {
+                    tenant: "t0".to_owned(),
+                    max_active: max,
+                    asked_ms: asked,
+                },
+            )
+        };
+        // Quota 1 from 50: job 2 was granted at 300 while job 1 held its lease since 100.
+        let history = [
+            quota(1, 40, 50),
+            leased_at(1, 10, 1_100, 90, 110),
+            leased_at(2, 20, 1_300, 290, 310),
+            quota(2, 600, 610),
+        ];
+        assert_eq!(
+            check(&history, &end),
+            vec![Violation::QuotaExceededAtGrant {
+                tenant: "t0".to_owned(),
+                job: 2,
+                lease: 20,
+                active: 2,
+                max: 1,
+            }]
+        );
+        // Under the restored quota of two, the same grants are fine.
+        let history = [
+            quota(1, 40, 50),
+            quota(2, 60, 70),
+            leased_at(1, 10, 1_100, 90, 110),
+            leased_at(2, 20, 1_300, 290, 310),
+        ];
+        assert_eq!(check(&history, &end), vec![]);
+    }
+
+    #[test]
+    fn a_cancel_that_was_not_final_is_caught() {
+        let canceled = |at: u64| record(at, Event::CancelAcknowledged { job: 1 });
+        // The job succeeded after its cancel was acknowledged.
+        let found = check(&[canceled(3)], &healthy());
+        assert!(
+            matches!(found.as_slice(), [Violation::CancelNotFinal { job: 1, .. }]),
+            "{found:?}"
+        );
+        let mut end = healthy();
+        end.jobs[0].status = pb::JobStatus::Canceled as i32;
+        end.jobs[0].attempts[0].outcome = pb::AttemptOutcome::Canceled as i32;
+        assert_eq!(check(&[canceled(3)], &end), vec![]);
+        // Canceled in the end, but granted to a worker after the cancel was answered.
+        let found = check(&[canceled(3), leased_at(1, 10, 2_000, 4, 6)], &end);
+        assert!(
+            found
+                .iter()
+                .any(|v| matches!(v, Violation::CancelNotFinal { job: 1, .. })),
+            "{found:?}"
+        );
     }
 }

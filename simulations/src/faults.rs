@@ -9,6 +9,8 @@ pub const HEAL_MS: u64 = 25_000;
 const FIRST_FAULT_MS: u64 = 4_000;
 /// Message latency on a healthy link: up to this many ms (what a slowed network heals to).
 pub const BASE_LATENCY_MS: u64 = 5;
+/// The furthest a node's clock is set off simulated time, either way.
+const MAX_SKEW_MS: i64 = 2_500;
 
 /// The kind of trouble a seed brings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,11 +33,18 @@ pub enum FaultKind {
     CrashRestart,
     /// The leader crashes while workers are leasing, and restarts later.
     CrashLeader,
+    /// Nodes' clocks drift apart: the leader's jumps ahead, another's falls behind, the
+    /// leader is cut off so a node with another clock leads, and the new leader's clock
+    /// jumps again (ahead or back).
+    ClockSkew,
+    /// An operator works the cluster while a node is cut off: maintenance on and off, a
+    /// quota lowered and restored, jobs canceled.
+    AdminCalls,
 }
 
 impl FaultKind {
     /// Every kind, in the order seeds cycle through them.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Calm,
         FaultKind::IsolateOne,
         FaultKind::IsolateLeader,
@@ -45,6 +54,8 @@ impl FaultKind {
         FaultKind::SlowNetwork,
         FaultKind::CrashRestart,
         FaultKind::CrashLeader,
+        FaultKind::ClockSkew,
+        FaultKind::AdminCalls,
     ];
 
     /// The kind a seed gets: seeds cycle through every kind.
@@ -79,6 +90,11 @@ pub enum Action {
     Crash(Target),
     /// Restart every crashed node.
     RestartAll,
+    /// Set a node's clock this many ms off simulated time (a jump, ahead or back).
+    Skew {
+        target: Target,
+        offset_ms: i64,
+    },
 }
 
 /// The nemesis's schedule for one seed: (simulated ms, action), in time order.
@@ -148,9 +164,59 @@ pub fn schedule(kind: FaultKind, nodes: usize, rng: &mut SplitMix) -> Vec<(u64, 
             (start, Action::Crash(Target::Leader)),
             (end, Action::RestartAll),
         ],
+        FaultKind::ClockSkew => {
+            let ahead = rng.range(200, MAX_SKEW_MS as u64) as i64;
+            let behind = -(rng.range(200, MAX_SKEW_MS as u64) as i64);
+            let jump = rng.range(0, 2 * MAX_SKEW_MS as u64) as i64 - MAX_SKEW_MS;
+            let cut = rng.range(start + 300, (end - 1_800).max(start + 301));
+            vec![
+                (
+                    start,
+                    Action::Skew {
+                        target: Target::Leader,
+                        offset_ms: ahead,
+                    },
+                ),
+                (
+                    start + 200,
+                    Action::Skew {
+                        target: Target::Node(other),
+                        offset_ms: behind,
+                    },
+                ),
+                (
+                    cut,
+                    Action::Isolate {
+                        target: Target::Leader,
+                        with: 0,
+                    },
+                ),
+                (
+                    cut + 1_500,
+                    Action::Skew {
+                        target: Target::Leader,
+                        offset_ms: jump,
+                    },
+                ),
+                (end, Action::RepairAll),
+            ]
+        }
+        // The operator's calls come from its own client (`sim.rs`); the nemesis cuts a
+        // node off meanwhile, so some calls are forwarded and some wait out an election.
+        FaultKind::AdminCalls => vec![
+            (
+                start,
+                Action::Isolate {
+                    target: Target::Node(node),
+                    with: 0,
+                },
+            ),
+            (end, Action::RepairAll),
+        ],
     };
-    // A second, shorter round of the same kind in some seeds.
-    if kind != FaultKind::Calm && rng.chance(40) {
+    // A second, shorter round of the same kind in some seeds (not of clock jumps: their
+    // schedule is one story).
+    if ![FaultKind::Calm, FaultKind::ClockSkew].contains(&kind) && rng.chance(40) {
         let again = rng.range(end + 500, end + 2_000).min(HEAL_MS - 500);
         let again_end = (again + rng.range(500, 3_000)).min(HEAL_MS);
         let mut second: Vec<(u64, Action)> = plan

@@ -19,20 +19,24 @@ pub enum Event {
     EnqueueUnanswered { producer: String, key: String },
     /// A plan the cluster acknowledged: its steps' job ids in dependency order.
     PlanSubmitted { plan: u64, jobs: Vec<(String, u64)> },
-    /// A lease the cluster granted.
+    /// A lease the cluster granted; the call was sent at `asked_ms` (simulated time) and the
+    /// lease lasts until `until_ms` (log time).
     Leased {
         worker: String,
         job: u64,
         lease: u64,
         attempt: u32,
         until_ms: u64,
+        asked_ms: u64,
     },
-    /// A heartbeat the cluster accepted: the lease now lasts until `until_ms` (log time).
+    /// A heartbeat the cluster accepted, sent at `asked_ms`: the lease now lasts until
+    /// `until_ms` (log time).
     Extended {
         worker: String,
         job: u64,
         lease: u64,
         until_ms: u64,
+        asked_ms: u64,
     },
     /// A completion the cluster accepted, with the job's status after it.
     Completed {
@@ -49,8 +53,24 @@ pub enum Event {
         lease: u64,
         kind: String,
     },
+    /// The operator's `SetMaintenance` the cluster acknowledged, sent at `asked_ms`.
+    Maintenance { on: bool, asked_ms: u64 },
+    /// The operator's `max_active` quota for a tenant the cluster acknowledged, sent at
+    /// `asked_ms`.
+    QuotaSet {
+        tenant: String,
+        max_active: u32,
+        asked_ms: u64,
+    },
+    /// The operator's cancel of a job the cluster acknowledged.
+    CancelAcknowledged { job: u64 },
     /// A fault the nemesis injected or healed.
     Fault(String),
+}
+
+/// Simulated time now, in ms since the run began (what records are stamped with).
+pub fn now_ms() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64
 }
 
 /// An event at a simulated time.
@@ -76,7 +96,7 @@ impl History {
 
     /// Appends `event` at the current simulated time.
     pub fn record(&self, event: Event) {
-        let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+        let at_ms = now_ms();
         if let Ok(mut records) = self.records.lock() {
             records.push(Record { at_ms, event });
         }

@@ -26,6 +26,9 @@ enum Command {
         /// Turn fencing off (to watch the checker catch zombie workers).
         #[arg(long)]
         no_fencing: bool,
+        /// Print every event the clients saw, with its simulated time.
+        #[arg(long)]
+        history: bool,
     },
     /// Runs seeds `start..start+seeds` and reports failures and timing.
     Sweep {
@@ -48,7 +51,11 @@ fn reproduce(seed: u64) -> String {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Seed { seed, no_fencing } => {
+        Command::Seed {
+            seed,
+            no_fencing,
+            history,
+        } => {
             let options = Options {
                 fencing: !no_fencing,
                 ..Options::for_seed(seed)
@@ -66,6 +73,9 @@ fn main() -> ExitCode {
                         outcome.sim_ms,
                         outcome.history_digest
                     );
+                    for record in outcome.history.iter().filter(|_| history) {
+                        println!("  {:>6} ms  {:?}", record.at_ms, record.event);
+                    }
                     for v in &outcome.violations {
                         println!("  violation: {v:?}");
                     }

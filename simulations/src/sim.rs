@@ -12,7 +12,7 @@ use rota_node::{NodeSettings, RunningNode};
 use rota_raft::{MemLogStore, NodeId, RotaNode, StateStore, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,6 +21,10 @@ use turmoil::Sim;
 const PORT: u16 = 7000;
 /// Log time at the simulation's start (2027-01-15).
 const EPOCH_MS: u64 = 1_800_000_000_000;
+/// Simulated time per step: every host runs once a step, and messages are delivered between
+/// steps. Five milliseconds rather than turmoil's default of one take a seed in a fraction
+/// of the steps (docs/simulations.md, "Speed").
+const TICK_MS: u64 = 5;
 /// How long a producer's jobs may take to drain after the faults heal.
 const DRAIN_MS: u64 = 90_000;
 
@@ -31,8 +35,12 @@ type Metrics = watch::Receiver<openraft::RaftMetrics<NodeId, RotaNode>>;
 #[derive(Clone, Debug)]
 pub struct Options {
     pub nodes: usize,
-    /// Jobs the producer enqueues (plans come on top).
+    /// Jobs the producer enqueues over about 15 simulated seconds.
     pub jobs: u64,
+    /// Three-step plans it submits after them.
+    pub plans: u64,
+    /// Workers leasing (besides the zombie).
+    pub workers: usize,
     pub fault: FaultKind,
     /// Off only to show the checker catching zombie workers.
     pub fencing: bool,
@@ -49,7 +57,9 @@ impl Options {
             } else {
                 5
             },
-            jobs: 24,
+            jobs: 240,
+            plans: 20,
+            workers: 4,
             fault: FaultKind::for_seed(seed),
             fencing: true,
         }
@@ -65,6 +75,8 @@ pub struct Outcome {
     pub history_digest: String,
     pub violations: Vec<Violation>,
     pub events: usize,
+    /// What the clients saw, in order.
+    pub history: Vec<crate::history::Record>,
     pub jobs: usize,
     /// Of those, how many the checker read from the archive (retention moved them there).
     pub archived_jobs: usize,
@@ -94,8 +106,23 @@ fn client(name: &str, endpoints: &[String]) -> Client {
     }
 }
 
-fn clock() -> rota_node::Clock {
-    Arc::new(|| EPOCH_MS + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64)
+/// A node's clock: simulated time, set off by `skew` ms (the nemesis moves it).
+fn clock(skew: Arc<AtomicI64>) -> rota_node::Clock {
+    Arc::new(move || {
+        let now = EPOCH_MS + turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+        now.saturating_add_signed(skew.load(Ordering::SeqCst))
+    })
+}
+
+/// How far apart the nodes' clocks get under `plan`: the largest offset it sets less the
+/// smallest, counting the zero every clock starts at.
+fn clock_spread_ms(plan: &[(u64, Action)]) -> u64 {
+    let offsets = plan.iter().filter_map(|(_, action)| match action {
+        Action::Skew { offset_ms, .. } => Some(*offset_ms),
+        _ => None,
+    });
+    let (low, high) = offsets.fold((0i64, 0i64), |(low, high), o| (low.min(o), high.max(o)));
+    high.abs_diff(low)
 }
 
 /// What the hosts and clients of one run share with the loop that drives it.
@@ -106,6 +133,8 @@ struct Cluster {
     history: History,
     /// Each node's state store as first made: restarts share its install count.
     stores: Mutex<Vec<StateStore>>,
+    /// Each node's clock offset from simulated time, in ms.
+    skews: Vec<Arc<AtomicI64>>,
 }
 
 /// Runs `seed`; `Err` when the simulation itself failed (a host errored, or the run did not
@@ -115,6 +144,7 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
     let deadline = HEAL_MS + DRAIN_MS + 60_000;
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
+        .tick_duration(Duration::from_millis(TICK_MS))
         .simulation_duration(Duration::from_millis(deadline))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(BASE_LATENCY_MS))
@@ -126,16 +156,19 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
         registry: Arc::default(),
         history: History::default(),
         stores: Mutex::default(),
+        skews: (0..options.nodes).map(|_| Arc::default()).collect(),
     };
     add_nodes(&mut sim, &cluster, options, &mut rng);
     let result = add_clients(&mut sim, &cluster, options, &mut rng);
     let plan = faults::schedule(options.fault, options.nodes, &mut rng);
     drive(&mut sim, &cluster, &plan).map_err(|e| format!("seed {seed}: {e}"))?;
-    let end = result
+    let mut end = result
         .lock()
         .ok()
         .and_then(|mut slot| slot.take())
         .ok_or_else(|| format!("seed {seed}: the checker never reported"))?;
+    end.lease_ttl_ms = workload::TTL_MS;
+    end.clock_spread_ms = clock_spread_ms(&plan);
     let records = cluster.history.records();
     Ok(Outcome {
         seed,
@@ -143,6 +176,7 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
         history_digest: cluster.history.digest(),
         violations: check(&records, &end),
         events: records.len(),
+        history: records,
         jobs: end.jobs.len(),
         archived_jobs: end.jobs.iter().filter(|j| j.archived).count(),
         installs: cluster
@@ -174,16 +208,18 @@ fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut 
             .collect();
         let advertise = cluster.addrs[i].clone();
         let registry = cluster.registry.clone();
+        let skew = cluster.skews[i].clone();
         // Distinct fixed election timeouts per node: openraft draws them at random, which
         // a seed can't replay; fixed and distinct, elections still converge.
         let election = 500 + 170 * i as u64 + rng.range(0, 60);
         sim.host(name.as_str(), move || {
-            let (log, state, peers, advertise, registry) = (
+            let (log, state, peers, advertise, registry, skew) = (
                 log.clone(),
                 state.clone(),
                 peers.clone(),
                 advertise.clone(),
                 registry.clone(),
+                skew.clone(),
             );
             async move {
                 // What survives a crash: the log, and the state as of the last snapshot.
@@ -195,7 +231,7 @@ fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut 
                 settings.peers = peers;
                 settings.storage = Storage::Memory { log, state };
                 settings.dial = Some(net::dial());
-                settings.clock = clock();
+                settings.clock = clock(skew);
                 settings.raft.election_timeout_min = election;
                 settings.raft.election_timeout_max = election + 1;
                 // Snapshots (and the archive they carry) every 100 entries, so a crashed
@@ -231,7 +267,7 @@ fn add_clients(
     {
         let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
         let produced = produced.clone();
-        let jobs = options.jobs;
+        let (jobs, plans) = (options.jobs, options.plans);
         let producer_rng = SplitMix::new(rng.next_u64());
         sim.client("producer", async move {
             let members = addrs
@@ -253,24 +289,39 @@ fn add_clients(
             workload::set_quota(&producer).await;
             workload::set_retention(&producer).await;
             let again = client("producer-again", &addrs);
-            workload::produce("p", producer, again, jobs, history, producer_rng).await;
+            let work = workload::Work { jobs, plans };
+            workload::produce("p", producer, again, work, history, producer_rng).await;
             produced.store(true, Ordering::SeqCst);
             Ok(())
         });
     }
-    let workers = [("w0", false), ("w1", false), ("zombie", true)];
+    if options.fault == FaultKind::AdminCalls {
+        let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
+        let operator_rng = SplitMix::new(rng.next_u64());
+        sim.client("operator", async move {
+            workload::operate(client("operator", &addrs), history, operator_rng).await;
+            Ok(())
+        });
+    }
+    let workers = (0..options.workers)
+        .map(|w| (format!("w{w}"), false))
+        .chain([("zombie".to_owned(), true)]);
+    // Workers still running: the checker waits for none before it reads the end.
+    let working = Arc::new(AtomicUsize::new(options.workers + 1));
     for (name, zombie) in workers {
         let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
-        let stop = stop.clone();
-        sim.client(name, async move {
+        let (stop, working) = (stop.clone(), working.clone());
+        sim.client(name.clone(), async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            workload::work(name.to_owned(), client(name, &addrs), history, stop, zombie).await;
+            let worker = client(&name, &addrs);
+            workload::work(name, worker, history, stop, zombie).await;
+            working.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });
     }
     let (addrs, slot) = (cluster.addrs.clone(), result.clone());
     sim.client("checker", async move {
-        let end = finish(&addrs, &stop, &produced).await;
+        let end = finish(&addrs, &stop, &working, &produced).await;
         if let Ok(mut slot) = slot.lock() {
             *slot = Some(end);
         }
@@ -287,7 +338,7 @@ fn drive(sim: &mut Sim<'_>, cluster: &Cluster, plan: &[(u64, Action)]) -> Result
         let now = sim.elapsed().as_millis() as u64;
         while next < plan.len() && plan[next].0 <= now {
             let action = &plan[next].1;
-            let what = apply(sim, action, &cluster.names, &cluster.registry, &mut crashed);
+            let what = apply(sim, action, cluster, &mut crashed);
             cluster.history.record_at(now, Event::Fault(what));
             next += 1;
         }
@@ -316,10 +367,10 @@ fn leader(registry: &Mutex<BTreeMap<u64, Metrics>>, crashed: &BTreeSet<usize>) -
 fn apply(
     sim: &mut Sim<'_>,
     action: &Action,
-    names: &[String],
-    registry: &Mutex<BTreeMap<u64, Metrics>>,
+    cluster: &Cluster,
     crashed: &mut BTreeSet<usize>,
 ) -> String {
+    let (names, registry) = (&cluster.names, &cluster.registry);
     let n = names.len();
     let resolve = |target: &Target| match target {
         Target::Node(i) => *i,
@@ -373,12 +424,22 @@ fn apply(
             crashed.clear();
             format!("restart {restarted:?}")
         }
+        Action::Skew { target, offset_ms } => {
+            let node = resolve(target);
+            cluster.skews[node].store(*offset_ms, Ordering::SeqCst);
+            format!("clock of {} set {offset_ms:+} ms off", names[node])
+        }
     }
 }
 
 /// After the faults heal: waits for the producer and for every job to finish, stops the
 /// workers, waits for the replicas to settle, and reads the final state.
-async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> Final {
+async fn finish(
+    addrs: &[String],
+    stop: &AtomicBool,
+    working: &AtomicUsize,
+    produced: &AtomicBool,
+) -> Final {
     tokio::time::sleep(Duration::from_millis(HEAL_MS + 1_000)).await;
     let reader = client("checker", addrs);
     let give_up = tokio::time::Instant::now() + Duration::from_millis(DRAIN_MS);
@@ -397,8 +458,12 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     stop.store(true, Ordering::SeqCst);
-    // Workers finish what they hold; then nothing writes and the replicas settle.
-    tokio::time::sleep(Duration::from_millis(workload::TTL_MS * 3)).await;
+    // Workers finish what they hold (a zombie's sleep is the longest); then nothing writes
+    // and the replicas settle.
+    let stopped_by = tokio::time::Instant::now() + Duration::from_millis(workload::TTL_MS * 3);
+    while working.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < stopped_by {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let jobs = all_jobs(&reader).await.unwrap_or(jobs);
     let nodes: Vec<Client> = addrs
         .iter()
@@ -430,6 +495,7 @@ async fn finish(addrs: &[String], stop: &AtomicBool, produced: &AtomicBool) -> F
             workload::QUOTA_TENANT.to_owned(),
             workload::QUOTA_MAX_ACTIVE,
         )]),
+        ..Final::default()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Simulated producers and workers. They use the real `rota-client` and record what the
 //! cluster answered in the history.
 
-use crate::history::{Event, History};
+use crate::history::{self, Event, History};
 use crate::seed::SplitMix;
 use rota_client::proto as pb;
 use rota_client::{Client, ClientError};
@@ -125,24 +125,39 @@ pub async fn set_retention(client: &Client) {
     }
 }
 
-/// Enqueues `jobs` jobs, each under an idempotency key, re-sends some keys through a second
-/// client (new sessions: only the key dedupes them), and submits two small plans.
+/// How much a producer does.
+#[derive(Clone, Copy, Debug)]
+pub struct Work {
+    /// Jobs enqueued, spread over about `PRODUCE_MS`.
+    pub jobs: u64,
+    /// Three-step plans submitted after them.
+    pub plans: u64,
+}
+
+/// About how long a producer takes to enqueue its jobs, in simulated ms.
+const PRODUCE_MS: u64 = 15_000;
+
+/// Enqueues `work.jobs` jobs, each under an idempotency key, re-sends some keys through a
+/// second client (new sessions: only the key dedupes them), and submits `work.plans` plans.
 pub async fn produce(
     name: &str,
     client: Client,
     again: Client,
-    jobs: u64,
+    work: Work,
     history: History,
     mut rng: SplitMix,
 ) {
+    // The pause between two enqueues: PRODUCE_MS over the jobs on average, drawn from a
+    // sixth of that to eleven sixths.
+    let pace = PRODUCE_MS / work.jobs.max(1);
     let mut keys = Vec::new();
-    for n in 0..jobs {
+    for n in 0..work.jobs {
         let tenant = if n % 2 == 0 { QUOTA_TENANT } else { "t1" };
         let script = Script::pick(&mut rng);
         let key = format!("{name}-{n}");
         enqueue(name, &client, tenant, script, &key, &history).await;
         keys.push((tenant, script, key));
-        tokio::time::sleep(Duration::from_millis(rng.range(100, 1_200))).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(pace / 6, pace * 11 / 6))).await;
     }
     for (tenant, script, key) in keys.iter().filter(|_| rng.chance(25)) {
         enqueue(
@@ -155,7 +170,7 @@ pub async fn produce(
         )
         .await;
     }
-    for p in 0..2 {
+    for p in 0..work.plans {
         let steps = [("a", vec![]), ("b", vec!["a"]), ("c", vec!["a", "b"])]
             .into_iter()
             .map(|(key, deps)| pb::PlanStep {
@@ -234,6 +249,7 @@ pub async fn work(
             ttl_ms: Some(TTL_MS),
             wait_ms: None,
         };
+        let asked_ms = history::now_ms();
         let jobs = match client.lease(request).await {
             Ok(answer) => answer.jobs,
             Err(_) => Vec::new(),
@@ -249,6 +265,7 @@ pub async fn work(
                 lease: job.lease_id,
                 attempt: job.attempt,
                 until_ms: job.lease_until_ms,
+                asked_ms,
             });
             run_job(&name, &client, &history, &job, zombie).await;
         }
@@ -274,12 +291,14 @@ async fn run_job(
                 job_id: job.job_id,
                 lease_id: job.lease_id,
             };
+            let asked_ms = history::now_ms();
             match client.heartbeat(beat).await {
                 Ok(ack) if !ack.canceled => history.record(Event::Extended {
                     worker: name.to_owned(),
                     job: job.job_id,
                     lease: job.lease_id,
                     until_ms: ack.lease_until_ms,
+                    asked_ms,
                 }),
                 _ => return,
             }
@@ -326,4 +345,95 @@ async fn run_job(
 fn refusal(e: &ClientError) -> String {
     e.kind()
         .map_or_else(|| format!("{:?}", e.code()), str::to_owned)
+}
+
+/// The operator of an `AdminCalls` seed, while the nemesis cuts a node off: maintenance on
+/// for a while and off again, three of the latest enqueued jobs canceled, the quota tenant's `max_active`
+/// lowered to one for a while and restored. Each acknowledged call is recorded with the
+/// time it was first asked, so the checker can tell what must hold between them.
+pub async fn operate(client: Client, history: History, mut rng: SplitMix) {
+    tokio::time::sleep(Duration::from_millis(rng.range(4_000, 8_000))).await;
+    maintenance(&client, &history, true).await;
+    tokio::time::sleep(Duration::from_millis(rng.range(1_000, 3_000))).await;
+    maintenance(&client, &history, false).await;
+
+    tokio::time::sleep(Duration::from_millis(rng.range(500, 2_000))).await;
+    let enqueued: Vec<u64> = history
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Enqueued { job, .. } => Some(job),
+            _ => None,
+        })
+        .collect();
+    // The latest jobs are the likeliest still to wait or run.
+    let latest = &enqueued[enqueued.len().saturating_sub(6)..];
+    for _ in 0..3 {
+        let Some(&job) = latest.get(rng.range(0, latest.len() as u64) as usize) else {
+            break;
+        };
+        let request = pb::CancelJobRequest {
+            session: None,
+            job_id: job,
+            stamp: Some(operator_stamp("cancel under test")),
+        };
+        // Once: a job that already finished is refused, which is fine.
+        if client.cancel_job(request).await.is_ok() {
+            history.record(Event::CancelAcknowledged { job });
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(100, 800))).await;
+    }
+
+    tokio::time::sleep(Duration::from_millis(rng.range(500, 2_000))).await;
+    quota(&client, &history, 1).await;
+    tokio::time::sleep(Duration::from_millis(rng.range(2_000, 5_000))).await;
+    quota(&client, &history, QUOTA_MAX_ACTIVE).await;
+}
+
+fn operator_stamp(reason: &str) -> pb::Stamp {
+    pb::Stamp {
+        actor: "operator".to_owned(),
+        reason: reason.to_owned(),
+        ticket: None,
+    }
+}
+
+/// Sets maintenance until the cluster acknowledges it; records the first ask's time.
+async fn maintenance(client: &Client, history: &History, on: bool) {
+    let asked_ms = history::now_ms();
+    loop {
+        let request = pb::SetMaintenanceRequest {
+            session: None,
+            enabled: on,
+            stamp: Some(operator_stamp("maintenance under test")),
+        };
+        if client.set_maintenance(request).await.is_ok() {
+            history.record(Event::Maintenance { on, asked_ms });
+            return;
+        }
+    }
+}
+
+/// Sets the quota tenant's `max_active` until the cluster acknowledges it.
+async fn quota(client: &Client, history: &History, max_active: u32) {
+    let asked_ms = history::now_ms();
+    loop {
+        let request = pb::SetQuotaRequest {
+            session: None,
+            tenant: QUOTA_TENANT.to_owned(),
+            job_type: None,
+            max_active: Some(max_active),
+            max_per_hour: None,
+            burst: None,
+            stamp: Some(operator_stamp("quota under test")),
+        };
+        if client.set_quota(request).await.is_ok() {
+            history.record(Event::QuotaSet {
+                tenant: QUOTA_TENANT.to_owned(),
+                max_active,
+                asked_ms,
+            });
+            return;
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! proof that the checker catches zombie workers once fencing is off. A failing seed names
 //! itself and the command that replays it.
 
-use rota_simulations::{run, FaultKind, Options, Violation};
+use rota_simulations::{run, Event, FaultKind, Options, Outcome, Violation};
 
 /// Seeds per fault kind in CI (half on three nodes, half on five).
 const SEEDS_PER_KIND: u64 = 24;
@@ -11,8 +11,8 @@ fn reproduce(seed: u64) -> String {
     format!("cargo run -p rota-simulations --release --bin rota-sim -- seed {seed}")
 }
 
-/// Runs the kind's CI seeds; returns how many of them saw a node install a snapshot.
-fn sweep_kind(kind: FaultKind) -> u64 {
+/// Runs the kind's CI seeds and returns their outcomes.
+fn sweep_kind(kind: FaultKind) -> Vec<Outcome> {
     let index = FaultKind::ALL
         .iter()
         .position(|k| *k == kind)
@@ -20,7 +20,7 @@ fn sweep_kind(kind: FaultKind) -> u64 {
     let kinds = FaultKind::ALL.len() as u64;
     let mut nodes_seen = std::collections::BTreeSet::new();
     let mut archived = 0;
-    let mut installed = 0;
+    let mut outcomes = Vec::new();
     for k in 0..SEEDS_PER_KIND {
         let seed = index + kinds * k;
         let options = Options::for_seed(seed);
@@ -37,7 +37,7 @@ fn sweep_kind(kind: FaultKind) -> u64 {
         );
         assert!(outcome.jobs > 0, "seed {seed}: the workload never ran");
         archived += outcome.archived_jobs;
-        installed += u64::from(outcome.installs > 0);
+        outcomes.push(outcome);
     }
     assert!(
         archived > 0,
@@ -48,13 +48,13 @@ fn sweep_kind(kind: FaultKind) -> u64 {
         2,
         "{kind:?} ran on three and on five nodes"
     );
-    installed
+    outcomes
 }
 
 /// A fault that cuts a node off from the leader long enough that the log it needs is purged
 /// (kept 20 entries behind snapshots): some seed must catch it up by a snapshot install.
 fn sweep_kind_with_installs(kind: FaultKind) {
-    let installed = sweep_kind(kind);
+    let installed = sweep_kind(kind).iter().filter(|o| o.installs > 0).count();
     assert!(
         installed > 0,
         "{kind:?}: no seed installed a snapshot, so catching up by install went untested"
@@ -106,9 +106,62 @@ fn leader_crashes_during_leasing() {
     sweep_kind_with_installs(FaultKind::CrashLeader);
 }
 
+/// How many of `outcomes` recorded an event that `pick` matches.
+fn seeds_with(outcomes: &[Outcome], pick: impl Fn(&Event) -> bool) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| o.history.iter().any(|r| pick(&r.event)))
+        .count()
+}
+
+#[test]
+fn clocks_skewed_and_jumping() {
+    let outcomes = sweep_kind(FaultKind::ClockSkew);
+    // The clocks moved, and some lease ran out under them (what checks 10 and 11 judge).
+    let skewed = seeds_with(
+        &outcomes,
+        |e| matches!(e, Event::Fault(f) if f.starts_with("clock of")),
+    );
+    assert_eq!(skewed, outcomes.len(), "every seed moves clocks");
+    let expired = outcomes
+        .iter()
+        .filter(|o| {
+            o.history.iter().any(|r| {
+                matches!(&r.event, Event::CompletionRefused { kind, .. } if kind == "stale_lease")
+            })
+        })
+        .count();
+    assert!(expired > 0, "no lease ran out under skewed clocks");
+}
+
+#[test]
+fn an_operator_at_work() {
+    let outcomes = sweep_kind(FaultKind::AdminCalls);
+    let all = outcomes.len();
+    let on = seeds_with(&outcomes, |e| {
+        matches!(e, Event::Maintenance { on: true, .. })
+    });
+    let off = seeds_with(&outcomes, |e| {
+        matches!(e, Event::Maintenance { on: false, .. })
+    });
+    let lowered = seeds_with(&outcomes, |e| {
+        matches!(e, Event::QuotaSet { max_active: 1, .. })
+    });
+    assert_eq!(
+        (on, off, lowered),
+        (all, all, all),
+        "every seed's operator got through"
+    );
+    let canceled = seeds_with(&outcomes, |e| matches!(e, Event::CancelAcknowledged { .. }));
+    assert!(
+        canceled > 0,
+        "no cancel was acknowledged, so check 14 went untested"
+    );
+}
+
 #[test]
 fn the_same_seed_replays_the_same_history() {
-    for seed in [3, 7, 16] {
+    for seed in [3, 7, 9, 10, 16] {
         let options = Options::for_seed(seed);
         let first = run(seed, &options).unwrap_or_else(|e| panic!("{e}"));
         let second = run(seed, &options).unwrap_or_else(|e| panic!("{e}"));
