@@ -30,7 +30,9 @@ pub mod proto {
 pub use archive::Archive;
 pub use election::{PreVoteAnswer, PreVoteAsk};
 pub use events::{Event, EventBody, EventHub, Gone, Position, Tap, EVENT_BACKLOG, EVENT_RING};
-pub use log_store::{open_db, MemLogStore, RocksLogStore, DEFAULT_MAX_APPEND_BYTES, LOG_FORMAT};
+pub use log_store::{
+    open_db, MemLogStore, RocksLogStore, SimDisk, DEFAULT_MAX_APPEND_BYTES, LOG_FORMAT,
+};
 pub use network::{
     admit_peer, nodelay_incoming, Dial, GrpcConnection, GrpcNetwork, PeerNode, RaftService,
     MAX_MESSAGE_BYTES,

@@ -427,13 +427,49 @@ struct MemLog {
     vote: Option<Vote<NodeId>>,
     committed: Option<LogId>,
     last_purged: Option<LogId>,
+    /// The highest index the disk has synced: a crash keeps the entries up to here.
+    synced: u64,
+    /// Bumped by every truncation: a sync queued before it covers entries that are gone.
+    generation: u64,
+}
+
+/// A simulated disk that takes its time to sync (see [`MemLogStore::with_disk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimDisk {
+    /// Each append is synced this long after the one before it was, at least...
+    pub min_sync_ms: u64,
+    /// ...and at most this (drawn from the entry's index, so a seed replays it).
+    pub max_sync_ms: u64,
+    /// Reports an append flushed as soon as it is written, before it is synced: a disk (or
+    /// a cache) that lies. Only to show that the simulations catch what it loses.
+    pub acknowledges_before_sync: bool,
+}
+
+/// An append waiting for the simulated disk to sync it.
+struct PendingSync {
+    last_index: u64,
+    generation: u64,
+    /// `None` when the append was already reported (a lying disk).
+    callback: Option<LogFlushed<TypeConfig>>,
 }
 
 /// The Raft log in memory, for simulations. Cloning shares the same log.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MemLogStore {
     log: Arc<Mutex<MemLog>>,
     append_budget: usize,
+    disk: Option<SimDisk>,
+    /// The disk's queue of syncs, started on the first append of each incarnation.
+    syncs: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<PendingSync>>>>,
+}
+
+impl Debug for MemLogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemLogStore")
+            .field("append_budget", &self.append_budget)
+            .field("disk", &self.disk)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MemLogStore {
@@ -441,6 +477,8 @@ impl Default for MemLogStore {
         Self {
             log: Arc::default(),
             append_budget: DEFAULT_MAX_APPEND_BYTES,
+            disk: None,
+            syncs: Arc::default(),
         }
     }
 }
@@ -458,11 +496,86 @@ impl MemLogStore {
         self
     }
 
+    /// Appends reach the disk in order, each synced `disk`'s time after the one before,
+    /// and are reported flushed only then (unless the disk lies). Without a disk every
+    /// append is synced as it is written.
+    pub fn with_disk(mut self, disk: SimDisk) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The log as a restarted node finds it after a crash: what was written but not yet
+    /// synced is gone (a torn last write is one of those: RocksDB's recovery drops it the
+    /// same way). Votes, truncations and purges are synced as they are made.
+    pub fn restarted(&self) -> Self {
+        if let Ok(mut log) = self.log.lock() {
+            let synced = log.synced;
+            log.entries.split_off(&(synced + 1));
+            let last = log.entries.values().next_back().map(|e| e.log_id);
+            let kept = last.or(log.last_purged);
+            if log.committed > kept {
+                log.committed = kept;
+            }
+        }
+        Self {
+            log: self.log.clone(),
+            append_budget: self.append_budget,
+            disk: self.disk,
+            syncs: Arc::default(),
+        }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemLog>, StorageError> {
         self.log
             .lock()
             .map_err(|_| StorageIOError::read(&std::io::Error::other("log lock poisoned")).into())
     }
+
+    /// Queues a sync of the entries up to `last_index` on the disk's task (started in this
+    /// runtime on first use; a crash drops it with whatever it had not synced).
+    fn queue_sync(&self, disk: SimDisk, sync: PendingSync) -> Result<(), StorageError> {
+        let mut syncs = self
+            .syncs
+            .lock()
+            .map_err(|_| StorageIOError::write_logs(&std::io::Error::other("disk poisoned")))?;
+        let sender = syncs.get_or_insert_with(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(run_disk(self.log.clone(), disk, receiver));
+            sender
+        });
+        sender
+            .send(sync)
+            .map_err(|_| StorageIOError::write_logs(&std::io::Error::other("disk stopped")).into())
+    }
+}
+
+/// The simulated disk: syncs appends in order, each after its delay.
+async fn run_disk(
+    log: Arc<Mutex<MemLog>>,
+    disk: SimDisk,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<PendingSync>,
+) {
+    while let Some(sync) = queue.recv().await {
+        let spread = disk.max_sync_ms.saturating_sub(disk.min_sync_ms) + 1;
+        let delay = disk.min_sync_ms + mix(sync.last_index) % spread;
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        if let Ok(mut log) = log.lock() {
+            if log.generation == sync.generation {
+                log.synced = log.synced.max(sync.last_index);
+            }
+        }
+        if let Some(callback) = sync.callback {
+            callback.log_io_completed(Ok(()));
+        }
+    }
+}
+
+/// SplitMix64's finalizer: a well-spread number from an index.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl RaftLogReader<TypeConfig> for MemLogStore {
@@ -544,16 +657,45 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut log = self.lock()?;
-        for entry in entries {
-            log.entries.insert(entry.log_id.index, entry);
+        let (last_index, generation) = {
+            let mut log = self.lock()?;
+            let mut last_index = 0;
+            for entry in entries {
+                last_index = entry.log_id.index;
+                log.entries.insert(entry.log_id.index, entry);
+            }
+            if self.disk.is_none() {
+                log.synced = log.synced.max(last_index);
+            }
+            (last_index, log.generation)
+        };
+        match self.disk {
+            None => callback.log_io_completed(Ok(())),
+            Some(disk) => {
+                let callback = if disk.acknowledges_before_sync {
+                    callback.log_io_completed(Ok(()));
+                    None
+                } else {
+                    Some(callback)
+                };
+                self.queue_sync(
+                    disk,
+                    PendingSync {
+                        last_index,
+                        generation,
+                        callback,
+                    },
+                )?;
+            }
         }
-        callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.lock()?.entries.split_off(&log_id.index);
+        let mut log = self.lock()?;
+        log.entries.split_off(&log_id.index);
+        log.synced = log.synced.min(log_id.index.saturating_sub(1));
+        log.generation += 1;
         Ok(())
     }
 

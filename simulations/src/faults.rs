@@ -40,11 +40,14 @@ pub enum FaultKind {
     /// An operator works the cluster while a node is cut off: maintenance on and off, a
     /// quota lowered and restored, jobs canceled.
     AdminCalls,
+    /// Disks that take 1–25 ms to sync, and power lost on every node at once (what was
+    /// written but not synced is gone), then on the leader alone.
+    DiskFaults,
 }
 
 impl FaultKind {
     /// Every kind, in the order seeds cycle through them.
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Calm,
         FaultKind::IsolateOne,
         FaultKind::IsolateLeader,
@@ -56,6 +59,7 @@ impl FaultKind {
         FaultKind::CrashLeader,
         FaultKind::ClockSkew,
         FaultKind::AdminCalls,
+        FaultKind::DiskFaults,
     ];
 
     /// The kind a seed gets: seeds cycle through every kind.
@@ -90,6 +94,8 @@ pub enum Action {
     Crash(Target),
     /// Restart every crashed node.
     RestartAll,
+    /// Crash every node at once (a power loss).
+    CrashAll,
     /// Set a node's clock this many ms off simulated time (a jump, ahead or back).
     Skew {
         target: Target,
@@ -213,10 +219,21 @@ pub fn schedule(kind: FaultKind, nodes: usize, rng: &mut SplitMix) -> Vec<(u64, 
             ),
             (end, Action::RepairAll),
         ],
+        FaultKind::DiskFaults => {
+            let back = rng.range(start + 500, start + 3_000);
+            let again = rng.range(back + 1_500, (end - 500).max(back + 1_501));
+            vec![
+                (start, Action::CrashAll),
+                (back, Action::RestartAll),
+                (again, Action::Crash(Target::Leader)),
+                (end, Action::RestartAll),
+            ]
+        }
     };
-    // A second, shorter round of the same kind in some seeds (not of clock jumps: their
-    // schedule is one story).
-    if ![FaultKind::Calm, FaultKind::ClockSkew].contains(&kind) && rng.chance(40) {
+    // A second, shorter round of the same kind in some seeds (not of clock jumps nor disk
+    // faults: their schedules are one story each).
+    let one_story = [FaultKind::Calm, FaultKind::ClockSkew, FaultKind::DiskFaults];
+    if !one_story.contains(&kind) && rng.chance(40) {
         let again = rng.range(end + 500, end + 2_000).min(HEAL_MS - 500);
         let again_end = (again + rng.range(500, 3_000)).min(HEAL_MS);
         let mut second: Vec<(u64, Action)> = plan

@@ -29,6 +29,10 @@ enum Command {
         /// Print every event the clients saw, with its simulated time.
         #[arg(long)]
         history: bool,
+        /// Disks report appends flushed before they sync (to watch the checker catch the
+        /// writes a power loss then takes; `DiskFaults` seeds only).
+        #[arg(long)]
+        lying_disk: bool,
     },
     /// Runs seeds `start..start+seeds` and reports failures and timing.
     Sweep {
@@ -55,11 +59,15 @@ fn main() -> ExitCode {
             seed,
             no_fencing,
             history,
+            lying_disk,
         } => {
-            let options = Options {
+            let mut options = Options {
                 fencing: !no_fencing,
                 ..Options::for_seed(seed)
             };
+            if let Some(disk) = options.disk.as_mut() {
+                disk.acknowledges_before_sync = lying_disk;
+            }
             match run(seed, &options) {
                 Ok(outcome) => {
                     println!(

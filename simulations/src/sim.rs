@@ -44,6 +44,8 @@ pub struct Options {
     pub fault: FaultKind,
     /// Off only to show the checker catching zombie workers.
     pub fencing: bool,
+    /// The nodes' simulated disk: `None` syncs every append as it is written.
+    pub disk: Option<rota_raft::SimDisk>,
 }
 
 impl Options {
@@ -62,6 +64,13 @@ impl Options {
             workers: 4,
             fault: FaultKind::for_seed(seed),
             fencing: true,
+            disk: (FaultKind::for_seed(seed) == FaultKind::DiskFaults).then_some(
+                rota_raft::SimDisk {
+                    min_sync_ms: 1,
+                    max_sync_ms: 25,
+                    acknowledges_before_sync: false,
+                },
+            ),
         }
     }
 }
@@ -192,7 +201,10 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
 fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut SplitMix) {
     for (i, name) in cluster.names.iter().enumerate() {
         let id = i as u64 + 1;
-        let log = MemLogStore::default();
+        let log = match options.disk {
+            Some(disk) => MemLogStore::default().with_disk(disk),
+            None => MemLogStore::default(),
+        };
         let state = StateStore::in_memory();
         if !options.fencing {
             state.disable_fencing_for_simulation();
@@ -222,7 +234,9 @@ fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut 
                 skew.clone(),
             );
             async move {
-                // What survives a crash: the log, and the state as of the last snapshot.
+                // What survives a crash: the log as far as it was synced, and the state as
+                // of the last snapshot.
+                let log = log.restarted();
                 let state = state.restarted()?;
                 let bound = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT);
                 let listener = turmoil::net::TcpListener::bind(bound).await?;
@@ -415,6 +429,13 @@ fn apply(
             sim.crash(names[node].as_str());
             crashed.insert(node);
             format!("crash {}", names[node])
+        }
+        Action::CrashAll => {
+            for (node, name) in names.iter().enumerate() {
+                sim.crash(name.as_str());
+                crashed.insert(node);
+            }
+            "crash every node".to_owned()
         }
         Action::RestartAll => {
             let restarted: Vec<String> = crashed.iter().map(|i| names[*i].clone()).collect();

@@ -160,8 +160,47 @@ fn an_operator_at_work() {
 }
 
 #[test]
+fn disks_slow_to_sync_and_power_lost_everywhere() {
+    let outcomes = sweep_kind(FaultKind::DiskFaults);
+    let lost_power = seeds_with(
+        &outcomes,
+        |e| matches!(e, Event::Fault(f) if f == "crash every node"),
+    );
+    assert_eq!(
+        lost_power,
+        outcomes.len(),
+        "every seed cuts every node's power"
+    );
+}
+
+/// The disk's protection switched off: appends reported flushed before they are synced.
+/// When every node loses power, writes the cluster acknowledged are gone, and the checker
+/// must say so for some seed.
+#[test]
+fn with_a_disk_that_lies_about_syncing_the_checker_catches_lost_writes() {
+    let index = FaultKind::ALL
+        .iter()
+        .position(|k| *k == FaultKind::DiskFaults)
+        .expect("a known kind") as u64;
+    let kinds = FaultKind::ALL.len() as u64;
+    let caught = (0..SEEDS_PER_KIND)
+        .map(|k| index + kinds * k)
+        .find_map(|seed| {
+            let mut options = Options::for_seed(seed);
+            let disk = options.disk.as_mut().expect("disk fault seeds have a disk");
+            disk.acknowledges_before_sync = true;
+            let outcome = run(seed, &options).ok()?;
+            (!outcome.passed()).then_some((seed, outcome.violations))
+        });
+    assert!(
+        caught.is_some(),
+        "with disks that acknowledge before they sync, no DiskFaults seed lost a write the checker saw"
+    );
+}
+
+#[test]
 fn the_same_seed_replays_the_same_history() {
-    for seed in [3, 7, 9, 10, 16] {
+    for seed in [3, 7, 9, 10, 11, 16] {
         let options = Options::for_seed(seed);
         let first = run(seed, &options).unwrap_or_else(|e| panic!("{e}"));
         let second = run(seed, &options).unwrap_or_else(|e| panic!("{e}"));
