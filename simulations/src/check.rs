@@ -10,8 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Final {
     /// Every job in the ledger, with attempts and history.
     pub jobs: Vec<pb::Job>,
-    /// Each replica's (node id, applied index, state digest), read when all had settled.
+    /// Each member's replica (node id, applied index, state digest), read when all had
+    /// settled.
     pub replicas: Vec<(u64, Option<u64>, String)>,
+    /// The membership at the end: (node id, voter).
+    pub members: Vec<(u64, bool)>,
     /// The `max_active` quota set per tenant during the run.
     pub quotas: BTreeMap<String, u32>,
     /// The TTL every lease and heartbeat asked for: a lease's log time is its end less this.
@@ -113,9 +116,11 @@ pub enum Violation {
     },
     /// 14. A job whose cancel was acknowledged ran again or did not end canceled.
     CancelNotFinal { job: u64, detail: String },
+    /// 15. The membership at the end contradicts a change the cluster acknowledged.
+    MembershipLost { node: u64, detail: String },
 }
 
-/// Every violation of the fourteen properties in `history` and `end`.
+/// Every violation of the fifteen properties in `history` and `end`.
 pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     let mut out = Vec::new();
     let jobs: BTreeMap<u64, &pb::Job> = end.jobs.iter().map(|j| (j.id, j)).collect();
@@ -133,6 +138,7 @@ pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     no_lease_in_maintenance(history, &mut out);
     lowered_quotas_held_at_grant(history, &jobs, end.lease_ttl_ms, &mut out);
     cancels_are_final(history, &jobs, &mut out);
+    membership_as_acknowledged(history, &end.members, &mut out);
     out
 }
 
@@ -731,6 +737,48 @@ fn cancels_are_final(history: &[Record], jobs: &BTreeMap<u64, &pb::Job>, out: &m
     }
 }
 
+/// Check 15: membership changes the cluster acknowledged hold at the end: a node seen
+/// promoted to voter (and not removed since) is a voter, a node added (and not removed
+/// since) is a member, and a removed node is not.
+fn membership_as_acknowledged(
+    history: &[Record],
+    members: &[(u64, bool)],
+    out: &mut Vec<Violation>,
+) {
+    // The last acknowledged change per node.
+    let mut last: BTreeMap<u64, &Event> = BTreeMap::new();
+    for record in history {
+        match &record.event {
+            Event::NodeAdded { node }
+            | Event::NodePromoted { node }
+            | Event::NodeRemoved { node } => {
+                last.insert(*node, &record.event);
+            }
+            _ => {}
+        }
+    }
+    let member = |id: u64| {
+        members
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, voter)| *voter)
+    };
+    for (node, change) in last {
+        let detail = match (change, member(node)) {
+            (Event::NodeRemoved { .. }, Some(_)) => "removed, yet still a member",
+            (Event::NodePromoted { .. }, Some(false)) => "promoted to voter, yet a learner",
+            (Event::NodePromoted { .. } | Event::NodeAdded { .. }, None) => {
+                "added, yet not a member"
+            }
+            _ => continue,
+        };
+        out.push(Violation::MembershipLost {
+            node,
+            detail: detail.to_owned(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1217,6 +1265,35 @@ mod tests {
             leased_at(2, 20, 1_300, 290, 310),
         ];
         assert_eq!(check(&history, &end), vec![]);
+    }
+
+    #[test]
+    fn membership_that_contradicts_an_acknowledged_change_is_caught() {
+        let at = |at_ms: u64, event: Event| record(at_ms, event);
+        let history = [
+            at(1, Event::NodeAdded { node: 4 }),
+            at(2, Event::NodePromoted { node: 4 }),
+            at(3, Event::NodeRemoved { node: 2 }),
+        ];
+        let mut end = healthy();
+        end.members = vec![(1, true), (3, true), (4, true)];
+        assert_eq!(check(&history, &end), vec![]);
+        // Node 2 came back (a removal lost), node 4 is a learner again (a promotion lost).
+        end.members = vec![(1, true), (2, true), (3, true), (4, false)];
+        let found = check(&history, &end);
+        assert_eq!(
+            found,
+            vec![
+                Violation::MembershipLost {
+                    node: 2,
+                    detail: "removed, yet still a member".to_owned()
+                },
+                Violation::MembershipLost {
+                    node: 4,
+                    detail: "promoted to voter, yet a learner".to_owned()
+                },
+            ]
+        );
     }
 
     #[test]

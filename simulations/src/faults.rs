@@ -43,11 +43,14 @@ pub enum FaultKind {
     /// Disks that take 1–25 ms to sync, and power lost on every node at once (what was
     /// written but not synced is gone), then on the leader alone.
     DiskFaults,
+    /// An operator adds a node (it catches up as a learner and is promoted) and removes a
+    /// founding voter while one node is cut off.
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind, in the order seeds cycle through them.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Calm,
         FaultKind::IsolateOne,
         FaultKind::IsolateLeader,
@@ -60,6 +63,7 @@ impl FaultKind {
         FaultKind::ClockSkew,
         FaultKind::AdminCalls,
         FaultKind::DiskFaults,
+        FaultKind::Membership,
     ];
 
     /// The kind a seed gets: seeds cycle through every kind.
@@ -208,8 +212,9 @@ pub fn schedule(kind: FaultKind, nodes: usize, rng: &mut SplitMix) -> Vec<(u64, 
             ]
         }
         // The operator's calls come from its own client (`sim.rs`); the nemesis cuts a
-        // node off meanwhile, so some calls are forwarded and some wait out an election.
-        FaultKind::AdminCalls => vec![
+        // founding node off meanwhile, so some calls are forwarded and some wait out an
+        // election.
+        FaultKind::AdminCalls | FaultKind::Membership => vec![
             (
                 start,
                 Action::Isolate {
@@ -220,13 +225,15 @@ pub fn schedule(kind: FaultKind, nodes: usize, rng: &mut SplitMix) -> Vec<(u64, 
             (end, Action::RepairAll),
         ],
         FaultKind::DiskFaults => {
+            // Power back 0.5-3 s after it went, then the leader alone crashes for 1-4 s.
             let back = rng.range(start + 500, start + 3_000);
-            let again = rng.range(back + 1_500, (end - 500).max(back + 1_501));
+            let again = back + rng.range(1_500, 4_000);
+            let restored = (again + rng.range(1_000, 4_000)).min(HEAL_MS - 500);
             vec![
                 (start, Action::CrashAll),
                 (back, Action::RestartAll),
                 (again, Action::Crash(Target::Leader)),
-                (end, Action::RestartAll),
+                (restored, Action::RestartAll),
             ]
         }
     };

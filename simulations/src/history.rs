@@ -64,6 +64,13 @@ pub enum Event {
     },
     /// The operator's cancel of a job the cluster acknowledged.
     CancelAcknowledged { job: u64 },
+    /// The operator's `AddNode` the cluster acknowledged (the node is a learner, and is
+    /// promoted once it has caught up).
+    NodeAdded { node: u64 },
+    /// The operator saw the added node become a voter.
+    NodePromoted { node: u64 },
+    /// The operator's `RemoveNode` the cluster acknowledged.
+    NodeRemoved { node: u64 },
     /// A fault the nemesis injected or healed.
     Fault(String),
 }

@@ -136,8 +136,12 @@ fn clock_spread_ms(plan: &[(u64, Action)]) -> u64 {
 
 /// What the hosts and clients of one run share with the loop that drives it.
 struct Cluster {
+    /// Every host: the founding members first, then (in `Membership` seeds) the spare node
+    /// the operator adds.
     names: Vec<String>,
     addrs: Vec<String>,
+    /// How many hosts found the cluster (the rest wait to be added).
+    founders: usize,
     registry: Arc<Mutex<BTreeMap<u64, Metrics>>>,
     history: History,
     /// Each node's state store as first made: restarts share its install count.
@@ -158,14 +162,16 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(BASE_LATENCY_MS))
         .build();
-    let names: Vec<String> = (1..=options.nodes).map(|i| format!("n{i}")).collect();
+    let hosts = options.nodes + usize::from(options.fault == FaultKind::Membership);
+    let names: Vec<String> = (1..=hosts).map(|i| format!("n{i}")).collect();
     let cluster = Cluster {
         addrs: names.iter().map(|n| format!("{n}:{PORT}")).collect(),
         names,
+        founders: options.nodes,
         registry: Arc::default(),
         history: History::default(),
         stores: Mutex::default(),
-        skews: (0..options.nodes).map(|_| Arc::default()).collect(),
+        skews: (0..hosts).map(|_| Arc::default()).collect(),
     };
     add_nodes(&mut sim, &cluster, options, &mut rng);
     let result = add_clients(&mut sim, &cluster, options, &mut rng);
@@ -276,11 +282,18 @@ fn add_clients(
     rng: &mut SplitMix,
 ) -> Arc<Mutex<Option<Final>>> {
     let stop = Arc::new(AtomicBool::new(false));
-    let produced = Arc::new(AtomicBool::new(false));
+    // The producer and any operator still at work: the checker waits for none.
+    let operators = usize::from(matches!(
+        options.fault,
+        FaultKind::AdminCalls | FaultKind::Membership
+    ));
+    let producing = Arc::new(AtomicUsize::new(1 + operators));
     let result: Arc<Mutex<Option<Final>>> = Arc::default();
+    // Clients dial the founding members; the checker reads every host.
+    let founders = cluster.addrs[..cluster.founders].to_vec();
     {
-        let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
-        let produced = produced.clone();
+        let (addrs, history) = (founders.clone(), cluster.history.clone());
+        let producing = producing.clone();
         let (jobs, plans) = (options.jobs, options.plans);
         let producer_rng = SplitMix::new(rng.next_u64());
         sim.client("producer", async move {
@@ -305,15 +318,32 @@ fn add_clients(
             let again = client("producer-again", &addrs);
             let work = workload::Work { jobs, plans };
             workload::produce("p", producer, again, work, history, producer_rng).await;
-            produced.store(true, Ordering::SeqCst);
+            producing.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });
     }
     if options.fault == FaultKind::AdminCalls {
-        let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
+        let (addrs, history) = (founders.clone(), cluster.history.clone());
         let operator_rng = SplitMix::new(rng.next_u64());
+        let producing = producing.clone();
         sim.client("operator", async move {
             workload::operate(client("operator", &addrs), history, operator_rng).await;
+            producing.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        });
+    }
+    if options.fault == FaultKind::Membership {
+        let (addrs, history) = (founders.clone(), cluster.history.clone());
+        let spare = (
+            cluster.founders as u64 + 1,
+            cluster.addrs[cluster.founders].clone(),
+        );
+        let operator_rng = SplitMix::new(rng.next_u64());
+        let producing = producing.clone();
+        sim.client("operator", async move {
+            let operator = client("operator", &addrs);
+            workload::change_membership(operator, history, spare, addrs.len(), operator_rng).await;
+            producing.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });
     }
@@ -323,7 +353,7 @@ fn add_clients(
     // Workers still running: the checker waits for none before it reads the end.
     let working = Arc::new(AtomicUsize::new(options.workers + 1));
     for (name, zombie) in workers {
-        let (addrs, history) = (cluster.addrs.clone(), cluster.history.clone());
+        let (addrs, history) = (founders.clone(), cluster.history.clone());
         let (stop, working) = (stop.clone(), working.clone());
         sim.client(name.clone(), async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -335,7 +365,7 @@ fn add_clients(
     }
     let (addrs, slot) = (cluster.addrs.clone(), result.clone());
     sim.client("checker", async move {
-        let end = finish(&addrs, &stop, &working, &produced).await;
+        let end = finish(&addrs, &stop, &working, &producing).await;
         if let Ok(mut slot) = slot.lock() {
             *slot = Some(end);
         }
@@ -453,20 +483,20 @@ fn apply(
     }
 }
 
-/// After the faults heal: waits for the producer and for every job to finish, stops the
-/// workers, waits for the replicas to settle, and reads the final state.
+/// After the faults heal: waits for the producer, any operator and every job to finish,
+/// stops the workers, waits for the members' replicas to settle, and reads the final state.
 async fn finish(
     addrs: &[String],
     stop: &AtomicBool,
     working: &AtomicUsize,
-    produced: &AtomicBool,
+    producing: &AtomicUsize,
 ) -> Final {
     tokio::time::sleep(Duration::from_millis(HEAL_MS + 1_000)).await;
     let reader = client("checker", addrs);
     let give_up = tokio::time::Instant::now() + Duration::from_millis(DRAIN_MS);
     let mut jobs = Vec::new();
     loop {
-        if produced.load(Ordering::SeqCst) {
+        if producing.load(Ordering::SeqCst) == 0 {
             jobs = all_jobs(&reader).await.unwrap_or_default();
             let open = jobs.iter().any(|j| !finished(j));
             if !jobs.is_empty() && !open {
@@ -490,9 +520,12 @@ async fn finish(
         .iter()
         .map(|addr| client("checker-status", std::slice::from_ref(addr)))
         .collect();
+    // Every member's replica, as the membership of the most advanced host has it (a
+    // removed node's replica stops where it was removed; a spare never added has none).
     let mut replicas = Vec::new();
+    let mut members = Vec::new();
     for _ in 0..40 {
-        replicas = Vec::new();
+        let mut statuses = Vec::new();
         for one in &nodes {
             if let Ok(s) = one
                 .cluster_status(pb::ClusterStatusRequest {
@@ -501,10 +534,23 @@ async fn finish(
                 })
                 .await
             {
-                replicas.push((s.node_id, s.applied_index, s.state_digest));
+                statuses.push(s);
             }
         }
-        if replicas.len() == addrs.len() && replicas.windows(2).all(|w| w[0].1 == w[1].1) {
+        members = statuses
+            .iter()
+            .max_by_key(|s| s.applied_index)
+            .map(|s| s.members.iter().map(|m| (m.id, m.voter)).collect())
+            .unwrap_or_default();
+        replicas = statuses
+            .into_iter()
+            .filter(|s| members.iter().any(|(id, _)| *id == s.node_id))
+            .map(|s| (s.node_id, s.applied_index, s.state_digest))
+            .collect::<Vec<_>>();
+        if !members.is_empty()
+            && replicas.len() == members.len()
+            && replicas.windows(2).all(|w| w[0].1 == w[1].1)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -512,6 +558,7 @@ async fn finish(
     Final {
         jobs,
         replicas,
+        members,
         quotas: BTreeMap::from([(
             workload::QUOTA_TENANT.to_owned(),
             workload::QUOTA_MAX_ACTIVE,

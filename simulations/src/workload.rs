@@ -437,3 +437,78 @@ async fn quota(client: &Client, history: &History, max_active: u32) {
         }
     }
 }
+
+/// The operator of a `Membership` seed, while the nemesis cuts a founding node off: adds
+/// the spare node (it catches up as a learner and is promoted once it has), waits to see it
+/// a voter (asking again if a leader change dropped the promotion), then removes one of the
+/// `founders` founding voters, leaving as many voters as the cluster began with.
+pub async fn change_membership(
+    client: Client,
+    history: History,
+    (spare, spare_addr): (u64, String),
+    founders: usize,
+    mut rng: SplitMix,
+) {
+    tokio::time::sleep(Duration::from_millis(rng.range(4_000, 8_000))).await;
+    let stamp = || Some(operator_stamp("membership under test"));
+    let add = || pb::AddNodeRequest {
+        id: spare,
+        addr: spare_addr.clone(),
+        learner: false,
+        stamp: stamp(),
+    };
+    // Added (or already there: a retry of an add that landed).
+    loop {
+        match client.add_node(add()).await {
+            Ok(_) => break,
+            Err(e) if e.kind() == Some("node_exists") => break,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    history.record(Event::NodeAdded { node: spare });
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut asked = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < give_up {
+        let status = client
+            .cluster_status(pb::ClusterStatusRequest {
+                digest: false,
+                leader_view: true,
+            })
+            .await;
+        let voter = status
+            .iter()
+            .flat_map(|s| s.members.iter())
+            .any(|m| m.id == spare && m.voter);
+        if voter {
+            history.record(Event::NodePromoted { node: spare });
+            break;
+        }
+        // A new leader does not carry on the old one's promotion: ask again.
+        if asked.elapsed() > Duration::from_secs(5) {
+            let _ = client.add_node(add()).await;
+            asked = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let leaving = rng.range(1, founders as u64 + 1);
+    while tokio::time::Instant::now() < give_up {
+        let request = pb::RemoveNodeRequest {
+            id: leaving,
+            force: false,
+            stamp: stamp(),
+        };
+        match client.remove_node(request).await {
+            Ok(_) => {}
+            // A retry of a removal that landed.
+            Err(e) if e.kind() == Some("node_not_found") => {}
+            // Refused while a voter is cut off (too few live voters would be left), or no
+            // answer: try again.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        history.record(Event::NodeRemoved { node: leaving });
+        return;
+    }
+}

@@ -173,6 +173,20 @@ fn disks_slow_to_sync_and_power_lost_everywhere() {
     );
 }
 
+#[test]
+fn a_node_added_and_a_voter_removed_under_faults() {
+    let outcomes = sweep_kind(FaultKind::Membership);
+    let all = outcomes.len();
+    let added = seeds_with(&outcomes, |e| matches!(e, Event::NodeAdded { .. }));
+    let promoted = seeds_with(&outcomes, |e| matches!(e, Event::NodePromoted { .. }));
+    let removed = seeds_with(&outcomes, |e| matches!(e, Event::NodeRemoved { .. }));
+    assert_eq!(
+        (added, promoted, removed),
+        (all, all, all),
+        "every seed's operator added, saw promoted and removed a node"
+    );
+}
+
 /// The disk's protection switched off: appends reported flushed before they are synced.
 /// When every node loses power, writes the cluster acknowledged are gone, and the checker
 /// must say so for some seed.

@@ -711,7 +711,9 @@ fn promote_when_caught_up(
 /// This node's view of the cluster.
 fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
     let metrics = api.raft.metrics().borrow().clone();
-    let (frozen, counts, log_time_ms, retention, archive, cluster_id) =
+    // The applied index is read with the state, not from openraft's metrics (which catch
+    // up a moment after each apply): a digest always names the index it is of.
+    let (frozen, counts, log_time_ms, retention, archive, cluster_id, applied_index) =
         api.raft.read_local(|applied: &Applied| {
             let frozen = with_digest.then(|| applied.state.freeze());
             let counts = applied
@@ -737,6 +739,7 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
                 retention,
                 archive,
                 cluster_id,
+                applied.last_applied.map(|id| id.index),
             )
         });
     // Encoded and hashed outside the lock, so a digest never holds up apply.
@@ -776,7 +779,7 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
         leader_addr,
         term: metrics.current_term,
         last_log_index: metrics.last_log_index,
-        applied_index: metrics.last_applied.map(|id| id.index),
+        applied_index,
         state_digest: digest,
         members,
         jobs: counts,
