@@ -129,7 +129,7 @@ pub fn check(history: &[Record], end: &Final) -> Vec<Violation> {
     no_overlapping_attempts(&jobs, &mut out);
     every_job_finished(&jobs, &mut out);
     one_job_per_key(history, &jobs, &mut out);
-    replicas_agree(&end.replicas, &mut out);
+    replicas_agree(&end.replicas, &end.members, &mut out);
     quotas_held(&jobs, &end.quotas, &mut out);
     one_holder_at_a_time(history, &jobs, &mut out);
     refusals_justified(history, &jobs, &mut out);
@@ -307,10 +307,16 @@ fn one_job_per_key(history: &[Record], jobs: &BTreeMap<u64, &pb::Job>, out: &mut
     }
 }
 
-fn replicas_agree(replicas: &[(u64, Option<u64>, String)], out: &mut Vec<Violation>) {
+fn replicas_agree(
+    replicas: &[(u64, Option<u64>, String)],
+    members: &[(u64, bool)],
+    out: &mut Vec<Violation>,
+) {
     let same_index = replicas.windows(2).all(|w| w[0].1 == w[1].1);
     let same_digest = replicas.windows(2).all(|w| w[0].2 == w[1].2);
-    if replicas.is_empty() || !same_index || !same_digest {
+    // Every member reported (a checker test's hand-made end may name no members).
+    let all_reported = members.is_empty() || replicas.len() == members.len();
+    if replicas.is_empty() || !same_index || !same_digest || !all_reported {
         out.push(Violation::ReplicasDiverge {
             replicas: replicas.to_vec(),
         });
@@ -1277,9 +1283,20 @@ mod tests {
         ];
         let mut end = healthy();
         end.members = vec![(1, true), (3, true), (4, true)];
+        end.replicas = [1, 3, 4].map(|id| (id, Some(7), "d".to_owned())).to_vec();
         assert_eq!(check(&history, &end), vec![]);
+        // A member that never reported its replica is not a replica that agrees.
+        let mut silent = end.clone();
+        silent.replicas.pop();
+        assert!(matches!(
+            check(&history, &silent).as_slice(),
+            [Violation::ReplicasDiverge { .. }]
+        ));
         // Node 2 came back (a removal lost), node 4 is a learner again (a promotion lost).
         end.members = vec![(1, true), (2, true), (3, true), (4, false)];
+        end.replicas = [1, 2, 3, 4]
+            .map(|id| (id, Some(7), "d".to_owned()))
+            .to_vec();
         let found = check(&history, &end);
         assert_eq!(
             found,

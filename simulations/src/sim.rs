@@ -93,6 +93,8 @@ pub struct Outcome {
     pub installs: u64,
     /// Simulated time the run took.
     pub sim_ms: u64,
+    /// How far apart the nodes' clocks were set at most (check 11's allowance).
+    pub clock_spread_ms: u64,
 }
 
 impl Outcome {
@@ -200,6 +202,7 @@ pub fn run(seed: u64, options: &Options) -> Result<Outcome, String> {
             .map(|stores| stores.iter().map(StateStore::installs).sum())
             .unwrap_or(0),
         sim_ms: sim.elapsed().as_millis() as u64,
+        clock_spread_ms: end.clock_spread_ms,
     })
 }
 

@@ -465,25 +465,23 @@ pub async fn change_membership(
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    history.record(Event::NodeAdded { node: spare });
+    // Recorded once a status shows it committed (a change proposed by a leader that is
+    // then cut off may be lost with it).
     let give_up = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut added = false;
     let mut asked = tokio::time::Instant::now();
     while tokio::time::Instant::now() < give_up {
-        let status = client
-            .cluster_status(pb::ClusterStatusRequest {
-                digest: false,
-                leader_view: true,
-            })
-            .await;
-        let voter = status
-            .iter()
-            .flat_map(|s| s.members.iter())
-            .any(|m| m.id == spare && m.voter);
-        if voter {
+        let member = committed_member(&client, spare).await;
+        if member.is_some() && !added {
+            history.record(Event::NodeAdded { node: spare });
+            added = true;
+        }
+        if member == Some(true) {
             history.record(Event::NodePromoted { node: spare });
             break;
         }
-        // A new leader does not carry on the old one's promotion: ask again.
+        // A new leader does not carry on the old one's promotion (nor, if it was lost, the
+        // addition): ask again.
         if asked.elapsed() > Duration::from_secs(5) {
             let _ = client.add_node(add()).await;
             asked = tokio::time::Instant::now();
@@ -497,18 +495,37 @@ pub async fn change_membership(
             force: false,
             stamp: stamp(),
         };
-        match client.remove_node(request).await {
-            Ok(_) => {}
-            // A retry of a removal that landed.
-            Err(e) if e.kind() == Some("node_not_found") => {}
-            // Refused while a voter is cut off (too few live voters would be left), or no
-            // answer: try again.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        // Refused while a voter is cut off (too few live voters would be left), or no
+        // answer, or `node_not_found` for a removal still being committed: the status says
+        // whether it is done.
+        let _ = client.remove_node(request).await;
+        let members = committed_members(&client).await.unwrap_or_default();
+        if !members.is_empty() && members.iter().all(|(m, _)| *m != leaving) {
+            history.record(Event::NodeRemoved { node: leaving });
+            return;
         }
-        history.record(Event::NodeRemoved { node: leaving });
-        return;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The committed membership a node reports, (id, voter) each; `None` without an answer.
+async fn committed_members(client: &Client) -> Option<Vec<(u64, bool)>> {
+    let status = client.cluster_status(status_request()).await.ok()?;
+    Some(status.members.iter().map(|m| (m.id, m.voter)).collect())
+}
+
+/// Whether node `id` is a member by the committed membership a node reports, and a voter.
+async fn committed_member(client: &Client, id: u64) -> Option<bool> {
+    let members = committed_members(client).await?;
+    members
+        .iter()
+        .find(|(m, _)| *m == id)
+        .map(|(_, voter)| *voter)
+}
+
+fn status_request() -> pb::ClusterStatusRequest {
+    pb::ClusterStatusRequest {
+        digest: false,
+        leader_view: true,
     }
 }

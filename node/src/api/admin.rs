@@ -713,7 +713,10 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
     let metrics = api.raft.metrics().borrow().clone();
     // The applied index is read with the state, not from openraft's metrics (which catch
     // up a moment after each apply): a digest always names the index it is of.
-    let (frozen, counts, log_time_ms, retention, archive, cluster_id, applied_index) =
+    // So is the membership: the last one committed and applied, not openraft's effective
+    // one, which may be a change that is proposed but not committed (and may yet be lost
+    // with its leader).
+    let (frozen, counts, log_time_ms, retention, archive, cluster_id, applied_index, membership) =
         api.raft.read_local(|applied: &Applied| {
             let frozen = with_digest.then(|| applied.state.freeze());
             let counts = applied
@@ -740,6 +743,7 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
                 archive,
                 cluster_id,
                 applied.last_applied.map(|id| id.index),
+                applied.membership.membership().clone(),
             )
         });
     // Encoded and hashed outside the lock, so a digest never holds up apply.
@@ -749,7 +753,6 @@ fn cluster_status(api: &Api, with_digest: bool) -> pb::ClusterStatusResponse {
             .unwrap_or_else(|e| format!("unavailable: {e}")),
         None => String::new(),
     };
-    let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     // Only a leader knows how far each member has replicated.
     let matched = metrics.replication.as_ref();
