@@ -19,3 +19,9 @@ pub use faults::FaultKind;
 pub use history::{Event, History, Record};
 pub use seed::SplitMix;
 pub use sim::{run, Options, Outcome};
+
+// The simulations allocate and free at a high rate (every simulated message is a few
+// buffers): with mimalloc a seed runs in about a quarter less CPU time than with the
+// system allocator, measured in instructions and task-clock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
