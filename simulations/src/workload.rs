@@ -142,33 +142,35 @@ const PRODUCE_MS: u64 = 15_000;
 pub async fn produce(
     name: &str,
     client: Client,
-    again: Client,
+    again_client: Client,
     work: Work,
     history: History,
     mut rng: SplitMix,
 ) {
-    // The pause between two enqueues: PRODUCE_MS over the jobs on average, drawn from a
-    // sixth of that to eleven sixths.
+    // One to six jobs a call (one alone goes by `Enqueue`, more by `EnqueueBatch`), and
+    // between two calls a pause of PRODUCE_MS over the jobs per job sent on average, drawn
+    // from a sixth of that to eleven sixths.
     let pace = PRODUCE_MS / work.jobs.max(1);
     let mut keys = Vec::new();
-    for n in 0..work.jobs {
-        let tenant = if n % 2 == 0 { QUOTA_TENANT } else { "t1" };
-        let script = Script::pick(&mut rng);
-        let key = format!("{name}-{n}");
-        enqueue(name, &client, tenant, script, &key, &history).await;
-        keys.push((tenant, script, key));
-        tokio::time::sleep(Duration::from_millis(rng.range(pace / 6, pace * 11 / 6))).await;
+    let mut n = 0;
+    while n < work.jobs {
+        let size = rng.range(1, 7).min(work.jobs - n);
+        let batch: Vec<Enqueue> = (n..n + size)
+            .map(|n| Enqueue {
+                tenant: if n % 2 == 0 { QUOTA_TENANT } else { "t1" },
+                script: Script::pick(&mut rng),
+                key: format!("{name}-{n}"),
+            })
+            .collect();
+        enqueue(name, &client, &batch, &history).await;
+        keys.extend(batch);
+        n += size;
+        let pause = rng.range(pace * size / 6, pace * size * 11 / 6);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
-    for (tenant, script, key) in keys.iter().filter(|_| rng.chance(25)) {
-        enqueue(
-            &format!("{name}-again"),
-            &again,
-            tenant,
-            *script,
-            key,
-            &history,
-        )
-        .await;
+    let again: Vec<Enqueue> = keys.into_iter().filter(|_| rng.chance(25)).collect();
+    for batch in again.chunks(4) {
+        enqueue(&format!("{name}-again"), &again_client, batch, &history).await;
     }
     for p in 0..work.plans {
         let steps = [("a", vec![]), ("b", vec!["a"]), ("c", vec!["a", "b"])]
@@ -198,41 +200,82 @@ pub async fn produce(
     }
 }
 
-/// Enqueues until the cluster answers (the key makes every retry safe).
-async fn enqueue(
-    name: &str,
-    client: &Client,
-    tenant: &str,
+/// A job the producer enqueues under its idempotency key.
+struct Enqueue {
+    tenant: &'static str,
     script: Script,
-    key: &str,
-    history: &History,
-) {
-    loop {
-        let request = pb::EnqueueRequest {
-            session: None,
-            spec: Some(spec(tenant, script, key, Some(key.to_owned()))),
-        };
-        match client.enqueue(request).await {
-            Ok(answer) => {
-                history.record(Event::Enqueued {
-                    producer: name.to_owned(),
-                    tenant: tenant.to_owned(),
-                    key: key.to_owned(),
-                    job: answer.job_id,
-                    created: answer.created,
-                });
-                return;
+    key: String,
+}
+
+impl Enqueue {
+    fn spec(&self) -> pb::JobSpec {
+        spec(self.tenant, self.script, &self.key, Some(self.key.clone()))
+    }
+}
+
+/// Enqueues `jobs` in one call, sending again until the cluster has answered for each (the
+/// key makes every retry safe); a batch sends again only the jobs it has no answer for.
+async fn enqueue(name: &str, client: &Client, jobs: &[Enqueue], history: &History) {
+    let unanswered = |job: &Enqueue| {
+        history.record(Event::EnqueueUnanswered {
+            producer: name.to_owned(),
+            key: job.key.clone(),
+        });
+    };
+    let enqueued = |job: &Enqueue, answer: pb::EnqueueResponse| {
+        history.record(Event::Enqueued {
+            producer: name.to_owned(),
+            tenant: job.tenant.to_owned(),
+            key: job.key.clone(),
+            job: answer.job_id,
+            created: answer.created,
+        });
+    };
+    let mut pending: Vec<&Enqueue> = jobs.iter().collect();
+    while let [first, ..] = pending[..] {
+        if pending.len() == 1 {
+            let request = pb::EnqueueRequest {
+                session: None,
+                spec: Some(first.spec()),
+            };
+            match client.enqueue(request).await {
+                Ok(answer) => {
+                    enqueued(first, answer);
+                    return;
+                }
+                Err(_) => unanswered(first),
             }
-            Err(_) => history.record(Event::EnqueueUnanswered {
-                producer: name.to_owned(),
-                key: key.to_owned(),
-            }),
+            continue;
         }
+        let request = pb::EnqueueBatchRequest {
+            session: None,
+            specs: pending.iter().map(|job| job.spec()).collect(),
+        };
+        let Ok(answer) = client.enqueue_batch(request).await else {
+            pending.iter().for_each(|job| unanswered(job));
+            continue;
+        };
+        let mut results = answer.results.into_iter();
+        pending.retain(|job| {
+            match results.next().and_then(|r| r.result) {
+                Some(pb::enqueue_result::Result::Enqueued(answer)) => {
+                    enqueued(job, answer);
+                    false
+                }
+                // Refused, or missing from the answer: sent again.
+                _ => {
+                    unanswered(job);
+                    true
+                }
+            }
+        });
     }
 }
 
 /// A worker: leases, runs each job's script, reports. A zombie sleeps past its lease's
-/// TTL before reporting, as a paused or partitioned worker would.
+/// TTL before reporting, as a paused or partitioned worker would. The quick jobs of one
+/// lease are reported together (`CompleteBatch` for two or more, `Complete` for one); a slow
+/// one, and the zombie's, alone as soon as it is done.
 pub async fn work(
     name: String,
     client: Client,
@@ -245,7 +288,7 @@ pub async fn work(
             session: None,
             worker: name.clone(),
             job_types: vec![JOB_TYPE.to_owned()],
-            max: if zombie { 1 } else { 2 },
+            max: if zombie { 1 } else { 4 },
             ttl_ms: Some(TTL_MS),
             wait_ms: None,
         };
@@ -258,6 +301,7 @@ pub async fn work(
             tokio::time::sleep(Duration::from_millis(if zombie { 1_500 } else { 100 })).await;
             continue;
         }
+        let mut done = Vec::new();
         for job in jobs {
             history.record(Event::Leased {
                 worker: name.clone(),
@@ -267,78 +311,147 @@ pub async fn work(
                 until_ms: job.lease_until_ms,
                 asked_ms,
             });
-            run_job(&name, &client, &history, &job, zombie).await;
+            if zombie || Script::parse(&job.payload) == Script::Slow {
+                // Those done wait for no slow job.
+                report(&name, &client, &history, std::mem::take(&mut done)).await;
+                if run_slowly(&name, &client, &history, &job, zombie).await {
+                    report(&name, &client, &history, vec![job]).await;
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                done.push(job);
+            }
         }
+        report(&name, &client, &history, done).await;
     }
 }
 
-async fn run_job(
+/// The zombie's sleep past its TTL, or a slow job's run: longer than the TTL, kept alive by
+/// heartbeats. False when a heartbeat was refused: the lease is lost, there is nothing to
+/// report.
+async fn run_slowly(
     name: &str,
     client: &Client,
     history: &History,
     job: &pb::LeasedJob,
     zombie: bool,
-) {
-    let script = Script::parse(&job.payload);
+) -> bool {
     if zombie {
         tokio::time::sleep(Duration::from_millis(TTL_MS * 2)).await;
-    } else if script == Script::Slow {
-        // Longer than the TTL: heartbeats keep the lease.
-        for _ in 0..5 {
-            tokio::time::sleep(Duration::from_millis(TTL_MS / 4)).await;
-            let beat = pb::HeartbeatRequest {
-                session: None,
-                job_id: job.job_id,
-                lease_id: job.lease_id,
-            };
-            let asked_ms = history::now_ms();
-            match client.heartbeat(beat).await {
-                Ok(ack) if !ack.canceled => history.record(Event::Extended {
-                    worker: name.to_owned(),
-                    job: job.job_id,
-                    lease: job.lease_id,
-                    until_ms: ack.lease_until_ms,
-                    asked_ms,
-                }),
-                _ => return,
-            }
-        }
-    } else {
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        return true;
     }
-    let succeed = match script {
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(TTL_MS / 4)).await;
+        let beat = pb::HeartbeatRequest {
+            session: None,
+            job_id: job.job_id,
+            lease_id: job.lease_id,
+        };
+        let asked_ms = history::now_ms();
+        match client.heartbeat(beat).await {
+            Ok(ack) if !ack.canceled => history.record(Event::Extended {
+                worker: name.to_owned(),
+                job: job.job_id,
+                lease: job.lease_id,
+                until_ms: ack.lease_until_ms,
+                asked_ms,
+            }),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Whether a run of `job` succeeds, as its script says.
+fn succeeds(job: &pb::LeasedJob) -> bool {
+    match Script::parse(&job.payload) {
         Script::FailAlways => false,
         Script::FailOnce => job.attempt > 1,
         Script::Succeed | Script::Slow => true,
-    };
-    let outcome = if succeed {
-        pb::complete_request::Outcome::Succeeded(pb::Succeeded { outputs: vec![] })
-    } else {
-        pb::complete_request::Outcome::Failed(pb::Failed {
-            retryable: true,
-            error: "scripted failure".to_owned(),
-        })
-    };
-    let request = pb::CompleteRequest {
-        session: None,
-        job_id: job.job_id,
-        lease_id: job.lease_id,
-        outcome: Some(outcome),
-    };
-    match client.complete(request).await {
-        Ok(answer) => history.record(Event::Completed {
+    }
+}
+
+fn scripted_failure() -> pb::Failed {
+    pb::Failed {
+        retryable: true,
+        error: "scripted failure".to_owned(),
+    }
+}
+
+/// Reports the outcomes of `jobs`, run to their end, and records what the cluster answered.
+async fn report(name: &str, client: &Client, history: &History, jobs: Vec<pb::LeasedJob>) {
+    let completed = |job: &pb::LeasedJob, status: i32| {
+        history.record(Event::Completed {
             worker: name.to_owned(),
             job: job.job_id,
             lease: job.lease_id,
-            succeeded: succeed,
-            status: answer.status,
-        }),
-        Err(e) => history.record(Event::CompletionRefused {
+            succeeded: succeeds(job),
+            status,
+        });
+    };
+    let refused = |job: &pb::LeasedJob, kind: String| {
+        history.record(Event::CompletionRefused {
             worker: name.to_owned(),
             job: job.job_id,
             lease: job.lease_id,
-            kind: refusal(&e),
-        }),
+            kind,
+        });
+    };
+    match &jobs[..] {
+        [] => {}
+        [job] => {
+            use pb::complete_request::Outcome;
+            let outcome = if succeeds(job) {
+                Outcome::Succeeded(pb::Succeeded { outputs: vec![] })
+            } else {
+                Outcome::Failed(scripted_failure())
+            };
+            let request = pb::CompleteRequest {
+                session: None,
+                job_id: job.job_id,
+                lease_id: job.lease_id,
+                outcome: Some(outcome),
+            };
+            match client.complete(request).await {
+                Ok(answer) => completed(job, answer.status),
+                Err(e) => refused(job, refusal(&e)),
+            }
+        }
+        jobs => {
+            use pb::complete_item::Outcome;
+            let items = jobs
+                .iter()
+                .map(|job| pb::CompleteItem {
+                    job_id: job.job_id,
+                    lease_id: job.lease_id,
+                    outcome: Some(if succeeds(job) {
+                        Outcome::Succeeded(pb::Succeeded { outputs: vec![] })
+                    } else {
+                        Outcome::Failed(scripted_failure())
+                    }),
+                })
+                .collect();
+            let request = pb::CompleteBatchRequest {
+                session: None,
+                items,
+            };
+            match client.complete_batch(request).await {
+                Ok(answer) => {
+                    let mut results = answer.results.into_iter();
+                    for job in jobs {
+                        match results.next().and_then(|r| r.result) {
+                            Some(pb::complete_result::Result::Completed(answer)) => {
+                                completed(job, answer.status);
+                            }
+                            Some(pb::complete_result::Result::Error(e)) => refused(job, e.kind),
+                            // Missing from the answer: its outcome is unknown.
+                            None => refused(job, "Unanswered".to_owned()),
+                        }
+                    }
+                }
+                Err(e) => jobs.iter().for_each(|job| refused(job, refusal(&e))),
+            }
+        }
     }
 }
 
