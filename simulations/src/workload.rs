@@ -274,8 +274,8 @@ async fn enqueue(name: &str, client: &Client, jobs: &[Enqueue], history: &Histor
 
 /// A worker: leases, runs each job's script, reports. A zombie sleeps past its lease's
 /// TTL before reporting, as a paused or partitioned worker would. The quick jobs of one
-/// lease are reported together (`CompleteBatch` for two or more, `Complete` for one); a slow
-/// one, and the zombie's, alone as soon as it is done.
+/// lease run first and are reported together (`CompleteBatch` for two or more, `Complete`
+/// for one); then each slow one, and the zombie's, alone as soon as it is done.
 pub async fn work(
     name: String,
     client: Client,
@@ -301,8 +301,8 @@ pub async fn work(
             tokio::time::sleep(Duration::from_millis(if zombie { 1_500 } else { 100 })).await;
             continue;
         }
-        let mut done = Vec::new();
-        for job in jobs {
+        // Every lease recorded as it was answered, before any job runs.
+        for job in &jobs {
             history.record(Event::Leased {
                 worker: name.clone(),
                 job: job.job_id,
@@ -311,18 +311,21 @@ pub async fn work(
                 until_ms: job.lease_until_ms,
                 asked_ms,
             });
-            if zombie || Script::parse(&job.payload) == Script::Slow {
-                // Those done wait for no slow job.
-                report(&name, &client, &history, std::mem::take(&mut done)).await;
-                if run_slowly(&name, &client, &history, &job, zombie).await {
-                    report(&name, &client, &history, vec![job]).await;
-                }
-            } else {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                done.push(job);
+        }
+        // The quick jobs first and reported together, then any slow one: a job run after a
+        // slow one would start with its lease already past its TTL.
+        let (slow, quick): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|job| zombie || Script::parse(&job.payload) == Script::Slow);
+        for _ in &quick {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        report(&name, &client, &history, quick).await;
+        for job in slow {
+            if run_slowly(&name, &client, &history, &job, zombie).await {
+                report(&name, &client, &history, vec![job]).await;
             }
         }
-        report(&name, &client, &history, done).await;
     }
 }
 
