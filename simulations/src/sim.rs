@@ -260,9 +260,10 @@ fn add_nodes(sim: &mut Sim<'_>, cluster: &Cluster, options: &Options, rng: &mut 
                 settings.clock = clock(skew);
                 settings.raft.election_timeout_min = election;
                 settings.raft.election_timeout_max = election + 1;
-                // Heartbeats every 250 ms rather than 100: still under half the shortest
-                // election timeout, and about 9% fewer instructions a seed (the leader's
-                // idle AppendEntries are a good share of all messages).
+                // A heartbeat interval of 250 ms rather than 100 (openraft 0.9 ticks at 1.5
+                // intervals, so an idle leader sends one every 375 ms, under the shortest
+                // election timeout): about 9% fewer instructions a seed (the leader's idle
+                // AppendEntries are a good share of all messages).
                 settings.raft.heartbeat_interval = 250;
                 // Snapshots (and the archive they carry) every 100 entries, so a crashed
                 // node restarts from one and rebuilds its archive from it, and the log kept
