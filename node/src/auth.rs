@@ -134,7 +134,7 @@ impl Principal {
 fn list(tenants: &BTreeSet<TenantId>) -> String {
     tenants
         .iter()
-        .map(|t| t.0.as_str())
+        .map(|t| t.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -246,7 +246,7 @@ pub fn certificate_grants(
                     "the client certificate names tenant {tenant:?}, which is no tenant name"
                 )));
             }
-            tenants.insert(TenantId(tenant.to_owned()));
+            tenants.insert(TenantId::from(tenant));
         }
     }
     if tenants.len() > rota_state_machine::MAX_TOKEN_TENANTS {
@@ -614,9 +614,9 @@ mod tests {
     fn a_bound_principal_reaches_only_its_tenants() {
         let mut p = Principal::open();
         p.name = Some("token:acme-worker".to_owned());
-        p.tenants = Some([TenantId("acme".to_owned())].into());
-        assert!(p.reach(&TenantId("acme".to_owned())).is_ok());
-        let refusal = p.reach(&TenantId("globex".to_owned())).unwrap_err();
+        p.tenants = Some([TenantId::from("acme")].into());
+        assert!(p.reach(&TenantId::from("acme")).is_ok());
+        let refusal = p.reach(&TenantId::from("globex")).unwrap_err();
         assert_eq!(refusal.code(), tonic::Code::PermissionDenied);
         assert!(
             refusal.message().contains("globex"),

@@ -75,7 +75,7 @@ fn a_client_certificate_carries_its_scopes_and_tenants() {
     assert_eq!(held, scopes.into());
     assert_eq!(
         tenants,
-        Some([TenantId("acme".to_owned()), TenantId("initech".to_owned())].into())
+        Some([TenantId::from("acme"), TenantId::from("initech")].into())
     );
     // Without scopes named, a certificate may do nothing; without tenants, it is unbound.
     let bare = ca.client("old", 30).unwrap();

@@ -4,6 +4,7 @@
 use crate::ids::{IncidentId, JobType, TenantId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One token, in the bucket's fixed-point units: a bucket refills `max_per_hour` units per
 /// millisecond, so an hour's refill is exactly `max_per_hour` tokens with integer maths only.
@@ -42,7 +43,7 @@ pub struct Scope {
 
 impl Scope {
     /// Every tenant's jobs of one type.
-    pub fn job_type(job_type: impl Into<String>) -> Self {
+    pub fn job_type(job_type: impl Into<Arc<str>>) -> Self {
         Self {
             tenant: None,
             job_type: Some(JobType(job_type.into())),
@@ -50,7 +51,7 @@ impl Scope {
     }
 
     /// All of one tenant's jobs.
-    pub fn tenant(tenant: impl Into<String>) -> Self {
+    pub fn tenant(tenant: impl Into<Arc<str>>) -> Self {
         Self {
             tenant: Some(TenantId(tenant.into())),
             job_type: None,
@@ -58,7 +59,7 @@ impl Scope {
     }
 
     /// One tenant's jobs of one type.
-    pub fn pair(tenant: impl Into<String>, job_type: impl Into<String>) -> Self {
+    pub fn pair(tenant: impl Into<Arc<str>>, job_type: impl Into<Arc<str>>) -> Self {
         Self {
             tenant: Some(TenantId(tenant.into())),
             job_type: Some(JobType(job_type.into())),

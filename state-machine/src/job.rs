@@ -92,8 +92,8 @@ pub struct JobSpec {
 impl JobSpec {
     /// A spec with the defaults for everything but the three names and the payload.
     pub fn new(
-        tenant: impl Into<String>,
-        job_type: impl Into<String>,
+        tenant: impl Into<std::sync::Arc<str>>,
+        job_type: impl Into<std::sync::Arc<str>>,
         payload: impl Into<Vec<u8>>,
     ) -> Self {
         Self {

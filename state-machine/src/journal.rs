@@ -3,7 +3,9 @@
 //! command applies and drained by the store after each log entry (`State::take_journal`).
 //! Not part of the state, its snapshots or its digest, and never read by a decision.
 
-use crate::{GovernanceChange, JobEventKind, JobId, LeaseId, Stamp, Status, WorkerId};
+use crate::{
+    GovernanceChange, JobEventKind, JobId, JobType, LeaseId, Stamp, Status, TenantId, WorkerId,
+};
 
 /// One change an applied command made.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,9 +15,9 @@ pub enum Note {
         /// The job.
         job: JobId,
         /// Its tenant.
-        tenant: String,
+        tenant: TenantId,
         /// Its type.
-        job_type: String,
+        job_type: JobType,
         /// Its status after the event.
         status: Status,
         /// What happened.
@@ -37,9 +39,9 @@ pub enum Note {
         /// The job.
         job: JobId,
         /// Its tenant.
-        tenant: String,
+        tenant: TenantId,
         /// Its type.
-        job_type: String,
+        job_type: JobType,
         /// The worker holding the lease.
         worker: WorkerId,
         /// The lease.

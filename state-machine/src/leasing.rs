@@ -356,8 +356,8 @@ impl State {
         if let Some(journal) = &mut self.journal {
             journal.push(Note::LeaseExtended {
                 job: job_id,
-                tenant: job.spec.tenant.to_string(),
-                job_type: job.spec.job_type.to_string(),
+                tenant: job.spec.tenant.clone(),
+                job_type: job.spec.job_type.clone(),
                 worker: lease.worker.clone(),
                 lease_id,
                 attempt: job.attempts.len() as u32,

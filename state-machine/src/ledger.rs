@@ -674,8 +674,8 @@ pub(crate) fn record(job: &mut Job, journal: &mut Option<Vec<Note>>, at: At, kin
         let latest = job.attempts.last();
         journal.push(Note::Job {
             job: job.id,
-            tenant: job.spec.tenant.to_string(),
-            job_type: job.spec.job_type.to_string(),
+            tenant: job.spec.tenant.clone(),
+            job_type: job.spec.job_type.clone(),
             status: job.status(),
             event: kind.clone(),
             attempts: job.attempts.len() as u32,

@@ -228,7 +228,7 @@ impl State {
             .get_mut(&job_type)
             .and_then(|b| b.open_incident.take().map(|open| (b, open)));
         let Some((breaker, incident)) = open else {
-            return Err(SchedulerError::BreakerNotOpen(job_type.0));
+            return Err(SchedulerError::BreakerNotOpen(job_type.0.to_string()));
         };
         breaker.buckets.clear();
         if let Some(incident) = self.ledger.incidents.get_mut(&incident) {

@@ -572,7 +572,7 @@ fn a_lease_within_tenants_grants_only_their_jobs() {
         job_types: vec![JobType::new("email")],
         max: 10,
         ttl_ms: None,
-        tenants: tenants.iter().map(|t| TenantId(t.to_string())).collect(),
+        tenants: tenants.iter().map(|t| TenantId::from(*t)).collect(),
     };
     let granted = |reply: Reply| match reply {
         Reply::Leased { grants, .. } => grants,
@@ -581,7 +581,7 @@ fn a_lease_within_tenants_grants_only_their_jobs() {
     let grants = granted(c.apply(within(&["acme", "initech"])).unwrap());
     let tenants: Vec<String> = grants
         .iter()
-        .map(|g| c.state.job(g.job_id).unwrap().spec.tenant.0.clone())
+        .map(|g| c.state.job(g.job_id).unwrap().spec.tenant.to_string())
         .collect();
     assert_eq!(tenants.len(), 3, "{tenants:?}");
     assert!(tenants.iter().all(|t| t != "globex"), "{tenants:?}");
@@ -592,7 +592,7 @@ fn a_lease_within_tenants_grants_only_their_jobs() {
         &[JobType::new("email")],
         10,
         None,
-        Some(&[TenantId("acme".to_owned())].into()),
+        Some(&[TenantId::from("acme")].into()),
         c.now_ms
     ));
     assert_eq!(granted(c.apply(within(&["globex"])).unwrap()).len(), 1);

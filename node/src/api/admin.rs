@@ -431,7 +431,7 @@ impl AdminService for Admin {
             name: r.name,
             hash: [0; 32],
             scopes: AuthScope::parse_all(&r.scopes).map_err(|e| status::scheduler(&e))?,
-            tenants: r.tenants.into_iter().map(TenantId).collect(),
+            tenants: r.tenants.into_iter().map(TenantId::from).collect(),
             ttl_ms: r.ttl_ms,
         };
         let stamp = convert::stamp(r.stamp)?;
@@ -454,7 +454,7 @@ impl AdminService for Admin {
                 .map(|t| pb::TokenInfo {
                     name: t.name.clone(),
                     scopes: t.scopes.iter().map(|s| s.name().to_owned()).collect(),
-                    tenants: t.tenants.iter().map(|t| t.0.clone()).collect(),
+                    tenants: t.tenants.iter().map(|t| t.to_string()).collect(),
                     created_ms: t.created_ms,
                     expires_ms: t.expires_ms,
                     created_by: t.created_by.clone(),
@@ -802,7 +802,7 @@ fn incident_view(
 ) -> pb::IncidentView {
     pb::IncidentView {
         id: i.id.0,
-        job_type: i.job_type.0.clone(),
+        job_type: i.job_type.to_string(),
         opened_ms: i.opened_ms,
         failure_rate_percent: u32::from(i.failure_rate_percent),
         resolved: i.resolved.is_some(),
@@ -863,8 +863,8 @@ fn governance_view(state: &State) -> pb::GetGovernanceResponse {
         .queue_depth()
         .into_iter()
         .map(|q| pb::QueueDepthView {
-            tenant: q.tenant.0,
-            job_type: q.job_type.0,
+            tenant: q.tenant.to_string(),
+            job_type: q.job_type.to_string(),
             pending: q.pending,
             ready: q.ready,
             leased: q.leased,
@@ -881,7 +881,7 @@ fn governance_view(state: &State) -> pb::GetGovernanceResponse {
         blocked: state
             .blocked_tenants()
             .map(|(tenant, stamp)| pb::BlockedTenant {
-                tenant: tenant.0.clone(),
+                tenant: tenant.to_string(),
                 stamp: Some(convert::stamp_out(stamp)),
             })
             .collect(),

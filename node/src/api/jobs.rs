@@ -274,7 +274,7 @@ impl JobService for Jobs {
         let job = job.filter(|job| {
             job.spec
                 .as_ref()
-                .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
+                .is_some_and(|s| principal.allows(&TenantId::from(s.tenant.as_str())))
         });
         let Some(job) = job else {
             return Err(status::scheduler(&SchedulerError::JobNotFound(id)));
@@ -302,7 +302,7 @@ impl JobService for Jobs {
         forward_unless_here!(self.0, request, is_stale, job_service, list_jobs);
         let principal = principal_of(&request)?;
         let request = request.into_inner();
-        let tenant = match (request.tenant.map(TenantId), &principal.tenants) {
+        let tenant = match (request.tenant.map(TenantId::from), &principal.tenants) {
             (Some(tenant), _) => {
                 principal.reach(&tenant)?;
                 Some(tenant)
@@ -319,7 +319,7 @@ impl JobService for Jobs {
         let filter = JobFilter {
             status: convert::status_filter(request.status)?,
             tenant,
-            job_type: request.job_type.map(JobType),
+            job_type: request.job_type.map(JobType::from),
             since_ms: request.since_ms,
             until_ms: request.until_ms,
         };
@@ -380,7 +380,7 @@ impl JobService for Jobs {
         page.jobs.retain(|job| {
             job.spec
                 .as_ref()
-                .is_some_and(|s| principal.allows(&TenantId(s.tenant.clone())))
+                .is_some_and(|s| principal.allows(&TenantId::from(s.tenant.as_str())))
         });
         Ok(Response::new(page))
     }
@@ -426,8 +426,8 @@ impl JobService for Jobs {
                     .filter(|l| principal.allows(&l.job.spec.tenant))
                     .map(|l| pb::LineageLink {
                         job_id: l.job.id.0,
-                        tenant: l.job.spec.tenant.0.clone(),
-                        job_type: l.job.spec.job_type.0.clone(),
+                        tenant: l.job.spec.tenant.to_string(),
+                        job_type: l.job.spec.job_type.to_string(),
                         status: convert::status_out(l.job.status()).into(),
                         wrote: l.wrote,
                         artifact: Some(convert::artifact_out(l.artifact)),

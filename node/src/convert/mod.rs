@@ -165,8 +165,8 @@ pub fn scope(scope: Option<pb::Scope>) -> Result<Scope, GrpcStatus> {
         return Err(invalid("scope", "needs a tenant, a job type or both"));
     }
     Ok(Scope {
-        tenant: scope.tenant.map(TenantId),
-        job_type: scope.job_type.map(JobType),
+        tenant: scope.tenant.map(TenantId::from),
+        job_type: scope.job_type.map(JobType::from),
     })
 }
 

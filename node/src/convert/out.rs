@@ -26,8 +26,8 @@ pub fn stamp_out(stamp: &Stamp) -> pb::Stamp {
 /// A governance scope as the wire shows it.
 pub fn scope_out(scope: &Scope) -> pb::Scope {
     pb::Scope {
-        tenant: scope.tenant.as_ref().map(|t| t.0.clone()),
-        job_type: scope.job_type.as_ref().map(|t| t.0.clone()),
+        tenant: scope.tenant.as_ref().map(|t| t.to_string()),
+        job_type: scope.job_type.as_ref().map(|t| t.to_string()),
     }
 }
 
@@ -62,8 +62,8 @@ pub fn grant_out(grant: Grant) -> pb::LeasedJob {
         lease_id: grant.lease_id.0,
         lease_until_ms: grant.lease_until_ms,
         attempt: grant.attempt,
-        tenant: grant.tenant.0,
-        job_type: grant.job_type.0,
+        tenant: grant.tenant.to_string(),
+        job_type: grant.job_type.to_string(),
         payload: grant.payload,
         correlation_id: grant.correlation_id,
         ttl_ms: grant.ttl_ms,
@@ -88,8 +88,8 @@ pub fn hold_out(held: Option<LeaseHold>) -> pb::LeaseHold {
 
 fn spec_out(spec: &JobSpec) -> pb::JobSpec {
     pb::JobSpec {
-        tenant: spec.tenant.0.clone(),
-        job_type: spec.job_type.0.clone(),
+        tenant: spec.tenant.to_string(),
+        job_type: spec.job_type.to_string(),
         payload: spec.payload.clone(),
         project: Some(spec.project.clone()),
         priority: Some(u32::from(spec.priority)),
@@ -130,7 +130,7 @@ fn attempt_out(attempt: &Attempt) -> pb::Attempt {
     };
     pb::Attempt {
         number: attempt.number,
-        worker: attempt.worker.0.clone(),
+        worker: attempt.worker.to_string(),
         lease_id: attempt.lease_id.0,
         started_ms: attempt.started_ms,
         ended_ms: attempt.ended_ms,
@@ -208,7 +208,7 @@ pub fn job_out(job: &Job, summary: bool) -> pb::Job {
         plan_id: job.origin.plan.as_ref().map(|(id, _)| id.0),
         plan_step: job.origin.plan.as_ref().map(|(_, key)| key.clone()),
         replay_of: job.origin.replay_of.map(|id| id.0),
-        schedule_id: job.origin.schedule.as_ref().map(|(id, _)| id.0.clone()),
+        schedule_id: job.origin.schedule.as_ref().map(|(id, _)| id.to_string()),
         attempt_count: job.attempts.len() as u32,
         ..pb::Job::default()
     };
@@ -223,7 +223,7 @@ pub fn job_out(job: &Job, summary: bool) -> pb::Job {
         JobState::Ready { .. } => {}
         JobState::Leased { lease } => {
             out.lease_id = Some(lease.id.0);
-            out.lease_worker = Some(lease.worker.0.clone());
+            out.lease_worker = Some(lease.worker.to_string());
             out.lease_until_ms = Some(lease.until_ms);
         }
         JobState::Succeeded { at_ms } => out.finished_ms = Some(*at_ms),

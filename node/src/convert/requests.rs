@@ -142,8 +142,8 @@ impl WireWrite for pb::LeaseRequest {
     type Answer = pb::LeaseResponse;
     fn command(self, _: &Limits) -> Result<(Option<pb::Session>, Command), Status> {
         let command = Command::Lease {
-            worker: WorkerId(self.worker),
-            job_types: self.job_types.into_iter().map(JobType).collect(),
+            worker: WorkerId::from(self.worker),
+            job_types: self.job_types.into_iter().map(JobType::from).collect(),
             max: self.max,
             ttl_ms: self.ttl_ms,
         };
@@ -270,8 +270,8 @@ macro_rules! governance {
 
 governance! {
     pb::SetQuotaRequest => |r| Command::SetQuota {
-        tenant: TenantId(r.tenant),
-        job_type: r.job_type.map(JobType),
+        tenant: TenantId::from(r.tenant),
+        job_type: r.job_type.map(JobType::from),
         max_active: r.max_active,
         max_per_hour: r.max_per_hour,
         burst: r.burst,
@@ -287,7 +287,7 @@ governance! {
         stamp: stamp(r.stamp)?,
     };
     pb::ConfigureBreakerRequest => |r| Command::ConfigureBreaker {
-        job_type: JobType(r.job_type),
+        job_type: JobType::from(r.job_type),
         config: r.config.map(breaker_config).transpose()?,
         stamp: stamp(r.stamp)?,
     };
@@ -305,7 +305,7 @@ governance! {
         }
     };
     pb::ResetBreakerRequest => |r| Command::ResetBreaker {
-        job_type: JobType(r.job_type),
+        job_type: JobType::from(r.job_type),
         stamp: stamp(r.stamp)?,
     };
     pb::ReleaseLeaseRequest => |r| Command::ReleaseLease {
@@ -314,7 +314,7 @@ governance! {
         stamp: stamp(r.stamp)?,
     };
     pb::BlockTenantRequest => |r| Command::BlockTenant {
-        tenant: TenantId(r.tenant),
+        tenant: TenantId::from(r.tenant),
         blocked: r.blocked,
         stamp: stamp(r.stamp)?,
     };

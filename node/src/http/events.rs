@@ -209,16 +209,19 @@ fn shown(event: &Event, filter: &Filter) -> Option<EventData> {
             at_ms,
             ..
         }) => {
-            if !filter.tenant_shown(tenant)
-                || filter.job_type.as_ref().is_some_and(|t| t != job_type)
+            if !filter.tenant_shown(tenant.as_str())
+                || filter
+                    .job_type
+                    .as_ref()
+                    .is_some_and(|t| t != job_type.as_str())
             {
                 return None;
             }
             data.kind = job_kind(kind).to_owned();
             data.at = Some(instant(*at_ms));
             data.job_id = Some(job.0);
-            data.tenant = Some(tenant.clone());
-            data.job_type = Some(job_type.clone());
+            data.tenant = Some(tenant.to_string());
+            data.job_type = Some(job_type.to_string());
             data.status = Some(status.as_str().to_owned());
             data.attempts = Some(*attempts);
             if let JobEventKind::Leased { lease_id, worker } = kind {

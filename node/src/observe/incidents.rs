@@ -169,8 +169,8 @@ impl Incidents {
                 ..
             } => {
                 let window = u64::try_from(self.settings.window.as_millis()).unwrap_or(u64::MAX);
-                let key = if self.dead.contains_key(job_type) || self.dead.len() < MAX_PAIRS {
-                    job_type.clone()
+                let key = if self.dead.contains_key(job_type.as_str()) || self.dead.len() < MAX_PAIRS {
+                    job_type.to_string()
                 } else {
                     OTHER.to_owned()
                 };

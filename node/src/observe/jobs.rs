@@ -159,7 +159,7 @@ impl Tallies {
                     at_ms,
                     ..
                 } => {
-                    let tally = book.tally(tenant, job_type);
+                    let tally = book.tally(tenant.as_str(), job_type.as_str());
                     let count = match event {
                         JobEventKind::Enqueued => Some(Count::Enqueued),
                         JobEventKind::Leased { .. } => {
@@ -196,7 +196,8 @@ impl Tallies {
                 Note::LeaseExtended {
                     tenant, job_type, ..
                 } => {
-                    book.tally(tenant, job_type).counts[Count::LeaseExtensions as usize] += 1;
+                    book.tally(tenant.as_str(), job_type.as_str()).counts
+                        [Count::LeaseExtensions as usize] += 1;
                 }
                 Note::Governance { change, .. } => {
                     *book.changes.entry(change.kind()).or_default() += 1;
