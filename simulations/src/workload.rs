@@ -13,6 +13,11 @@ use std::time::Duration;
 pub const JOB_TYPE: &str = "work";
 /// Lease time-to-live the workers ask for.
 pub const TTL_MS: u64 = 2_000;
+/// How long a worker's lease call waits for a job (a long poll, `wait_ms`). A lease's
+/// grant falls between its ask and its answer either way, so the checks that read those
+/// times (10-13) hold as they did when workers polled every 100 ms; idle workers now
+/// cost one call a second rather than ten.
+const LEASE_WAIT_MS: u32 = 1_000;
 /// The tenant with a `max_active` quota, and the quota.
 pub const QUOTA_TENANT: &str = "t0";
 pub const QUOTA_MAX_ACTIVE: u32 = 2;
@@ -155,8 +160,8 @@ pub async fn produce(
     let mut n = 0;
     while n < work.jobs {
         let size = rng.range(1, 7).min(work.jobs - n);
-        let batch: Vec<Enqueue> = (n..n + size)
-            .map(|n| Enqueue {
+        let batch: Vec<KeyedJob> = (n..n + size)
+            .map(|n| KeyedJob {
                 tenant: if n % 2 == 0 { QUOTA_TENANT } else { "t1" },
                 script: Script::pick(&mut rng),
                 key: format!("{name}-{n}"),
@@ -168,7 +173,7 @@ pub async fn produce(
         let pause = rng.range(pace * size / 6, pace * size * 11 / 6);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
-    let again: Vec<Enqueue> = keys.into_iter().filter(|_| rng.chance(25)).collect();
+    let again: Vec<KeyedJob> = keys.into_iter().filter(|_| rng.chance(25)).collect();
     for batch in again.chunks(4) {
         enqueue(&format!("{name}-again"), &again_client, batch, &history).await;
     }
@@ -201,28 +206,30 @@ pub async fn produce(
 }
 
 /// A job the producer enqueues under its idempotency key.
-struct Enqueue {
+struct KeyedJob {
     tenant: &'static str,
     script: Script,
     key: String,
 }
 
-impl Enqueue {
+impl KeyedJob {
     fn spec(&self) -> pb::JobSpec {
         spec(self.tenant, self.script, &self.key, Some(self.key.clone()))
     }
 }
 
-/// Enqueues `jobs` in one call, sending again until the cluster has answered for each (the
-/// key makes every retry safe); a batch sends again only the jobs it has no answer for.
-async fn enqueue(name: &str, client: &Client, jobs: &[Enqueue], history: &History) {
-    let unanswered = |job: &Enqueue| {
+/// Enqueues `jobs` in one call (`Enqueue` for one, `EnqueueBatch` for more), sending it
+/// again until the cluster answers (the keys make every retry safe). A
+/// refusal (of the call, or of one job in a batch) fails the seed, named: nothing the
+/// producer sends should be refused, and sending it again would never end.
+async fn enqueue(name: &str, client: &Client, jobs: &[KeyedJob], history: &History) {
+    let unanswered = |job: &KeyedJob| {
         history.record(Event::EnqueueUnanswered {
             producer: name.to_owned(),
             key: job.key.clone(),
         });
     };
-    let enqueued = |job: &Enqueue, answer: pb::EnqueueResponse| {
+    let enqueued = |job: &KeyedJob, answer: pb::EnqueueResponse| {
         history.record(Event::Enqueued {
             producer: name.to_owned(),
             tenant: job.tenant.to_owned(),
@@ -231,48 +238,57 @@ async fn enqueue(name: &str, client: &Client, jobs: &[Enqueue], history: &Histor
             created: answer.created,
         });
     };
-    let mut pending: Vec<&Enqueue> = jobs.iter().collect();
-    while let [first, ..] = pending[..] {
-        if pending.len() == 1 {
+    loop {
+        if let [job] = jobs {
             let request = pb::EnqueueRequest {
                 session: None,
-                spec: Some(first.spec()),
+                spec: Some(job.spec()),
             };
             match client.enqueue(request).await {
-                Ok(answer) => {
-                    enqueued(first, answer);
-                    return;
+                Ok(answer) => return enqueued(job, answer),
+                Err(ClientError::Rejected(status)) => {
+                    panic!("{name}: enqueue of {} refused: {status:?}", job.key)
                 }
-                Err(_) => unanswered(first),
+                Err(_) => unanswered(job),
             }
             continue;
         }
         let request = pb::EnqueueBatchRequest {
             session: None,
-            specs: pending.iter().map(|job| job.spec()).collect(),
+            specs: jobs.iter().map(KeyedJob::spec).collect(),
         };
-        let Ok(answer) = client.enqueue_batch(request).await else {
-            pending.iter().for_each(|job| unanswered(job));
-            continue;
-        };
-        let mut results = answer.results.into_iter();
-        pending.retain(|job| {
-            match results.next().and_then(|r| r.result) {
-                Some(pb::enqueue_result::Result::Enqueued(answer)) => {
-                    enqueued(job, answer);
-                    false
-                }
-                // Refused, or missing from the answer: sent again.
-                _ => {
-                    unanswered(job);
-                    true
-                }
+        let answer = match client.enqueue_batch(request).await {
+            Ok(answer) => answer,
+            Err(ClientError::Rejected(status)) => {
+                panic!("{name}: a batch of {} refused: {status:?}", jobs.len())
             }
-        });
+            Err(_) => {
+                jobs.iter().for_each(unanswered);
+                continue;
+            }
+        };
+        assert_eq!(
+            answer.results.len(),
+            jobs.len(),
+            "{name}: a batch answered for {} of its {} jobs",
+            answer.results.len(),
+            jobs.len()
+        );
+        for (job, result) in jobs.iter().zip(answer.results) {
+            match result.result {
+                Some(pb::enqueue_result::Result::Enqueued(answer)) => enqueued(job, answer),
+                Some(pb::enqueue_result::Result::Error(e)) => {
+                    panic!("{name}: enqueue of {} refused: {}: {}", job.key, e.kind, e.message)
+                }
+                None => panic!("{name}: a batch answered nothing for {}", job.key),
+            }
+        }
+        return;
     }
 }
 
-/// A worker: leases, runs each job's script, reports. A zombie sleeps past its lease's
+/// A worker: leases (a long poll of up to `LEASE_WAIT_MS`; the zombie asks without one,
+/// every 1.5 s), runs each job's script, reports. A zombie sleeps past its lease's
 /// TTL before reporting, as a paused or partitioned worker would. The quick jobs of one
 /// lease run first and are reported together (`CompleteBatch` for two or more, `Complete`
 /// for one); then each slow one, and the zombie's, alone as soon as it is done.
@@ -290,7 +306,7 @@ pub async fn work(
             job_types: vec![JOB_TYPE.to_owned()],
             max: if zombie { 1 } else { 4 },
             ttl_ms: Some(TTL_MS),
-            wait_ms: None,
+            wait_ms: (!zombie).then_some(LEASE_WAIT_MS),
         };
         let asked_ms = history::now_ms();
         let jobs = match client.lease(request).await {
