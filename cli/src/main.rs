@@ -26,16 +26,19 @@ use rota_client::{Client, ClientConfig, ClientSettings};
 use rota_node::observe::otel::Otlp;
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's malloc: a node allocates and frees a few buffers per job
-/// on every thread, and in the job cycle glibc's malloc and free (with its arenas limited
-/// and `malloc_trim` every 2 s, as the soak needed) took about a third of every node's CPU
-/// time. mimalloc does the cycle with about a quarter less CPU a node and ~30% more jobs/s
-/// (README, "Speed"), and hands freed pages back to the system by itself (its default purge
-/// delay, 1 s), which is what the arena limit and the trimming thread were for.
+/// mimalloc rather than glibc's malloc for everything Rust allocates: a node allocates and
+/// frees a few buffers per job on every thread, and in the job cycle glibc's malloc and free
+/// took about a third of every node's CPU time. mimalloc does the cycle with about a quarter
+/// less CPU a node and ~30% more jobs/s (README, "Throughput, second round"), and hands freed
+/// pages back to the system itself: mimalloc v3 (libmimalloc-sys's default) purges pages
+/// that stayed free for its purge delay, 1 s (`MIMALLOC_PURGE_DELAY`), as later allocations
+/// come by. RocksDB's C++ still allocates with glibc, hence the two functions below.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
+    return_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,6 +50,47 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async_main())
+}
+
+/// glibc gives every thread that meets contention an allocation arena of its own (up to
+/// eight per core) and rarely hands their freed pages back, so RocksDB's allocations (its
+/// memtables, block cache and compactions, on threads of their own; everything else is
+/// mimalloc's) would leave resident memory creeping up after every burst. Two arenas keep
+/// them compact. Called before any thread is started; elsewhere than glibc, nothing to do.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other
+    // thread exists, and M_ARENA_MAX with a positive value is valid on every glibc.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// How often glibc's freed heap pages are handed back to the system.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// glibc keeps freed pages inside its arenas (it trims only the top of the heap): a thread
+/// asks it every two seconds to hand back every free page (`malloc_trim`). While every
+/// allocation was glibc's this kept a node's memory from creeping 10-12% over the 30-minute
+/// soak (README); now it covers RocksDB's share, a small heap, so each walk is short.
+/// Elsewhere than glibc, nothing to do.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trimmer = std::thread::Builder::new()
+            .name("malloc-trim".to_owned())
+            .spawn(|| loop {
+                std::thread::sleep(TRIM_EVERY);
+                // SAFETY: malloc_trim only releases free memory the allocator holds; it
+                // takes the arenas' own locks and may be called from any thread at any time.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(e) = trimmer {
+            eprintln!("warning: could not start the malloc-trim thread: {e}");
+        }
+    }
 }
 
 /// What is logged when ROTA_LOG says nothing: warnings, and a node's job log, governance

@@ -24,9 +24,19 @@ macro_rules! name_id {
         ///
         /// Shared text (`Arc<str>`): a job's name is copied into every index and journal note
         /// that mentions it, and a copy is a reference count, not an allocation. On the wire
-        /// and on disk it is a plain string.
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        /// and on disk it is a plain string, as a `String` was. A name decoded from an entry
+        /// or a snapshot is its job's own (equal names of two jobs are not shared).
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         pub struct $name(pub Arc<str>);
+
+        /// Decoded straight from the borrowed text into its `Arc` (serde's own `Arc<str>`
+        /// goes through a `Box<str>` first, an allocation and a copy more per name, on
+        /// every entry a replica applies).
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_newtype_struct(stringify!($name), SharedText).map(Self)
+            }
+        }
 
         impl $name {
             /// Wraps a name; validation happens where commands are checked.
@@ -58,6 +68,25 @@ macro_rules! name_id {
             }
         }
     };
+}
+
+/// Decodes a name (as a newtype or as bare text, whichever the format gives) into shared text.
+struct SharedText;
+
+impl<'de> serde::de::Visitor<'de> for SharedText {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a name (text)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Arc<str>, E> {
+        Ok(Arc::from(text))
+    }
+
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Arc<str>, D::Error> {
+        d.deserialize_str(SharedText)
+    }
 }
 
 numeric_id!(
@@ -98,3 +127,45 @@ name_id!(
     /// A recurring schedule's operator-chosen name.
     ScheduleId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 4] = [
+        "",
+        "acme",
+        "ünïcode-tenant",
+        "a-rather-longer-job-type-name",
+    ];
+
+    /// Logs, snapshots and archives written while names were `String` still read, and what
+    /// is written now reads as it did: the bytes are the same either way.
+    #[test]
+    fn names_encode_and_decode_as_strings_did() {
+        for text in NAMES {
+            let owned = text.to_owned();
+            let name = TenantId::from(text);
+            let as_string = postcard::to_stdvec(&owned).unwrap();
+            assert_eq!(postcard::to_stdvec(&name).unwrap(), as_string, "{text:?}");
+            assert_eq!(
+                postcard::from_bytes::<TenantId>(&as_string).unwrap(),
+                name,
+                "{text:?}"
+            );
+            let json = serde_json::to_string(&owned).unwrap();
+            assert_eq!(serde_json::to_string(&name).unwrap(), json, "{text:?}");
+            assert_eq!(
+                serde_json::from_str::<JobType>(&json).unwrap(),
+                JobType::from(text),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_name_that_is_not_text_is_refused() {
+        assert!(serde_json::from_str::<WorkerId>("42").is_err());
+        assert!(postcard::from_bytes::<WorkerId>(&[3, 0xff, 0xfe, 0xfd]).is_err());
+    }
+}

@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 use rota_raft::{Event, EventBody};
-use rota_state_machine::{AttemptOutcome, GovernanceChange, JobEventKind, Note};
+use rota_state_machine::{AttemptOutcome, GovernanceChange, JobEventKind, JobType, Note, TenantId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -101,7 +101,7 @@ struct Tally {
 #[derive(Debug, Default)]
 struct Book {
     /// Tenant, then job type.
-    pairs: BTreeMap<String, BTreeMap<String, Tally>>,
+    pairs: BTreeMap<TenantId, BTreeMap<JobType, Tally>>,
     kept: usize,
     /// The pairs past `MAX_PAIRS`, together.
     other: Tally,
@@ -113,7 +113,8 @@ struct Book {
 }
 
 impl Book {
-    fn tally(&mut self, tenant: &str, job_type: &str) -> &mut Tally {
+    /// The pair's tally; its names are shared with the note's (a reference count each).
+    fn tally(&mut self, tenant: &TenantId, job_type: &JobType) -> &mut Tally {
         let known = self
             .pairs
             .get(tenant)
@@ -125,9 +126,9 @@ impl Book {
             self.kept += 1;
         }
         self.pairs
-            .entry(tenant.to_owned())
+            .entry(tenant.clone())
             .or_default()
-            .entry(job_type.to_owned())
+            .entry(job_type.clone())
             .or_default()
     }
 }
@@ -159,7 +160,7 @@ impl Tallies {
                     at_ms,
                     ..
                 } => {
-                    let tally = book.tally(tenant.as_str(), job_type.as_str());
+                    let tally = book.tally(tenant, job_type);
                     let count = match event {
                         JobEventKind::Enqueued => Some(Count::Enqueued),
                         JobEventKind::Leased { .. } => {
@@ -196,8 +197,7 @@ impl Tallies {
                 Note::LeaseExtended {
                     tenant, job_type, ..
                 } => {
-                    book.tally(tenant.as_str(), job_type.as_str()).counts
-                        [Count::LeaseExtensions as usize] += 1;
+                    book.tally(tenant, job_type).counts[Count::LeaseExtensions as usize] += 1;
                 }
                 Note::Governance { change, .. } => {
                     *book.changes.entry(change.kind()).or_default() += 1;
