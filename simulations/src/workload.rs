@@ -278,7 +278,10 @@ async fn enqueue(name: &str, client: &Client, jobs: &[KeyedJob], history: &Histo
             match result.result {
                 Some(pb::enqueue_result::Result::Enqueued(answer)) => enqueued(job, answer),
                 Some(pb::enqueue_result::Result::Error(e)) => {
-                    panic!("{name}: enqueue of {} refused: {}: {}", job.key, e.kind, e.message)
+                    panic!(
+                        "{name}: enqueue of {} refused: {}: {}",
+                        job.key, e.kind, e.message
+                    )
                 }
                 None => panic!("{name}: a batch answered nothing for {}", job.key),
             }
