@@ -15,8 +15,9 @@ pub const JOB_TYPE: &str = "work";
 pub const TTL_MS: u64 = 2_000;
 /// How long a worker's lease call waits for a job (a long poll, `wait_ms`). A lease's
 /// grant falls between its ask and its answer either way, so the checks that read those
-/// times (10-13) hold as they did when workers polled every 100 ms; idle workers now
-/// cost one call a second rather than ten.
+/// times (10-14) raise no false alarm, but a poll that waited is judged against a wider
+/// window (docs/simulations.md, check 11). An idle worker costs one call a second rather
+/// than ten, except when the node answers at once (maintenance, something due).
 const LEASE_WAIT_MS: u32 = 1_000;
 /// The tenant with a `max_active` quota, and the quota.
 pub const QUOTA_TENANT: &str = "t0";
