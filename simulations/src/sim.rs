@@ -5,7 +5,7 @@ use crate::faults::{self, Action, FaultKind, Target, BASE_LATENCY_MS, HEAL_MS};
 use crate::history::{Event, History};
 use crate::net;
 use crate::seed::SplitMix;
-use crate::workload;
+use crate::workload::{self, Worker};
 use rota_client::proto as pb;
 use rota_client::{Client, ClientConfig};
 use rota_node::{NodeSettings, RunningNode};
@@ -361,18 +361,21 @@ fn add_clients(
             Ok(())
         });
     }
+    // Every worker but the first long-polls; the first and the zombie ask without a wait,
+    // so some grants are stamped the moment they were asked (checks 11-14 judge those
+    // against the tightest window).
     let workers = (0..options.workers)
-        .map(|w| (format!("w{w}"), false))
-        .chain([("zombie".to_owned(), true)]);
+        .map(|w| (format!("w{w}"), Worker::Lease { wait: w > 0 }))
+        .chain([("zombie".to_owned(), Worker::Zombie)]);
     // Workers still running: the checker waits for none before it reads the end.
     let working = Arc::new(AtomicUsize::new(options.workers + 1));
-    for (name, zombie) in workers {
+    for (name, kind) in workers {
         let (addrs, history) = (founders.clone(), cluster.history.clone());
         let (stop, working) = (stop.clone(), working.clone());
         clients.add(&name.clone(), async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let worker = client(&name, &addrs);
-            workload::work(name, worker, history, stop, zombie).await;
+            workload::work(name, worker, history, stop, kind).await;
             working.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });

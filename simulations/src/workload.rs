@@ -220,9 +220,10 @@ impl KeyedJob {
 }
 
 /// Enqueues `jobs` in one call (`Enqueue` for one, `EnqueueBatch` for more), sending it
-/// again until the cluster answers (the keys make every retry safe). A
-/// refusal (of the call, or of one job in a batch) fails the seed, named: nothing the
-/// producer sends should be refused, and sending it again would never end.
+/// again until the cluster answers (the keys make every retry safe). A refusal the
+/// cluster names (a `rota-error` kind, for the call or for one job of a batch) fails the
+/// seed: nothing the producer sends should be refused, and sending it again would never
+/// end. A status with no kind (a transport's) counts as no answer.
 async fn enqueue(name: &str, client: &Client, jobs: &[KeyedJob], history: &History) {
     let unanswered = |job: &KeyedJob| {
         history.record(Event::EnqueueUnanswered {
@@ -247,8 +248,8 @@ async fn enqueue(name: &str, client: &Client, jobs: &[KeyedJob], history: &Histo
             };
             match client.enqueue(request).await {
                 Ok(answer) => return enqueued(job, answer),
-                Err(ClientError::Rejected(status)) => {
-                    panic!("{name}: enqueue of {} refused: {status:?}", job.key)
+                Err(e) if e.kind().is_some() => {
+                    panic!("{name}: enqueue of {} refused: {e}", job.key)
                 }
                 Err(_) => unanswered(job),
             }
@@ -260,8 +261,8 @@ async fn enqueue(name: &str, client: &Client, jobs: &[KeyedJob], history: &Histo
         };
         let answer = match client.enqueue_batch(request).await {
             Ok(answer) => answer,
-            Err(ClientError::Rejected(status)) => {
-                panic!("{name}: a batch of {} refused: {status:?}", jobs.len())
+            Err(e) if e.kind().is_some() => {
+                panic!("{name}: a batch of {} refused: {e}", jobs.len())
             }
             Err(_) => {
                 jobs.iter().for_each(unanswered);
@@ -291,8 +292,17 @@ async fn enqueue(name: &str, client: &Client, jobs: &[KeyedJob], history: &Histo
     }
 }
 
-/// A worker: leases (a long poll of up to `LEASE_WAIT_MS`; the zombie asks without one,
-/// every 1.5 s), runs each job's script, reports. A zombie sleeps past its lease's
+/// What kind of worker a simulated worker is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Worker {
+    /// Leases up to four jobs a call, as a long poll of up to `LEASE_WAIT_MS` if `wait`, else
+    /// asking again 100 ms after an empty answer.
+    Lease { wait: bool },
+    /// Leases one job at a time without a wait, every 1.5 s, and reports past its TTL.
+    Zombie,
+}
+
+/// A worker: leases, runs each job's script, reports. A zombie sleeps past its lease's
 /// TTL before reporting, as a paused or partitioned worker would. The quick jobs of one
 /// lease run first and are reported together (`CompleteBatch` for two or more, `Complete`
 /// for one); then each slow one, and the zombie's, alone as soon as it is done.
@@ -301,8 +311,10 @@ pub async fn work(
     client: Client,
     history: History,
     stop: Arc<AtomicBool>,
-    zombie: bool,
+    kind: Worker,
 ) {
+    let zombie = kind == Worker::Zombie;
+    let wait_ms = (kind == Worker::Lease { wait: true }).then_some(LEASE_WAIT_MS);
     while !stop.load(Ordering::SeqCst) {
         let request = pb::LeaseRequest {
             session: None,
@@ -310,7 +322,7 @@ pub async fn work(
             job_types: vec![JOB_TYPE.to_owned()],
             max: if zombie { 1 } else { 4 },
             ttl_ms: Some(TTL_MS),
-            wait_ms: (!zombie).then_some(LEASE_WAIT_MS),
+            wait_ms,
         };
         let asked_ms = history::now_ms();
         let jobs = match client.lease(request).await {

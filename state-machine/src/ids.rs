@@ -84,8 +84,17 @@ impl<'de> serde::de::Visitor<'de> for SharedText {
         Ok(Arc::from(text))
     }
 
+    /// Text a format hands over as bytes, as `String` took it: UTF-8 or refused.
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Arc<str>, E> {
+        std::str::from_utf8(bytes)
+            .map(Arc::from)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))
+    }
+
+    /// `deserialize_string`, as `String` asks: a reader-based format (postcard's io
+    /// flavors) then keeps the text in scratch space rather than the caller's buffer.
     fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Arc<str>, D::Error> {
-        d.deserialize_str(SharedText)
+        d.deserialize_string(SharedText)
     }
 }
 
