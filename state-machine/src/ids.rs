@@ -172,6 +172,20 @@ mod tests {
         }
     }
 
+    /// A format that hands text over as bytes (serde's own `BytesDeserializer` does) gets
+    /// the name when they are UTF-8, a refusal when not, as `String` did.
+    #[test]
+    fn a_name_given_as_bytes_is_taken_when_it_is_utf8() {
+        use serde::de::value::{BytesDeserializer, Error};
+        let utf8 = BytesDeserializer::<Error>::new("ünïcode".as_bytes());
+        assert_eq!(
+            TenantId::deserialize(utf8).unwrap(),
+            TenantId::from("ünïcode")
+        );
+        let not_utf8 = BytesDeserializer::<Error>::new(&[0xff, 0xfe]);
+        assert!(TenantId::deserialize(not_utf8).is_err());
+    }
+
     #[test]
     fn a_name_that_is_not_text_is_refused() {
         assert!(serde_json::from_str::<WorkerId>("42").is_err());
