@@ -9,14 +9,48 @@ use rota_node::tls::issue::{client_files, node_files, write_pair, CA_CERT, CA_KE
 use rota_node::tls::Authority;
 use rota_state_machine::AuthScope;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free port on 127.0.0.1 (bound and released; the agent binds it right after).
+///
+/// Drawn at random from below the kernel's ephemeral range: inside it, the outgoing
+/// connections of every other process (and the listeners that ask the kernel for any port)
+/// take their ports, and one may take ours between this check and the agent's bind (the
+/// agent then exits, and a bench run in CI failed so). Asks the kernel for any port only
+/// when no port below the range is free. (The portpicker crate draws the same way but
+/// also demands the port free over IPv6 and UDP, which an agent never binds.)
 pub fn free_port() -> std::io::Result<u16> {
+    let below = ephemeral_start();
+    if below > LOWEST_PORT {
+        let draw = std::collections::hash_map::RandomState::new();
+        for attempt in 0..PORT_DRAWS {
+            let port =
+                LOWEST_PORT + (draw.hash_one(attempt) % u64::from(below - LOWEST_PORT)) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The lowest port `free_port` draws (above the well-known and most registered services'
+/// ports).
+const LOWEST_PORT: u16 = 16_384;
+
+/// How many ports below the ephemeral range `free_port` tries before it asks the kernel.
+const PORT_DRAWS: u32 = 64;
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// How a client reaches the cluster: plain TCP (agents run `--insecure`, the default), or
@@ -258,6 +292,18 @@ impl Agent {
         Some(child)
     }
 
+    /// How the process ended, once it has (it then counts as stopped); `None` while it runs
+    /// or when it was never started.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = match self.child.as_mut()?.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => status.to_string(),
+            Err(e) => format!("could not be waited for: {e}"),
+        };
+        self.child = None;
+        Some(status)
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -285,6 +331,15 @@ impl Agent {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
         Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+    }
+
+    /// `BenchError::AgentDown` for this agent: `what` happened to it, with its log's end.
+    fn down(&self, what: String) -> BenchError {
+        BenchError::AgentDown {
+            node: self.id,
+            what,
+            log: self.log_tail(),
+        }
     }
 
     /// The last lines of the agent's log, for failure messages.
@@ -316,8 +371,81 @@ pub async fn wait_stopped(mut child: Child, grace: Duration) -> bool {
     false
 }
 
+/// How many times `start_local_agents` draws new ports for agents that could not bind theirs.
+const START_ATTEMPTS: usize = 3;
+
+/// `n` agents on free loopback ports with data under `root` (with TLS from the certificates
+/// in `certs`, if given), started and listening. Should another process take a port
+/// between `free_port` and an agent's bind, that agent exits: then every agent is stopped,
+/// its data directory removed, and all start again on new ports, up to `START_ATTEMPTS`
+/// times in all.
+pub async fn start_local_agents(
+    bin: &Path,
+    n: usize,
+    root: &Path,
+    extra_args: &[String],
+    certs: Option<&Path>,
+) -> Result<Vec<Agent>, BenchError> {
+    let mut attempt = 1;
+    loop {
+        let mut agents = local_agents(bin, n, root, extra_args).map_err(BenchError::Ports)?;
+        if let Some(dir) = certs {
+            agents = agents.into_iter().map(|a| a.with_certs(dir)).collect();
+        }
+        for agent in &mut agents {
+            agent.start().map_err(|source| BenchError::StartAgent {
+                bin: bin.to_owned(),
+                source,
+            })?;
+        }
+        match wait_listening(&mut agents, Duration::from_secs(30)).await {
+            Ok(()) => return Ok(agents),
+            Err(down) if attempt < START_ATTEMPTS => {
+                tracing::warn!(%down, attempt, "an agent did not start; new ports for all");
+                for agent in &mut agents {
+                    agent.kill();
+                    match std::fs::remove_dir_all(&agent.dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(BenchError::DataDir(e)),
+                    }
+                }
+                attempt += 1;
+            }
+            Err(down) => return Err(down),
+        }
+    }
+}
+
+/// Waits until every agent accepts connections on its client, peer and HTTP ports. An
+/// agent that exits first, or is not listening after `within`, is `BenchError::AgentDown`.
+pub async fn wait_listening(agents: &mut [Agent], within: Duration) -> Result<(), BenchError> {
+    let deadline = Instant::now() + within;
+    for agent in agents {
+        for addr in [
+            agent.addr.clone(),
+            agent.peer_addr.clone(),
+            agent.http_addr.clone(),
+        ] {
+            loop {
+                if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                    break;
+                }
+                if let Some(status) = agent.exited() {
+                    return Err(agent.down(format!("exited ({status}) before listening")));
+                }
+                if Instant::now() >= deadline {
+                    return Err(agent.down(format!("was not listening on {addr} after {within:?}")));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `n` agents on free loopback ports with data under `root`, not yet started.
-pub fn local_agents(
+fn local_agents(
     bin: &Path,
     n: usize,
     root: &Path,

@@ -32,6 +32,13 @@ pub enum BenchError {
         #[source]
         source: std::io::Error,
     },
+    /// A started agent that exited, or did not listen in time; `log` is its log's end.
+    #[error("node {node} {what}; the end of its log:\n{log}")]
+    AgentDown {
+        node: u64,
+        what: String,
+        log: String,
+    },
     /// The certificates of a local cluster with TLS, which could not be made or written.
     #[error("the local cluster's certificates")]
     Certificates(#[from] rota_node::tls::issue::CertError),

@@ -1,10 +1,12 @@
 //! Three real `rota agent` processes with TLS and auth, a producer and four workers, each
 //! with a token of its own: 5,000 jobs, a known share failing once and a known share failing
 //! always, plans with dependencies, and the leader SIGKILLed mid-run and restarted. Nothing
-//! may be lost or run to success twice.
+//! may be lost or run to success twice. And how such agents are started: on ports the
+//! kernel does not hand out to others, and named with their log when one cannot start.
 
 use rota_benches::cluster::{
-    local_agents, poll, settled_digests, wait_for_agreed_leader, Access, Certificates,
+    free_port, poll, settled_digests, start_local_agents, wait_for_agreed_leader, wait_listening,
+    Access, Agent, Certificates,
 };
 use rota_client::proto as pb;
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
@@ -276,22 +278,78 @@ fn client_config_files(certs: &Path, addrs: &[String], producer_token: &str) {
     assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1), "{page}");
 }
 
+#[tokio::test]
+async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bind_below_the_ephemeral_range(
+) {
+    let root = tempfile::TempDir::new().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let peer = port(free_port().expect("a free port"));
+    let http = port(free_port().expect("a free port"));
+    let client = port(taken.local_addr().expect("its address").port());
+    let mut agent = Agent::new(
+        Path::new(env!("CARGO_BIN_EXE_rota")),
+        1,
+        (client.clone(), peer.clone(), http),
+        root.path().join("node1"),
+        format!("1={peer}"),
+    );
+    agent.start().expect("rota agent starts");
+    let down = wait_listening(std::slice::from_mut(&mut agent), Duration::from_secs(30))
+        .await
+        .expect_err("an agent cannot listen on a port another holds");
+    let message = down.to_string();
+    assert!(message.starts_with("node 1 exited"), "{message}");
+    assert!(
+        message.contains(&client),
+        "the log names the port: {message}"
+    );
+    assert!(!agent.is_running(), "an exited agent counts as stopped");
+
+    // The agents a run starts take ports the kernel does not hand out on its own, and all
+    // listen once started.
+    let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("the ephemeral range")
+        .split_whitespace()
+        .next()
+        .and_then(|low| low.parse().ok())
+        .expect("its first port");
+    let mut agents = start_local_agents(
+        Path::new(env!("CARGO_BIN_EXE_rota")),
+        3,
+        root.path(),
+        &[],
+        None,
+    )
+    .await
+    .expect("three agents start");
+    for agent in &agents {
+        for addr in [&agent.addr, &agent.peer_addr, &agent.http_addr] {
+            let port: u16 = addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port");
+            assert!(port < ephemeral, "{addr} is below {ephemeral}");
+        }
+    }
+    assert!(
+        agents.iter_mut().all(|a| a.exited().is_none()),
+        "all three run"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_jobs_survive_a_leader_kill_with_nothing_lost_or_doubled() {
     let root = tempfile::TempDir::new().expect("temp dir");
     let certs = root.path().join("certs");
     let certificates = Certificates::write(&certs, 3).expect("certificates");
     let ops = certificates.ops.clone();
-    let mut agents: Vec<_> =
-        local_agents(Path::new(env!("CARGO_BIN_EXE_rota")), 3, root.path(), &[])
-            .expect("agents")
-            .into_iter()
-            .map(|agent| agent.with_certs(&certs))
-            .collect();
+    let bin = Path::new(env!("CARGO_BIN_EXE_rota"));
+    let mut agents = start_local_agents(bin, 3, root.path(), &[], Some(&certs))
+        .await
+        .expect("rota agents start");
     let addrs: Vec<String> = agents.iter().map(|a| a.addr.clone()).collect();
-    for agent in &mut agents {
-        agent.start().expect("rota agent starts");
-    }
 
     let run = tokio::time::timeout(Duration::from_secs(300), async {
         let founder = ops.client([addrs[0].clone()]).expect("client");

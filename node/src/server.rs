@@ -162,6 +162,13 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
+/// A listener on `addr` for the `port` (client, peer, HTTP) it serves; a failure names both.
+async fn listen(port: &str, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("the {port} listener on {addr}: {e}")))
+}
+
 fn tls_error(e: tonic::transport::Error) -> ClusterError {
     ClusterError::Io(std::io::Error::other(format!("TLS settings: {e}")))
 }
@@ -170,16 +177,14 @@ impl RunningNode {
     /// Opens storage, starts Raft and serves on TCP: the client port, and the peer port if
     /// `peer_listen` is set. The data directory is created if missing.
     pub async fn start(settings: NodeSettings) -> Result<Self, ClusterError> {
-        let listener = TcpListener::bind(settings.listen).await?;
+        let listener = listen("client", settings.listen).await?;
         let bound = listener.local_addr()?;
         let peer = match settings.peer_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(listen("peer", addr).await?),
             None => None,
         };
         let http = match settings.http_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("the HTTP listener on {addr}: {e}"))
-            })?),
+            Some(addr) => Some(listen("HTTP", addr).await?),
             None => None,
         };
         let incoming = rota_raft::nodelay_incoming(listener);

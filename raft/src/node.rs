@@ -31,15 +31,17 @@ pub type ReadError = RaftError<NodeId, CheckIsLeaderError<NodeId, RotaNode>>;
 /// tell a stopped node from a lost quorum or a refused membership change.
 #[derive(Debug, Error)]
 pub enum ClusterError {
+    // The next three say their cause in their own message (a client's status carries only
+    // that), so it is not also their `source`: printed as a chain, the cause would read twice.
     /// RocksDB refused an operation on the log.
     #[error("storage: {0}")]
-    Storage(#[from] rocksdb::Error),
+    Storage(rocksdb::Error),
     /// The data directory or a socket failed.
     #[error("io: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The openraft settings are inconsistent (e.g. election timeout below the heartbeat).
     #[error("raft config: {0}")]
-    Config(#[from] openraft::ConfigError),
+    Config(openraft::ConfigError),
     /// This node does not lead; the leader, if known, is named.
     #[error("this node is not the leader; the leader is {leader:?}")]
     NotLeader {
@@ -83,6 +85,24 @@ pub enum ClusterError {
         /// Each peer asked, and its answer.
         tried: String,
     },
+}
+
+impl From<rocksdb::Error> for ClusterError {
+    fn from(e: rocksdb::Error) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl From<std::io::Error> for ClusterError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<openraft::ConfigError> for ClusterError {
+    fn from(e: openraft::ConfigError) -> Self {
+        Self::Config(e)
+    }
 }
 
 impl ClusterError {

@@ -1,7 +1,7 @@
 //! The cluster a run drives: the one it is pointed at, or local agents it starts and founds.
 
 use super::{LoadConfig, TENANT};
-use crate::cluster::{local_agents, wait_for_agreed_leader, Access, Agent, Certificates};
+use crate::cluster::{start_local_agents, wait_for_agreed_leader, Access, Agent, Certificates};
 use crate::BenchError;
 use rota_client::proto as pb;
 use rota_state_machine::AuthScope;
@@ -52,27 +52,22 @@ pub(crate) async fn start_cluster(config: &LoadConfig) -> Result<(Target, Local)
         None => tempfile::TempDir::new(),
     }
     .map_err(BenchError::DataDir)?;
-    let mut agents = local_agents(
+    let certs = if config.tls {
+        let dir = root.path().join("certs");
+        let certs = Certificates::write(&dir, config.nodes as u64)?;
+        Some((dir, certs))
+    } else {
+        None
+    };
+    let agents = start_local_agents(
         &config.rota_bin,
         config.nodes,
         root.path(),
         &config.agent_args,
+        certs.as_ref().map(|(dir, _)| dir.as_path()),
     )
-    .map_err(BenchError::Ports)?;
-    let certs = if config.tls {
-        let dir = root.path().join("certs");
-        let certs = Certificates::write(&dir, config.nodes as u64)?;
-        agents = agents.into_iter().map(|a| a.with_certs(&dir)).collect();
-        Some(certs)
-    } else {
-        None
-    };
-    for agent in &mut agents {
-        agent.start().map_err(|source| BenchError::StartAgent {
-            bin: config.rota_bin.clone(),
-            source,
-        })?;
-    }
+    .await?;
+    let certs = certs.map(|(_, certs)| certs);
     let addrs: Vec<String> = agents.iter().map(|a| a.addr.clone()).collect();
     let ops = certs.as_ref().map(|c| c.ops.clone()).unwrap_or_default();
     let founder = ops.client([addrs[0].clone()]).map_err(BenchError::Client)?;
