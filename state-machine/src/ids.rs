@@ -25,7 +25,9 @@ macro_rules! name_id {
         /// Shared text (`Arc<str>`): a job's name is copied into every index and journal note
         /// that mentions it, and a copy is a reference count, not an allocation. On the wire
         /// and on disk it is a plain string, as a `String` was. A name decoded from an entry
-        /// or a snapshot is its job's own (equal names of two jobs are not shared).
+        /// is the entry's own until its job is created, which then takes the copy the
+        /// indexes already hold (`Indexes::share_names`); jobs restored from a snapshot
+        /// keep their own.
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         pub struct $name(pub Arc<str>);
 

@@ -275,6 +275,11 @@ impl State {
             .expect("a job in the ready index is in the ledger");
         let ttl = ttl_ms.unwrap_or(job.spec.lease_ttl_ms);
         let attempt = job.attempts.len() as u32 + 1;
+        // Room for this attempt only (a first push would reserve four, 336 bytes a job
+        // more, kept until retention), and for the three events a lease usually leads to:
+        // leased, the attempt's end, the outcome.
+        job.attempts.reserve_exact(1);
+        job.history.reserve_exact(3);
         job.attempts.push(Attempt {
             number: attempt,
             worker: worker.clone(),

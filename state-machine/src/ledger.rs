@@ -6,7 +6,7 @@ use crate::governance::{
     Breaker, GovernanceChange, GovernanceEvent, Incident, Quota, Scope, Stamp,
 };
 use crate::ids::{ClientId, IncidentId, JobId, JobType, PlanId, ScheduleId, TenantId};
-use crate::job::{Artifact, Job, JobEvent, JobEventKind, JobState, Status};
+use crate::job::{Artifact, Job, JobEvent, JobEventKind, JobSpec, JobState, Status};
 use crate::journal::Note;
 use crate::plan::Plan;
 use crate::schedule::Schedule;
@@ -167,6 +167,19 @@ fn unfile<K: Ord>(index: &mut BTreeMap<K, BTreeSet<JobId>>, name: &K, id: JobId)
 }
 
 impl Indexes {
+    /// Gives `spec` the copies of its tenant's and job type's names the indexes already
+    /// hold, if any, so that the jobs of one name share one allocation (a name decoded
+    /// from an entry is the entry's own; names compare by their text, so nothing else
+    /// changes).
+    pub(crate) fn share_names(&self, spec: &mut JobSpec) {
+        if let Some((tenant, _)) = self.by_tenant.get_key_value(&spec.tenant) {
+            spec.tenant = tenant.clone();
+        }
+        if let Some((job_type, _)) = self.by_type.get_key_value(&spec.job_type) {
+            spec.job_type = job_type.clone();
+        }
+    }
+
     pub(crate) fn rebuild(ledger: &Ledger) -> Indexes {
         let mut idx = Indexes::default();
         for job in ledger.jobs.values() {

@@ -562,7 +562,8 @@ impl State {
     }
 
     /// Adds a job to the ledger; the spec and its dependencies are already checked.
-    pub(crate) fn create_job(&mut self, spec: JobSpec, origin: Origin, at: At) -> JobId {
+    pub(crate) fn create_job(&mut self, mut spec: JobSpec, origin: Origin, at: At) -> JobId {
+        self.idx.share_names(&mut spec);
         let id = JobId(self.ledger.next_job_id);
         self.ledger.next_job_id += 1;
         let unmet: BTreeSet<JobId> = spec
@@ -595,7 +596,8 @@ impl State {
             origin,
             state,
             attempts: Vec::new(),
-            history: Vec::new(),
+            // Enqueued, and ready unless it waits: a first push would reserve four.
+            history: Vec::with_capacity(2),
         };
         record(&mut job, &mut self.journal, at, JobEventKind::Enqueued);
         if job.status() == Status::Ready {

@@ -632,3 +632,31 @@ fn a_worker_reported_timeout_ends_the_attempt_timed_out_and_retries_until_the_la
         other => panic!("expected dead-lettered, got {other:?}"),
     }
 }
+
+#[test]
+fn a_finished_job_keeps_no_spare_room_and_jobs_of_one_name_share_it() {
+    let mut c = Cluster::new();
+    let first = c.enqueue(spec("acme", "email"));
+    let second = c.enqueue(spec("acme", "email"));
+    for grant in c.lease("w", &["email"], 2) {
+        c.succeed(&grant);
+    }
+    let (a, b) = match (c.state.job(first), c.state.job(second)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => panic!("both jobs are in memory"),
+    };
+    for job in [a, b] {
+        assert_eq!(job.status(), Status::Succeeded);
+        // Kept until retention: a spare slot here is memory held for nothing, per job.
+        assert_eq!(job.attempts.len(), 1);
+        assert_eq!(job.attempts.capacity(), 1, "attempts of job {}", job.id);
+        assert_eq!(job.history.len(), 5, "{:?}", job.history);
+        assert_eq!(job.history.capacity(), 5, "history of job {}", job.id);
+    }
+    // The second job's names were decoded on their own, and it took the first's.
+    assert!(std::sync::Arc::ptr_eq(&a.spec.tenant.0, &b.spec.tenant.0));
+    assert!(std::sync::Arc::ptr_eq(
+        &a.spec.job_type.0,
+        &b.spec.job_type.0
+    ));
+}
