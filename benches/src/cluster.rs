@@ -451,9 +451,23 @@ fn local_agents(
     root: &Path,
     extra_args: &[String],
 ) -> std::io::Result<Vec<Agent>> {
-    // A client port, a peer port and an HTTP port each.
+    // A client port, a peer port and an HTTP port each, all different (each draw is
+    // released before the next, so two draws may find the same free port).
+    let mut drawn = std::collections::BTreeSet::new();
+    let mut distinct = || {
+        for _ in 0..PORT_DRAWS {
+            let port = free_port()?;
+            if drawn.insert(port) {
+                return Ok(port);
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free loopback port not already drawn for another agent",
+        ))
+    };
     let ports = (0..n)
-        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+        .map(|_| Ok((distinct()?, distinct()?, distinct()?)))
         .collect::<std::io::Result<Vec<_>>>()?;
     let peers = ports
         .iter()

@@ -323,6 +323,7 @@ async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bin
     )
     .await
     .expect("three agents start");
+    let mut ports = std::collections::BTreeSet::new();
     for agent in &agents {
         for addr in [&agent.addr, &agent.peer_addr, &agent.http_addr] {
             let port: u16 = addr
@@ -331,6 +332,7 @@ async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bin
                 .and_then(|p| p.parse().ok())
                 .expect("a port");
             assert!(port < ephemeral, "{addr} is below {ephemeral}");
+            assert!(ports.insert(port), "{addr} is drawn once");
         }
     }
     assert!(
