@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 /// Drawn at random from below the kernel's ephemeral range: inside it, the outgoing
 /// connections of every other process (and the listeners that ask the kernel for any port)
 /// take their ports, and one may take ours between this check and the agent's bind (the
-/// agent then exits, and a bench run in CI failed so). Asks the kernel for any port only
-/// when no port below the range is free. (The portpicker crate draws the same way but
+/// agent then exits, and a bench run in CI failed so). Asks the kernel for any port when
+/// `PORT_DRAWS` draws found none free, or when the range starts too low to draw below it
+/// (at `LOWEST_PORT` or under). (The portpicker crate draws the same way but
 /// also demands the port free over IPv6 and UDP, which an agent never binds.)
 pub fn free_port() -> std::io::Result<u16> {
     let below = ephemeral_start();
@@ -298,7 +299,11 @@ impl Agent {
         let status = match self.child.as_mut()?.try_wait() {
             Ok(None) => return None,
             Ok(Some(status)) => status.to_string(),
-            Err(e) => format!("could not be waited for: {e}"),
+            Err(e) => {
+                // Not known to have ended: stopped here, so nothing is left running.
+                self.kill();
+                return Some(format!("could not be waited for: {e}"));
+            }
         };
         self.child = None;
         Some(status)
@@ -375,10 +380,11 @@ pub async fn wait_stopped(mut child: Child, grace: Duration) -> bool {
 const START_ATTEMPTS: usize = 3;
 
 /// `n` agents on free loopback ports with data under `root` (with TLS from the certificates
-/// in `certs`, if given), started and listening. Should another process take a port
-/// between `free_port` and an agent's bind, that agent exits: then every agent is stopped,
-/// its data directory removed, and all start again on new ports, up to `START_ATTEMPTS`
-/// times in all.
+/// in `certs`, if given), started and listening. Should an agent not start (most often
+/// because another process took a port between `free_port` and the agent's bind; but any
+/// exit or a wait past 30 s counts), every agent is stopped, its data directory and log
+/// removed, and all start again on new ports, up to `START_ATTEMPTS` times in all; the
+/// last failure is the error.
 pub async fn start_local_agents(
     bin: &Path,
     n: usize,
@@ -404,10 +410,17 @@ pub async fn start_local_agents(
                 tracing::warn!(%down, attempt, "an agent did not start; new ports for all");
                 for agent in &mut agents {
                     agent.kill();
-                    match std::fs::remove_dir_all(&agent.dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(BenchError::DataDir(e)),
+                    // The log too, so that the next failure's tail is the next attempt's.
+                    let log = agent.dir.with_extension("log");
+                    for gone in [
+                        std::fs::remove_dir_all(&agent.dir),
+                        std::fs::remove_file(log),
+                    ] {
+                        match gone {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(BenchError::DataDir(e)),
+                        }
                     }
                 }
                 attempt += 1;
@@ -421,7 +434,7 @@ pub async fn start_local_agents(
 /// agent that exits first, or is not listening after `within`, is `BenchError::AgentDown`.
 pub async fn wait_listening(agents: &mut [Agent], within: Duration) -> Result<(), BenchError> {
     let deadline = Instant::now() + within;
-    for agent in agents {
+    for agent in agents.iter_mut() {
         for addr in [
             agent.addr.clone(),
             agent.peer_addr.clone(),
@@ -439,6 +452,13 @@ pub async fn wait_listening(agents: &mut [Agent], within: Duration) -> Result<()
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+    }
+    // An agent that bound its first ports and then failed (on its last bind, its TLS files,
+    // its storage) may have answered above in the moment before it exited.
+    for agent in agents.iter_mut() {
+        if let Some(status) = agent.exited() {
+            return Err(agent.down(format!("exited ({status}) after it listened")));
         }
     }
     Ok(())
@@ -463,7 +483,7 @@ fn local_agents(
         }
         Err(std::io::Error::new(
             std::io::ErrorKind::AddrInUse,
-            "no free loopback port not already drawn for another agent",
+            "every free loopback port drawn was already another agent's",
         ))
     };
     let ports = (0..n)

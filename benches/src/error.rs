@@ -33,7 +33,7 @@ pub enum BenchError {
         source: std::io::Error,
     },
     /// A started agent that exited, or did not listen in time; `log` is its log's end.
-    #[error("node {node} {what}; the end of its log:\n{log}")]
+    #[error("node {node} {what}; the end of its log:\n{}", if .log.is_empty() { "(empty)" } else { .log })]
     AgentDown {
         node: u64,
         what: String,

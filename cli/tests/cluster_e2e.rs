@@ -331,7 +331,11 @@ async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bin
                 .next()
                 .and_then(|p| p.parse().ok())
                 .expect("a port");
-            assert!(port < ephemeral, "{addr} is below {ephemeral}");
+            // (A range that starts too low to draw below leaves it to the kernel.)
+            assert!(
+                port < ephemeral || ephemeral <= 16_384,
+                "{addr} is below {ephemeral}"
+            );
             assert!(ports.insert(port), "{addr} is drawn once");
         }
     }

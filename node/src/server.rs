@@ -162,11 +162,11 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// A listener on `addr` for the `port` (client, peer, HTTP) it serves; a failure names both.
-async fn listen(port: &str, addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A listener on `addr` in its `role` (client, peer, HTTP); a failure names both.
+async fn listen(role: &str, addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("the {port} listener on {addr}: {e}")))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("the {role} listener on {addr}: {e}")))
 }
 
 fn tls_error(e: tonic::transport::Error) -> ClusterError {
