@@ -301,8 +301,10 @@ async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bin
     let message = down.to_string();
     assert!(message.starts_with("node 1 exited"), "{message}");
     assert!(
-        message.contains(&client),
-        "the log names the port: {message}"
+        message.contains(&format!(
+            "the client listener on {client}: Address already in use"
+        )),
+        "the log names the listener, its address and why: {message}"
     );
     assert!(!agent.is_running(), "an exited agent counts as stopped");
 
