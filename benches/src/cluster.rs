@@ -41,13 +41,13 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// The lowest port `free_port` draws (above the well-known and most registered services'
 /// ports).
-const LOWEST_PORT: u16 = 16_384;
+pub const LOWEST_PORT: u16 = 16_384;
 
 /// How many ports below the ephemeral range `free_port` tries before it asks the kernel.
 const PORT_DRAWS: u32 = 64;
 
 /// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
-fn ephemeral_start() -> u16 {
+pub fn ephemeral_start() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse().ok())

@@ -5,8 +5,8 @@
 //! kernel does not hand out to others, and named with their log when one cannot start.
 
 use rota_benches::cluster::{
-    free_port, poll, settled_digests, start_local_agents, wait_for_agreed_leader, wait_listening,
-    Access, Agent, Certificates,
+    ephemeral_start, free_port, poll, settled_digests, start_local_agents, wait_for_agreed_leader,
+    wait_listening, Access, Agent, Certificates, LOWEST_PORT,
 };
 use rota_client::proto as pb;
 use rota_client::{Client, Outcome, Worker, WorkerConfig};
@@ -310,12 +310,7 @@ async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bin
 
     // The agents a run starts take ports the kernel does not hand out on its own, and all
     // listen once started.
-    let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .expect("the ephemeral range")
-        .split_whitespace()
-        .next()
-        .and_then(|low| low.parse().ok())
-        .expect("its first port");
+    let ephemeral = ephemeral_start();
     let mut agents = start_local_agents(
         Path::new(env!("CARGO_BIN_EXE_rota")),
         3,
@@ -335,7 +330,7 @@ async fn an_agent_whose_port_is_taken_is_named_with_its_log_and_local_agents_bin
                 .expect("a port");
             // (A range that starts too low to draw below leaves it to the kernel.)
             assert!(
-                port < ephemeral || ephemeral <= 16_384,
+                port < ephemeral || ephemeral <= LOWEST_PORT,
                 "{addr} is below {ephemeral}"
             );
             assert!(ports.insert(port), "{addr} is drawn once");
